@@ -1,0 +1,73 @@
+# delivery-eta: every target installs what it needs; a fresh machine needs only python3 + make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+UV_VERSION  ?= 0.13.8
+TOOLS       := .tools
+UV          := $(TOOLS)/bin/uv
+VENV        := .venv
+PY          := $(VENV)/bin/python
+BENTOML     := $(VENV)/bin/bentoml
+PORT        ?= 3000
+HOST        ?= 127.0.0.1
+# The model store lives outside the repo so `bentoml build` never packs it into itself.
+export BENTOML_HOME ?= $(HOME)/bentoml
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help env system-deps train serve test lint format materialize load-check lock clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON_BOOT) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --quiet
+	@touch $@
+
+env: $(VENV)/.synced ## create .venv from uv.lock
+
+# Debian packages the tests and load checks run for real: redis-server (feature store
+# backend), wrk (load generator).
+system-deps:
+	@missing=""; for bin in redis-server wrk; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk >/dev/null; \
+	fi
+
+train: env ## train a full model and register it (stage=candidate)
+	$(PY) train.py
+
+serve: env ## train if the store has no model, then serve on http://$(HOST):$(PORT)
+	$(PY) train.py --if-missing
+	$(BENTOML) serve service:DeliveryETA --host $(HOST) --port $(PORT)
+
+test: env system-deps ## run the whole suite (unit, model, service, contract)
+	$(PY) -m pytest -q
+
+lint: env ## ruff lint + format check, mypy on the core
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: env ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+REDIS_URL ?= redis://127.0.0.1:6379/0
+materialize: env ## load the served model's entity features into Redis (REDIS_URL=...)
+	$(PY) train.py materialize --redis-url $(REDIS_URL) --model-tag $${DELIVERY_ETA_MODEL_TAG:-delivery_eta:latest}
+
+load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
+	$(PY) train.py --if-missing
+	$(PY) loadtest/batching_check.py --connections 64 --duration 15
+
+lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock
+
+clean: ## remove environments and caches (not the model store)
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache reports

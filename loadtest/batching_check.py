@@ -1,0 +1,134 @@
+"""Prove adaptive batching under load: N connections of single predictions, 0 non-2xx, batches > 1.
+
+Starts ``bentoml serve`` on a free loopback port (or uses --url), drives it with wrk and
+loadtest/predict.lua, then reads the batch-size histogram from /metrics.
+
+    python loadtest/batching_check.py --connections 64 --duration 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH_METRIC = "bentoml_service_adaptive_batch_size"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def served(url: str | None) -> Iterator[str]:
+    """Yield the URL of a running service, starting one on loopback if none was given."""
+    if url:
+        yield url.rstrip("/")
+        return
+    port = free_port()
+    log = open(ROOT / "loadtest" / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "service:DeliveryETA",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", 90, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def batch_histogram(url: str) -> tuple[float, float, float]:
+    """(batches, requests batched, batches of size 1) summed over workers."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = {"count": 0.0, "sum": 0.0, "le1": 0.0}
+    for line in text.splitlines():
+        if line.startswith(f"{BATCH_METRIC}_count"):
+            total["count"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{BATCH_METRIC}_sum"):
+            total["sum"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{BATCH_METRIC}_bucket") and 'le="1.0"' in line:
+            total["le1"] += float(line.rsplit(" ", 1)[1])
+    return total["count"], total["sum"], total["le1"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", help="running service; default: start one on a free port")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=15, help="seconds")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: run `make system-deps`", file=sys.stderr)
+        return 2
+
+    with served(args.url) as url:
+        if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+            print("refusing to load anything but loopback", file=sys.stderr)
+            return 2
+        before = batch_histogram(url)
+        wrk = subprocess.run(
+            ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+             "-s", str(ROOT / "loadtest" / "predict.lua"), f"{url}/v1/predict"],
+            capture_output=True, text=True, check=True,
+        )
+        after = batch_histogram(url)
+
+    out = wrk.stdout
+    print(out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non_2xx = int(non_2xx_match.group(1)) if non_2xx_match else 0
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    batches, batched, singles = (a - b for a, b in zip(after, before, strict=True))
+    mean_batch = batched / batches if batches else 0.0
+
+    print(f"connections={args.connections} duration={args.duration}s requests={requests} "
+          f"rps={rps:.0f} p99={p99} non_2xx={non_2xx} socket_errors={socket_errors.group(1) if socket_errors else 'none'}")
+    print(f"model batches={batches:.0f} mean requests/batch={mean_batch:.1f} "
+          f"batches of size 1={singles:.0f} ({singles / batches:.0%} of batches)" if batches else "no batches")
+    failures = []
+    if non_2xx:
+        failures.append(f"{non_2xx} non-2xx responses")
+    if socket_errors:
+        failures.append(f"socket errors: {socket_errors.group(1)}")
+    if batches == 0 or batched <= batches:
+        failures.append("no batch larger than 1 request")
+    print("VERDICT: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

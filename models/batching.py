@@ -1,0 +1,69 @@
+"""Adaptive batching of concurrent predictions with BentoML's own dispatcher.
+
+BentoML 1.4 batches only HTTP requests that hit a batchable route, and a service calling its
+own batchable method goes over HTTP again (to port 3000, whatever port it serves on). Both
+/v1 routes therefore hand their rows to one in-process ``CorkDispatcher`` -- the same adaptive
+batching algorithm BentoML runs for batchable APIs -- and the model sees merged batches with
+no extra hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+import numpy as np
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+
+class Overloaded(RuntimeError):
+    """The batch queue's estimated wait exceeds its latency budget: shed this request."""
+
+
+def _shed() -> np.ndarray:
+    raise Overloaded("prediction queue is over its latency budget")
+
+
+class AdaptiveBatcher:
+    """Merge concurrent ``predict`` calls (each an ``(n, k)`` matrix) into model batches."""
+
+    def __init__(
+        self,
+        predict_rows: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_latency_ms: int,
+        observe_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._predict_rows = predict_rows
+        self._observe_batch = observe_batch
+        # One model call at a time per worker: the trees are CPU-bound, so a second thread
+        # would only contend for the same cores while the queue forms the next batch.
+        self._limiter = anyio.CapacityLimiter(1)
+        dispatcher: CorkDispatcher[np.ndarray, np.ndarray] = CorkDispatcher(
+            max_latency_in_ms=max_latency_ms,
+            max_batch_size=max_batch_size,
+            fallback=_shed,
+            get_batch_size=lambda rows: int(rows.shape[0]),
+            batch_dim=(0, 0),
+        )
+        self._dispatcher = dispatcher
+        self._infer = dispatcher(self._run_batch)
+
+    async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not parts:
+            return []
+        sizes = [part.shape[0] for part in parts]
+        if self._observe_batch is not None:
+            self._observe_batch(len(parts), sum(sizes))
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        outputs = await anyio.to_thread.run_sync(self._predict_rows, stacked, limiter=self._limiter)
+        return list(np.split(outputs, np.cumsum(sizes)[:-1]))
+
+    async def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Predict ``rows``, sharing the model call with whatever else is queued."""
+        return await self._infer(rows)
+
+    def shutdown(self) -> None:
+        """Stop the dispatcher's controller task."""
+        self._dispatcher.shutdown()

@@ -1,0 +1,68 @@
+"""Feature contract and the request/response models of the /v1 API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Order of the model's input columns. Stored in the model metadata and checked at start-up:
+# a model trained on another order would silently predict garbage.
+FEATURE_NAMES: tuple[str, ...] = (
+    "distance_km",
+    "is_peak_hour",
+    "order_value",
+    "restaurant_avg_delivery_time",
+    "driver_avg_delivery_time",
+)
+ENTITY_FEATURES: tuple[str, ...] = ("restaurant_avg_delivery_time", "driver_avg_delivery_time")
+
+FeatureSource = Literal["request", "online", "default"]
+
+EntityId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"),
+]
+# Entity averages are minutes; bounds reject nonsense (negative, days) rather than clamp it.
+EntityMinutes = Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)]
+
+ORDER_EXAMPLE = {
+    "restaurant_id": "r_0042",
+    "driver_id": "d_0117",
+    "distance_km": 3.2,
+    "is_peak_hour": 1,
+    "order_value": 27.5,
+}
+
+
+class Order(BaseModel):
+    """One order to predict; entity averages are optional overrides of the feature store."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ORDER_EXAMPLE]})
+
+    restaurant_id: EntityId
+    driver_id: EntityId
+    distance_km: float = Field(ge=0.1, le=50, allow_inf_nan=False)
+    is_peak_hour: Literal[0, 1]
+    order_value: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+    restaurant_avg_delivery_time: EntityMinutes | None = None
+    driver_avg_delivery_time: EntityMinutes | None = None
+
+
+class Prediction(BaseModel):
+    """Predicted delivery time with its calibrated 90 % interval."""
+
+    predicted_delivery_time_min: float
+    confidence_interval_lower: float
+    confidence_interval_upper: float
+    model_version: str
+    prediction_id: str
+    latency_ms: float
+    features_source: dict[str, FeatureSource]
+
+
+class BatchPrediction(BaseModel):
+    """Predictions in the order of the request's ``orders``."""
+
+    predictions: list[Prediction]
+    model_version: str

@@ -1,0 +1,50 @@
+"""The service's one settings object, read once at start-up from DELIVERY_ETA_* variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, RedisDsn, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Runtime configuration of the prediction service (env prefix ``DELIVERY_ETA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_ETA_", extra="ignore", frozen=True)
+
+    model_tag: str = "delivery_eta:latest"
+    """BentoML model-store tag to serve (``name:version`` or ``name:latest``)."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """BentoML worker processes; each loads the model and batches on its own."""
+
+    max_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    """Most rows the adaptive batcher hands the model in one call."""
+
+    max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
+    """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""
+
+    max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    """Most orders accepted in one /v1/predict/batch request."""
+
+    feature_store_backend: Literal["embedded", "redis"] = "embedded"
+    """Where online entity features come from: the model's embedded snapshot, or Redis."""
+
+    redis_url: RedisDsn | None = None
+    """Redis URL for the ``redis`` backend, e.g. redis://127.0.0.1:6379/0."""
+
+    feature_store_timeout_ms: float = Field(default=50.0, gt=0, le=10_000)
+    """Budget for one feature-store lookup; past it the request uses default features."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the service's own loggers."""
+
+    access_log: bool = False
+    """BentoML's per-request access log; off by default because it costs throughput."""
+
+    @model_validator(mode="after")
+    def _redis_backend_needs_url(self) -> ServiceSettings:
+        if self.feature_store_backend == "redis" and self.redis_url is None:
+            raise ValueError("DELIVERY_ETA_REDIS_URL must be set when the feature store is redis")
+        return self

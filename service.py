@@ -1,0 +1,166 @@
+"""delivery-eta BentoML service: a thin HTTP adapter over ``models.serving``.
+
+Start-up (module import, in the serving process before any worker) reads the settings once and
+loads + verifies the model; any mismatch refuses to start with a one-line reason, because a
+server that starts but cannot predict is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import bentoml
+from bentoml._internal.context import server_context
+from pydantic import Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from models.batching import AdaptiveBatcher, Overloaded
+from models.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from models.logs import configure_logging
+from models.registry import ModelArtifactError, load_artifact
+from models.schema import ORDER_EXAMPLE, BatchPrediction, Order, Prediction
+from models.serving import DeliveryTimePredictor
+from models.settings import ServiceSettings
+
+
+def _refuse_to_start(reason: str) -> None:
+    print(f"delivery-eta: refusing to start: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+try:
+    SETTINGS = ServiceSettings()
+except ValidationError as exc:
+    _refuse_to_start("invalid settings: " + "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+    ))
+configure_logging(SETTINGS.log_level)
+try:
+    ARTIFACT = load_artifact(SETTINGS.model_tag)
+except ModelArtifactError as exc:
+    _refuse_to_start(str(exc))
+
+# Same name and labels as the histogram BentoML keeps for its batchable APIs, so the usual
+# BentoML dashboards show our batches: requests merged into one model call.
+BATCH_SIZE = bentoml.metrics.Histogram(
+    name="bentoml_service_adaptive_batch_size",
+    documentation="Requests merged into one model call by the adaptive batcher",
+    labelnames=["runner_name", "worker_index", "method_name", "service_version", "service_name"],
+    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+)
+BATCH_ROWS = bentoml.metrics.Histogram(
+    name="delivery_eta_model_batch_rows",
+    documentation="Rows in one model call (all requests merged by the batcher)",
+    labelnames=["model_version"],
+    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+)
+BatchOrders = Annotated[
+    list[Order],
+    Field(min_length=1, max_length=SETTINGS.max_batch_rows,
+          examples=[[ORDER_EXAMPLE, {**ORDER_EXAMPLE, "driver_id": "new_driver", "distance_km": 7.9,
+                                     "is_peak_hour": 0, "driver_avg_delivery_time": 31.0}]]),
+]
+
+
+def _overloaded() -> JSONResponse:
+    return JSONResponse(
+        {"error": "service overloaded: prediction queue is over its latency budget, retry later"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _health(_: Request) -> JSONResponse:
+    service: DeliveryETA = bentoml.get_current_service()
+    return JSONResponse(service.health())
+
+
+@bentoml.asgi_app(Starlette(routes=[Route("/health", _health, methods=["GET"])]), path="/")
+@bentoml.service(
+    name="delivery_eta",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    labels={"owner": "delivery-eta"},
+)
+class DeliveryETA:
+    """Delivery-time predictions with calibrated 90 % intervals (API version 1)."""
+
+    # Declares the model so `bentoml build` packages it into the bento.
+    model_ref = bentoml.models.BentoModel(ARTIFACT.tag)
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.feature_store: FeatureStore
+        if SETTINGS.feature_store_backend == "redis":
+            self.feature_store = RedisFeatureStore(
+                str(SETTINGS.redis_url), ARTIFACT.entities, SETTINGS.feature_store_timeout_ms / 1000
+            )
+        else:
+            self.feature_store = EmbeddedFeatureStore(ARTIFACT.entities)
+        labels = {
+            "runner_name": "delivery_eta",
+            "worker_index": str(server_context.worker_index),
+            "method_name": "predict_rows",
+            "service_version": server_context.bento_version,
+            "service_name": server_context.bento_name or "delivery_eta",
+        }
+        batch_size = BATCH_SIZE.labels(**labels)
+        batch_rows = BATCH_ROWS.labels(model_version=ARTIFACT.tag)
+
+        def observe(requests: int, rows: int) -> None:
+            batch_size.observe(requests)
+            batch_rows.observe(rows)
+
+        self.predictor = DeliveryTimePredictor(
+            model_version=ARTIFACT.tag,
+            feature_store=self.feature_store,
+            batcher=AdaptiveBatcher(
+                ARTIFACT.model.predict_rows,
+                max_batch_size=SETTINGS.max_batch_size,
+                max_latency_ms=SETTINGS.max_latency_ms,
+                observe_batch=observe,
+            ),
+            defaults=ARTIFACT.entities.defaults,
+        )
+
+    async def __is_ready__(self) -> bool:
+        """Ready once the model is loaded (it is, if we got here) and the store answers."""
+        return await self.feature_store.check()
+
+    def health(self) -> dict[str, Any]:
+        """The GET /health document."""
+        return {
+            "status": "ok" if self.feature_store.state == "ready" else "degraded",
+            "model_version": ARTIFACT.tag,
+            "model_stage": ARTIFACT.labels.get("stage"),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "feature_store": {"backend": self.feature_store.backend, "state": self.feature_store.state},
+        }
+
+    @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)
+    async def predict(self, **order: Any) -> Prediction | JSONResponse:
+        """Predict one order's delivery time; the body is the order itself."""
+        try:
+            (prediction,) = await self.predictor.predict([Order.model_construct(**order)])
+        except Overloaded:
+            return _overloaded()
+        return prediction
+
+    @bentoml.api(route="/v1/predict/batch", output_spec=BatchPrediction)
+    async def predict_batch(self, orders: BatchOrders) -> BatchPrediction | JSONResponse:
+        """Predict many orders at once; predictions come back in input order."""
+        try:
+            predictions = await self.predictor.predict(orders)
+        except Overloaded:
+            return _overloaded()
+        return BatchPrediction.model_construct(predictions=predictions, model_version=ARTIFACT.tag)
+
+    @bentoml.on_shutdown
+    async def close(self) -> None:
+        await self.feature_store.close()
