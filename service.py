@@ -36,9 +36,12 @@ def _refuse_to_start(reason: str) -> None:
 try:
     SETTINGS = ServiceSettings()
 except ValidationError as exc:
-    _refuse_to_start("invalid settings: " + "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-    ))
+    _refuse_to_start(
+        "invalid settings: "
+        + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+    )
 configure_logging(SETTINGS.log_level)
 try:
     ARTIFACT = load_artifact(SETTINGS.model_tag)
@@ -61,9 +64,22 @@ BATCH_ROWS = bentoml.metrics.Histogram(
 )
 BatchOrders = Annotated[
     list[Order],
-    Field(min_length=1, max_length=SETTINGS.max_batch_rows,
-          examples=[[ORDER_EXAMPLE, {**ORDER_EXAMPLE, "driver_id": "new_driver", "distance_km": 7.9,
-                                     "is_peak_hour": 0, "driver_avg_delivery_time": 31.0}]]),
+    Field(
+        min_length=1,
+        max_length=SETTINGS.max_batch_rows,
+        json_schema_extra={
+            "example": [
+                ORDER_EXAMPLE,
+                {
+                    **ORDER_EXAMPLE,
+                    "driver_id": "new_driver",
+                    "distance_km": 7.9,
+                    "is_peak_hour": 0,
+                    "driver_avg_delivery_time": 31.0,
+                },
+            ]
+        },
+    ),
 ]
 
 
@@ -96,6 +112,7 @@ class DeliveryETA:
 
     def __init__(self) -> None:
         self.started_at = time.time()
+        self._store_seen_ready = False
         self.feature_store: FeatureStore
         if SETTINGS.feature_store_backend == "redis":
             self.feature_store = RedisFeatureStore(
@@ -130,8 +147,15 @@ class DeliveryETA:
         )
 
     async def __is_ready__(self) -> bool:
-        """Ready once the model is loaded (it is, if we got here) and the store answers."""
-        return await self.feature_store.check()
+        """Ready once the model is loaded (it is, if we got here) and the store has answered.
+
+        After that, a store outage keeps the service ready (serving defaults) unless
+        ``readiness_requires_store`` is set.
+        """
+        if await self.feature_store.check():
+            self._store_seen_ready = True
+            return True
+        return self._store_seen_ready and not SETTINGS.readiness_requires_store
 
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
@@ -140,7 +164,10 @@ class DeliveryETA:
             "model_version": ARTIFACT.tag,
             "model_stage": ARTIFACT.labels.get("stage"),
             "uptime_s": round(time.time() - self.started_at, 3),
-            "feature_store": {"backend": self.feature_store.backend, "state": self.feature_store.state},
+            "feature_store": {
+                "backend": self.feature_store.backend,
+                "state": self.feature_store.state,
+            },
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)

@@ -10,39 +10,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest.local_server import ROOT, local_server
+
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
 
 
 @contextlib.contextmanager
@@ -51,20 +30,8 @@ def served(url: str | None) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    port = free_port()
-    log = open(ROOT / "loadtest" / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service:DeliveryETA",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", 90, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
+    with local_server(ROOT / "loadtest" / "server.log") as server:
+        yield server.url
 
 
 def batch_histogram(url: str) -> tuple[float, float, float]:
@@ -98,9 +65,19 @@ def main() -> int:
             return 2
         before = batch_histogram(url)
         wrk = subprocess.run(
-            ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-             "-s", str(ROOT / "loadtest" / "predict.lua"), f"{url}/v1/predict"],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t2",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "--latency",
+                "-s",
+                str(ROOT / "loadtest" / "predict.lua"),
+                f"{url}/v1/predict",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         after = batch_histogram(url)
 
@@ -115,10 +92,17 @@ def main() -> int:
     batches, batched, singles = (a - b for a, b in zip(after, before, strict=True))
     mean_batch = batched / batches if batches else 0.0
 
-    print(f"connections={args.connections} duration={args.duration}s requests={requests} "
-          f"rps={rps:.0f} p99={p99} non_2xx={non_2xx} socket_errors={socket_errors.group(1) if socket_errors else 'none'}")
-    print(f"model batches={batches:.0f} mean requests/batch={mean_batch:.1f} "
-          f"batches of size 1={singles:.0f} ({singles / batches:.0%} of batches)" if batches else "no batches")
+    errors_text = socket_errors.group(1) if socket_errors else "none"
+    print(
+        f"connections={args.connections} duration={args.duration}s requests={requests} "
+        f"rps={rps:.0f} p99={p99} non_2xx={non_2xx} socket_errors={errors_text}"
+    )
+    print(
+        f"model batches={batches:.0f} mean requests/batch={mean_batch:.1f} "
+        f"batches of size 1={singles:.0f} ({singles / batches:.0%} of batches)"
+        if batches
+        else "no batches"
+    )
     failures = []
     if non_2xx:
         failures.append(f"{non_2xx} non-2xx responses")

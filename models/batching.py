@@ -62,7 +62,11 @@ class AdaptiveBatcher:
 
     async def predict(self, rows: np.ndarray) -> np.ndarray:
         """Predict ``rows``, sharing the model call with whatever else is queued."""
-        return await self._infer(rows)
+        outputs = await self._infer(rows)
+        assert (
+            outputs is not None
+        )  # the dispatcher returns None only via the fallback, which raises
+        return outputs
 
     def shutdown(self) -> None:
         """Stop the dispatcher's controller task."""

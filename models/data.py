@@ -3,7 +3,8 @@
 The world has restaurants with their own preparation-time profile and drivers with their own
 speed. An order's delivery time is
 
-    prep    = restaurant_prep_min * (1 + PEAK_PREP_SLOWDOWN * is_peak) + VALUE_PREP_MIN * log1p(value / 15)
+    prep    = restaurant_prep_min * (1 + PEAK_PREP_SLOWDOWN * is_peak)
+              + VALUE_PREP_MIN * log1p(order_value / 15)
     travel  = distance_km / driver_speed_kmh * 60 * (1 + PEAK_TRAFFIC_SLOWDOWN * is_peak)
     mean    = prep + travel + HANDOVER_MIN
     actual  = mean + Normal(0, NOISE_BASE_MIN + NOISE_SLOPE * mean)
@@ -64,9 +65,9 @@ def expected_delivery_time(
     order_value: np.ndarray,
 ) -> np.ndarray:
     """True conditional expectation of the delivery time in minutes."""
-    prep = restaurant_prep_min * (1 + PEAK_PREP_SLOWDOWN * is_peak_hour) + VALUE_PREP_MIN * np.log1p(
-        order_value / 15.0
-    )
+    prep = restaurant_prep_min * (
+        1 + PEAK_PREP_SLOWDOWN * is_peak_hour
+    ) + VALUE_PREP_MIN * np.log1p(order_value / 15.0)
     travel = distance_km / driver_speed_kmh * 60.0 * (1 + PEAK_TRAFFIC_SLOWDOWN * is_peak_hour)
     return prep + travel + HANDOVER_MIN
 
@@ -86,7 +87,9 @@ def simulate_orders(
     restaurant_idx = rng.choice(
         len(restaurant_weights), size=n_orders, p=restaurant_weights / restaurant_weights.sum()
     )
-    driver_idx = rng.choice(len(driver_weights), size=n_orders, p=driver_weights / driver_weights.sum())
+    driver_idx = rng.choice(
+        len(driver_weights), size=n_orders, p=driver_weights / driver_weights.sum()
+    )
 
     day = rng.integers(0, n_days, size=n_orders)
     hour = rng.choice(24, size=n_orders, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())

@@ -38,7 +38,9 @@ class FeatureStore(Protocol):
         """``ready`` when lookups work, ``degraded`` after a failure, ``unavailable`` if never."""
         ...
 
-    async def lookup(self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]) -> OnlineValues:
+    async def lookup(
+        self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]
+    ) -> OnlineValues:
         """Values for the given ids; ``None`` where unknown or when the store failed."""
         ...
 
@@ -64,7 +66,9 @@ class EmbeddedFeatureStore:
     def state(self) -> StoreState:
         return "ready"
 
-    async def lookup(self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]) -> OnlineValues:
+    async def lookup(
+        self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]
+    ) -> OnlineValues:
         return OnlineValues(
             restaurant_avg_delivery_time=[self._restaurants.get(i) for i in restaurant_ids],
             driver_avg_delivery_time=[self._drivers.get(i) for i in driver_ids],
@@ -136,7 +140,9 @@ class RedisFeatureStore:
             self._last_log = now
             logger.warning("feature store (redis) failed, serving defaults: %s", reason)
 
-    async def lookup(self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]) -> OnlineValues:
+    async def lookup(
+        self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]
+    ) -> OnlineValues:
         keys = [self._restaurant_prefix + i for i in restaurant_ids]
         keys += [self._driver_prefix + i for i in driver_ids]
         try:
@@ -154,7 +160,9 @@ class RedisFeatureStore:
 
     async def check(self) -> bool:
         try:
-            materialized = await asyncio.wait_for(self._client.exists(self._marker), self._timeout_s)
+            materialized = await asyncio.wait_for(
+                self._client.exists(self._marker), self._timeout_s
+            )
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False

@@ -7,9 +7,7 @@ import math
 import numpy as np
 
 
-def cqr_correction(
-    actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float
-) -> float:
+def cqr_correction(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> float:
     """Minutes to widen ``[lower, upper]`` by so that it covers ``level`` of new rows.
 
     Conformity score ``max(lower - y, y - upper)``; the correction is its

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 # BentoML 1.4 logs every failed request here with ``exc_info``, client mistakes included.
@@ -25,11 +26,16 @@ class ClientErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ValidationError):
-            path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.name = CLIENT_ERROR_LOGGER
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args = "client error: invalid request to %s: %s", (path, _field_summary(exc))
-            record.exc_info, record.exc_text = None, None
+            reason = _field_summary(exc)
+        elif isinstance(exc, BentoMLException) and int(exc.error_code) < 500:
+            reason = str(exc)  # e.g. 415 for a pickle body
+        else:
+            return True
+        path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.name = CLIENT_ERROR_LOGGER
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "client error: invalid request to %s: %s", (path, reason)
+        record.exc_info, record.exc_text = None, None
         return True
 
 

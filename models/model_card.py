@@ -31,7 +31,9 @@ def render_plots(holdout: pd.DataFrame, level: float, seed: int = 0) -> dict[str
     ax.scatter(actual, predicted, s=3, alpha=0.3)
     top = float(max(actual.max(), predicted.max()))
     ax.plot([0, top], [0, top], color="black", linewidth=1)
-    ax.set(xlabel="actual minutes", ylabel="predicted minutes", title="Predicted vs actual (holdout)")
+    ax.set(
+        xlabel="actual minutes", ylabel="predicted minutes", title="Predicted vs actual (holdout)"
+    )
     plots = {"predicted_vs_actual.png": _png(fig)}
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -50,8 +52,12 @@ def render_plots(holdout: pd.DataFrame, level: float, seed: int = 0) -> dict[str
     ax.bar(positions, by_bin.to_numpy())
     ax.axhline(level, color="black", linestyle="--", linewidth=1, label=f"target {level:.0%}")
     ax.set_xticks(positions, [f"{w:.0f}" for w in width.to_numpy()])
-    ax.set(ylim=(0.5, 1.0), xlabel="mean interval width (min), by predicted-time decile",
-           ylabel="coverage", title="Interval coverage (holdout)")
+    ax.set(
+        ylim=(0.5, 1.0),
+        xlabel="mean interval width (min), by predicted-time decile",
+        ylabel="coverage",
+        title="Interval coverage (holdout)",
+    )
     ax.legend()
     plots["interval_coverage.png"] = _png(fig)
     return plots
@@ -65,36 +71,37 @@ def render_markdown(tag: str, metadata: dict[str, Any]) -> str:
 
 Gradient-boosted trees (scikit-learn `HistGradientBoostingRegressor`, monotone in every
 feature) predicting food-delivery time in minutes, with a conformalised-quantile-regression
-(CQR) {metadata['interval']['level']:.0%} prediction interval.
+(CQR) {metadata["interval"]["level"]:.0%} prediction interval.
 
 ## Data
-Synthetic order history from `models/data.py` (seed {metadata['training_config']['seed']}):
+Synthetic order history from `models/data.py` (seed {metadata["training_config"]["seed"]}):
 restaurants with their own preparation profile, drivers with their own speed, distance, peak
 hours, order value, heteroscedastic Gaussian noise. Entity averages come from the earliest
-{metadata['training_config']['history_fraction']:.0%} of days ({rows['history']:,} orders);
-the model is trained on later orders only (train {rows['train']:,}, calibration
-{rows['calibration']:,}, holdout {rows['holdout']:,}). Training-data sha256 `{metadata['training_data_sha256'][:16]}…`.
+{metadata["training_config"]["history_fraction"]:.0%} of days ({rows["history"]:,} orders);
+the model is trained on later orders only (train {rows["train"]:,}, calibration
+{rows["calibration"]:,}, holdout {rows["holdout"]:,}).
+Training-data sha256 `{metadata["training_data_sha256"][:16]}…`.
 
-Features, in order: {", ".join(f"`{f}`" for f in metadata['feature_names'])}.
+Features, in order: {", ".join(f"`{f}`" for f in metadata["feature_names"])}.
 
 ## Holdout results
 | | MAE (min) |
 |---|---|
-| model | {m['holdout_mae']:.3f} |
-| Bayes floor (true conditional mean) | {m['bayes_floor_mae']:.3f} |
-| ratio model / floor | {m['mae_over_bayes_floor']:.3f} |
-| baseline: training mean | {m['baseline_mean_mae']:.3f} |
-| baseline: distance-only linear | {m['baseline_distance_linear_mae']:.3f} |
+| model | {m["holdout_mae"]:.3f} |
+| Bayes floor (true conditional mean) | {m["bayes_floor_mae"]:.3f} |
+| ratio model / floor | {m["mae_over_bayes_floor"]:.3f} |
+| baseline: training mean | {m["baseline_mean_mae"]:.3f} |
+| baseline: distance-only linear | {m["baseline_distance_linear_mae"]:.3f} |
 
-RMSE {m['holdout_rmse']:.3f} min. Interval coverage {m['interval_coverage']:.3f}
-(target {metadata['interval']['level']:.2f}), mean width {m['interval_mean_width']:.1f} min.
+RMSE {m["holdout_rmse"]:.3f} min. Interval coverage {m["interval_coverage"]:.3f}
+(target {metadata["interval"]["level"]:.2f}), mean width {m["interval_mean_width"]:.1f} min.
 
 ![predicted vs actual](predicted_vs_actual.png)
 ![residuals](residuals.png)
 ![coverage](interval_coverage.png)
 
 ## Intended use and limits
-- Estimates for orders like the training distribution: 0.2–25 km, known peak-hour pattern.
+- Estimates for orders like the training distribution: 0.2-25 km, known peak-hour pattern.
   Requests up to 50 km are accepted but extrapolate (trees predict flat beyond the data).
 - Unknown restaurants/drivers use the history-wide mean delivery time (`features_source: default`);
   their predictions are less accurate.

@@ -88,7 +88,7 @@ def register_model(
                 **metadata,
                 "feature_names": list(FEATURE_NAMES),
                 "artifact_sha256": {name: sha256_file(root / name) for name in ARTIFACT_FILES},
-                "library_versions": library_versions(),
+                "library_versions": library_versions(),  # type: ignore[dict-item]
                 "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
@@ -112,7 +112,7 @@ def load_artifact(tag: str) -> ModelArtifact:
         raise ModelArtifactError(f"invalid model tag {tag!r}: {exc}") from None
 
     resolved = str(stored.tag)
-    metadata = dict(stored.info.metadata)
+    metadata: dict[str, Any] = dict(stored.info.metadata)
     if stored.tag.name != MODEL_NAME:
         raise ModelArtifactError(f"model {resolved} is not a {MODEL_NAME} model")
     recorded_features = tuple(metadata.get("feature_names", ()))
@@ -133,7 +133,9 @@ def load_artifact(tag: str) -> ModelArtifact:
     # Checksums passed, so the pickle is the one train.py wrote: safe to unpickle.
     model = joblib.load(root / MODEL_FILE)
     if not isinstance(model, DeliveryTimeModel) or tuple(model.feature_names) != FEATURE_NAMES:
-        raise ModelArtifactError(f"model {resolved}: {MODEL_FILE} is not a matching DeliveryTimeModel")
+        raise ModelArtifactError(
+            f"model {resolved}: {MODEL_FILE} is not a matching DeliveryTimeModel"
+        )
     entities = EntityFeatures.from_json_dict(json.loads((root / ENTITY_FILE).read_text()))
     return ModelArtifact(
         tag=resolved,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 # Order of the model's input columns. Stored in the model metadata and checked at start-up:
 # a model trained on another order would silently predict garbage.
@@ -26,7 +26,7 @@ EntityId = Annotated[
 # Entity averages are minutes; bounds reject nonsense (negative, days) rather than clamp it.
 EntityMinutes = Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)]
 
-ORDER_EXAMPLE = {
+ORDER_EXAMPLE: dict[str, JsonValue] = {
     "restaurant_id": "r_0042",
     "driver_id": "d_0117",
     "distance_km": 3.2,
@@ -38,7 +38,8 @@ ORDER_EXAMPLE = {
 class Order(BaseModel):
     """One order to predict; entity averages are optional overrides of the feature store."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ORDER_EXAMPLE]})
+    # "example" (OpenAPI 3.0), not "examples": BentoML 1.4's OpenAPI Schema rejects the latter.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": ORDER_EXAMPLE})
 
     restaurant_id: EntityId
     driver_id: EntityId

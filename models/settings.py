@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
     feature_store_timeout_ms: float = Field(default=50.0, gt=0, le=10_000)
     """Budget for one feature-store lookup; past it the request uses default features."""
 
+    readiness_requires_store: bool = False
+    """Report not-ready while the feature store is down. Default: stay ready and serve with
+    default features, since an outage would otherwise take every replica out at once."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
 

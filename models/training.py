@@ -42,8 +42,14 @@ class TrainingConfig:
     @classmethod
     def small(cls, seed: int = 7) -> TrainingConfig:
         """A fast configuration for tests (a few seconds on 2 cores)."""
-        return cls(n_orders=40_000, n_restaurants=60, n_drivers=150, max_iter=120,
-                   learning_rate=0.1, seed=seed)
+        return cls(
+            n_orders=40_000,
+            n_restaurants=60,
+            n_drivers=150,
+            max_iter=120,
+            learning_rate=0.1,
+            seed=seed,
+        )
 
 
 @dataclass
@@ -79,7 +85,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
-def reference_statistics(features: pd.DataFrame, predictions: np.ndarray) -> dict[str, dict[str, list[float]]]:
+def reference_statistics(
+    features: pd.DataFrame, predictions: np.ndarray
+) -> dict[str, dict[str, list[float]]]:
     """Decile bin edges and bin shares per input feature and for the prediction (for PSI)."""
     columns = {name: features[name].to_numpy() for name in features.columns}
     columns["predicted_delivery_time_min"] = predictions
@@ -113,24 +121,26 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     """Generate data, fit point + quantile models, conformalise, evaluate on the holdout."""
     logger.info("generating %d orders (seed %d)", config.n_orders, config.seed)
     _, orders = generate_order_history(
-        config.n_orders, n_restaurants=config.n_restaurants, n_drivers=config.n_drivers,
+        config.n_orders,
+        n_restaurants=config.n_restaurants,
+        n_drivers=config.n_drivers,
         seed=config.seed,
     )
     parts = split_rows(orders, config.history_fraction, config.seed)
     entities = compute_entity_features(parts["history"])
-    frames = {name: training_frame(parts[name], entities) for name in ("train", "calibration", "holdout")}
+    frames = {
+        name: training_frame(parts[name], entities) for name in ("train", "calibration", "holdout")
+    }
     target = {name: parts[name]["delivery_time_minutes"].to_numpy() for name in frames}
 
     x_train = frames["train"].to_numpy()
     fitted = {}
-    for step, (name, kwargs) in enumerate(
-        [
-            ("point", {"loss": "squared_error"}),
-            ("lower", {"loss": "quantile", "quantile": (1 - INTERVAL_LEVEL) / 2}),
-            ("upper", {"loss": "quantile", "quantile": 1 - (1 - INTERVAL_LEVEL) / 2}),
-        ],
-        start=1,
-    ):
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("point", {"loss": "squared_error"}),
+        ("lower", {"loss": "quantile", "quantile": (1 - INTERVAL_LEVEL) / 2}),
+        ("upper", {"loss": "quantile", "quantile": 1 - (1 - INTERVAL_LEVEL) / 2}),
+    ]
+    for step, (name, kwargs) in enumerate(steps, start=1):
         logger.info("[%d/3] fitting %s model on %d rows", step, name, len(x_train))
         fitted[name] = _regressor(config, **kwargs).fit(x_train, target["train"])
 
@@ -142,8 +152,12 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         INTERVAL_LEVEL,
     )
     model = DeliveryTimeModel(
-        point_model=fitted["point"], lower_model=fitted["lower"], upper_model=fitted["upper"],
-        interval_correction=correction, feature_names=FEATURE_NAMES, interval_level=INTERVAL_LEVEL,
+        point_model=fitted["point"],
+        lower_model=fitted["lower"],
+        upper_model=fitted["upper"],
+        interval_correction=correction,
+        feature_names=FEATURE_NAMES,
+        interval_level=INTERVAL_LEVEL,
     )
 
     x_hold = frames["holdout"].to_numpy()
@@ -180,7 +194,9 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         entities=entities,
         metrics={k: round(v, 6) for k, v in metrics.items()},
         reference_stats=reference_statistics(frames["train"], model.predict_rows(x_train)[:, 0]),
-        data_hash=data_fingerprint(pd.concat([frames["train"], parts["train"][["delivery_time_minutes"]]], axis=1)),
+        data_hash=data_fingerprint(
+            pd.concat([frames["train"], parts["train"][["delivery_time_minutes"]]], axis=1)
+        ),
         n_rows={name: len(part) for name, part in parts.items()},
         holdout=holdout,
     )

@@ -1,0 +1,99 @@
+"""Session-wide set-up: a private BENTOML_HOME and one small model trained once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# BentoML reads BENTOML_HOME when it is imported: set it before any test module imports it,
+# and drop the caller's DELIVERY_ETA_* settings so they cannot leak into the tests.
+_BENTOML_HOME = tempfile.mkdtemp(prefix="delivery-eta-tests-bentoml-")
+os.environ["BENTOML_HOME"] = _BENTOML_HOME
+for _name in [n for n in os.environ if n.startswith("DELIVERY_ETA_")]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+
+from loadtest.local_server import free_port  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_BENTOML_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A small model trained once per session and registered in the test model store."""
+    from models.release import train_and_register
+    from models.training import TrainingConfig
+
+    return train_and_register(
+        TrainingConfig.small(), stage="candidate", card_dir=tmp_path_factory.mktemp("card")
+    )
+
+
+class RedisServer:
+    """A real redis-server process on a fixed free loopback port that tests can stop and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not installed: run `make system-deps`")
+        self._binary, self._workdir = binary, workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for one test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,47 @@
+"""The adaptive batcher merges concurrent calls and returns each caller its own rows."""
+
+import asyncio
+
+import numpy as np
+
+from models.batching import AdaptiveBatcher, Overloaded
+
+
+def _slow_double(rows: np.ndarray) -> np.ndarray:
+    import time
+
+    time.sleep(0.005)  # a model call long enough for a queue to form behind it
+    return rows * 2
+
+
+async def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
+    batches: list[tuple[int, int]] = []
+    batcher = AdaptiveBatcher(
+        _slow_double,
+        max_batch_size=1000,
+        max_latency_ms=10_000,
+        observe_batch=lambda requests, rows: batches.append((requests, rows)),
+    )
+    try:
+        inputs = [np.full((i % 3 + 1, 2), float(i)) for i in range(200)]
+        outputs = await asyncio.gather(*(batcher.predict(x) for x in inputs))
+    finally:
+        batcher.shutdown()
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(y, x * 2)
+    assert sum(rows for _, rows in batches) == sum(x.shape[0] for x in inputs)
+    assert max(requests for requests, _ in batches) > 1
+
+
+async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
+    batcher = AdaptiveBatcher(_slow_double, max_batch_size=1, max_latency_ms=10)
+    try:
+        results = await asyncio.gather(
+            *(batcher.predict(np.ones((1, 2))) for _ in range(300)), return_exceptions=True
+        )
+    finally:
+        batcher.shutdown()
+    shed = [r for r in results if isinstance(r, Overloaded)]
+    assert shed, "a 10 ms budget with 300 queued 5 ms calls must shed some"
+    assert all(isinstance(r, (np.ndarray, Overloaded)) for r in results)
+    assert len(shed) < len(results), "and it still answers some"

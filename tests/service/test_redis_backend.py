@@ -1,0 +1,81 @@
+"""The service with the Redis feature store: online values, outage fallback, recovery."""
+
+import time
+
+import httpx
+import pytest
+
+from loadtest.local_server import local_server
+from models.feature_store import materialize
+from models.registry import load_artifact
+from tests.service.conftest import ORDER
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.mark.parametrize("readiness_requires_store", [False, True])
+def test_redis_backend_serves_online_features_and_survives_an_outage(
+    registered,
+    redis_server,
+    tmp_path,
+    readiness_requires_store: bool,  # type: ignore[no-untyped-def]
+) -> None:
+    entities = load_artifact(registered.tag).entities
+    materialize(entities, redis_server.url)
+    env = {
+        "DELIVERY_ETA_READINESS_REQUIRES_STORE": str(readiness_requires_store).lower(),
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_FEATURE_STORE_BACKEND": "redis",
+        "DELIVERY_ETA_REDIS_URL": redis_server.url,
+        "DELIVERY_ETA_FEATURE_STORE_TIMEOUT_MS": "100",
+    }
+    with (
+        local_server(tmp_path / "server.log", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        online = client.post("/v1/predict", json=ORDER)
+        assert online.status_code == 200
+        assert set(online.json()["features_source"].values()) == {"online"}
+        assert client.get("/health").json()["feature_store"] == {
+            "backend": "redis",
+            "state": "ready",
+        }
+
+        redis_server.stop()
+        during = [client.post("/v1/predict", json=ORDER) for _ in range(5)]
+        assert [r.status_code for r in during] == [200] * 5
+        assert all(set(r.json()["features_source"].values()) == {"default"} for r in during)
+        assert client.get("/health").json()["status"] == "degraded"
+        # Degraded but still serving: ready unless configured to require the store.
+        assert client.get("/readyz").status_code == (503 if readiness_requires_store else 200)
+        assert client.get("/livez").status_code == 200
+
+        redis_server.start()
+        materialize(entities, redis_server.url)
+        deadline = time.monotonic() + 10
+        while client.get("/health").json()["feature_store"]["state"] != "ready":
+            assert time.monotonic() < deadline, "did not recover after Redis came back"
+            client.get("/readyz")  # readiness probes re-check the store
+            time.sleep(0.2)
+        assert client.get("/readyz").status_code == 200
+        after = client.post("/v1/predict", json=ORDER)
+        assert set(after.json()["features_source"].values()) == {"online"}
+        assert after.json()["predicted_delivery_time_min"] == pytest.approx(
+            online.json()["predicted_delivery_time_min"], abs=1e-9
+        )
+    assert "Traceback" not in server.log()
+
+
+def test_redis_backend_is_not_ready_until_the_snapshot_is_materialized(
+    registered, redis_server, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_FEATURE_STORE_BACKEND": "redis",
+        "DELIVERY_ETA_REDIS_URL": redis_server.url,
+    }
+    with (
+        pytest.raises(TimeoutError),
+        local_server(tmp_path / "server.log", env=env, ready_timeout_s=20),
+    ):
+        pass
