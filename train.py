@@ -24,8 +24,15 @@ from models.training import TrainingConfig
 logger = logging.getLogger("delivery_eta.train")
 
 
+def _store_has_model() -> bool:
+    try:
+        return bool(bentoml.models.list(MODEL_NAME))
+    except bentoml.exceptions.NotFound:  # BentoML raises, rather than return [], on a new store
+        return False
+
+
 def train(args: argparse.Namespace) -> int:
-    if args.if_missing and bentoml.models.list(MODEL_NAME):
+    if args.if_missing and _store_has_model():
         logger.info("model store already has %s; skipping training", MODEL_NAME)
         return 0
     config = TrainingConfig.small() if args.small else TrainingConfig()
