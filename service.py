@@ -142,6 +142,7 @@ class DeliveryETA:
                 max_batch_size=SETTINGS.max_batch_size,
                 max_latency_ms=SETTINGS.max_latency_ms,
                 observe_batch=observe,
+                native_threads=SETTINGS.model_threads,
             ),
             defaults=ARTIFACT.entities.defaults,
         )
@@ -190,4 +191,5 @@ class DeliveryETA:
 
     @bentoml.on_shutdown
     async def close(self) -> None:
+        self.predictor.close()
         await self.feature_store.close()

@@ -28,6 +28,10 @@ class DeliveryTimePredictor:
         self._batcher = batcher
         self._defaults = defaults
 
+    def close(self) -> None:
+        """Stop the batcher."""
+        self._batcher.shutdown()
+
     async def predict(self, orders: Sequence[Order]) -> list[Prediction]:
         """Predict every order; all rows of one call go to the model in the same batch."""
         started = time.perf_counter()

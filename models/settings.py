@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
     """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""
 
+    model_threads: int = Field(default=1, ge=1, le=64)
+    """Native (OpenMP) threads per model call in each worker; 1 avoids oversubscription."""
+
     max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
     """Most orders accepted in one /v1/predict/batch request."""
 

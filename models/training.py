@@ -35,8 +35,10 @@ class TrainingConfig:
     """Earliest share of days used only for the entity aggregates (never as training rows)."""
     n_restaurants: int = 300
     n_drivers: int = 800
-    max_iter: int = 500
-    learning_rate: float = 0.05
+    # 150 trees at 0.1 match 500 at 0.05 on holdout MAE (1.027 vs 1.026 x floor) and predict
+    # 3x faster: sklearn pays a per-tree overhead on every call.
+    max_iter: int = 150
+    learning_rate: float = 0.1
     seed: int = 42
 
     @classmethod
