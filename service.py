@@ -19,12 +19,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from models import metrics
 from models.batching import AdaptiveBatcher, Overloaded
+from models.drift import DriftMonitor
 from models.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from models.instrumentation import Instrumentation
 from models.logs import configure_logging
+from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
 from models.registry import ModelArtifactError, load_artifact
-from models.schema import ORDER_EXAMPLE, BatchPrediction, Order, Prediction
-from models.serving import DeliveryTimePredictor
+from models.request_context import RequestContextMiddleware, RequestInfo, annotate
+from models.schema import (
+    FEATURE_NAMES,
+    ORDER_EXAMPLE,
+    BatchPrediction,
+    Feedback,
+    FeedbackReceipt,
+    Order,
+    Prediction,
+)
+from models.serving import Bounds, DeliveryTimePredictor
 from models.settings import ServiceSettings
 
 
@@ -48,20 +61,6 @@ try:
 except ModelArtifactError as exc:
     _refuse_to_start(str(exc))
 
-# Same name and labels as the histogram BentoML keeps for its batchable APIs, so the usual
-# BentoML dashboards show our batches: requests merged into one model call.
-BATCH_SIZE = bentoml.metrics.Histogram(
-    name="bentoml_service_adaptive_batch_size",
-    documentation="Requests merged into one model call by the adaptive batcher",
-    labelnames=["runner_name", "worker_index", "method_name", "service_version", "service_name"],
-    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-)
-BATCH_ROWS = bentoml.metrics.Histogram(
-    name="delivery_eta_model_batch_rows",
-    documentation="Rows in one model call (all requests merged by the batcher)",
-    labelnames=["model_version"],
-    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
-)
 BatchOrders = Annotated[
     list[Order],
     Field(
@@ -83,17 +82,41 @@ BatchOrders = Annotated[
 ]
 
 
+def _error(status: int, message: str, category: str, **headers: str) -> JSONResponse:
+    annotate(error_category=category, error=message)
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
 def _overloaded() -> JSONResponse:
-    return JSONResponse(
-        {"error": "service overloaded: prediction queue is over its latency budget, retry later"},
-        status_code=503,
-        headers={"Retry-After": "1"},
+    return _error(
+        503,
+        "service overloaded: prediction queue is over its latency budget, retry later",
+        "overload",
+        **{"Retry-After": "1"},
     )
 
 
 async def _health(_: Request) -> JSONResponse:
     service: DeliveryETA = bentoml.get_current_service()
     return JSONResponse(service.health())
+
+
+def _request_finished(
+    info: RequestInfo, status: int, latency_ms: float, category: str | None
+) -> None:
+    if info.route.startswith("/v1/"):
+        service: DeliveryETA | None = bentoml.get_current_service()
+        if service is not None:
+            service.instrumentation.request_finished(
+                info.route, category, info.fields.get("invalid_fields", ())
+            )
+
+
+def _prediction_log() -> PredictionLog:
+    retention_s = SETTINGS.prediction_log_retention_hours * 3600
+    if SETTINGS.prediction_log_backend == "redis":
+        return RedisPredictionLog(str(SETTINGS.redis_url), retention_s)
+    return SQLitePredictionLog(SETTINGS.prediction_log_path, retention_s)
 
 
 @bentoml.asgi_app(Starlette(routes=[Route("/health", _health, methods=["GET"])]), path="/")
@@ -120,17 +143,22 @@ class DeliveryETA:
             )
         else:
             self.feature_store = EmbeddedFeatureStore(ARTIFACT.entities)
-        labels = {
-            "runner_name": "delivery_eta",
-            "worker_index": str(server_context.worker_index),
-            "method_name": "predict_rows",
-            "service_version": server_context.bento_version,
-            "service_name": server_context.bento_name or "delivery_eta",
-        }
-        batch_size = BATCH_SIZE.labels(**labels)
-        batch_rows = BATCH_ROWS.labels(model_version=ARTIFACT.tag)
+        self.instrumentation = Instrumentation(ARTIFACT.tag, self.feature_store.backend)
+        self.instrumentation.model_loaded(
+            stage=ARTIFACT.labels.get("stage", "unknown"),
+            trained_at=str(ARTIFACT.metadata.get("registered_at", "unknown")),
+            training_mae=float(ARTIFACT.metadata["metrics"]["holdout_mae"]),
+        )
+        batch_size = metrics.ADAPTIVE_BATCH_SIZE.labels(
+            runner_name="delivery_eta",
+            worker_index=str(server_context.worker_index),
+            method_name="predict_rows",
+            service_version=server_context.bento_version,
+            service_name=server_context.bento_name or "delivery_eta",
+        )
+        batch_rows = metrics.BATCH_ROWS.labels(model_version=ARTIFACT.tag)
 
-        def observe(requests: int, rows: int) -> None:
+        def observe_batch(requests: int, rows: int) -> None:
             batch_size.observe(requests)
             batch_rows.observe(rows)
 
@@ -141,10 +169,16 @@ class DeliveryETA:
                 ARTIFACT.model.predict_rows,
                 max_batch_size=SETTINGS.max_batch_size,
                 max_latency_ms=SETTINGS.max_latency_ms,
-                observe_batch=observe,
+                observe_batch=observe_batch,
                 native_threads=SETTINGS.model_threads,
             ),
             defaults=ARTIFACT.entities.defaults,
+            bounds=Bounds(SETTINGS.prediction_floor_min, SETTINGS.prediction_ceiling_min),
+            prediction_log=_prediction_log(),
+            drift=DriftMonitor(
+                ARTIFACT.metadata["reference_stats"], FEATURE_NAMES, SETTINGS.drift_window_rows
+            ),
+            instrumentation=self.instrumentation,
         )
 
     async def __is_ready__(self) -> bool:
@@ -169,6 +203,7 @@ class DeliveryETA:
                 "backend": self.feature_store.backend,
                 "state": self.feature_store.state,
             },
+            "prediction_log": {"backend": SETTINGS.prediction_log_backend},
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)
@@ -189,7 +224,39 @@ class DeliveryETA:
             return _overloaded()
         return BatchPrediction.model_construct(predictions=predictions, model_version=ARTIFACT.tag)
 
+    @bentoml.api(route="/v1/feedback", input_spec=Feedback, output_spec=FeedbackReceipt)
+    async def feedback(self, **body: Any) -> FeedbackReceipt | JSONResponse:
+        """Report the actual delivery time of a prediction; sending it again changes nothing."""
+        prediction_id, actual = body["prediction_id"], body["actual_delivery_time_min"]
+        result = await self.predictor.feedback(prediction_id, actual)
+        if result.record is None:
+            return _error(
+                404, f"unknown prediction_id {prediction_id} (expired or never made)", "not_found"
+            )
+        if result.status == "conflict":
+            return _error(
+                409,
+                f"prediction_id {prediction_id} already has actual_delivery_time_min "
+                f"{result.actual}",
+                "conflict",
+            )
+        record = result.record
+        return FeedbackReceipt(
+            prediction_id=prediction_id,
+            status="joined" if result.status == "joined" else "duplicate",
+            model_version=record.model_version,
+            predicted_delivery_time_min=record.predicted,
+            actual_delivery_time_min=actual,
+            absolute_error_min=abs(actual - record.predicted),
+            within_interval=record.lower <= actual <= record.upper,
+        )
+
     @bentoml.on_shutdown
     async def close(self) -> None:
         self.predictor.close()
+        if self.predictor.prediction_log is not None:
+            await self.predictor.prediction_log.close()
         await self.feature_store.close()
+
+
+DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)

@@ -150,7 +150,7 @@ class RedisFeatureStore:
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             missing: list[float | None] = [None] * len(restaurant_ids)
-            return OnlineValues(missing, list(missing))
+            return OnlineValues(missing, list(missing), failed=True)
         if self._state != "ready":
             self._state = "ready"
             logger.info("feature store (redis) recovered")

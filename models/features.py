@@ -88,6 +88,8 @@ class OnlineValues:
 
     restaurant_avg_delivery_time: Sequence[float | None]
     driver_avg_delivery_time: Sequence[float | None]
+    failed: bool = False
+    """True when the store errored or timed out (all values are then None)."""
 
 
 def assemble_features(

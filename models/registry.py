@@ -121,6 +121,14 @@ def load_artifact(tag: str) -> ModelArtifact:
             f"model {resolved} was trained on features {list(recorded_features)}, "
             f"this code serves {list(FEATURE_NAMES)}"
         )
+    reference = metadata.get("reference_stats", {})
+    needed = [*FEATURE_NAMES, "predicted_delivery_time_min"]
+    if not all({"inner_edges", "shares"} <= set(reference.get(name, {})) for name in needed):
+        raise ModelArtifactError(
+            f"model {resolved} has no drift reference statistics in this code's format; retrain it"
+        )
+    if "holdout_mae" not in metadata.get("metrics", {}):
+        raise ModelArtifactError(f"model {resolved} has no holdout_mae in its metrics")
     root = Path(stored.path)
     checksums = metadata.get("artifact_sha256", {})
     for name in ARTIFACT_FILES:

@@ -62,6 +62,37 @@ class Prediction(BaseModel):
     features_source: dict[str, FeatureSource]
 
 
+class Feedback(BaseModel):
+    """The actual delivery time of an earlier prediction."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "prediction_id": "ec5640c8-e9de-4bfb-8a6e-931cc565e065",
+                "actual_delivery_time_min": 27.0,
+            }
+        },
+    )
+
+    prediction_id: str = Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )
+    actual_delivery_time_min: float = Field(gt=0, le=600, allow_inf_nan=False)
+
+
+class FeedbackReceipt(BaseModel):
+    """The label joined to its prediction (``status`` duplicate: it had been joined before)."""
+
+    prediction_id: str
+    status: Literal["joined", "duplicate"]
+    model_version: str
+    predicted_delivery_time_min: float
+    actual_delivery_time_min: float
+    absolute_error_min: float
+    within_interval: bool
+
+
 class BatchPrediction(BaseModel):
     """Predictions in the order of the request's ``orders``."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, RedisDsn, model_validator
@@ -44,6 +45,26 @@ class ServiceSettings(BaseSettings):
     """Report not-ready while the feature store is down. Default: stay ready and serve with
     default features, since an outage would otherwise take every replica out at once."""
 
+    prediction_floor_min: float = Field(default=1.0, ge=0)
+    """Predictions below this many minutes are clamped up to it (and counted)."""
+
+    prediction_ceiling_min: float = Field(default=240.0, gt=0)
+    """Predictions above this many minutes are clamped down to it (and counted)."""
+
+    prediction_log_backend: Literal["sqlite", "redis"] = "sqlite"
+    """Where predictions wait for feedback: a local SQLite file, or Redis shared by replicas."""
+
+    prediction_log_path: Path = (
+        Path.home() / ".local" / "state" / "delivery-eta" / "predictions.sqlite3"
+    )
+    """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica)."""
+
+    prediction_log_retention_hours: float = Field(default=168.0, gt=0)
+    """How long a prediction can still receive feedback."""
+
+    drift_window_rows: int = Field(default=2000, ge=200, le=1_000_000)
+    """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
 
@@ -51,7 +72,12 @@ class ServiceSettings(BaseSettings):
     """BentoML's per-request access log; off by default because it costs throughput."""
 
     @model_validator(mode="after")
-    def _redis_backend_needs_url(self) -> ServiceSettings:
-        if self.feature_store_backend == "redis" and self.redis_url is None:
-            raise ValueError("DELIVERY_ETA_REDIS_URL must be set when the feature store is redis")
+    def _consistent(self) -> ServiceSettings:
+        uses_redis = "redis" in (self.feature_store_backend, self.prediction_log_backend)
+        if uses_redis and self.redis_url is None:
+            raise ValueError(
+                "DELIVERY_ETA_REDIS_URL must be set when the feature store or prediction log is redis"
+            )
+        if self.prediction_floor_min >= self.prediction_ceiling_min:
+            raise ValueError("prediction_floor_min must be below prediction_ceiling_min")
         return self

@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 
 from models.data import generate_order_history
+from models.drift import reference_bins
 from models.features import EntityFeatures, compute_entity_features, training_frame
 from models.intervals import coverage, cqr_correction
 from models.predictor import DeliveryTimeModel
@@ -90,18 +91,10 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 def reference_statistics(
     features: pd.DataFrame, predictions: np.ndarray
 ) -> dict[str, dict[str, list[float]]]:
-    """Decile bin edges and bin shares per input feature and for the prediction (for PSI)."""
+    """Reference bins and shares per input feature and for the prediction (for drift PSI)."""
     columns = {name: features[name].to_numpy() for name in features.columns}
     columns["predicted_delivery_time_min"] = predictions
-    stats: dict[str, dict[str, list[float]]] = {}
-    for name, values in columns.items():
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
-        counts, _ = np.histogram(values, bins=edges)
-        stats[name] = {
-            "bin_edges": [round(float(e), 6) for e in edges],
-            "bin_shares": [round(float(c) / len(values), 6) for c in counts],
-        }
-    return stats
+    return {name: reference_bins(values) for name, values in columns.items()}
 
 
 def split_rows(orders: pd.DataFrame, history_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
