@@ -15,10 +15,10 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train serve test lint format materialize load-check lock clean
+.PHONY: help env system-deps train serve test lint format materialize load-check canary k8s-rules lock clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -30,13 +30,13 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced ## create .venv from uv.lock
 
-# Debian packages the tests and load checks run for real: redis-server (feature store
-# backend), wrk (load generator).
+# Debian packages the tests and load checks run for real: redis-server (feature store and
+# prediction log), wrk (load generator), prometheus + promtool (rule tests, scrape test).
 system-deps:
-	@missing=""; for bin in redis-server wrk; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	@missing=""; for bin in redis-server wrk prometheus promtool; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk >/dev/null; \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus >/dev/null; \
 	fi
 
 train: env ## train a full model and register it (stage=candidate)
@@ -66,8 +66,18 @@ load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 no
 	$(PY) train.py --if-missing
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
 
+URL ?= http://127.0.0.1:$(PORT)
+canary: env ## golden requests against a deployed service (URL=...); non-zero on any regression
+	$(PY) loadtest/canary.py --url $(URL)
+
 lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock
 
+k8s-rules: env ## regenerate the k8s PrometheusRule from deploy/monitoring/rules
+	$(PY) deploy/monitoring/render_prometheusrule.py > deploy/k8s/base/shared/prometheusrule.yaml
+
 clean: ## remove environments and caches (not the model store)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache reports
+
+# Packaging and deployment: bento, image, container test, Kubernetes, Compose.
+include deploy/deploy.mk
