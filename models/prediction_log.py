@@ -3,7 +3,8 @@
 ``SQLitePredictionLog`` is the default: one file, bounded retention, survives restarts; every
 worker of one replica shares it. With several replicas the feedback may reach another pod than
 the one that predicted, so clusters use ``RedisPredictionLog`` (shared, TTL-bounded).
-Writes are buffered and flushed by a background task, off the request path.
+Writes are buffered and flushed by a background task every 100 ms, off the request path: a
+label sent to *another* replica within that window is still unknown (404, retry later).
 """
 
 from __future__ import annotations

@@ -79,3 +79,31 @@ def test_redis_backend_is_not_ready_until_the_snapshot_is_materialized(
         local_server(tmp_path / "server.log", env=env, ready_timeout_s=20),
     ):
         pass
+
+
+def test_feedback_reaching_another_replica_joins_through_the_shared_redis_log(
+    registered, redis_server, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_PREDICTION_LOG_BACKEND": "redis",
+        "DELIVERY_ETA_REDIS_URL": redis_server.url,
+    }
+    with (
+        local_server(tmp_path / "a.log", env=env) as replica_a,
+        local_server(tmp_path / "b.log", env=env) as replica_b,
+    ):
+        prediction = httpx.post(f"{replica_a.url}/v1/predict", json=ORDER, timeout=10).json()
+        # Records are flushed every 100 ms, off the request path; real labels come minutes later.
+        time.sleep(0.5)
+        feedback = {"prediction_id": prediction["prediction_id"], "actual_delivery_time_min": 33.0}
+        joined = httpx.post(f"{replica_b.url}/v1/feedback", json=feedback, timeout=10)
+        assert joined.status_code == 200, joined.text
+        assert joined.json()["status"] == "joined"
+        assert (
+            joined.json()["predicted_delivery_time_min"]
+            == prediction["predicted_delivery_time_min"]
+        )
+        again = httpx.post(f"{replica_a.url}/v1/feedback", json=feedback, timeout=10)
+        assert again.json()["status"] == "duplicate"
+        assert httpx.get(f"{replica_b.url}/health").json()["prediction_log"] == {"backend": "redis"}
