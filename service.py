@@ -23,6 +23,7 @@ from models import metrics
 from models.batching import AdaptiveBatcher, Overloaded
 from models.drift import DriftMonitor
 from models.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from models.http_guard import HttpGuardMiddleware
 from models.instrumentation import Instrumentation
 from models.logs import configure_logging
 from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
@@ -259,4 +260,7 @@ class DeliveryETA:
         await self.feature_store.close()
 
 
+# First added = outermost: the request context (id, log line, metrics) also covers the guard's
+# 413/415 answers.
 DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
+DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)

@@ -2,7 +2,7 @@
 
 python train.py                      # full run (about 20 s on 2 cores)
 python train.py --small              # quick model, for tests and demos
-python train.py --if-missing         # do nothing when the store already has a model
+python train.py --if-missing         # do nothing when the latest model is servable
 python train.py materialize --redis-url redis://127.0.0.1:6379/0
 """
 
@@ -14,26 +14,27 @@ import logging
 import sys
 from pathlib import Path
 
-import bentoml
-
 from models.feature_store import materialize
-from models.registry import MODEL_NAME, load_artifact
+from models.registry import MODEL_NAME, ModelArtifactError, load_artifact
 from models.release import train_and_register
 from models.training import TrainingConfig
 
 logger = logging.getLogger("delivery_eta.train")
 
 
-def _store_has_model() -> bool:
+def _store_has_servable_model() -> bool:
+    """True when the store's latest model loads and verifies with this code."""
     try:
-        return bool(bentoml.models.list(MODEL_NAME))
-    except bentoml.exceptions.NotFound:  # BentoML raises, rather than return [], on a new store
+        load_artifact(f"{MODEL_NAME}:latest")
+    except ModelArtifactError as exc:
+        logger.info("no servable model (%s); training one", exc)
         return False
+    return True
 
 
 def train(args: argparse.Namespace) -> int:
-    if args.if_missing and _store_has_model():
-        logger.info("model store already has %s; skipping training", MODEL_NAME)
+    if args.if_missing and _store_has_servable_model():
+        logger.info("model store already has a servable %s; skipping training", MODEL_NAME)
         return 0
     config = TrainingConfig.small() if args.small else TrainingConfig()
     card_dir = Path(args.card_dir) if args.card_dir else None
@@ -74,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--small", action="store_true", help="small fast model (tests, demos)")
     parser.add_argument(
-        "--if-missing", action="store_true", help="skip if a model is already registered"
+        "--if-missing",
+        action="store_true",
+        help="skip if the store's latest model is one this code can serve",
     )
     parser.add_argument("--stage", default="candidate", help="value of the model's `stage` label")
     parser.add_argument(

@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     model_threads: int = Field(default=1, ge=1, le=64)
     """Native (OpenMP) threads per model call in each worker; 1 avoids oversubscription."""
 
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    """Largest accepted request body; larger ones get 413 before they are parsed."""
+
     max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
     """Most orders accepted in one /v1/predict/batch request."""
 

@@ -32,3 +32,18 @@ def test_if_missing_trains_into_an_empty_store_then_skips(tmp_path: Path) -> Non
     assert "registered" not in second.stdout
     assert "skipping training" in second.stderr
     assert len(list((tmp_path / "models" / "delivery_eta").iterdir())) == 2  # one version + latest
+
+
+def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Path) -> None:
+    import yaml
+
+    assert _train(tmp_path).returncode == 0
+    (version_dir,) = [p for p in (tmp_path / "models" / "delivery_eta").iterdir() if p.is_dir()]
+    info = yaml.safe_load((version_dir / "model.yaml").read_text())
+    del info["metadata"]["reference_stats"]  # as written by an older version of this code
+    (version_dir / "model.yaml").write_text(yaml.safe_dump(info))
+
+    upgraded = _train(tmp_path, "--if-missing")
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert "no servable model" in upgraded.stderr
+    assert "registered delivery_eta:" in upgraded.stdout
