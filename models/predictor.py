@@ -31,9 +31,17 @@ class DeliveryTimeModel:
         Returns an ``(n, 3)`` array: point, lower, upper (minutes). The interval always
         contains the point and never goes below zero.
         """
-        point = np.asarray(self.point_model.predict(features), dtype=np.float64)
-        lower = np.asarray(self.lower_model.predict(features), dtype=np.float64)
-        upper = np.asarray(self.upper_model.predict(features), dtype=np.float64)
-        lower = np.maximum(np.minimum(lower - self.interval_correction, point), 0.0)
-        upper = np.maximum(upper + self.interval_correction, point)
-        return np.column_stack([point, lower, upper])
+        return self.combine(
+            self.point_model.predict(features),
+            self.lower_model.predict(features),
+            self.upper_model.predict(features),
+        )
+
+    def combine(self, point: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """Raw outputs of the three regressors -> ``(n, 3)`` point, lower, upper."""
+        point = np.asarray(point, dtype=np.float64).reshape(-1)
+        lower = np.asarray(lower, dtype=np.float64).reshape(-1) - self.interval_correction
+        upper = np.asarray(upper, dtype=np.float64).reshape(-1) + self.interval_correction
+        return np.column_stack(
+            [point, np.maximum(np.minimum(lower, point), 0.0), np.maximum(upper, point)]
+        )

@@ -26,6 +26,12 @@ class ServiceSettings(BaseSettings):
     max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
     """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""
 
+    model_runtime: Literal["treelite", "sklearn"] = "treelite"
+    """Tree evaluator: Treelite GTIL for small batches (much faster per call), or sklearn only."""
+
+    treelite_max_rows: int = Field(default=256, ge=1, le=100_000)
+    """Batches above this many rows go to sklearn, whose vectorised path wins there."""
+
     model_threads: int = Field(default=1, ge=1, le=64)
     """Native (OpenMP) threads per model call in each worker; 1 avoids oversubscription."""
 
