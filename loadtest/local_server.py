@@ -53,6 +53,21 @@ class LocalServer:
         return self.log_path.read_text(errors="replace")
 
 
+def serve_command(port: int) -> list[str]:
+    """The command line that serves the service on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:DeliveryETA",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 @contextlib.contextmanager
 def local_server(
     log_path: Path, env: Mapping[str, str] | None = None, ready_timeout_s: float = 90
@@ -61,17 +76,7 @@ def local_server(
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "service:DeliveryETA",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            serve_command(port),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,31 +2,20 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import bentoml
 import pytest
 import yaml
 
-from loadtest.local_server import ROOT, free_port
+from loadtest.local_server import ROOT, free_port, serve_command
 
 
 def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:DeliveryETA",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-        ],
+        serve_command(free_port()),
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
