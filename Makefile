@@ -81,3 +81,5 @@ clean: ## remove environments and caches (not the model store)
 
 # Packaging and deployment: bento, image, container test, Kubernetes, Compose.
 include deploy/deploy.mk
+# Load test with SLO verdict, and the side-by-side benchmark.
+include loadtest/loadtest.mk

@@ -178,6 +178,7 @@ class DeliveryETA:
                 max_latency_ms=SETTINGS.max_latency_ms,
                 observe_batch=observe_batch,
                 native_threads=SETTINGS.model_threads,
+                max_wait_ms=SETTINGS.max_batch_wait_ms,
             ),
             defaults=ARTIFACT.entities.defaults,
             bounds=Bounds(SETTINGS.prediction_floor_min, SETTINGS.prediction_ceiling_min),

@@ -45,3 +45,21 @@ async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
     assert shed, "a 10 ms budget with 300 queued 5 ms calls must shed some"
     assert all(isinstance(r, (np.ndarray, Overloaded)) for r in results)
     assert len(shed) < len(results), "and it still answers some"
+
+
+async def test_a_lone_request_after_a_burst_is_not_held_back() -> None:
+    import time
+
+    # max_batch_size 10: each burst of 200 queues for ~100 ms, which teaches BentoML's
+    # optimizer a long wait (uncapped, a lone request then measured ~69 ms instead of ~7).
+    batcher = AdaptiveBatcher(_slow_double, max_batch_size=10, max_latency_ms=10_000, max_wait_ms=2)
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(batcher.predict(np.ones((1, 2))) for _ in range(200)))
+        batcher._dispatcher.optimizer.trigger_refresh()  # it refreshes every 5 s on its own
+        started = time.perf_counter()
+        await batcher.predict(np.ones((1, 2)))
+        lone_ms = (time.perf_counter() - started) * 1000
+    finally:
+        batcher.shutdown()
+    assert lone_ms < 30, f"a lone request took {lone_ms:.0f} ms"

@@ -1,0 +1,33 @@
+# Load test with an SLO verdict, and the side-by-side benchmark (included from the Makefile).
+# Uses $(PY), env, system-deps and train from the Makefile. Traffic goes to loopback only.
+
+USERS      ?= 100
+SPAWN_RATE ?= 20
+DURATION   ?= 60s
+# Locust processes: 1 keeps up with 100 users of this mix on 2 cores (see docs/performance.md);
+# -1 forks one per core when the generator is the bottleneck.
+LOCUST_PROCESSES ?= 1
+# HOST is a full URL here (http://127.0.0.1:3000). The Makefile's HOST (the bind address of
+# `make serve`, default 127.0.0.1) is turned into http://$(HOST):$(PORT) when it has no scheme.
+HOST       ?= http://127.0.0.1:3000
+LOADTEST_URL = $(if $(findstring ://,$(HOST)),$(HOST),http://$(HOST):$(PORT))
+LOADTEST_STAMP := $(shell date +%Y%m%d-%H%M%S)
+RESULTS    ?= loadtest/results/$(LOADTEST_STAMP)
+
+.PHONY: loadtest slo-verdict bench
+
+loadtest: env ## locust user mix against a RUNNING service (HOST=...): CSV + HTML in RESULTS, SLO verdict
+	$(PY) loadtest/slo.py run --host $(LOADTEST_URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	  --run-time $(DURATION) --processes $(LOCUST_PROCESSES) --results $(RESULTS)
+
+slo-verdict: env ## re-judge an earlier load test: make slo-verdict RESULTS=loadtest/results/<run>
+	$(PY) loadtest/slo.py verdict $(RESULTS)
+
+BENCH_WORKERS  ?= 2
+BENCH_DURATION ?= 8
+BENCH_ROUNDS   ?= 3
+BENCH_RESULTS  ?= loadtest/results/bench-$(LOADTEST_STAMP)
+bench: env system-deps ## BentoML vs plain FastAPI vs batching off, wrk on loopback, table with ratios (~5 min)
+	$(PY) train.py --if-missing
+	$(PY) loadtest/bench.py --workers $(BENCH_WORKERS) --duration $(BENCH_DURATION) \
+	  --rounds $(BENCH_ROUNDS) --out $(BENCH_RESULTS)
