@@ -143,13 +143,19 @@ class RedisFeatureStore:
     async def lookup(
         self, restaurant_ids: Sequence[str], driver_ids: Sequence[str]
     ) -> OnlineValues:
-        keys = [self._restaurant_prefix + i for i in restaurant_ids]
+        # The snapshot marker rides in the same MGET: a Redis that restarted empty answers every
+        # key with nothing, which must count as a failure, not as "all entities unknown".
+        keys = [self._marker]
+        keys += [self._restaurant_prefix + i for i in restaurant_ids]
         keys += [self._driver_prefix + i for i in driver_ids]
+        missing: list[float | None] = [None] * len(restaurant_ids)
         try:
-            raw = await asyncio.wait_for(self._client.mget(keys), timeout=self._timeout_s)
+            marker, *raw = await asyncio.wait_for(self._client.mget(keys), timeout=self._timeout_s)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
-            missing: list[float | None] = [None] * len(restaurant_ids)
+            return OnlineValues(missing, list(missing), failed=True)
+        if marker is None:
+            self._failed(f"snapshot {self._marker} not materialized; run `make materialize`")
             return OnlineValues(missing, list(missing), failed=True)
         if self._state != "ready":
             self._state = "ready"

@@ -39,12 +39,16 @@ class Order(BaseModel):
     """One order to predict; entity averages are optional overrides of the feature store."""
 
     # "example" (OpenAPI 3.0), not "examples": BentoML 1.4's OpenAPI Schema rejects the latter.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": ORDER_EXAMPLE})
+    # strict: JSON booleans and numeric strings are not numbers ("distance_km": "3.5" and
+    # "is_peak_hour": true were accepted in lax mode -- found by fuzzing).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"example": ORDER_EXAMPLE}
+    )
 
     restaurant_id: EntityId
     driver_id: EntityId
     distance_km: float = Field(ge=0.1, le=50, allow_inf_nan=False)
-    is_peak_hour: Literal[0, 1]
+    is_peak_hour: int = Field(ge=0, le=1, description="1 during lunch/dinner peak hours, else 0")
     order_value: float = Field(ge=0, le=100_000, allow_inf_nan=False)
     restaurant_avg_delivery_time: EntityMinutes | None = None
     driver_avg_delivery_time: EntityMinutes | None = None
@@ -67,6 +71,7 @@ class Feedback(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "example": {
                 "prediction_id": "ec5640c8-e9de-4bfb-8a6e-931cc565e065",

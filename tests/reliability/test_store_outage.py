@@ -175,16 +175,6 @@ def test_predictions_survive_a_redis_outage_and_recover(
     assert "Traceback" not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a Redis that comes back empty (restarted, not yet materialised) answers lookups with "
-        "nothing: every prediction silently uses defaults while /health says ok, /readyz is 200 "
-        "and the fallbacks metric stays flat (RedisFeatureStore.lookup marks the store ready on "
-        "any successful MGET; only the readiness probe checks the snapshot marker, and the next "
-        "lookup flips the state back)"
-    ),
-)
 def test_an_unmaterialised_store_is_reported(
     registered: Any, redis_server: Any, tmp_path: Path
 ) -> None:
