@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train serve test lint format materialize load-check canary k8s-rules lock clean
+.PHONY: help env system-deps train serve test lint format materialize load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,15 @@ materialize: env ## load the served model's entity features into Redis (REDIS_UR
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
+
+promote: env ## gate the newest candidate (or TAG=...) against production; relabel on success
+	$(PY) -m models.lifecycle promote $(if $(TAG),--tag $(TAG))
+
+rollback: env ## make the previous production model production again
+	$(PY) -m models.lifecycle rollback
+
+models: env ## list model versions and their stages
+	$(PY) -m models.lifecycle status
 
 URL ?= http://127.0.0.1:$(PORT)
 canary: env ## golden requests against a deployed service (URL=...); non-zero on any regression
