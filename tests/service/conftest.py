@@ -13,8 +13,12 @@ from loadtest.local_server import LocalServer, local_server
 @pytest.fixture(scope="session")
 def server(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:  # type: ignore[no-untyped-def]
     """The service with the session's model and the embedded feature store."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with local_server(log, env={"DELIVERY_ETA_MODEL_TAG": registered.tag}) as running:
+    workdir = tmp_path_factory.mktemp("server")
+    env = {
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(workdir / "predictions.sqlite3"),
+    }
+    with local_server(workdir / "server.log", env=env) as running:
         yield running
 
 
