@@ -28,7 +28,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtest.local_server import ROOT, free_port, local_server, wait_ready
+from loadtest.local_server import ROOT, free_port, local_server, stop_process_group, wait_ready
 
 SINGLE_SCRIPT = ROOT / "loadtest" / "predict.lua"
 BATCH_SCRIPT = ROOT / "loadtest" / "bench.lua"
@@ -199,13 +198,7 @@ def reference_server(log_path: Path, workers: int, env: dict[str, str]) -> Itera
             wait_ready(url, 90, proc)
             yield Target(REFERENCE, url, proc.pid)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process_group(proc)
 
 
 def private_home(folder: Path) -> str:

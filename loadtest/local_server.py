@@ -53,6 +53,18 @@ class LocalServer:
         return self.log_path.read_text(errors="replace")
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """SIGTERM the process group started with ``start_new_session``; SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def serve_command(port: int) -> list[str]:
     """The command line that serves the service on 127.0.0.1:``port``."""
     return [
@@ -88,10 +100,4 @@ def local_server(
             wait_ready(url, ready_timeout_s, proc)
             yield LocalServer(url=url, proc=proc, log_path=log_path)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process_group(proc)

@@ -38,10 +38,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from models.data import generate_order_history
 from models.features import training_frame
 from models.registry import MODEL_NAME, ModelArtifact, load_artifact
-from models.training import TrainingConfig, data_fingerprint, split_rows
+from models.training import TrainingConfig, data_fingerprint, generate_splits
 
 STAGE = "stage"
 CANDIDATE = "candidate"
@@ -198,18 +197,11 @@ def _store_lock() -> Iterator[None]:
 
 
 def regenerate_holdout(training_config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (history, holdout) orders of the run described by ``training_config``.
+    """The (train, holdout) orders of the run described by ``training_config``.
 
-    Same generator, same seed, same time split as :func:`models.training.train_model`.
+    Same generator, seed and time split as :func:`models.training.train_model`.
     """
-    config = TrainingConfig(**training_config)
-    _, orders = generate_order_history(
-        config.n_orders,
-        n_restaurants=config.n_restaurants,
-        n_drivers=config.n_drivers,
-        seed=config.seed,
-    )
-    parts = split_rows(orders, config.history_fraction, config.seed)
+    parts = generate_splits(TrainingConfig(**training_config))
     return parts["train"], parts["holdout"]
 
 

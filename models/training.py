@@ -112,16 +112,21 @@ def split_rows(orders: pd.DataFrame, history_fraction: float, seed: int) -> dict
     }
 
 
-def train_model(config: TrainingConfig) -> TrainingResult:
-    """Generate data, fit point + quantile models, conformalise, evaluate on the holdout."""
-    logger.info("generating %d orders (seed %d)", config.n_orders, config.seed)
+def generate_splits(config: TrainingConfig) -> dict[str, pd.DataFrame]:
+    """The order history of ``config``, split by :func:`split_rows` (deterministic per seed)."""
     _, orders = generate_order_history(
         config.n_orders,
         n_restaurants=config.n_restaurants,
         n_drivers=config.n_drivers,
         seed=config.seed,
     )
-    parts = split_rows(orders, config.history_fraction, config.seed)
+    return split_rows(orders, config.history_fraction, config.seed)
+
+
+def train_model(config: TrainingConfig) -> TrainingResult:
+    """Generate data, fit point + quantile models, conformalise, evaluate on the holdout."""
+    logger.info("generating %d orders (seed %d)", config.n_orders, config.seed)
+    parts = generate_splits(config)
     entities = compute_entity_features(parts["history"])
     frames = {
         name: training_frame(parts[name], entities) for name in ("train", "calibration", "holdout")
