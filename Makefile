@@ -60,7 +60,7 @@ format: env ## apply ruff formatting and safe fixes
 
 REDIS_URL ?= redis://127.0.0.1:6379/0
 materialize: env ## load the served model's entity features into Redis (REDIS_URL=...)
-	$(PY) train.py materialize --redis-url $(REDIS_URL) --model-tag $${DELIVERY_ETA_MODEL_TAG:-delivery_eta:latest}
+	$(PY) train.py materialize --redis-url $(REDIS_URL)
 
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing

@@ -7,6 +7,7 @@ server that starts but cannot predict is worse than one that does not start.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from models.drift import DriftMonitor
 from models.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
 from models.http_guard import HttpGuardMiddleware
 from models.instrumentation import Instrumentation
+from models.lifecycle import resolve_serving_tag
 from models.logs import configure_logging
 from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
 from models.registry import ModelArtifactError, load_artifact
@@ -59,9 +61,13 @@ except ValidationError as exc:
     )
 configure_logging(SETTINGS.log_level)
 try:
-    ARTIFACT = load_artifact(SETTINGS.model_tag)
+    ARTIFACT = load_artifact(resolve_serving_tag(SETTINGS.model_tag))
 except ModelArtifactError as exc:
     _refuse_to_start(str(exc))
+# Worker processes inherit this environment (BentoML's watchers copy it when `bentoml serve`
+# starts them, after this import): pinning the resolved version here keeps every worker, even one
+# respawned after a later promotion, on the model this server started with.
+os.environ["DELIVERY_ETA_MODEL_TAG"] = ARTIFACT.tag
 
 BatchOrders = Annotated[
     list[Order],

@@ -2,7 +2,7 @@
 
 python train.py                      # full run (about 20 s on 2 cores)
 python train.py --small              # quick model, for tests and demos
-python train.py --if-missing         # do nothing when the latest model is servable
+python train.py --if-missing         # do nothing when the model the service would serve loads
 python train.py materialize --redis-url redis://127.0.0.1:6379/0
 """
 
@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from models.feature_store import materialize
+from models.lifecycle import resolve_serving_tag
 from models.registry import MODEL_NAME, ModelArtifactError, load_artifact
 from models.release import train_and_register
 from models.training import TrainingConfig
@@ -22,10 +24,16 @@ from models.training import TrainingConfig
 logger = logging.getLogger("delivery_eta.train")
 
 
+def _served_tag(pinned: str | None = None) -> str:
+    """The tag the service would serve: ``pinned``, else DELIVERY_ETA_MODEL_TAG, else the
+    ``stage=production`` model (the newest model before the first promotion)."""
+    return resolve_serving_tag(pinned or os.environ.get("DELIVERY_ETA_MODEL_TAG") or None)
+
+
 def _store_has_servable_model() -> bool:
-    """True when the store's latest model loads and verifies with this code."""
+    """True when the model the service would serve loads and verifies with this code."""
     try:
-        load_artifact(f"{MODEL_NAME}:latest")
+        load_artifact(_served_tag())
     except ModelArtifactError as exc:
         logger.info("no servable model (%s); training one", exc)
         return False
@@ -63,7 +71,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def materialize_cmd(args: argparse.Namespace) -> int:
-    artifact = load_artifact(args.model_tag)
+    artifact = load_artifact(_served_tag(args.model_tag))
     written = materialize(artifact.entities, args.redis_url)
     print(json.dumps({"model": artifact.tag, "redis_keys_written": written}))
     return 0
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     mat = sub.add_parser("materialize", help="load a model's entity features into Redis")
     mat.add_argument("--redis-url", required=True)
-    mat.add_argument("--model-tag", default=f"{MODEL_NAME}:latest")
+    mat.add_argument("--model-tag", help="model whose features to load (default: the served one)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -14,8 +14,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DELIVERY_ETA_", extra="ignore", frozen=True)
 
-    model_tag: str = "delivery_eta:latest"
-    """BentoML model-store tag to serve (``name:version`` or ``name:latest``)."""
+    model_tag: str | None = None
+    """Pin a model-store tag (``name:version``); unset serves the ``stage=production`` model
+    (or the newest one until something has been promoted)."""
 
     workers: int = Field(default=1, ge=1, le=64)
     """BentoML worker processes; each loads the model and batches on its own."""

@@ -6,9 +6,9 @@ from pydantic import ValidationError
 from models.settings import ServiceSettings
 
 
-def test_defaults_serve_latest_from_the_embedded_store() -> None:
+def test_defaults_serve_the_production_model_from_the_embedded_store() -> None:
     settings = ServiceSettings()
-    assert settings.model_tag == "delivery_eta:latest"
+    assert settings.model_tag is None  # resolved to the stage=production model at start-up
     assert settings.feature_store_backend == "embedded"
     assert settings.max_batch_rows == 1000
 
