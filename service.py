@@ -43,6 +43,8 @@ from models.schema import (
 )
 from models.serving import Bounds, DeliveryTimePredictor
 from models.settings import ServiceSettings
+from models.shutdown import DrainingMiddleware
+from models.shutdown import install as install_graceful_shutdown
 
 
 def _refuse_to_start(reason: str) -> None:
@@ -60,6 +62,7 @@ except ValidationError as exc:
         )
     )
 configure_logging(SETTINGS.log_level)
+SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
 try:
     ARTIFACT = load_artifact(resolve_serving_tag(SETTINGS.model_tag))
 except ModelArtifactError as exc:
@@ -199,8 +202,10 @@ class DeliveryETA:
         """Ready once the model is loaded (it is, if we got here) and the store has answered.
 
         After that, a store outage keeps the service ready (serving defaults) unless
-        ``readiness_requires_store`` is set.
+        ``readiness_requires_store`` is set. Draining for shutdown is never ready.
         """
+        if SHUTDOWN.draining:
+            return False
         if await self.feature_store.check():
             self._store_seen_ready = True
             return True
@@ -209,7 +214,9 @@ class DeliveryETA:
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
         return {
-            "status": "ok" if self.feature_store.state == "ready" else "degraded",
+            "status": "draining"
+            if SHUTDOWN.draining
+            else ("ok" if self.feature_store.state == "ready" else "degraded"),
             "model_version": ARTIFACT.tag,
             "model_stage": ARTIFACT.labels.get("stage"),
             "uptime_s": round(time.time() - self.started_at, 3),
@@ -274,6 +281,7 @@ class DeliveryETA:
 
 
 # First added = outermost: the request context (id, log line, metrics) also covers the guard's
-# 413/415 answers.
+# 413/415 answers, and while draining every answer closes its connection.
+DeliveryETA.add_asgi_middleware(DrainingMiddleware)
 DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
 DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)

@@ -84,7 +84,11 @@ def serve_command(port: int) -> list[str]:
 def local_server(
     log_path: Path, env: Mapping[str, str] | None = None, ready_timeout_s: float = 90
 ) -> Iterator[LocalServer]:
-    """Run ``bentoml serve service:DeliveryETA`` on 127.0.0.1:<free port> until the block ends."""
+    """Run ``bentoml serve service:DeliveryETA`` on 127.0.0.1:<free port> until the block ends.
+
+    The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
+    routes to a harness server) unless the caller's environment or ``env`` sets one.
+    """
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -93,7 +97,7 @@ def local_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env={"DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0", **os.environ, **(env or {})},
         )
         try:
             url = f"http://127.0.0.1:{port}"

@@ -78,6 +78,10 @@ class ServiceSettings(BaseSettings):
     drift_window_rows: int = Field(default=2000, ge=200, le=1_000_000)
     """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
 
+    shutdown_drain_s: float = Field(default=5.0, ge=0, le=120)
+    """On SIGTERM, seconds to keep serving while reporting not-ready before closing the listener
+    (load balancers stop sending meanwhile); keep it well under the orchestrator's grace period."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
 

@@ -281,6 +281,12 @@ def _pod_templates(docs: tuple[dict[str, Any], ...]) -> list[tuple[dict[str, Any
     return [(d, d["spec"]["template"]) for d in of_kind(docs, "Deployment")]
 
 
+def _settings(target: str) -> dict[str, str]:
+    """The DELIVERY_ETA_* ConfigMap a target renders (one per target)."""
+    (cm,) = of_kind(render(target), "ConfigMap")
+    return dict(cm["data"])
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_images_are_pinned(target: str) -> None:
     for dep, tpl in _pod_templates(render(target)):
@@ -384,11 +390,15 @@ def test_rollout_and_shutdown(target: str) -> None:
         assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
         assert (ru["maxSurge"], ru["maxUnavailable"]) == (1, 0), name(dep)
         grace = tpl["spec"]["terminationGracePeriodSeconds"]
+        drain_s = float(_settings(target)["DELIVERY_ETA_SHUTDOWN_DRAIN_S"])
+        assert drain_s >= 3, f"{name(dep)}: endpoints need a few seconds to drop the pod"
         for c in tpl["spec"]["containers"]:
             pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
             pre_s = int(pre[1]) if pre[:1] == ["sleep"] else 0
-            # Time left for BentoML to drain after the preStop sleep.
-            assert grace - pre_s >= 15, f"{name(dep)}: grace {grace}s, preStop {pre_s}s"
+            # Time left to finish in-flight requests after any preStop sleep and the drain.
+            assert grace - pre_s - drain_s >= 15, (
+                f"{name(dep)}: grace {grace}s, preStop {pre_s}s, drain {drain_s}s"
+            )
 
 
 @pytest.mark.parametrize("target", TARGETS)

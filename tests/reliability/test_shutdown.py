@@ -4,18 +4,16 @@ Two client populations run at once, 8 threads each, single predictions mixed wit
 batches: one opens a new connection per request (``close``), one reuses keep-alive connections
 (``keepalive``). After ~150 answers the server gets SIGTERM, either
 
-* ``group``: to its whole process group (a terminal's Ctrl-C, ``make serve`` stopped), or
+* ``group``: to its whole process group (a terminal's stop, ``make serve`` killed), or
 * ``main``: to the ``bentoml serve`` process only (what Docker/Kubernetes do to PID 1),
 
 and every request's outcome is classified by when it started and ended relative to the signal
 (``before`` / ``inflight`` / ``after``) and by what the client saw (answered / refused / dropped /
 timeout, see ``loadgen``). Requirements (issue 6): every request whose connection was accepted
-gets a response; new connections after SIGTERM may be refused; the server (all its processes)
-exits within ``GRACE_S``.
-
-``test_shutdown_is_clean`` asserts what BentoML 1.4 does today; ``test_every_accepted_request_is_
-answered`` asserts the full requirement and is an xfail until the service drains before closing
-(see its reason for what was measured).
+gets a response; new connections may be refused once the server closes its door; the server (all
+its processes) exits within ``GRACE_S``. The server drains for ``DRAIN_S`` first
+(models/shutdown.py): ``/readyz`` turns 503 while requests are still answered, then the listening
+socket stops taking new connections, the queued ones are served, and the process exits.
 """
 
 from __future__ import annotations
@@ -24,12 +22,14 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from loadtest.local_server import local_server
@@ -39,6 +39,7 @@ from tests.reliability.loadgen import Load, Outcome, Request
 pytestmark = pytest.mark.server
 
 GRACE_S = 30.0
+DRAIN_S = 2.0
 THREADS_PER_POPULATION = 8
 ANSWERS_BEFORE_SIGTERM = 150
 
@@ -55,6 +56,7 @@ class ShutdownRun:
     sigterm_at: float
     exit_code: int | None
     exit_after_s: float | None
+    readiness: list[tuple[float, int | None]]
     group_gone: bool
     port_closed: bool
     outcomes: dict[str, list[Outcome]]
@@ -79,8 +81,38 @@ class ShutdownRun:
             for population, outcomes in self.outcomes.items()
         }
 
+    def first_not_ready_s(self) -> float | None:
+        """Seconds from SIGTERM to the first /readyz answer that was not 200."""
+        return next((t for t, status in self.readiness if status not in (200, None)), None)
+
     def all(self) -> list[Outcome]:
         return [o for outcomes in self.outcomes.values() for o in outcomes]
+
+
+class ReadinessProbe(threading.Thread):
+    """Polls /readyz every 50 ms from SIGTERM on, as a load balancer's health check would."""
+
+    def __init__(self, url: str, since: float) -> None:
+        super().__init__(name="readyz-probe", daemon=True)
+        self.url, self.since = url, since
+        self.statuses: list[tuple[float, int | None]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2) as client:
+            while not self._stop_event.is_set():
+                try:
+                    status: int | None = client.get(f"{self.url}/readyz").status_code
+                except httpx.TransportError:
+                    status = None  # the door is closed: no answer at all
+                self.statuses.append((time.monotonic() - self.since, status))
+                if status is None:
+                    return
+                self._stop_event.wait(0.05)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
 
 
 def _port_closed(url: str) -> bool:
@@ -107,7 +139,8 @@ def shutdown_run(
 ) -> ShutdownRun:
     target: str = request.param
     workdir: Path = tmp_path_factory.mktemp(f"shutdown-{target}")
-    with local_server(workdir / "server.log", env=server_env(registered, workdir)) as server:
+    env = server_env(registered, workdir, DELIVERY_ETA_SHUTDOWN_DRAIN_S=str(DRAIN_S))
+    with local_server(workdir / "server.log", env=env) as server:
         loads = {
             name: Load(
                 server.url,
@@ -124,6 +157,8 @@ def shutdown_run(
             for load in loads.values():
                 load.wait_for(ANSWERS_BEFORE_SIGTERM // 2)
             sigterm_at = time.monotonic()
+            readiness = ReadinessProbe(server.url, sigterm_at)
+            readiness.start()
             if target == "group":
                 os.killpg(server.proc.pid, signal.SIGTERM)
             else:
@@ -138,6 +173,7 @@ def shutdown_run(
         finally:
             for load in loads.values():
                 load.stop()
+            readiness.stop()
         if exit_code is None:  # let local_server's teardown kill it; report the failure below
             os.killpg(server.proc.pid, signal.SIGKILL)
         run = ShutdownRun(
@@ -145,6 +181,7 @@ def shutdown_run(
             sigterm_at=sigterm_at,
             exit_code=exit_code,
             exit_after_s=exit_after,
+            readiness=readiness.statuses,
             group_gone=_group_gone(server.proc.pid),
             port_closed=_port_closed(server.url),
             outcomes={name: load.outcomes for name, load in loads.items()},
@@ -162,6 +199,7 @@ def shutdown_run(
             "refused": sent - len(connected),
             "exit_code": run.exit_code,
             "exit_after_s": None if exit_after is None else round(exit_after, 2),
+            "readyz_503_after_s": run.first_not_ready_s(),
             "by_population": run.table(),
             "unanswered_detail": dict(
                 Counter(
@@ -182,11 +220,11 @@ def shutdown_run(
 
 
 def test_shutdown_is_clean(shutdown_run: ShutdownRun) -> None:
-    """What holds today: exit 0 within the grace period, every process gone, nothing hangs,
-    no 5xx, requests answered up to and through the signal, refusals only after it."""
+    """Exit 0 within the grace period after the drain, every process gone, nothing hangs, no 5xx,
+    requests answered up to and through the signal, refusals only after it."""
     run = shutdown_run
     assert run.exit_code == 0, f"exit code {run.exit_code}:\n{run.log[-3000:]}"
-    assert run.exit_after_s is not None and run.exit_after_s <= GRACE_S
+    assert run.exit_after_s is not None and DRAIN_S <= run.exit_after_s <= GRACE_S
     assert run.group_gone, "worker processes outlived the server"
     assert run.port_closed
     outcomes = run.all()
@@ -194,22 +232,19 @@ def test_shutdown_is_clean(shutdown_run: ShutdownRun) -> None:
     assert all(o.status == 200 for o in outcomes if o.answered), Counter(o.status for o in outcomes)
     assert not [o for o in outcomes if o.kind == "refused" and run.phase(o) != "after"]
     assert not [o for o in outcomes if run.phase(o) == "before" and not o.answered]
-    # Requests in progress when the signal came were answered (most of them; see the xfail).
     assert any(o.answered for o in outcomes if run.phase(o) == "inflight")
     assert "Traceback" not in run.log
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "BentoML 1.4 (uvicorn workers under circus) stops accept()ing at SIGTERM: a connection the "
-        "kernel completed just before or after the signal but the worker had not accepted yet "
-        "is reset when the listening socket is finally closed (~0.5 s later), and a request "
-        "written to an idle keep-alive connection as uvicorn closes it is dropped. Requests the "
-        "worker was already processing are answered. Needs a drain phase (not-ready + keep "
-        "serving for N s before closing) or a preStop sleep; see the figures for the counts."
-    ),
-)
+def test_not_ready_while_draining_and_still_answering(shutdown_run: ShutdownRun) -> None:
+    """/readyz turns 503 right after SIGTERM while predictions keep being answered for the drain."""
+    run = shutdown_run
+    not_ready_at = run.first_not_ready_s()
+    assert not_ready_at is not None and not_ready_at < 1.0, run.readiness[:10]
+    answered_late = [o for o in run.all() if o.answered and o.ended - run.sigterm_at > DRAIN_S / 2]
+    assert answered_late, "nothing was answered during the drain"
+
+
 def test_every_accepted_request_is_answered(shutdown_run: ShutdownRun) -> None:
     run = shutdown_run
     unanswered = [o for o in run.all() if o.kind in ("dropped", "timeout")]

@@ -1,0 +1,180 @@
+"""Graceful shutdown of a serving worker: drain, close the door, finish, exit.
+
+BentoML 1.4 runs each worker as ``uvicorn.Server(config).run(sockets=[fd])`` on a listening socket
+shared with the arbiter and the other workers. Uvicorn's own SIGTERM handling stops accepting at
+once, so every connection the kernel has already completed but nobody accepted yet is reset when
+the last copy of the socket closes, and a client that sends on a keep-alive connection as it is
+closed loses its request. With :func:`install`, SIGTERM instead starts three phases:
+
+1. **drain** (``drain_s``): keep serving, report not-ready (``/readyz`` 503) and answer with
+   ``Connection: close``, so load balancers and keep-alive clients move elsewhere first;
+2. **close the door**: attach a drop-everything BPF filter to the listening socket. The kernel
+   stops completing new handshakes (a client's SYN goes unanswered and, retried after a second,
+   is refused once the socket has closed), while connections already queued are still accepted;
+3. **finish**: once the accept queue is empty, hand over to uvicorn's graceful shutdown, which
+   completes the requests in progress and runs the service's shutdown hooks.
+
+SIGINT (Ctrl-C in a terminal) skips the drain and shuts down at once, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+from models.request_context import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("delivery_eta.shutdown")
+
+_SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; not exported by Python's socket module
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return k bytes of the packet"; k = 0 drops it
+_TCP_INFO_LEN = 104
+_TCPI_UNACKED_OFFSET = 24  # struct tcp_info: 8 x u8, then u32s; on a listener, accept-queue length
+
+QUEUE_WAIT_S = 5.0
+"""Longest the worker waits for the accept queue to empty once the door is closed."""
+SETTLE_S = 0.3
+"""Pause after the queue empties, so that connections just accepted deliver their request
+before uvicorn closes the idle ones."""
+
+
+class ShutdownState:
+    """What this worker process is doing about shutdown (one per process: signals are)."""
+
+    def __init__(self) -> None:
+        self.drain_s = 0.0
+        self.draining_since: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        """True from the first SIGTERM on: report not-ready, close connections after answers."""
+        return self.draining_since is not None
+
+
+STATE = ShutdownState()
+_installed = threading.Lock()
+_original_handle_exit: Any = None
+
+
+def close_the_door(sock: Any) -> bool:
+    """Make the kernel drop new connection attempts on listening ``sock``; True if it took.
+
+    Already-queued connections stay acceptable. Linux only (classic BPF socket filter, no
+    privilege needed); elsewhere the worker falls back to uvicorn's plain shutdown.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    drop_all = struct.pack("HBBI", _BPF_RET_K, 0, 0, 0)
+    program = ctypes.create_string_buffer(drop_all, len(drop_all))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; } (native alignment)
+    fprog = struct.pack("HP", 1, ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError as exc:
+        logger.warning("could not close the listening socket to new connections: %s", exc)
+        return False
+    return True
+
+
+def accept_queue_length(sock: Any) -> int | None:
+    """Connections the kernel has completed on listening ``sock`` that nobody accepted yet."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (OSError, AttributeError):
+        return None
+    (queued,) = struct.unpack_from("I", info, _TCPI_UNACKED_OFFSET)
+    return int(queued)
+
+
+def wait_for_empty_queue(sockets: Iterable[Any], timeout_s: float = QUEUE_WAIT_S) -> bool:
+    """Block until no listening socket has queued connections (True), or ``timeout_s`` passed."""
+    sockets = list(sockets)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(accept_queue_length(s) in (0, None) for s in sockets):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _listening_sockets(server: Any) -> list[Any]:
+    return [sock for asyncio_server in server.servers for sock in (asyncio_server.sockets or ())]
+
+
+def _drain_then_exit(server: Any, sig: int, frame: FrameType | None) -> None:
+    time.sleep(STATE.drain_s)
+    sockets = _listening_sockets(server)
+    if sockets and all(close_the_door(s) for s in sockets):
+        emptied = wait_for_empty_queue(sockets)
+        time.sleep(SETTLE_S)
+        logger.info(
+            "drained for %.1f s; listening socket closed to new connections, accept queue %s",
+            STATE.drain_s,
+            "empty" if emptied else f"still not empty after {QUEUE_WAIT_S:.0f} s",
+        )
+    # uvicorn's own handler: stop accepting, finish requests in progress, run shutdown hooks.
+    _original_handle_exit(server, sig, frame)
+
+
+def _handle_exit(server: Any, sig: int, frame: FrameType | None) -> None:
+    if sig != signal.SIGTERM:
+        _original_handle_exit(server, sig, frame)  # Ctrl-C: no drain
+        return
+    if STATE.draining:
+        return  # circus relays the arbiter's SIGTERM too: one drain is enough
+    STATE.draining_since = time.monotonic()
+    logger.info("SIGTERM: draining for %.1f s before closing the listener", STATE.drain_s)
+    # A thread, not the event loop: this runs inside a signal handler, and the phases sleep.
+    threading.Thread(
+        target=_drain_then_exit, args=(server, sig, frame), name="drain", daemon=True
+    ).start()
+
+
+def install(drain_s: float) -> ShutdownState:
+    """Give this process's uvicorn server the drain-first SIGTERM handling (idempotent).
+
+    Patches ``uvicorn.Server.handle_exit``: BentoML builds and runs the server itself and offers
+    no hook for its shutdown, and the patch must be in place before ``Server.run`` installs its
+    signal handlers, i.e. at service import time in the worker.
+    """
+    global _original_handle_exit
+    import uvicorn
+
+    STATE.drain_s = drain_s
+    with _installed:
+        if _original_handle_exit is None:
+            _original_handle_exit = uvicorn.Server.handle_exit
+            uvicorn.Server.handle_exit = _handle_exit  # type: ignore[method-assign,assignment]
+    return STATE
+
+
+class DrainingMiddleware:
+    """While draining, ask every client to close its connection after the answer."""
+
+    def __init__(self, app: ASGIApp, state: ShutdownState = STATE) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.state.draining:
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
+                ]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
