@@ -28,6 +28,7 @@ from models.http_guard import HttpGuardMiddleware
 from models.instrumentation import Instrumentation
 from models.lifecycle import resolve_serving_tag
 from models.logs import configure_logging
+from models.openapi import OpenAPIDocumentMiddleware
 from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
 from models.registry import ModelArtifactError, load_artifact
 from models.request_context import RequestContextMiddleware, RequestInfo, annotate
@@ -285,3 +286,7 @@ class DeliveryETA:
 DeliveryETA.add_asgi_middleware(DrainingMiddleware)
 DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
 DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)
+# /docs.json: BentoML's generated document, corrected once at start-up (models/openapi.py).
+DeliveryETA.add_asgi_middleware(
+    OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict()
+)
