@@ -1,5 +1,5 @@
 """The pieces of the graceful shutdown on real loopback sockets (the whole sequence against a
-real server is tests/reliability/test_shutdown.py)."""
+real server is tests/reliability/test_shutdown_under_load.py)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ batches: one opens a new connection per request (``close``), one reuses keep-ali
 (``keepalive``). After ~150 answers the server gets SIGTERM, either
 
 * ``group``: to its whole process group (a terminal's stop, ``make serve`` killed), or
-* ``main``: to the ``bentoml serve`` process only (what Docker/Kubernetes do to PID 1),
+* ``main``: to the ``bentoml serve`` process only (what Docker/Kubernetes do to PID 1), with
+  1 worker and with 2 (the production pods' count: both share one listening socket),
 
 and every request's outcome is classified by when it started and ended relative to the signal
 (``before`` / ``inflight`` / ``after``) and by what the client saw (answered / refused / dropped /
@@ -130,16 +131,26 @@ def _group_gone(pgid: int) -> bool:
     return False
 
 
-@pytest.fixture(scope="module", params=["group", "main"])
+# (signal target, workers): Kubernetes signals PID 1 of a pod running 2 workers (a 2-CPU limit).
+@pytest.fixture(
+    scope="module",
+    params=[("group", 1), ("main", 1), ("main", 2)],
+    ids=["group-1worker", "main-1worker", "main-2workers"],
+)
 def shutdown_run(
     request: pytest.FixtureRequest,
     registered: Any,
     tmp_path_factory: pytest.TempPathFactory,
     record_figure: Any,
 ) -> ShutdownRun:
-    target: str = request.param
-    workdir: Path = tmp_path_factory.mktemp(f"shutdown-{target}")
-    env = server_env(registered, workdir, DELIVERY_ETA_SHUTDOWN_DRAIN_S=str(DRAIN_S))
+    target, workers = request.param
+    workdir: Path = tmp_path_factory.mktemp(f"shutdown-{target}-{workers}")
+    env = server_env(
+        registered,
+        workdir,
+        DELIVERY_ETA_SHUTDOWN_DRAIN_S=str(DRAIN_S),
+        DELIVERY_ETA_WORKERS=str(workers),
+    )
     with local_server(workdir / "server.log", env=env) as server:
         loads = {
             name: Load(
@@ -191,7 +202,7 @@ def shutdown_run(
     answered = sum(o.answered for o in run.all())
     connected = [o for o in run.all() if o.kind != "refused"]
     record_figure(
-        f"shutdown SIGTERM->{target}",
+        f"shutdown SIGTERM->{target} ({workers} worker{'s' if workers > 1 else ''})",
         {
             "sent": sent,
             "answered": answered,
