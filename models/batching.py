@@ -27,12 +27,20 @@ def _shed() -> np.ndarray:
 
 
 class _CappedWaitOptimizer(Optimizer):
-    """BentoML's batching optimizer with a ceiling on the wait it learns.
+    """BentoML's batching optimizer with a ceiling on the wait and on the per-row cost it learns.
 
-    The optimizer sets how long a queue may wait for company from the average of recent
-    waits -- which include that same wait, so after a burst it stays high: a lone request
-    measured 552 ms right after load, 2 ms on a fresh server. Batches still form under load
-    while the model thread is busy; the cap only stops idle waiting.
+    * Wait: the optimizer sets how long a queue may wait for company from the average of recent
+      waits -- which include that same wait, so after a burst it stays high: a lone request
+      measured 552 ms right after load, 2 ms on a fresh server. Batches still form under load
+      while the model thread is busy; the cap only stops idle waiting.
+    * Cost per row (``o_a``): a least-squares slope over the last 50 (rows, seconds) samples.
+      Under a flood those batches all have similar sizes, so one slow call (a GC pause, a
+      starved core) can tilt the slope to many ms per row (tests/models/test_batching.py:
+      > 10 ms from a single 0.5 s call among 1 ms/row batches), and the dispatcher sheds
+      whenever ``wait + o_a * queued + o_b`` exceeds the budget. Suspected cause of 790 503s
+      in one CI run of the 512-connection test under the 10 s budget while answers took ~0.9 s
+      (not reproduced: 3 floods since, slope <= 3.4 ms/row). The slope is capped at the median
+      per-row cost actually observed, which one outlier cannot move.
     """
 
     def __init__(self, max_latency: float, max_wait: float) -> None:
@@ -41,6 +49,11 @@ class _CappedWaitOptimizer(Optimizer):
 
     def trigger_refresh(self) -> None:
         super().trigger_refresh()
+        if self.o_stat:
+            observed = float(
+                np.median([seconds / max(rows, 1) for rows, seconds, _ in self.o_stat])
+            )
+            self.o_a = min(self.o_a, observed)
         self.wait = min(self.wait, self.max_wait)  # type: ignore[assignment]  # BentoML types it int
 
 

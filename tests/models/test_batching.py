@@ -3,8 +3,10 @@
 import asyncio
 
 import numpy as np
+import pytest
+from bentoml._internal.marshal.dispatcher import Optimizer
 
-from models.batching import AdaptiveBatcher, Overloaded
+from models.batching import AdaptiveBatcher, Overloaded, _CappedWaitOptimizer
 
 
 def _slow_double(rows: np.ndarray) -> np.ndarray:
@@ -63,3 +65,19 @@ async def test_a_lone_request_after_a_burst_is_not_held_back() -> None:
     finally:
         batcher.shutdown()
     assert lone_ms < 30, f"a lone request took {lone_ms:.0f} ms"
+
+
+def test_one_slow_model_call_cannot_inflate_the_learned_cost_per_row() -> None:
+
+    optimizer = _CappedWaitOptimizer(max_latency=10.0, max_wait=0.002)
+    # A flood: batches of 30-34 rows at ~1 ms per row, and one call stalled for 0.5 s.
+    samples = [(30 + i % 5, 0.001 * (30 + i % 5), 0.0) for i in range(40)] + [(34, 0.5, 0.0)]
+    for rows, seconds, wait in samples:
+        optimizer.o_stat.append((rows, seconds, wait))
+    plain = Optimizer(max_latency=10.0)
+    plain.o_stat.extend(optimizer.o_stat)
+    plain.trigger_refresh()
+    optimizer.trigger_refresh()
+    # BentoML's least-squares slope: ~12 ms per row, so 512 queued rows "need" > 6 s.
+    assert plain.o_a > 0.01
+    assert optimizer.o_a == pytest.approx(0.001, rel=0.01)
