@@ -8,9 +8,10 @@ closed loses its request. With :func:`install`, SIGTERM instead starts three pha
 
 1. **drain** (``drain_s``): keep serving, report not-ready (``/readyz`` 503) and answer with
    ``Connection: close``, so load balancers and keep-alive clients move elsewhere first;
-2. **close the door**: attach a drop-everything BPF filter to the listening socket. The kernel
-   stops completing new handshakes (a client's SYN goes unanswered and, retried after a second,
-   is refused once the socket has closed), while connections already queued are still accepted;
+2. **close the door**: attach a BPF filter that drops bare SYNs to the listening socket. The
+   kernel stops starting new handshakes (a client's SYN goes unanswered and, retried after a
+   second, is refused once the socket has closed), while handshakes under way complete and
+   connections already queued are still accepted;
 3. **finish**: once the accept queue is empty, hand over to uvicorn's graceful shutdown, which
    completes the requests in progress and runs the service's shutdown hooks.
 
@@ -36,7 +37,24 @@ from models.request_context import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("delivery_eta.shutdown")
 
 _SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; not exported by Python's socket module
-_BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return k bytes of the packet"; k = 0 drops it
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)  # struct sock_filter
+
+
+# Classic BPF run on each segment reaching the listener, whose data starts at the TCP header:
+# drop bare SYNs (new connection attempts), keep everything else -- in particular the final
+# ACK of a handshake already under way, so a client that got its SYN-ACK is not left hanging.
+_REFUSE_NEW_CONNECTIONS = b"".join(
+    [
+        _bpf(0x30, 0, 0, 13),  # ldb [13]             TCP flags
+        _bpf(0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+        _bpf(0x15, 0, 1, 0x02),  # jeq #SYN ? next : skip one
+        _bpf(0x06, 0, 0, 0),  # ret #0               drop
+        _bpf(0x06, 0, 0, 0xFFFFFFFF),  # ret #-1     keep
+    ]
+)
 _TCP_INFO_LEN = 104
 _TCPI_UNACKED_OFFSET = 24  # struct tcp_info: 8 x u8, then u32s; on a listener, accept-queue length
 
@@ -68,15 +86,16 @@ _original_handle_exit: Any = None
 def close_the_door(sock: Any) -> bool:
     """Make the kernel drop new connection attempts on listening ``sock``; True if it took.
 
-    Already-queued connections stay acceptable. Linux only (classic BPF socket filter, no
-    privilege needed); elsewhere the worker falls back to uvicorn's plain shutdown.
+    Already-queued connections stay acceptable, and handshakes already under way complete.
+    Linux only (classic BPF socket filter, no privilege needed); elsewhere the worker falls back
+    to uvicorn's plain shutdown.
     """
     if not sys.platform.startswith("linux"):
         return False
-    drop_all = struct.pack("HBBI", _BPF_RET_K, 0, 0, 0)
-    program = ctypes.create_string_buffer(drop_all, len(drop_all))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; } (native alignment)
-    fprog = struct.pack("HP", 1, ctypes.addressof(program))
+    program = ctypes.create_string_buffer(_REFUSE_NEW_CONNECTIONS, len(_REFUSE_NEW_CONNECTIONS))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; } (native alignment);
+    # the kernel copies the program, so the buffer may go once setsockopt returns.
+    fprog = struct.pack("HP", len(_REFUSE_NEW_CONNECTIONS) // 8, ctypes.addressof(program))
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError as exc:
@@ -165,12 +184,14 @@ class DrainingMiddleware:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # Checked when the request starts: outside a drain (nearly always) nothing is wrapped; a
+        # request already running when the drain begins keeps its connection, the next one closes.
+        if scope["type"] != "http" or not self.state.draining:
             await self.app(scope, receive, send)
             return
 
         async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.state.draining:
+            if message["type"] == "http.response.start":
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
                 ]

@@ -114,3 +114,17 @@ async def test_answers_close_their_connection_only_while_draining() -> None:
     headers = await _headers_sent(state)
     assert [v for k, v in headers if k == b"connection"] == [b"close"]
     assert (b"content-type", b"application/json") in headers
+
+
+@linux_only
+def test_the_door_filter_drops_only_new_connection_attempts(listener: socket.socket) -> None:
+    """The same program on a connected socket lets data segments through: it matches bare SYNs,
+    not "everything" (so a handshake's final ACK reaching the listener completes it)."""
+    client = socket.create_connection(("127.0.0.1", _port(listener)))
+    server_side, _ = listener.accept()
+    assert close_the_door(server_side)
+    client.sendall(b"after the door")
+    server_side.settimeout(2)
+    assert server_side.recv(32) == b"after the door"
+    for sock in (client, server_side):
+        sock.close()
