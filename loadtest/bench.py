@@ -681,18 +681,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Run] = []
     with contextlib.ExitStack() as stack:
         targets: dict[str, Target] = {}
-        bento = stack.enter_context(
-            local_server(
-                out / "server-bentoml.log",
-                env={
-                    **service_env,
-                    "BENTOML_HOME": private_home(out / "home-bentoml"),
-                    "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / "pl-on.sqlite3"),
-                },
+
+        def service(name: str, **extra: str) -> Target:
+            """One BentoML server of the service with a private store and prediction log."""
+            server = stack.enter_context(
+                local_server(
+                    out / f"server-{name}.log",
+                    env={
+                        **service_env,
+                        "BENTOML_HOME": private_home(out / f"home-{name}"),
+                        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / f"pl-{name}.sqlite3"),
+                        **extra,
+                    },
+                )
             )
-        )
-        targets[BENTO] = Target(BENTO, bento.url, bento.proc.pid)
-        tag = model_version(bento.url)
+            return Target(name, server.url, server.proc.pid)
+
+        targets[BENTO] = service(BENTO)
+        tag = model_version(targets[BENTO].url)
         pinned = {"DELIVERY_ETA_MODEL_TAG": tag}
         if REFERENCE in args.targets:
             # Same native-thread cap the service applies to its model thread (MODEL_THREADS).
@@ -705,33 +711,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         if NO_BATCH in args.targets:
-            nobatch = stack.enter_context(
-                local_server(
-                    out / "server-bentoml-nobatch.log",
-                    env={
-                        **service_env,
-                        **pinned,
-                        "BENTOML_HOME": private_home(out / "home-bentoml-nobatch"),
-                        "DELIVERY_ETA_MAX_BATCH_SIZE": "1",
-                        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / "pl-off.sqlite3"),
-                    },
-                )
-            )
-            targets[NO_BATCH] = Target(NO_BATCH, nobatch.url, nobatch.proc.pid)
+            targets[NO_BATCH] = service(NO_BATCH, **pinned, DELIVERY_ETA_MAX_BATCH_SIZE="1")
         if VARIANT in args.targets:
-            variant = stack.enter_context(
-                local_server(
-                    out / "server-variant.log",
-                    env={
-                        **service_env,
-                        **pinned,
-                        "BENTOML_HOME": private_home(out / "home-variant"),
-                        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / "pl-variant.sqlite3"),
-                        **args.variant_env,
-                    },
-                )
-            )
-            targets[VARIANT] = Target(VARIANT, variant.url, variant.proc.pid)
+            targets[VARIANT] = service(
+                VARIANT, **{**pinned, **args.variant_env}
+            )  # variant may re-pin
         order = [targets[t] for t in args.targets]
         print(f"model {tag}; servers: " + ", ".join(f"{t.name}={t.url}" for t in order), flush=True)
 

@@ -60,17 +60,26 @@ def _failed_lookups(log: str) -> int:
     return count
 
 
-def test_predictions_survive_a_redis_outage_and_recover(
-    registered: Any, redis_server: Any, tmp_path: Path, record_figure: Any
-) -> None:
-    entities = load_artifact(registered.tag).entities
-    materialize(entities, redis_server.url)
-    env = server_env(
+def _redis_backed(
+    registered: Any, redis_server: Any, tmp_path: Path, **extra: str
+) -> dict[str, str]:
+    """Materialise the session model's features into ``redis_server``; settings to serve from it."""
+    materialize(load_artifact(registered.tag).entities, redis_server.url)
+    return server_env(
         registered,
         tmp_path,
         DELIVERY_ETA_FEATURE_STORE_BACKEND="redis",
         DELIVERY_ETA_REDIS_URL=redis_server.url,
-        DELIVERY_ETA_FEATURE_STORE_TIMEOUT_MS="100",
+        **extra,
+    )
+
+
+def test_predictions_survive_a_redis_outage_and_recover(
+    registered: Any, redis_server: Any, tmp_path: Path, record_figure: Any
+) -> None:
+    entities = load_artifact(registered.tag).entities
+    env = _redis_backed(
+        registered, redis_server, tmp_path, DELIVERY_ETA_FEATURE_STORE_TIMEOUT_MS="100"
     )
     with (
         local_server(tmp_path / "server.log", env=env) as server,
@@ -178,14 +187,7 @@ def test_predictions_survive_a_redis_outage_and_recover(
 def test_an_unmaterialised_store_is_reported(
     registered: Any, redis_server: Any, tmp_path: Path
 ) -> None:
-    entities = load_artifact(registered.tag).entities
-    materialize(entities, redis_server.url)
-    env = server_env(
-        registered,
-        tmp_path,
-        DELIVERY_ETA_FEATURE_STORE_BACKEND="redis",
-        DELIVERY_ETA_REDIS_URL=redis_server.url,
-    )
+    env = _redis_backed(registered, redis_server, tmp_path)
     with (
         local_server(tmp_path / "server.log", env=env) as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
