@@ -67,17 +67,17 @@ load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 no
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
 
 promote: env ## gate the newest candidate (or TAG=...) against production; relabel on success
-	$(PY) -m models.lifecycle promote $(if $(TAG),--tag $(TAG))
+	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG))
 
 rollback: env ## make the previous production model production again
-	$(PY) -m models.lifecycle rollback
+	$(PY) -m models.promotion rollback
 
 models: env ## list model versions and their stages
-	$(PY) -m models.lifecycle status
+	$(PY) -m models.promotion status
 
 URL ?= http://127.0.0.1:$(PORT)
 canary: env ## golden requests against a deployed service (URL=...); non-zero on any regression
-	$(PY) loadtest/canary.py --url $(URL)
+	$(PY) deploy/canary/canary.py --url $(URL)
 
 lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock

@@ -1,40 +1,29 @@
-"""delivery-eta BentoML service: a thin HTTP adapter over ``models.serving``.
+"""delivery-eta BentoML service: a thin HTTP adapter over the ``serving`` package.
 
-Start-up (module import, in the serving process before any worker) reads the settings once and
-loads + verifies the model; any mismatch refuses to start with a one-line reason, because a
-server that starts but cannot predict is worse than one that does not start.
+Start-up (module import, in the serving process and again in each worker) reads the settings
+once and loads + verifies the model (``serving.startup``); any mismatch refuses to start with a
+one-line reason. Each worker then builds its own request pipeline (``serving.pipeline``).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Annotated, Any
 
 import bentoml
-from bentoml._internal.context import server_context
-from pydantic import Field, ValidationError
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models import metrics
-from models.batching import AdaptiveBatcher, Overloaded
-from models.drift import DriftMonitor
-from models.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
-from models.http_guard import HttpGuardMiddleware
-from models.instrumentation import Instrumentation
-from models.lifecycle import resolve_serving_tag
-from models.logs import configure_logging
-from models.openapi import OpenAPIDocumentMiddleware
-from models.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
-from models.registry import ModelArtifactError, load_artifact
-from models.request_context import RequestContextMiddleware, RequestInfo, annotate
-from models.runtime import TreeliteRuntime
-from models.schema import (
-    FEATURE_NAMES,
+from framework_internals import pin_environment_for_workers
+from models.settings import ENV_PREFIX
+from serving.middleware.body_guard import HttpGuardMiddleware
+from serving.middleware.openapi import OpenAPIDocumentMiddleware
+from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
+from serving.pipeline.batching import Overloaded
+from serving.schema import (
     ORDER_EXAMPLE,
     BatchPrediction,
     Feedback,
@@ -42,36 +31,21 @@ from models.schema import (
     Order,
     Prediction,
 )
-from models.serving import Bounds, DeliveryTimePredictor
-from models.settings import ServiceSettings
-from models.shutdown import DrainingMiddleware
-from models.shutdown import install as install_graceful_shutdown
+from serving.shutdown import DrainingMiddleware
+from serving.shutdown import install as install_graceful_shutdown
+from serving.startup import (
+    build_feature_store,
+    build_metrics,
+    build_pipeline,
+    load_served_model,
+    load_settings,
+)
+from serving.telemetry.logs import configure_logging
 
-
-def _refuse_to_start(reason: str) -> None:
-    print(f"delivery-eta: refusing to start: {reason}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
-
-
-try:
-    SETTINGS = ServiceSettings()
-except ValidationError as exc:
-    _refuse_to_start(
-        "invalid settings: "
-        + "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-    )
+SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
 SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
-try:
-    ARTIFACT = load_artifact(resolve_serving_tag(SETTINGS.model_tag))
-except ModelArtifactError as exc:
-    _refuse_to_start(str(exc))
-# Worker processes inherit this environment (BentoML's watchers copy it when `bentoml serve`
-# starts them, after this import): pinning the resolved version here keeps every worker, even one
-# respawned after a later promotion, on the model this server started with.
-os.environ["DELIVERY_ETA_MODEL_TAG"] = ARTIFACT.tag
+ARTIFACT = load_served_model(SETTINGS)
 
 BatchOrders = Annotated[
     list[Order],
@@ -119,16 +93,9 @@ def _request_finished(
     if info.route.startswith("/v1/"):
         service: DeliveryETA | None = bentoml.get_current_service()
         if service is not None:
-            service.instrumentation.request_finished(
+            service.metrics.request_finished(
                 info.route, category, info.fields.get("invalid_fields", ())
             )
-
-
-def _prediction_log() -> PredictionLog:
-    retention_s = SETTINGS.prediction_log_retention_hours * 3600
-    if SETTINGS.prediction_log_backend == "redis":
-        return RedisPredictionLog(str(SETTINGS.redis_url), retention_s)
-    return SQLitePredictionLog(SETTINGS.prediction_log_path, retention_s)
 
 
 @bentoml.asgi_app(Starlette(routes=[Route("/health", _health, methods=["GET"])]), path="/")
@@ -145,58 +112,30 @@ class DeliveryETA:
     # Declares the model so `bentoml build` packages it into the bento.
     model_ref = bentoml.models.BentoModel(ARTIFACT.tag)
 
+    @bentoml.on_deployment
+    def pin_served_model() -> None:
+        """Keep every worker, even one respawned after a later promotion, on this model.
+
+        Runs once in the serving process, before BentoML starts the workers; they re-import
+        this module and resolve the model again, so they get the concrete version resolved
+        here rather than whatever is production by then.
+        """
+        pin_environment_for_workers(f"{ENV_PREFIX}MODEL_TAG", ARTIFACT.tag)
+
     def __init__(self) -> None:
         self.started_at = time.time()
         self._store_seen_ready = False
-        self.feature_store: FeatureStore
-        if SETTINGS.feature_store_backend == "redis":
-            self.feature_store = RedisFeatureStore(
-                str(SETTINGS.redis_url), ARTIFACT.entities, SETTINGS.feature_store_timeout_ms / 1000
-            )
-        else:
-            self.feature_store = EmbeddedFeatureStore(ARTIFACT.entities)
-        self.instrumentation = Instrumentation(ARTIFACT.tag, self.feature_store.backend)
-        self.instrumentation.model_loaded(
-            stage=ARTIFACT.labels.get("stage", "unknown"),
-            trained_at=str(ARTIFACT.metadata.get("registered_at", "unknown")),
-            training_mae=float(ARTIFACT.metadata["metrics"]["holdout_mae"]),
-        )
-        batch_size = metrics.ADAPTIVE_BATCH_SIZE.labels(
-            runner_name="delivery_eta",
-            worker_index=str(server_context.worker_index),
-            method_name="predict_rows",
-            service_version=server_context.bento_version,
-            service_name=server_context.bento_name or "delivery_eta",
-        )
-        batch_rows = metrics.BATCH_ROWS.labels(model_version=ARTIFACT.tag)
-
-        def observe_batch(requests: int, rows: int) -> None:
-            batch_size.observe(requests)
-            batch_rows.observe(rows)
-
-        model = (
-            TreeliteRuntime(ARTIFACT.model, max_rows=SETTINGS.treelite_max_rows)
-            if SETTINGS.model_runtime == "treelite"
-            else ARTIFACT.model
-        )
-        self.predictor = DeliveryTimePredictor(
-            model_version=ARTIFACT.tag,
-            feature_store=self.feature_store,
-            batcher=AdaptiveBatcher(
-                model.predict_rows,
-                max_batch_size=SETTINGS.max_batch_size,
-                max_latency_ms=SETTINGS.max_latency_ms,
-                observe_batch=observe_batch,
-                native_threads=SETTINGS.model_threads,
-                max_wait_ms=SETTINGS.max_batch_wait_ms,
+        self.feature_store = build_feature_store(SETTINGS, ARTIFACT)
+        self.metrics = build_metrics(ARTIFACT, self.feature_store)
+        worker = bentoml.server_context
+        self.pipeline = build_pipeline(
+            SETTINGS,
+            ARTIFACT,
+            self.feature_store,
+            self.metrics,
+            observe_batch=self.metrics.batch_observer(
+                worker.worker_index, worker.bento_name or "delivery_eta", worker.bento_version
             ),
-            defaults=ARTIFACT.entities.defaults,
-            bounds=Bounds(SETTINGS.prediction_floor_min, SETTINGS.prediction_ceiling_min),
-            prediction_log=_prediction_log(),
-            drift=DriftMonitor(
-                ARTIFACT.metadata["reference_stats"], FEATURE_NAMES, SETTINGS.drift_window_rows
-            ),
-            instrumentation=self.instrumentation,
         )
 
     async def __is_ready__(self) -> bool:
@@ -232,7 +171,7 @@ class DeliveryETA:
     async def predict(self, **order: Any) -> Prediction | JSONResponse:
         """Predict one order's delivery time; the body is the order itself."""
         try:
-            (prediction,) = await self.predictor.predict([Order.model_construct(**order)])
+            (prediction,) = await self.pipeline.predict([Order.model_construct(**order)])
         except Overloaded:
             return _overloaded()
         return prediction
@@ -241,7 +180,7 @@ class DeliveryETA:
     async def predict_batch(self, orders: BatchOrders) -> BatchPrediction | JSONResponse:
         """Predict many orders at once; predictions come back in input order."""
         try:
-            predictions = await self.predictor.predict(orders)
+            predictions = await self.pipeline.predict(orders)
         except Overloaded:
             return _overloaded()
         return BatchPrediction.model_construct(predictions=predictions, model_version=ARTIFACT.tag)
@@ -250,7 +189,7 @@ class DeliveryETA:
     async def feedback(self, **body: Any) -> FeedbackReceipt | JSONResponse:
         """Report the actual delivery time of a prediction; sending it again changes nothing."""
         prediction_id, actual = body["prediction_id"], body["actual_delivery_time_min"]
-        result = await self.predictor.feedback(prediction_id, actual)
+        result = await self.pipeline.feedback(prediction_id, actual)
         if result.record is None:
             return _error(
                 404, f"unknown prediction_id {prediction_id} (expired or never made)", "not_found"
@@ -275,9 +214,9 @@ class DeliveryETA:
 
     @bentoml.on_shutdown
     async def close(self) -> None:
-        self.predictor.close()
-        if self.predictor.prediction_log is not None:
-            await self.predictor.prediction_log.close()
+        self.pipeline.close()
+        if self.pipeline.prediction_log is not None:
+            await self.pipeline.prediction_log.close()
         await self.feature_store.close()
 
 

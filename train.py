@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from models.feature_store import materialize
-from models.lifecycle import resolve_serving_tag
-from models.registry import MODEL_NAME, ModelArtifactError, load_artifact
-from models.release import train_and_register
-from models.training import TrainingConfig
+from models.settings import ModelSettings
+from models.store.artifact import MODEL_NAME, ModelArtifactError, load_artifact
+from models.store.stages import resolve_serving_tag
+from models.training.config import TrainingConfig
+from models.training.release import train_and_register
+from serving.pipeline.feature_store import materialize
 
 logger = logging.getLogger("delivery_eta.train")
 
@@ -27,7 +27,7 @@ logger = logging.getLogger("delivery_eta.train")
 def _served_tag(pinned: str | None = None) -> str:
     """The tag the service would serve: ``pinned``, else DELIVERY_ETA_MODEL_TAG, else the
     ``stage=production`` model (the newest model before the first promotion)."""
-    return resolve_serving_tag(pinned or os.environ.get("DELIVERY_ETA_MODEL_TAG") or None)
+    return resolve_serving_tag(pinned or ModelSettings().model_tag)
 
 
 def _store_has_servable_model() -> bool:

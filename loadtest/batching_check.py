@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtest.local_server import ROOT, local_server
+from tests.harness.local_server import ROOT, local_server
 
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"
 

@@ -29,5 +29,5 @@ BENCH_ROUNDS   ?= 3
 BENCH_RESULTS  ?= loadtest/results/bench-$(LOADTEST_STAMP)
 bench: env system-deps ## BentoML vs plain FastAPI vs batching off, wrk on loopback, table with ratios (~5 min)
 	$(PY) train.py --if-missing
-	$(PY) loadtest/bench.py --workers $(BENCH_WORKERS) --duration $(BENCH_DURATION) \
+	$(PY) -m loadtest.bench --workers $(BENCH_WORKERS) --duration $(BENCH_DURATION) \
 	  --rounds $(BENCH_ROUNDS) --out $(BENCH_RESULTS)

@@ -16,18 +16,18 @@ stack and batching rather than thread oversubscription.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
 from fastapi import FastAPI
 
-from models.feature_store import EmbeddedFeatureStore
 from models.features import assemble_features
-from models.registry import load_artifact
-from models.schema import Order, Prediction
+from models.settings import ModelSettings
+from models.store.artifact import load_artifact
+from serving.pipeline.feature_store import EmbeddedFeatureStore
+from serving.schema import Order, Prediction
 
-ARTIFACT = load_artifact(os.environ.get("DELIVERY_ETA_MODEL_TAG", "delivery_eta:latest"))
+ARTIFACT = load_artifact(ModelSettings().model_tag or "delivery_eta:latest")
 MODEL = ARTIFACT.model
 STORE = EmbeddedFeatureStore(ARTIFACT.entities)
 DEFAULTS = ARTIFACT.entities.defaults

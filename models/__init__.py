@@ -1,4 +1,15 @@
-"""delivery-eta core: data generation, features, model, intervals, feature store and serving logic.
+"""The model: everything that produces, stores and judges a delivery-time model.
 
-Everything here runs and is tested without a server; ``service.py`` only adapts HTTP to it.
+- ``features``: the feature contract and the one way rows are built (training and serving);
+- ``model``: ``DeliveryTimeModel``, point estimate + conformalised 90 % interval
+  (``intervals``); ``treelite_runtime`` evaluates the same trees faster for small batches;
+- ``drift_stats``: reference distributions stored with the model, and the PSI;
+- ``training/``: synthetic order history, time split, fitting, model card, registration;
+- ``store/``: the verified artifact in BentoML's model store, and its stage labels;
+- ``promotion/``: the gate that compares a candidate with production, promote and roll back;
+- ``settings``: which model to serve and how to evaluate it.
+
+Nothing here knows about HTTP; the serving process imports ``features``, ``model``,
+``treelite_runtime``, ``drift_stats``, ``store`` and ``settings``, never ``training`` or
+``promotion``.
 """

@@ -1,14 +1,51 @@
-"""Entity aggregates (the online features) and assembly of the model's feature matrix."""
+"""The model's features: their contract, the entity aggregates, and the one way rows are built.
+
+Training (``training_frame``) and serving (``assemble_features``) build the model's input here,
+side by side, so that the two joins cannot drift apart.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from models.schema import ENTITY_FEATURES, FEATURE_NAMES, FeatureSource, Order
+# Order of the model's input columns. Stored in the model metadata and checked at start-up:
+# a model trained on another order would silently predict garbage.
+FEATURE_NAMES: tuple[str, ...] = (
+    "distance_km",
+    "is_peak_hour",
+    "order_value",
+    "restaurant_avg_delivery_time",
+    "driver_avg_delivery_time",
+)
+ENTITY_FEATURES: tuple[str, ...] = ("restaurant_avg_delivery_time", "driver_avg_delivery_time")
+
+FeatureSource = Literal["request", "online", "default"]
+"""Where an entity feature's value came from: the request, the online store, or the default."""
+
+
+class OrderFeatures(Protocol):
+    """What feature assembly reads from one order (the API's ``Order`` has these fields)."""
+
+    @property
+    def restaurant_id(self) -> str: ...
+    @property
+    def driver_id(self) -> str: ...
+    @property
+    def distance_km(self) -> float: ...
+    @property
+    def is_peak_hour(self) -> int: ...
+    @property
+    def order_value(self) -> float: ...
+    @property
+    def restaurant_avg_delivery_time(self) -> float | None: ...
+    @property
+    def driver_avg_delivery_time(self) -> float | None: ...
+
 
 # Entities seen fewer times than this in the history window fall back to the default: an
 # average of two deliveries is mostly noise.
@@ -93,7 +130,7 @@ class OnlineValues:
 
 
 def assemble_features(
-    orders: Sequence[Order], online: OnlineValues, defaults: Mapping[str, float]
+    orders: Sequence[OrderFeatures], online: OnlineValues, defaults: Mapping[str, float]
 ) -> tuple[np.ndarray, list[dict[str, FeatureSource]]]:
     """Build the model input for ``orders``: request value, else online value, else default.
 

@@ -19,7 +19,7 @@ for _name in [n for n in os.environ if n.startswith("DELIVERY_ETA_")]:
 
 import pytest  # noqa: E402
 
-from loadtest.local_server import free_port  # noqa: E402
+from tests.harness.local_server import LocalServer, free_port, local_server  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -29,12 +29,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A small model trained once per session and registered in the test model store."""
-    from models.release import train_and_register
-    from models.training import TrainingConfig
+    from models.training.config import TrainingConfig
+    from models.training.release import train_and_register
 
     return train_and_register(
         TrainingConfig.small(), stage="candidate", card_dir=tmp_path_factory.mktemp("card")
     )
+
+
+@pytest.fixture(scope="session")
+def server(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:  # type: ignore[no-untyped-def]
+    """The service with the session's model and the embedded feature store."""
+    workdir = tmp_path_factory.mktemp("server")
+    env = {
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(workdir / "predictions.sqlite3"),
+    }
+    with local_server(workdir / "server.log", env=env) as running:
+        yield running
 
 
 class RedisServer:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.local_server import ROOT
+from tests.harness.local_server import ROOT
 
 
 def _train(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

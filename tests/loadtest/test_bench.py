@@ -1,20 +1,14 @@
-"""Parsing and reporting of loadtest/bench.py, on canned wrk output (no server, no wrk)."""
+"""Parsing and reporting of the benchmark (loadtest/bench/), on canned wrk output (no server,
+no wrk)."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadtest.bench import (
-    BENTO,
-    NO_BATCH,
-    REFERENCE,
-    Run,
-    Summary,
-    WrkResult,
-    parse_wrk,
-    render,
-    to_ms,
-)
+from loadtest.bench.common import BENTO, NO_BATCH, REFERENCE, VARIANT
+from loadtest.bench.report import Summary, render
+from loadtest.bench.runs import Run
+from loadtest.bench.wrk import WrkResult, parse_wrk, to_ms
 
 WRK_OUT = """Running 10s test @ http://127.0.0.1:41234/v1/predict
   2 threads and 512 connections
@@ -83,13 +77,11 @@ def test_table_reports_medians_ratios_and_targets() -> None:
 
 
 def test_a_variant_gets_its_own_columns_and_batch_rows() -> None:
-    from loadtest import bench
-
     runs = [
         _run(BENTO, 1000),
-        _run(bench.VARIANT, 500),
+        _run(VARIANT, 500),
         _run(BENTO, 100, kind="batch", conns=8, rows=1000),
-        _run(bench.VARIANT, 20, kind="batch", conns=8, rows=1000),
+        _run(VARIANT, 20, kind="batch", conns=8, rows=1000),
     ]
     table, _ = render(Summary(runs), [64], [1000], 8, "header")
     assert "| requests/s @ 64 conns | 1000 | 500 | 2.00x |" in table

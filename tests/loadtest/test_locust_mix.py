@@ -20,7 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from loadtest import locustfile as lf
 from loadtest.slo import INVALID_PREFIX
-from models.schema import Order
+from serving.schema import Order
 
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")

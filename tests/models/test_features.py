@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 
 from models.features import (
+    FEATURE_NAMES,
     MIN_ORDERS_PER_ENTITY,
     OnlineValues,
     assemble_features,
     compute_entity_features,
     training_frame,
 )
-from models.schema import FEATURE_NAMES, Order
+from serving.schema import Order
 
 
 def _history() -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest.local_server import LocalServer, local_server
+from tests.harness.local_server import LocalServer, local_server
 
 _FIGURES: dict[str, Any] = {}
 

@@ -50,8 +50,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from loadtest.local_server import LocalServer
-from models.schema import ENTITY_FEATURES
+from models.features import ENTITY_FEATURES
+from tests.harness.local_server import LocalServer
 from tests.reliability.conftest import KNOWN_ORDER, wait_until
 
 pytestmark = pytest.mark.server

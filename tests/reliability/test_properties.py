@@ -1,6 +1,6 @@
 """Hypothesis properties of request validation and feature assembly (no server).
 
-* ``models.schema.Order``: whatever it accepts has finite, in-range fields and well-formed ids;
+* ``serving.schema.Order``: whatever it accepts has finite, in-range fields and well-formed ids;
   every out-of-range (or non-finite, or malformed) value is rejected with that field named.
 * ``models.features.assemble_features``: shape and column order, request > online > default
   precedence with matching ``features_source``, no NaN, and no training/serving skew against
@@ -21,8 +21,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from models.features import EntityFeatures, OnlineValues, assemble_features, training_frame
-from models.schema import ENTITY_FEATURES, FEATURE_NAMES, Order
+from models.features import (
+    ENTITY_FEATURES,
+    FEATURE_NAMES,
+    EntityFeatures,
+    OnlineValues,
+    assemble_features,
+    training_frame,
+)
+from serving.schema import Order
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest.local_server import local_server
+from tests.harness.local_server import local_server
 from tests.reliability.conftest import KNOWN_ORDER, server_env
 from tests.reliability.loadgen import Load, Outcome, Request
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest.local_server import local_server
-from models.feature_store import materialize
-from models.registry import load_artifact
+from models.store.artifact import load_artifact
+from serving.pipeline.feature_store import materialize
+from tests.harness.local_server import local_server
 from tests.reliability.conftest import KNOWN_ORDER, metric_total, server_env, wait_until
 from tests.reliability.loadgen import Load, Outcome, Request
 

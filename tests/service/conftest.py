@@ -1,4 +1,4 @@
-"""Real servers for the service tests: `bentoml serve` on a free loopback port."""
+"""Service tests share the session server (``tests/conftest.py``) through an HTTP client."""
 
 from __future__ import annotations
 
@@ -7,19 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from loadtest.local_server import LocalServer, local_server
-
-
-@pytest.fixture(scope="session")
-def server(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:  # type: ignore[no-untyped-def]
-    """The service with the session's model and the embedded feature store."""
-    workdir = tmp_path_factory.mktemp("server")
-    env = {
-        "DELIVERY_ETA_MODEL_TAG": registered.tag,
-        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(workdir / "predictions.sqlite3"),
-    }
-    with local_server(workdir / "server.log", env=env) as running:
-        yield running
+from tests.harness.local_server import LocalServer
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import psutil
 import pytest
 import yaml
 
-from loadtest.local_server import LocalServer, local_server
-from models.registry import MODEL_NAME
+from models.store.artifact import MODEL_NAME
+from tests.harness.local_server import LocalServer, local_server
 from tests.reliability.conftest import KNOWN_ORDER
 
 pytestmark = pytest.mark.server

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from loadtest.local_server import ROOT, LocalServer, free_port, local_server
+from tests.harness.local_server import ROOT, LocalServer, free_port, local_server
 from tests.service.conftest import ORDER
 
 SCRAPE_S = 1

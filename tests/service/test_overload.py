@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.local_server import ROOT, LocalServer, local_server
+from tests.harness.local_server import ROOT, LocalServer, local_server
 
 CONNECTIONS = 512
 SECONDS = 10

@@ -7,7 +7,7 @@ the same entity features from its store as training did.
 import httpx
 import numpy as np
 
-from models.schema import FEATURE_NAMES
+from models.features import FEATURE_NAMES
 
 ROWS = 300
 

@@ -5,9 +5,9 @@ import time
 import httpx
 import pytest
 
-from loadtest.local_server import local_server
-from models.feature_store import materialize
-from models.registry import load_artifact
+from models.store.artifact import load_artifact
+from serving.pipeline.feature_store import materialize
+from tests.harness.local_server import local_server
 from tests.service.conftest import ORDER
 
 pytestmark = pytest.mark.redis

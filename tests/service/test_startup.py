@@ -8,7 +8,7 @@ import bentoml
 import pytest
 import yaml
 
-from loadtest.local_server import ROOT, free_port, serve_command
+from tests.harness.local_server import ROOT, free_port, serve_command
 
 
 def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

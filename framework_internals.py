@@ -1,0 +1,204 @@
+"""The one door to private BentoML and uvicorn APIs: one function per touch-point.
+
+Everything else in the project uses public APIs only. Each function below depends on something
+BentoML or uvicorn does not promise to keep; ``VERIFIED_WITH`` names the versions it was checked
+against, and ``tests/test_framework_internals.py`` fails, naming this module, as soon as the
+installed versions differ or a touch-point's shape changes. On an upgrade: re-read each
+touch-point's source, re-run that test, then update ``VERIFIED_WITH``.
+
+Touch-points (why no public API does the job):
+
+1. ``batch_dispatcher``: BentoML's ``CorkDispatcher`` + ``Optimizer`` (``bentoml._internal.marshal``),
+   the adaptive-batching algorithm of batchable APIs. A batchable API cannot be called in-process:
+   BentoML routes a service's call to its own batchable method over HTTP again.
+2. ``install_sigterm_handler``: a class-level patch of ``uvicorn.Server.handle_exit``, and
+   ``listening_sockets`` reads ``uvicorn.Server.servers``. BentoML builds and runs each worker's
+   uvicorn server itself and has no shutdown hook that runs before uvicorn stops accepting.
+3. ``bentoml_request_error_logger``: the logger BentoML 1.4 logs every failed request to, at
+   ERROR with a traceback, client mistakes included; there is no setting to change that.
+4. ``write_model_labels``: relabelling a stored model (``ModelInfo.dump`` into ``model.yaml``).
+   BentoML 1.4 has no label-update call for the local model store.
+5. ``use_model_store`` (tests only): point BentoML's model store at another folder.
+6. ``pin_environment_for_workers``: BentoML starts workers through circus with ``copy_env=True``,
+   so a variable set in the serving process before the workers spawn reaches every worker,
+   a respawned one too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VERIFIED_WITH: Mapping[str, str] = {"bentoml": "1.4.39", "uvicorn": "0.54.0"}
+"""Installed versions every touch-point below was last checked against."""
+
+
+class FrameworkDriftError(RuntimeError):
+    """An installed framework differs from what ``framework_internals`` was verified with."""
+
+
+def version_drift() -> dict[str, tuple[str, str]]:
+    """``{package: (verified, installed)}`` for every package whose installed version differs."""
+    installed = {name: version(name) for name in VERIFIED_WITH}
+    return {
+        name: (VERIFIED_WITH[name], installed[name])
+        for name in VERIFIED_WITH
+        if installed[name] != VERIFIED_WITH[name]
+    }
+
+
+# --------------------------------------------------------------------------- 1. batching
+
+
+def batch_dispatcher(
+    *,
+    max_latency_ms: int,
+    max_batch_size: int,
+    max_wait_ms: float,
+    fallback: Callable[[], np.ndarray],
+) -> Any:
+    """BentoML's ``CorkDispatcher`` for row matrices (batch dimension 0), with a capped optimizer.
+
+    Decorating an ``async (parts) -> outputs`` function with the result gives the adaptive
+    batching BentoML runs for batchable APIs; ``fallback`` is called (and must raise) when a
+    request's estimated wait exceeds ``max_latency_ms``.
+    """
+    from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+    dispatcher: Any = CorkDispatcher(
+        max_latency_in_ms=max_latency_ms,
+        max_batch_size=max_batch_size,
+        fallback=fallback,
+        get_batch_size=lambda rows: int(rows.shape[0]),
+        batch_dim=(0, 0),
+    )
+    dispatcher.optimizer = capped_optimizer(max_latency_ms / 1000, max_wait_ms / 1000)
+    return dispatcher
+
+
+def capped_optimizer(max_latency_s: float, max_wait_s: float) -> Any:
+    """BentoML's batching ``Optimizer`` with a ceiling on the wait and the per-row cost it learns.
+
+    * Wait: the optimizer sets how long a queue may wait for company from the average of recent
+      waits -- which include that same wait, so after a burst it stays high: a lone request
+      measured 552 ms right after load, 2 ms on a fresh server. Batches still form under load
+      while the model thread is busy; the cap only stops idle waiting.
+    * Cost per row (``o_a``): a least-squares slope over the last 50 (rows, seconds) samples.
+      Under a flood those batches all have similar sizes, so one slow call (a GC pause, a
+      starved core) can tilt the slope to many ms per row (> 10 ms from a single 0.5 s call
+      among 1 ms/row batches), and the dispatcher sheds whenever ``wait + o_a * queued + o_b``
+      exceeds the budget. The slope is capped at the median per-row cost actually observed,
+      which one outlier cannot move.
+    """
+    from bentoml._internal.marshal.dispatcher import Optimizer
+
+    class CappedOptimizer(Optimizer):
+        def trigger_refresh(self) -> None:
+            super().trigger_refresh()
+            if self.o_stat:
+                observed = float(
+                    np.median([seconds / max(rows, 1) for rows, seconds, _ in self.o_stat])
+                )
+                self.o_a = min(self.o_a, observed)
+            self.wait = min(self.wait, max_wait_s)  # type: ignore[assignment]  # typed int
+
+    return CappedOptimizer(max_latency_s)
+
+
+# --------------------------------------------------------------------------- 2. uvicorn shutdown
+
+ExitHandler = Callable[[Any, int, Any], None]
+
+
+def install_sigterm_handler(make_handler: Callable[[ExitHandler], ExitHandler]) -> None:
+    """Replace ``uvicorn.Server.handle_exit`` with ``make_handler(original)`` in this process.
+
+    Must run before ``Server.run`` installs its signal handlers, i.e. when the worker imports the
+    service. Idempotent: a second call keeps the first replacement.
+    """
+    import uvicorn
+
+    if getattr(uvicorn.Server.handle_exit, "__delivery_eta_patched__", False):
+        return
+    handler = make_handler(uvicorn.Server.handle_exit)
+    handler.__delivery_eta_patched__ = True  # type: ignore[attr-defined]
+    uvicorn.Server.handle_exit = handler  # type: ignore[method-assign,assignment]
+
+
+def listening_sockets(server: Any) -> list[Any]:
+    """The listening sockets of a running ``uvicorn.Server`` (``Server.servers``)."""
+    return [sock for asyncio_server in server.servers for sock in (asyncio_server.sockets or ())]
+
+
+# --------------------------------------------------------------------------- 3. request logger
+
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+
+
+def bentoml_request_error_logger() -> logging.Logger:
+    """The logger ``log_exception`` of BentoML's HTTP app writes failed requests to."""
+    return logging.getLogger(BENTOML_REQUEST_LOGGER)
+
+
+# --------------------------------------------------------------------------- 4. model labels
+
+
+def write_model_labels(tag: str, changes: Mapping[str, str]) -> dict[str, str]:
+    """Update a stored model's labels and persist them in its ``model.yaml`` (atomically).
+
+    Edits the loaded ``ModelInfo``'s label dict and writes the file the way
+    ``bentoml.models.create`` does, via a temporary file + rename so that a concurrent reader (a
+    starting server) never sees half a file. Returns the labels as re-read from disk.
+    """
+    import bentoml
+
+    model = bentoml.models.get(tag)
+    model.info.labels.update({key: str(value) for key, value in changes.items()})
+    target = Path(model.path) / "model.yaml"
+    mode = stat.S_IMODE(target.stat().st_mode)
+    fd, tmp_name = tempfile.mkstemp(prefix=".model.yaml.", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)  # mkstemp makes 0600; keep the file readable as before
+        with os.fdopen(fd, "w", encoding="utf8") as handle:
+            model.info.dump(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return dict(bentoml.models.get(tag).info.labels)
+
+
+# --------------------------------------------------------------------------- 5. model store
+
+
+@contextlib.contextmanager
+def use_model_store(folder: Path) -> Iterator[None]:
+    """Within the block, BentoML's model store is ``folder`` (tests: a private store)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    with BentoMLContainer.model_store.patch(ModelStore(folder)):
+        yield
+
+
+# --------------------------------------------------------------------------- 6. worker environment
+
+
+def pin_environment_for_workers(name: str, value: str) -> None:
+    """Make every worker BentoML starts from now on (respawns too) see ``name=value``.
+
+    Call it in the serving process before the workers spawn (an ``@bentoml.on_deployment`` hook).
+    """
+    os.environ[name] = value

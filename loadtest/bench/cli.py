@@ -1,0 +1,214 @@
+"""Command line of the benchmark: flags, then start the servers, measure, stop, report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import loadtest.bench
+from loadtest.bench.common import (
+    BENTO,
+    CORES,
+    LABELS,
+    NO_BATCH,
+    REFERENCE,
+    REPO_ROOT,
+    VARIANT,
+    Target,
+)
+from loadtest.bench.measure import (
+    Plan,
+    batch_target_names,
+    cold_starts,
+    measure_rounds,
+    probe_idle,
+)
+from loadtest.bench.report import Summary, bench_header, render, report_text, write_results
+from loadtest.bench.runs import Run
+from loadtest.bench.targets import source_state, start_targets
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description=loadtest.bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--workers", type=int, default=int(env("BENCH_WORKERS", "2")))
+    parser.add_argument(
+        "--duration", type=int, default=int(env("BENCH_DURATION", "8")), help="s per wrk run"
+    )
+    parser.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "3")))
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="s of load per server before measuring (reported as the cold start)",
+    )
+    parser.add_argument(
+        "--connections", type=_ints, default=_ints(env("BENCH_CONNECTIONS", "64,512"))
+    )
+    parser.add_argument(
+        "--batch-rows", type=_ints, default=_ints(env("BENCH_BATCH_ROWS", "100,1000"))
+    )
+    parser.add_argument(
+        "--batch-connections", type=int, default=int(env("BENCH_BATCH_CONNECTIONS", "8"))
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--targets",
+        default=env("BENCH_TARGETS", f"{BENTO},{REFERENCE},{NO_BATCH}"),
+        help="comma-separated subset of bentoml,reference,bentoml-nobatch",
+    )
+    parser.add_argument(
+        "--variant",
+        default=env("BENCH_VARIANT", ""),
+        help="space-separated NAME=VALUE settings for a 4th server, the service with a lever "
+        "changed, measured A/B against the default one (e.g. DELIVERY_ETA_MODEL_RUNTIME=sklearn)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    return parser
+
+
+def _target_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = set(names) - {BENTO, REFERENCE, NO_BATCH}
+    if unknown or BENTO not in names:
+        parser.error(f"--targets must include {BENTO} and only {BENTO}, {REFERENCE}, {NO_BATCH}")
+    return names
+
+
+def _variant_env(parser: argparse.ArgumentParser, text: str) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for item in text.split():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--variant wants NAME=VALUE items, got {item!r}")
+        settings[name] = value
+    return settings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags; ``--variant`` adds the variant target (and names it in the report)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.targets = _target_names(parser, args.targets)
+    args.variant_env = _variant_env(parser, args.variant)
+    if args.variant_env:
+        args.targets.append(VARIANT)
+        LABELS[VARIANT] = "BentoML + " + " ".join(f"{k}={v}" for k, v in args.variant_env.items())
+    return args
+
+
+def missing_prerequisite(args: argparse.Namespace) -> str | None:
+    """Why the benchmark cannot run here, or None."""
+    if shutil.which("wrk") is None:
+        return "wrk not found: run `make system-deps`"
+    if REFERENCE in args.targets and importlib.util.find_spec("fastapi") is None:
+        return (
+            "fastapi is not installed: the plain reference needs it (dev dependency), "
+            f"or leave it out with --targets {BENTO},{NO_BATCH}"
+        )
+    return None
+
+
+def results_folder(args: argparse.Namespace) -> Path:
+    """``--out``, or loadtest/results/bench-<time>; created."""
+    out: Path = args.out or REPO_ROOT / "loadtest" / "results" / datetime.now().strftime(
+        "bench-%Y%m%d-%H%M%S"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def announce(args: argparse.Namespace, out: Path) -> None:
+    """What will run and roughly how long it takes."""
+    single_runs = len(args.targets) * len(args.connections) * args.rounds
+    batch_runs = len(args.batch_rows) * args.rounds * len(batch_target_names(args.targets))
+    runs = single_runs + batch_runs
+    seconds = runs * (args.duration + 1) + len(args.targets) * (args.warmup + 15)
+    print(
+        f"bench: {len(args.targets)} servers x {args.workers} workers on {CORES} cores; "
+        f"{runs} wrk runs of {args.duration} s (~{seconds} s); results in {out}",
+        flush=True,
+    )
+
+
+def make_plan(args: argparse.Namespace, out: Path) -> Plan:
+    return Plan(
+        out=out,
+        threads=args.threads,
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        connections=args.connections,
+        batch_rows=args.batch_rows,
+        batch_connections=args.batch_connections,
+    )
+
+
+def benchmark(
+    args: argparse.Namespace, plan: Plan
+) -> tuple[str, list[Run], dict[str, dict[str, float]]]:
+    """Start the servers, measure them, stop them: (model version, cold starts then rounds,
+    p50 of lone requests per target when fresh and after the load)."""
+    with contextlib.ExitStack() as stack:
+        targets, tag = start_targets(stack, args.targets, plan.out, args.workers, args.variant_env)
+        order: list[Target] = [targets[t] for t in args.targets]
+        print(f"model {tag}; servers: " + ", ".join(f"{t.name}={t.url}" for t in order), flush=True)
+        idle: dict[str, dict[str, float]] = {t.name: {} for t in order}
+        probe_idle(order, "fresh", idle)
+        cold = cold_starts(plan, order)
+        runs = measure_rounds(plan, targets, args.targets)
+        # Right after the last load: a dispatcher that remembers the waits it saw under load
+        # keeps lone requests waiting that long.
+        probe_idle(order, "after load", idle)
+    return tag, cold + runs, idle
+
+
+def drop_leftovers(out: Path) -> None:
+    """Servers are stopped: drop their prediction logs and private homes (tens of MB), keep
+    their logs."""
+    for leftover in [*out.glob("pl-*.sqlite3*"), *out.glob("home-*")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    problem = missing_prerequisite(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    out = results_folder(args)
+    announce(args, out)
+    plan = make_plan(args, out)
+    code = source_state()
+    tag, runs, idle = benchmark(args, plan)
+    drop_leftovers(out)
+    header = bench_header(tag, args.workers, args.rounds, args.duration, args.threads, code)
+    summary = Summary(runs)
+    table, verdicts = render(
+        summary, args.connections, args.batch_rows, args.batch_connections, header, idle
+    )
+    report = report_text(table, verdicts, runs)
+    print("\n" + report)
+    write_results(out, report, runs)
+    print(f"\nwritten: {out / 'bench.md'}, {out / 'runs.json'}")
+    missed = any(v.startswith("MISSED") for v in verdicts)
+    return 1 if args.strict and missed else 0

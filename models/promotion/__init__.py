@@ -1,0 +1,2 @@
+"""Promotion: the gate that compares a candidate with production, and the stage changes it
+decides (promote, roll back). ``python -m models.promotion`` is its command line."""

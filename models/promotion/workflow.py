@@ -1,0 +1,148 @@
+"""Promote a candidate through the gate, or roll production back to the model it replaced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bentoml
+import pandas as pd
+
+from models.promotion.gate import LATENCY_CALLS, Comparison, compare
+from models.settings import ModelRuntime
+from models.store.stages import (
+    CANDIDATE,
+    PREVIOUS,
+    PRODUCTION,
+    ROLLED_BACK,
+    STAGE,
+    LifecycleError,
+    current_production,
+    find_by_stage,
+    list_models,
+    now_label,
+    set_labels,
+    store_lock,
+)
+
+
+@dataclass(frozen=True)
+class StageChange:
+    tag: str
+    old_stage: str | None
+    new_stage: str
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What ``promote`` decided and which labels it changed."""
+
+    promoted: bool
+    comparison: Comparison
+    changes: list[StageChange]
+
+    def summary(self) -> str:
+        if not self.promoted:
+            return (
+                f"{self.comparison.candidate.tag} refused; production unchanged "
+                f"({self.comparison.production.tag if self.comparison.production else 'none'})"
+            )
+        return "; ".join(f"{c.tag}: {c.old_stage} -> {c.new_stage}" for c in self.changes)
+
+
+def _gate_labels(comparison: Comparison) -> dict[str, str]:
+    labels = {
+        "gate": "first"
+        if comparison.production is None
+        else ("passed" if comparison.passed else "refused"),
+        "gate_checked_at": now_label(),
+        "gate_holdout_mae": f"{comparison.candidate.mae:.4f}",
+    }
+    if comparison.production is not None:
+        labels["gate_compared_with"] = comparison.production.tag
+        labels["gate_mae_ratio"] = f"{comparison.mae_ratio:.4f}"
+        labels["gate_p95_ratio"] = f"{comparison.p95_ratio:.4f}"
+    return labels
+
+
+def promote(
+    candidate_tag: str | None = None,
+    *,
+    latency_calls: int = LATENCY_CALLS,
+    holdout: pd.DataFrame | None = None,
+    runtime: ModelRuntime = "treelite",
+) -> PromotionResult:
+    """Compare a candidate with production and, if the gate passes, make it production.
+
+    ``candidate_tag`` defaults to the newest ``stage=candidate`` model the gate has not already
+    refused (name a refused one explicitly to retry it, e.g. after a rollback). The replaced production
+    model becomes ``previous`` (kept, so :func:`rollback` can restore it). A refused candidate
+    keeps ``stage=candidate`` and gets ``gate=refused`` plus the ratios that refused it.
+    """
+    with store_lock():
+        if candidate_tag is None:
+            candidates = [m for m in find_by_stage(CANDIDATE) if m.labels.get("gate") != "refused"]
+            if not candidates:
+                raise LifecycleError(
+                    "no untested model labelled stage=candidate (refused ones need --tag); "
+                    "run `make train`"
+                )
+            candidate_tag = candidates[0].tag
+        candidate_tag = str(bentoml.models.get(candidate_tag).tag)
+        stage = bentoml.models.get(candidate_tag).info.labels.get(STAGE)
+        if stage == PRODUCTION:
+            raise LifecycleError(f"{candidate_tag} is already the production model")
+        production = current_production()
+        comparison = compare(
+            candidate_tag,
+            production.tag if production else None,
+            holdout,
+            latency_calls=latency_calls,
+            runtime=runtime,
+        )
+        gate = _gate_labels(comparison)
+        if not comparison.passed:
+            set_labels(candidate_tag, gate)
+            return PromotionResult(promoted=False, comparison=comparison, changes=[])
+
+        now = now_label()
+        changes: list[StageChange] = []
+        for old in find_by_stage(PRODUCTION):
+            set_labels(old.tag, {STAGE: PREVIOUS, "demoted_at": now})
+            changes.append(StageChange(old.tag, PRODUCTION, PREVIOUS))
+        seq = 1 + max((int(m.labels.get("promotion_seq", "0")) for m in list_models()), default=0)
+        set_labels(
+            candidate_tag,
+            {**gate, STAGE: PRODUCTION, "promoted_at": now, "promotion_seq": str(seq)},
+        )
+        changes.insert(0, StageChange(candidate_tag, stage, PRODUCTION))
+        return PromotionResult(promoted=True, comparison=comparison, changes=changes)
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    restored: str
+    demoted: str | None
+
+    def summary(self) -> str:
+        return (
+            f"{self.restored}: previous -> production; {self.demoted}: production -> {ROLLED_BACK}"
+        )
+
+
+def rollback() -> RollbackResult:
+    """Make the most recently replaced production model production again.
+
+    The current production model becomes ``rolled_back`` (never a rollback target again); older
+    ``previous`` models stay, so repeated rollbacks walk further back in history.
+    """
+    with store_lock():
+        previous = find_by_stage(PREVIOUS)
+        if not previous:
+            raise LifecycleError("no previous production model to roll back to")
+        target = previous[0]
+        now = now_label()
+        current = current_production()
+        for old in find_by_stage(PRODUCTION):
+            set_labels(old.tag, {STAGE: ROLLED_BACK, "rolled_back_at": now})
+        set_labels(target.tag, {STAGE: PRODUCTION, "restored_at": now})
+        return RollbackResult(restored=target.tag, demoted=current.tag if current else None)

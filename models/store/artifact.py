@@ -1,0 +1,154 @@
+"""Register trained models in the BentoML model store and load them back, verified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+
+from models.features import FEATURE_NAMES, EntityFeatures
+from models.model import DeliveryTimeModel
+
+MODEL_NAME = "delivery_eta"
+MODEL_FILE = "model.joblib"
+ENTITY_FILE = "entity_features.json"
+ARTIFACT_FILES = (MODEL_FILE, ENTITY_FILE)
+
+
+class ModelArtifactError(RuntimeError):
+    """The model to serve is missing or does not match what this code expects."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A verified model from the store, ready to serve."""
+
+    tag: str
+    model: DeliveryTimeModel
+    entities: EntityFeatures
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+    path: Path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that must match between training and serving for the pickle to be trusted."""
+    return {
+        "python": platform.python_version(),
+        "bentoml": bentoml.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def register_model(
+    model: DeliveryTimeModel,
+    entities: EntityFeatures,
+    metadata: dict[str, Any],
+    labels: dict[str, str],
+    extra_files: Callable[[str], dict[str, bytes]] | None = None,
+) -> bentoml.Model:
+    """Save ``model`` + its entity features as a new version of ``delivery_eta``.
+
+    ``extra_files(tag)`` returns more files (model card, plots) to store beside the model.
+    The metadata records the feature order and the sha256 of every artifact file, which
+    :func:`load_artifact` checks before anything is served.
+    """
+    with bentoml.models.create(MODEL_NAME, labels=labels, metadata={}) as bento_model:
+        root = Path(bento_model.path)
+        joblib.dump(model, root / MODEL_FILE)
+        (root / ENTITY_FILE).write_text(json.dumps(entities.to_json_dict(), sort_keys=True))
+        for name, content in (extra_files(str(bento_model.tag)) if extra_files else {}).items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(content)
+        bento_model.info.metadata.update(
+            {
+                **metadata,
+                "feature_names": list(FEATURE_NAMES),
+                "artifact_sha256": {name: sha256_file(root / name) for name in ARTIFACT_FILES},
+                "library_versions": library_versions(),  # type: ignore[dict-item]
+                "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+    return bento_model
+
+
+def load_artifact(tag: str) -> ModelArtifact:
+    """Load ``tag`` from the local model store and verify it against this code.
+
+    Raises :class:`ModelArtifactError` with a one-line reason when the model is missing, its
+    files do not match their recorded checksums, or its feature list differs from
+    ``FEATURE_NAMES``.
+    """
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelArtifactError(
+            f"model {tag!r} is not in the model store (BENTOML_HOME); run `make train`"
+        ) from None
+    except ValueError as exc:
+        raise ModelArtifactError(f"invalid model tag {tag!r}: {exc}") from None
+
+    resolved = str(stored.tag)
+    metadata: dict[str, Any] = dict(stored.info.metadata)
+    if stored.tag.name != MODEL_NAME:
+        raise ModelArtifactError(f"model {resolved} is not a {MODEL_NAME} model")
+    recorded_features = tuple(metadata.get("feature_names", ()))
+    if recorded_features != FEATURE_NAMES:
+        raise ModelArtifactError(
+            f"model {resolved} was trained on features {list(recorded_features)}, "
+            f"this code serves {list(FEATURE_NAMES)}"
+        )
+    reference = metadata.get("reference_stats", {})
+    needed = [*FEATURE_NAMES, "predicted_delivery_time_min"]
+    if not all({"inner_edges", "shares"} <= set(reference.get(name, {})) for name in needed):
+        raise ModelArtifactError(
+            f"model {resolved} has no drift reference statistics in this code's format; retrain it"
+        )
+    if "holdout_mae" not in metadata.get("metrics", {}):
+        raise ModelArtifactError(f"model {resolved} has no holdout_mae in its metrics")
+    root = Path(stored.path)
+    checksums = metadata.get("artifact_sha256", {})
+    for name in ARTIFACT_FILES:
+        path = root / name
+        if not path.is_file():
+            raise ModelArtifactError(f"model {resolved} has no {name}")
+        if checksums.get(name) != sha256_file(path):
+            raise ModelArtifactError(f"model {resolved}: {name} does not match its recorded sha256")
+
+    # Checksums passed, so the pickle is the one train.py wrote: safe to unpickle.
+    model = joblib.load(root / MODEL_FILE)
+    if not isinstance(model, DeliveryTimeModel) or tuple(model.feature_names) != FEATURE_NAMES:
+        raise ModelArtifactError(
+            f"model {resolved}: {MODEL_FILE} is not a matching DeliveryTimeModel"
+        )
+    entities = EntityFeatures.from_json_dict(json.loads((root / ENTITY_FILE).read_text()))
+    return ModelArtifact(
+        tag=resolved,
+        model=model,
+        entities=entities,
+        metadata=metadata,
+        labels=dict(stored.info.labels),
+        path=root,
+    )

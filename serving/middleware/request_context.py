@@ -1,0 +1,141 @@
+"""Per-request context (request id + log fields) in a contextvar, and the ASGI middleware
+that opens it, echoes ``X-Request-ID`` and writes one JSON log line per request."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header
+
+logger = logging.getLogger("delivery_eta.request")
+
+# A client's id is echoed into logs and headers: accept only short, safe ids.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes and scrapes would drown the request log; they are logged at DEBUG.
+QUIET_ROUTES = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics"})
+
+
+@dataclass
+class RequestInfo:
+    """The current request's id and the fields handlers add for its log line."""
+
+    request_id: str
+    route: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+_current: ContextVar[RequestInfo | None] = ContextVar("delivery_eta_request", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    """The request being handled in this context, if any."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def request_scope(request_id: str, route: str) -> Iterator[RequestInfo]:
+    """Make a new request current for the block (the middleware opens one per HTTP request)."""
+    info = RequestInfo(request_id=request_id, route=route)
+    token = _current.set(info)
+    try:
+        yield info
+    finally:
+        _current.reset(token)
+
+
+def annotate(**fields: Any) -> None:
+    """Add fields to the current request's log line (no-op outside a request)."""
+    info = _current.get()
+    if info is not None:
+        info.fields.update(fields)
+
+
+def error_category(status: int, fields: dict[str, Any]) -> str | None:
+    """Classify a response for logs and metrics; None for success."""
+    if "error_category" in fields:
+        return str(fields["error_category"])
+    if status < 400:
+        return None
+    if status in (400, 413, 415, 422):
+        return "validation"
+    if status == 404:
+        return "not_found"
+    if status == 409:
+        return "conflict"
+    return "client" if status < 500 else "internal"
+
+
+class RequestContextMiddleware:
+    """Opens the request context, sets ``X-Request-ID`` and logs the request when it ends."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_complete: Callable[[RequestInfo, int, float, str | None], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.on_complete = on_complete
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent_id = header(scope, b"x-request-id")
+        request_id = sent_id if sent_id and _VALID_REQUEST_ID.match(sent_id) else uuid.uuid4().hex
+        with request_scope(request_id, scope.get("path", "")) as info:
+            await self._handle(info, scope, receive, send)
+
+    async def _handle(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = info.request_id
+        status = 500  # if the app raises before answering, the server answers 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            category = error_category(status, info.fields)
+            _log_request(info, scope.get("method", ""), status, latency_ms, category)
+            if self.on_complete is not None:
+                self.on_complete(info, status, latency_ms, category)
+
+
+def _log_request(
+    info: RequestInfo, method: str, status: int, latency_ms: float, category: str | None
+) -> None:
+    level = (
+        logging.DEBUG
+        if info.route in QUIET_ROUTES
+        else (logging.WARNING if category else logging.INFO)
+    )
+    if not logger.isEnabledFor(level):
+        return
+    extra = {
+        "route": info.route,
+        "method": method,
+        "status": status,
+        "latency_ms": round(latency_ms, 3),
+        **info.fields,
+    }
+    if category:
+        extra["error_category"] = category
+    extra.pop("invalid_fields", None)  # counted in metrics; the error text names them
+    logger.log(level, "request", extra=extra)

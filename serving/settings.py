@@ -1,0 +1,99 @@
+"""The service's one settings object, read once at start-up from DELIVERY_ETA_* variables.
+
+``service.py`` builds it once; nothing else in the serving process reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, RedisDsn, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from models.settings import ENV_PREFIX, ModelSettings
+
+
+class ServiceSettings(ModelSettings):
+    """Runtime configuration of the prediction service (env prefix ``DELIVERY_ETA_``); the model
+    selection fields come from :class:`models.settings.ModelSettings`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """BentoML worker processes; each loads the model and batches on its own."""
+
+    max_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    """Most rows the adaptive batcher hands the model in one call."""
+
+    max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
+    """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""
+
+    treelite_max_rows: int = Field(default=256, ge=1, le=100_000)
+    """Batches above this many rows go to sklearn, whose vectorised path wins there."""
+
+    model_threads: int = Field(default=1, ge=1, le=64)
+    """Native (OpenMP) threads per model call in each worker; 1 avoids oversubscription."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    """Largest accepted request body; larger ones get 413 before they are parsed."""
+
+    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Longest a request waits for others to share its model call when the model is idle."""
+
+    max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    """Most orders accepted in one /v1/predict/batch request."""
+
+    feature_store_backend: Literal["embedded", "redis"] = "embedded"
+    """Where online entity features come from: the model's embedded snapshot, or Redis."""
+
+    redis_url: RedisDsn | None = None
+    """Redis URL for the ``redis`` backend, e.g. redis://127.0.0.1:6379/0."""
+
+    feature_store_timeout_ms: float = Field(default=50.0, gt=0, le=10_000)
+    """Budget for one feature-store lookup; past it the request uses default features."""
+
+    readiness_requires_store: bool = False
+    """Report not-ready while the feature store is down. Default: stay ready and serve with
+    default features, since an outage would otherwise take every replica out at once."""
+
+    prediction_floor_min: float = Field(default=1.0, ge=0)
+    """Predictions below this many minutes are clamped up to it (and counted)."""
+
+    prediction_ceiling_min: float = Field(default=240.0, gt=0)
+    """Predictions above this many minutes are clamped down to it (and counted)."""
+
+    prediction_log_backend: Literal["sqlite", "redis"] = "sqlite"
+    """Where predictions wait for feedback: a local SQLite file, or Redis shared by replicas."""
+
+    prediction_log_path: Path = (
+        Path.home() / ".local" / "state" / "delivery-eta" / "predictions.sqlite3"
+    )
+    """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica)."""
+
+    prediction_log_retention_hours: float = Field(default=168.0, gt=0)
+    """How long a prediction can still receive feedback."""
+
+    drift_window_rows: int = Field(default=2000, ge=200, le=1_000_000)
+    """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
+
+    shutdown_drain_s: float = Field(default=5.0, ge=0, le=120)
+    """On SIGTERM, seconds to keep serving while reporting not-ready before closing the listener
+    (load balancers stop sending meanwhile); keep it well under the orchestrator's grace period."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the service's own loggers."""
+
+    access_log: bool = False
+    """BentoML's per-request access log; off by default because it costs throughput."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSettings:
+        uses_redis = "redis" in (self.feature_store_backend, self.prediction_log_backend)
+        if uses_redis and self.redis_url is None:
+            raise ValueError(
+                "DELIVERY_ETA_REDIS_URL must be set when the feature store or prediction log is redis"
+            )
+        if self.prediction_floor_min >= self.prediction_ceiling_min:
+            raise ValueError("prediction_floor_min must be below prediction_ceiling_min")
+        return self

@@ -1,0 +1,118 @@
+"""Start-up of the serving process: settings, the verified model, and each worker's pipeline.
+
+``service.py`` calls these once per process. Anything wrong -- an invalid setting, a missing or
+mismatched model -- refuses to start with a one-line reason (exit 2), because a server that
+starts but cannot predict is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from models.features import FEATURE_NAMES
+from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
+from models.store.stages import resolve_serving_tag
+from models.treelite_runtime import TreeliteRuntime
+from serving.pipeline.batching import AdaptiveBatcher
+from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from serving.pipeline.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
+from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
+from serving.settings import ServiceSettings
+from serving.telemetry.drift_monitor import DriftMonitor
+from serving.telemetry.metrics import MetricsRecorder
+
+
+def refuse_to_start(reason: str) -> NoReturn:
+    """Print one line saying why and exit 2."""
+    print(f"delivery-eta: refusing to start: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def load_settings() -> ServiceSettings:
+    """The settings from the environment, or a refusal naming every invalid one."""
+    try:
+        return ServiceSettings()
+    except ValidationError as exc:
+        refuse_to_start(
+            "invalid settings: "
+            + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+        )
+
+
+def load_served_model(settings: ServiceSettings) -> ModelArtifact:
+    """The pinned model, else the ``stage=production`` one, loaded and verified; or a refusal."""
+    try:
+        return load_artifact(resolve_serving_tag(settings.model_tag))
+    except ModelArtifactError as exc:
+        refuse_to_start(str(exc))
+
+
+def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> FeatureStore:
+    """The online feature store the settings name, for ``artifact``'s feature snapshot."""
+    if settings.feature_store_backend == "redis":
+        return RedisFeatureStore(
+            str(settings.redis_url), artifact.entities, settings.feature_store_timeout_ms / 1000
+        )
+    return EmbeddedFeatureStore(artifact.entities)
+
+
+def build_prediction_log(settings: ServiceSettings) -> PredictionLog:
+    """Where predictions wait for their delayed labels."""
+    retention_s = settings.prediction_log_retention_hours * 3600
+    if settings.prediction_log_backend == "redis":
+        return RedisPredictionLog(str(settings.redis_url), retention_s)
+    return SQLitePredictionLog(settings.prediction_log_path, retention_s)
+
+
+def build_metrics(artifact: ModelArtifact, feature_store: FeatureStore) -> MetricsRecorder:
+    """This worker's metric recorder, with the served model published (``model_info``)."""
+    metrics = MetricsRecorder(artifact.tag, feature_store.backend)
+    metrics.model_loaded(
+        stage=artifact.labels.get("stage", "unknown"),
+        trained_at=str(artifact.metadata.get("registered_at", "unknown")),
+        training_mae=float(artifact.metadata["metrics"]["holdout_mae"]),
+    )
+    return metrics
+
+
+def build_pipeline(
+    settings: ServiceSettings,
+    artifact: ModelArtifact,
+    feature_store: FeatureStore,
+    metrics: MetricsRecorder,
+    observe_batch: Callable[[int, int], None] | None = None,
+) -> PredictionPipeline:
+    """One worker's request pipeline: store -> assembly -> batcher -> model -> clamp -> log.
+
+    ``observe_batch(requests, rows)`` is called for every model call (batch-size metrics).
+    """
+    model = (
+        TreeliteRuntime(artifact.model, max_rows=settings.treelite_max_rows)
+        if settings.model_runtime == "treelite"
+        else artifact.model
+    )
+    return PredictionPipeline(
+        model_version=artifact.tag,
+        feature_store=feature_store,
+        batcher=AdaptiveBatcher(
+            model.predict_rows,
+            max_batch_size=settings.max_batch_size,
+            max_latency_ms=settings.max_latency_ms,
+            observe_batch=observe_batch,
+            native_threads=settings.model_threads,
+            max_wait_ms=settings.max_batch_wait_ms,
+        ),
+        defaults=artifact.entities.defaults,
+        bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
+        prediction_log=build_prediction_log(settings),
+        drift=DriftMonitor(
+            artifact.metadata["reference_stats"], FEATURE_NAMES, settings.drift_window_rows
+        ),
+        metrics=metrics,
+    )

@@ -1,0 +1,2 @@
+"""What the service tells its operators: Prometheus ``metrics``, JSON ``logs``, and the
+``drift_monitor`` of live traffic against the training reference."""

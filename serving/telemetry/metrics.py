@@ -1,0 +1,211 @@
+"""The service's Prometheus metrics (multi-worker safe through ``bentoml.metrics``), and
+:class:`MetricsRecorder`, which is the only code that updates them.
+
+Every name here is part of the monitoring contract used by deploy/monitoring (rules, alerts,
+dashboard); renaming one breaks them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import bentoml
+import numpy as np
+
+from models.features import ENTITY_FEATURES, FeatureSource
+from serving.pipeline.prediction_log import FeedbackResult
+
+_MINUTES = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180]
+_ERROR_MINUTES = [0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60]
+_ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+
+# Same name and labels as the histogram BentoML keeps for its batchable APIs, so the usual
+# BentoML dashboards show our batches: requests merged into one model call.
+ADAPTIVE_BATCH_SIZE = bentoml.metrics.Histogram(
+    name="bentoml_service_adaptive_batch_size",
+    documentation="Requests merged into one model call by the adaptive batcher",
+    labelnames=["runner_name", "worker_index", "method_name", "service_version", "service_name"],
+    buckets=_ROWS[:11],
+)
+BATCH_ROWS = bentoml.metrics.Histogram(
+    name="delivery_eta_model_batch_rows",
+    documentation="Rows in one model call (all requests merged by the batcher)",
+    labelnames=["model_version"],
+    buckets=_ROWS,
+)
+PREDICTED_MINUTES = bentoml.metrics.Histogram(
+    name="delivery_eta_predicted_delivery_time_minutes",
+    documentation="Predicted delivery time",
+    labelnames=["model_version"],
+    buckets=_MINUTES,
+)
+INTERVAL_WIDTH = bentoml.metrics.Histogram(
+    name="delivery_eta_interval_width_minutes",
+    documentation="Width of the 90 % prediction interval",
+    labelnames=["model_version"],
+    buckets=[2, 5, 8, 10, 12, 15, 18, 20, 25, 30, 40, 60],
+)
+PREDICTIONS_CLAMPED = bentoml.metrics.Counter(
+    name="delivery_eta_predictions_clamped_total",
+    documentation="Predictions moved onto the service's plausible bounds",
+    labelnames=["model_version", "bound"],
+)
+VALIDATION_ERRORS = bentoml.metrics.Counter(
+    name="delivery_eta_validation_errors_total",
+    documentation="Invalid request fields (one count per field per request)",
+    labelnames=["route", "field"],
+)
+ERRORS = bentoml.metrics.Counter(
+    name="delivery_eta_errors_total",
+    documentation="Failed requests by category (validation, feature_store, model, internal, overload)",
+    labelnames=["route", "category"],
+)
+FEATURE_LOOKUPS = bentoml.metrics.Counter(
+    name="delivery_eta_feature_lookups_total",
+    documentation="Entity feature values used, by where they came from",
+    labelnames=["feature", "source"],
+)
+FEATURE_STORE_LATENCY = bentoml.metrics.Histogram(
+    name="delivery_eta_feature_store_latency_seconds",
+    documentation="Duration of one feature-store lookup",
+    labelnames=["backend"],
+    buckets=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
+)
+FEATURE_STORE_FALLBACKS = bentoml.metrics.Counter(
+    name="delivery_eta_feature_store_fallbacks_total",
+    documentation="Lookups that failed or timed out and used default features",
+    labelnames=["backend"],
+)
+# livemax: each worker scores its own window; alert when any live worker sees drift.
+FEATURE_PSI = bentoml.metrics.Gauge(
+    name="delivery_eta_feature_psi",
+    documentation="PSI of recent requests' feature vs the training reference",
+    labelnames=["feature", "model_version"],
+    multiprocess_mode="livemax",
+)
+PREDICTION_PSI = bentoml.metrics.Gauge(
+    name="delivery_eta_prediction_psi",
+    documentation="PSI of recent predictions vs the training-time predictions",
+    labelnames=["model_version"],
+    multiprocess_mode="livemax",
+)
+MODEL_INFO = bentoml.metrics.Gauge(
+    name="delivery_eta_model_info",
+    documentation="The served model (value 1)",
+    labelnames=["model_version", "stage", "trained_at"],
+    multiprocess_mode="livemax",
+)
+TRAINING_MAE = bentoml.metrics.Gauge(
+    name="delivery_eta_model_training_mae_minutes",
+    documentation="Holdout MAE measured at training time",
+    labelnames=["model_version"],
+    multiprocess_mode="livemax",
+)
+FEEDBACK = bentoml.metrics.Counter(
+    name="delivery_eta_feedback_total",
+    documentation="Feedback (actual delivery time) received, by outcome",
+    labelnames=["model_version", "result"],
+)
+ONLINE_ABS_ERROR = bentoml.metrics.Histogram(
+    name="delivery_eta_online_absolute_error_minutes",
+    documentation="|actual - predicted| for predictions that got feedback",
+    labelnames=["model_version"],
+    buckets=_ERROR_MINUTES,
+)
+INTERVAL_HITS = bentoml.metrics.Counter(
+    name="delivery_eta_interval_hits_total",
+    documentation="Feedback whose actual was inside (covered=true) or outside the interval",
+    labelnames=["model_version", "covered"],
+)
+
+
+class MetricsRecorder:
+    """Metric updates for one served model version (label children resolved once)."""
+
+    def __init__(self, model_version: str, backend: str) -> None:
+        self.model_version = model_version
+        self._predicted = PREDICTED_MINUTES.labels(model_version=model_version)
+        self._width = INTERVAL_WIDTH.labels(model_version=model_version)
+        self._store_latency = FEATURE_STORE_LATENCY.labels(backend=backend)
+        self._store_fallbacks = FEATURE_STORE_FALLBACKS.labels(backend=backend)
+        # labels() costs a lock and a dict lookup per call: resolve the few children once
+        # (it showed up at ~4 % of a worker's time under load).
+        self._lookups = {
+            (feature, source): FEATURE_LOOKUPS.labels(feature=feature, source=source)
+            for feature in ENTITY_FEATURES
+            for source in ("request", "online", "default")
+        }
+
+    def model_loaded(self, stage: str, trained_at: str, training_mae: float) -> None:
+        """Publish which model is served and its training-time MAE."""
+        MODEL_INFO.labels(model_version=self.model_version, stage=stage, trained_at=trained_at).set(
+            1
+        )
+        TRAINING_MAE.labels(model_version=self.model_version).set(training_mae)
+
+    def batch_observer(
+        self, worker_index: int | None, service_name: str, service_version: str
+    ) -> Callable[[int, int], None]:
+        """``observe(requests, rows)`` of one model call, for this worker's batcher."""
+        batch_size = ADAPTIVE_BATCH_SIZE.labels(
+            runner_name="delivery_eta",
+            worker_index=str(worker_index),
+            method_name="predict_rows",
+            service_version=service_version,
+            service_name=service_name,
+        )
+        batch_rows = BATCH_ROWS.labels(model_version=self.model_version)
+
+        def observe(requests: int, rows: int) -> None:
+            batch_size.observe(requests)
+            batch_rows.observe(rows)
+
+        return observe
+
+    def predictions(self, outputs: np.ndarray, clamped: Mapping[str, int]) -> None:
+        """Predicted minutes and interval widths of one request; clamped counts by bound."""
+        for point, lower, upper in outputs.tolist():
+            self._predicted.observe(point)
+            self._width.observe(upper - lower)
+        for bound, count in clamped.items():
+            if count:
+                PREDICTIONS_CLAMPED.labels(model_version=self.model_version, bound=bound).inc(count)
+
+    def feature_lookup(
+        self, seconds: float, failed: bool, sources: Sequence[Mapping[str, FeatureSource]]
+    ) -> None:
+        """One store lookup's duration and outcome, and where each entity feature came from."""
+        self._store_latency.observe(seconds)
+        if failed:
+            self._store_fallbacks.inc()
+        counts = Counter((name, source) for row in sources for name, source in row.items())
+        for key, count in counts.items():
+            self._lookups[key].inc(count)
+
+    def drift(self, scores: Mapping[str, float]) -> None:
+        """Latest PSI per feature and for the prediction."""
+        for name, value in scores.items():
+            if name == "predicted_delivery_time_min":
+                PREDICTION_PSI.labels(model_version=self.model_version).set(value)
+            else:
+                FEATURE_PSI.labels(feature=name, model_version=self.model_version).set(value)
+
+    def feedback(self, result: FeedbackResult) -> None:
+        """Count feedback; a first label also feeds the online error and coverage"""
+        version = result.record.model_version if result.record else self.model_version
+        FEEDBACK.labels(model_version=version, result=result.status).inc()
+        if result.status == "joined" and result.record is not None and result.actual is not None:
+            record, actual = result.record, result.actual
+            ONLINE_ABS_ERROR.labels(model_version=version).observe(abs(actual - record.predicted))
+            covered = "true" if record.lower <= actual <= record.upper else "false"
+            INTERVAL_HITS.labels(model_version=version, covered=covered).inc()
+
+    def request_finished(
+        self, route: str, category: str | None, invalid_fields: Sequence[str] = ()
+    ) -> None:
+        """Errors by category, and invalid fields, of one finished /v1 request."""
+        if category is not None:
+            ERRORS.labels(route=route, category=category).inc()
+        for name in set(invalid_fields):
+            VALIDATION_ERRORS.labels(route=route, field=name).inc()

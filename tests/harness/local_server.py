@@ -1,0 +1,107 @@
+"""Start and stop a local ``bentoml serve`` on a free loopback port (for tests and checks)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url``/readyz until 200; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/readyz", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+@dataclass
+class LocalServer:
+    """A running server: its URL, process and log file."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """SIGTERM the process group started with ``start_new_session``; SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def serve_command(port: int) -> list[str]:
+    """The command line that serves the service on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:DeliveryETA",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+@contextlib.contextmanager
+def local_server(
+    log_path: Path, env: Mapping[str, str] | None = None, ready_timeout_s: float = 90
+) -> Iterator[LocalServer]:
+    """Run ``bentoml serve service:DeliveryETA`` on 127.0.0.1:<free port> until the block ends.
+
+    The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
+    routes to a harness server) unless the caller's environment or ``env`` sets one.
+    """
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            serve_command(port),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={"DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0", **os.environ, **(env or {})},
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, ready_timeout_s, proc)
+            yield LocalServer(url=url, proc=proc, log_path=log_path)
+        finally:
+            stop_process_group(proc)

@@ -1,0 +1,77 @@
+"""The model store round trip, and refusal of artifacts that don't match the code."""
+
+import json
+import shutil
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+import yaml
+
+from models.features import FEATURE_NAMES
+from models.store.artifact import ENTITY_FILE, MODEL_FILE, ModelArtifactError, load_artifact
+
+
+def test_registered_model_loads_with_its_metadata(registered) -> None:  # type: ignore[no-untyped-def]
+    artifact = load_artifact(registered.tag)
+    assert artifact.tag == registered.tag
+    assert artifact.labels["stage"] == "candidate"
+    meta = artifact.metadata
+    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert set(meta["artifact_sha256"]) == {MODEL_FILE, ENTITY_FILE}
+    assert meta["metrics"]["holdout_mae"] > 0
+    assert meta["interval"]["level"] == 0.9
+    assert set(meta["reference_stats"]) == {*FEATURE_NAMES, "predicted_delivery_time_min"}
+    assert {"scikit-learn", "bentoml", "numpy"} <= set(meta["library_versions"])
+    assert meta["row_counts"]["train"] > 0 and len(meta["training_data_sha256"]) == 64
+    assert (
+        (registered.path / "model_card.md")
+        .read_text()
+        .startswith(f"# Model card: {registered.tag}")
+    )
+    x = np.array([[3.0, 1, 30.0, 35.0, 35.0]])
+    np.testing.assert_allclose(
+        artifact.model.predict_rows(x), registered.result.model.predict_rows(x)
+    )
+
+
+def test_unknown_tag_is_refused_with_one_line() -> None:
+    with pytest.raises(ModelArtifactError, match="not in the model store") as info:
+        load_artifact("delivery_eta:doesnotexist")
+    assert "\n" not in str(info.value)
+
+
+def _copy_model(registered, tmp_path: Path) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
+    """A copy of the registered model under a new version, to tamper with."""
+    source = Path(bentoml.models.get(registered.tag).path)
+    version = "tamper" + tmp_path.name[-8:].replace("_", "").lower()
+    target = source.parent / version
+    shutil.copytree(source, target)
+    info = yaml.safe_load((target / "model.yaml").read_text())
+    info["version"] = version
+    (target / "model.yaml").write_text(yaml.safe_dump(info))
+    return f"delivery_eta:{version}", target
+
+
+def test_corrupted_model_file_is_refused(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tag, path = _copy_model(registered, tmp_path)
+    with (path / MODEL_FILE).open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelArtifactError, match="does not match its recorded sha256"):
+        load_artifact(tag)
+
+
+def test_feature_list_mismatch_is_refused(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tag, path = _copy_model(registered, tmp_path)
+    info = yaml.safe_load((path / "model.yaml").read_text())
+    info["metadata"]["feature_names"] = list(reversed(FEATURE_NAMES))
+    (path / "model.yaml").write_text(yaml.safe_dump(info))
+    with pytest.raises(ModelArtifactError, match="trained on features"):
+        load_artifact(tag)
+
+
+def test_entity_snapshot_is_json_with_defaults(registered) -> None:  # type: ignore[no-untyped-def]
+    snapshot = json.loads((registered.path / ENTITY_FILE).read_text())
+    assert set(snapshot["defaults"]) == {"restaurant_avg_delivery_time", "driver_avg_delivery_time"}
+    assert len(snapshot["restaurant_avg_delivery_time"]) > 10

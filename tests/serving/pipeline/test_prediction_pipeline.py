@@ -1,0 +1,203 @@
+"""The request pipeline without a server: feature lookup -> assembly -> batcher -> model ->
+clamp -> prediction log, metrics, drift and the request's log fields.
+
+Every part is the real one ``serving.startup`` builds for a worker (the session's model, the
+embedded or Redis feature store, the adaptive batcher, SQLite prediction log, drift monitor,
+Prometheus metrics read back from the process registry); the only stand-in is the Redis
+outage, a Redis URL where nothing listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import prometheus_client
+import pytest
+
+from models.features import FEATURE_NAMES
+from models.store.artifact import ModelArtifact, load_artifact
+from serving.middleware.request_context import request_scope
+from serving.pipeline.prediction_pipeline import DRIFT_SCORE_EVERY_ROWS, PredictionPipeline
+from serving.schema import Order
+from serving.settings import ServiceSettings
+from serving.startup import build_feature_store, build_metrics, build_pipeline
+from tests.harness.local_server import free_port
+
+KNOWN = {"restaurant_id": "r_0001", "driver_id": "d_0002"}  # in every generated world
+UNKNOWN = {"restaurant_id": "r_unknown", "driver_id": "d_unknown"}
+
+
+def _order(ids: dict[str, str], **extra: Any) -> Order:
+    return Order(distance_km=3.2, is_peak_hour=1, order_value=25.0, **ids, **extra)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(scope="module")
+def artifact(registered) -> ModelArtifact:  # type: ignore[no-untyped-def]
+    return load_artifact(registered.tag)
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
+    return ServiceSettings(prediction_log_path=tmp_path / "predictions.sqlite3", **overrides)
+
+
+async def _pipeline(settings: ServiceSettings, artifact: ModelArtifact) -> PredictionPipeline:
+    store = build_feature_store(settings, artifact)
+    batches: list[tuple[int, int]] = []
+    pipeline = build_pipeline(
+        settings,
+        artifact,
+        store,
+        build_metrics(artifact, store),
+        observe_batch=lambda requests, rows: batches.append((requests, rows)),
+    )
+    pipeline.batches = batches  # type: ignore[attr-defined]  # for the assertions below
+    return pipeline
+
+
+async def _close(pipeline: PredictionPipeline) -> None:
+    pipeline.close()
+    assert pipeline.prediction_log is not None
+    await pipeline.prediction_log.close()
+    await pipeline.feature_store.close()
+
+
+@pytest.fixture
+async def pipeline(artifact: ModelArtifact, tmp_path: Path) -> AsyncIterator[PredictionPipeline]:
+    built = await _pipeline(_settings(tmp_path), artifact)
+    try:
+        yield built
+    finally:
+        await _close(built)
+
+
+async def test_features_come_from_the_request_the_store_or_the_defaults(
+    pipeline: PredictionPipeline, artifact: ModelArtifact
+) -> None:
+    orders = [_order(KNOWN), _order(UNKNOWN), _order(KNOWN, driver_avg_delivery_time=55.0)]
+    with request_scope("r1", "/v1/predict/batch") as request:
+        predictions = await pipeline.predict(orders)
+
+    assert [p.features_source for p in predictions] == [
+        {"restaurant_avg_delivery_time": "online", "driver_avg_delivery_time": "online"},
+        {"restaurant_avg_delivery_time": "default", "driver_avg_delivery_time": "default"},
+        {"restaurant_avg_delivery_time": "online", "driver_avg_delivery_time": "request"},
+    ]
+    # The same numbers as the model called directly on rows joined by hand, in input order.
+    entities = artifact.entities
+    rows = np.array(
+        [
+            [3.2, 1, 25.0, entities.restaurant_avg_delivery_time["r_0001"],
+             entities.driver_avg_delivery_time["d_0002"]],
+            [3.2, 1, 25.0, entities.defaults["restaurant_avg_delivery_time"],
+             entities.defaults["driver_avg_delivery_time"]],
+            [3.2, 1, 25.0, entities.restaurant_avg_delivery_time["r_0001"], 55.0],
+        ]
+    )  # fmt: skip
+    expected = artifact.model.predict_rows(rows)
+    got = np.array(
+        [
+            [p.predicted_delivery_time_min, p.confidence_interval_lower,
+             p.confidence_interval_upper]
+            for p in predictions
+        ]
+    )  # fmt: skip
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert all(p.model_version == artifact.tag for p in predictions)
+    assert len({p.prediction_id for p in predictions}) == 3
+    # One model call for the whole request, and the request's log line is annotated.
+    assert pipeline.batches == [(1, 3)]  # type: ignore[attr-defined]
+    assert request.fields["rows"] == 3
+    assert request.fields["features_source"] == {"online": 3, "default": 2, "request": 1}
+
+
+async def test_concurrent_requests_share_model_calls(pipeline: PredictionPipeline) -> None:
+    answers = await asyncio.gather(*(pipeline.predict([_order(KNOWN)]) for _ in range(64)))
+    assert all(len(a) == 1 for a in answers)
+    batches = pipeline.batches  # type: ignore[attr-defined]
+    assert sum(rows for _, rows in batches) == 64
+    assert len(batches) < 64, "concurrent single-row requests must be merged"
+
+
+async def test_out_of_range_outputs_are_clamped_and_counted(
+    artifact: ModelArtifact, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, prediction_floor_min=1.0, prediction_ceiling_min=2.0)
+    pipeline = await _pipeline(settings, artifact)
+    before = _sample(
+        "delivery_eta_predictions_clamped_total", model_version=artifact.tag, bound="upper"
+    )
+    try:
+        predictions = await pipeline.predict([_order(KNOWN), _order(UNKNOWN)])
+    finally:
+        await _close(pipeline)
+    assert [p.predicted_delivery_time_min for p in predictions] == [2.0, 2.0]
+    assert all(p.confidence_interval_upper <= 2.0 for p in predictions)
+    after = _sample(
+        "delivery_eta_predictions_clamped_total", model_version=artifact.tag, bound="upper"
+    )
+    assert after - before == 2
+
+
+async def test_predictions_are_logged_and_join_their_delayed_labels(
+    pipeline: PredictionPipeline, artifact: ModelArtifact
+) -> None:
+    (prediction,) = await pipeline.predict([_order(KNOWN)])
+    before = _sample("delivery_eta_feedback_total", model_version=artifact.tag, result="joined")
+
+    joined = await pipeline.feedback(prediction.prediction_id, 31.0)
+    assert joined.status == "joined" and joined.record is not None
+    assert joined.record.predicted == pytest.approx(prediction.predicted_delivery_time_min)
+    assert joined.record.features[:3] == [3.2, 1.0, 25.0]
+    assert len(joined.record.features) == len(FEATURE_NAMES)
+    assert (await pipeline.feedback(prediction.prediction_id, 31.0)).status == "duplicate"
+    assert (await pipeline.feedback(prediction.prediction_id, 40.0)).status == "conflict"
+    missing = await pipeline.feedback("00000000-0000-4000-8000-000000000000", 31.0)
+    assert (missing.status, missing.record) == ("unknown", None)
+    after = _sample("delivery_eta_feedback_total", model_version=artifact.tag, result="joined")
+    assert after - before == 1
+
+
+async def test_drift_is_scored_once_enough_rows_arrived(
+    pipeline: PredictionPipeline, artifact: ModelArtifact
+) -> None:
+    # Every order 40 km away: distance drifts far from training, order value does not move.
+    far = [
+        Order(distance_km=40.0, is_peak_hour=i % 2, order_value=20.0 + i % 30, **KNOWN)
+        for i in range(DRIFT_SCORE_EVERY_ROWS)
+    ]
+    await pipeline.predict(far)
+    distance = _sample(
+        "delivery_eta_feature_psi", feature="distance_km", model_version=artifact.tag
+    )
+    assert distance > 1.0
+    assert _sample("delivery_eta_prediction_psi", model_version=artifact.tag) > 0
+
+
+async def test_a_failing_feature_store_serves_defaults_and_counts_the_fallback(
+    artifact: ModelArtifact, tmp_path: Path
+) -> None:
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    settings = _settings(
+        tmp_path,
+        feature_store_backend="redis",
+        redis_url=nothing_listens,
+        feature_store_timeout_ms=200,
+    )
+    pipeline = await _pipeline(settings, artifact)
+    before = _sample("delivery_eta_feature_store_fallbacks_total", backend="redis")
+    try:
+        with request_scope("r2", "/v1/predict") as request:
+            (prediction,) = await pipeline.predict([_order(KNOWN)])
+    finally:
+        await _close(pipeline)
+    assert set(prediction.features_source.values()) == {"default"}
+    assert request.fields["feature_store"] == "failed"
+    assert _sample("delivery_eta_feature_store_fallbacks_total", backend="redis") - before == 1

@@ -1,0 +1,34 @@
+"""The settings object reads DELIVERY_ETA_* variables and rejects inconsistent ones."""
+
+import pytest
+from pydantic import ValidationError
+
+from serving.settings import ServiceSettings
+
+
+def test_defaults_serve_the_production_model_from_the_embedded_store() -> None:
+    settings = ServiceSettings()
+    assert settings.model_tag is None  # resolved to the stage=production model at start-up
+    assert settings.feature_store_backend == "embedded"
+    assert settings.max_batch_rows == 1000
+
+
+def test_values_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_ETA_MAX_BATCH_ROWS", "25")
+    monkeypatch.setenv("DELIVERY_ETA_FEATURE_STORE_BACKEND", "redis")
+    monkeypatch.setenv("DELIVERY_ETA_REDIS_URL", "redis://127.0.0.1:6399/0")
+    settings = ServiceSettings()
+    assert settings.max_batch_rows == 25
+    assert str(settings.redis_url) == "redis://127.0.0.1:6399/0"
+
+
+def test_redis_backend_without_url_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_ETA_FEATURE_STORE_BACKEND", "redis")
+    with pytest.raises(ValidationError, match="DELIVERY_ETA_REDIS_URL"):
+        ServiceSettings()
+
+
+def test_out_of_range_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_ETA_MAX_BATCH_ROWS", "0")
+    with pytest.raises(ValidationError, match="max_batch_rows"):
+        ServiceSettings()

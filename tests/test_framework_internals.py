@@ -1,0 +1,157 @@
+"""The private-API door (``framework_internals.py``): pinned versions and every touch-point's shape.
+
+When BentoML or uvicorn is upgraded, this file fails first and names the module to re-check.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+import uvicorn
+from bentoml._internal.marshal.dispatcher import Optimizer
+
+import framework_internals as door
+
+RECHECK = (
+    "framework_internals.py was verified against {verified}; installed is {installed}. "
+    "Re-read each touch-point it lists against the new source, then update VERIFIED_WITH."
+)
+
+
+def test_installed_frameworks_are_the_versions_the_door_was_verified_with() -> None:
+    drift = door.version_drift()
+    assert not drift, "; ".join(
+        RECHECK.format(verified=f"{name} {was}", installed=f"{name} {now}")
+        for name, (was, now) in drift.items()
+    )
+
+
+def test_version_drift_reports_a_bumped_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an upgrade looks like to the check above (the check must be able to fail).
+    monkeypatch.setattr(door, "VERIFIED_WITH", {**door.VERIFIED_WITH, "bentoml": "1.4.38"})
+    assert door.version_drift() == {"bentoml": ("1.4.38", bentoml.__version__)}
+
+
+# --------------------------------------------------------------------------- 1. batching
+
+
+async def test_batch_dispatcher_merges_row_matrices_and_sheds_through_the_fallback() -> None:
+    calls: list[int] = []
+
+    def shed() -> np.ndarray:
+        raise RuntimeError("shed")
+
+    dispatcher = door.batch_dispatcher(
+        max_latency_ms=10_000, max_batch_size=100, max_wait_ms=2, fallback=shed
+    )
+
+    async def double(parts: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(parts))
+        return [part * 2 for part in parts]
+
+    infer = dispatcher(double)
+    try:
+        out = await infer(np.ones((3, 2)))
+    finally:
+        dispatcher.shutdown()
+    np.testing.assert_array_equal(out, np.full((3, 2), 2.0))
+    assert calls == [1]
+    assert dispatcher.fallback is shed
+
+
+def test_optimizer_still_learns_o_a_o_b_wait_from_o_stat() -> None:
+    plain = Optimizer(max_latency=10.0)
+    assert {"o_a", "o_b", "wait", "o_stat"} <= set(vars(plain))
+    plain.o_stat.extend([(10, 0.010, 0.001), (20, 0.020, 0.001), (40, 0.040, 0.001)])
+    plain.trigger_refresh()
+    assert plain.o_a == pytest.approx(0.001, rel=1e-3)
+    assert plain.wait == pytest.approx(0.001)
+
+
+def test_capped_optimizer_ignores_one_slow_call_and_caps_the_wait() -> None:
+    optimizer = door.capped_optimizer(max_latency_s=10.0, max_wait_s=0.002)
+    # A flood: batches of 30-34 rows at ~1 ms per row, and one call stalled for 0.5 s.
+    samples = [(30 + i % 5, 0.001 * (30 + i % 5), 0.05) for i in range(40)] + [(34, 0.5, 0.05)]
+    optimizer.o_stat.extend(samples)
+    plain = Optimizer(max_latency=10.0)
+    plain.o_stat.extend(samples)
+    plain.trigger_refresh()
+    optimizer.trigger_refresh()
+    # BentoML's least-squares slope: ~12 ms per row, so 512 queued rows "need" > 6 s.
+    assert plain.o_a > 0.01
+    assert optimizer.o_a == pytest.approx(0.001, rel=0.01)
+    assert plain.wait == pytest.approx(0.05)
+    assert optimizer.wait == pytest.approx(0.002)
+
+
+# --------------------------------------------------------------------------- 2. uvicorn
+
+
+def test_uvicorn_server_has_the_exit_handler_and_servers_the_drain_relies_on() -> None:
+    params = list(inspect.signature(uvicorn.Server.handle_exit).parameters)
+    assert params == ["self", "sig", "frame"]
+    server = uvicorn.Server(uvicorn.Config(app=None))
+    assert hasattr(server, "should_exit")
+    # Server.servers is set by startup(); the drain reads its listening sockets.
+    assert "self.servers" in inspect.getsource(uvicorn.Server.startup)
+
+
+def test_listening_sockets_reads_every_asyncio_server() -> None:
+    class FakeAsyncioServer:
+        def __init__(self, sockets: list[str] | None) -> None:
+            self.sockets = sockets
+
+    class FakeServer:
+        servers = [FakeAsyncioServer(["a", "b"]), FakeAsyncioServer(None)]
+
+    assert door.listening_sockets(FakeServer()) == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- 3. request logger
+
+
+def test_bentoml_logs_failed_requests_to_the_logger_the_door_names() -> None:
+    from _bentoml_impl.server import app
+    from bentoml._internal.server import http_app
+
+    assert app.log_exception is http_app.log_exception  # the new-style app uses it
+    source = inspect.getsource(http_app)
+    assert "logger = logging.getLogger(__name__)" in source
+    assert http_app.__name__ == door.BENTOML_REQUEST_LOGGER
+    assert door.bentoml_request_error_logger() is logging.getLogger(http_app.__name__)
+
+
+# --------------------------------------------------------------------------- 4./5. model store
+
+
+def test_write_model_labels_persists_labels_in_a_private_store(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    name, version = str(registered.tag).split(":")
+    shutil.copytree(registered.path, tmp_path / "models" / name / version)
+    with door.use_model_store(tmp_path / "models"):
+        labels = door.write_model_labels(registered.tag, {"stage": "production", "n": "1"})
+        assert labels["stage"] == "production"
+        assert bentoml.models.get(registered.tag).info.labels["n"] == "1"
+    # The session store's copy is untouched: the patch ended with the block.
+    assert bentoml.models.get(registered.tag).info.labels["stage"] == "candidate"
+    assert "stage: production" in (tmp_path / "models" / name / version / "model.yaml").read_text()
+
+
+# --------------------------------------------------------------------------- 6. worker env
+
+
+def test_bentoml_starts_workers_with_a_copy_of_the_serving_process_environment() -> None:
+    import bentoml.serving
+
+    assert "copy_env=True" in inspect.getsource(bentoml.serving.create_watcher)
+    from _bentoml_impl.server import serving
+
+    source = inspect.getsource(serving.serve_http)
+    # Deployment hooks run before the workers' watcher is created.
+    assert source.index("server_on_deployment(svc)") < source.index("create_watcher(")
