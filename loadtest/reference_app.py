@@ -9,7 +9,7 @@ production extras (prediction log, drift, Prometheus metrics, JSON request log, 
         python -m uvicorn loadtest.reference_app:app --host 127.0.0.1 --port 8000 \
         --workers 2 --no-access-log
 
-``loadtest/bench.py`` starts it like that, with the service's worker count and the same one
+``loadtest/bench`` starts it like that, with the service's worker count and the same one
 native (OpenMP) thread per worker the service uses, so the comparison isolates the serving
 stack and batching rather than thread oversubscription.
 """
