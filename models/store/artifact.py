@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +96,23 @@ def register_model(
     return bento_model
 
 
+# Where classes pickled into older artifacts live now: models registered before the layout
+# change name ``models.predictor.DeliveryTimeModel``; they must keep loading.
+_MOVED_MODULES = {"models.predictor": "models.model"}
+
+
+def _unpickle_model(path: Path, tag: str) -> object:
+    """``joblib.load`` of a verified model file; a class this code no longer has is refused."""
+    for old, new in _MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
+    try:
+        return joblib.load(path)
+    except (ImportError, AttributeError) as exc:
+        raise ModelArtifactError(
+            f"model {tag}: {MODEL_FILE} needs code this version does not have ({exc}); retrain it"
+        ) from None
+
+
 def load_artifact(tag: str) -> ModelArtifact:
     """Load ``tag`` from the local model store and verify it against this code.
 
@@ -138,7 +157,7 @@ def load_artifact(tag: str) -> ModelArtifact:
             raise ModelArtifactError(f"model {resolved}: {name} does not match its recorded sha256")
 
     # Checksums passed, so the pickle is the one train.py wrote: safe to unpickle.
-    model = joblib.load(root / MODEL_FILE)
+    model = _unpickle_model(root / MODEL_FILE, resolved)
     if not isinstance(model, DeliveryTimeModel) or tuple(model.feature_names) != FEATURE_NAMES:
         raise ModelArtifactError(
             f"model {resolved}: {MODEL_FILE} is not a matching DeliveryTimeModel"

@@ -75,3 +75,48 @@ def test_entity_snapshot_is_json_with_defaults(registered) -> None:  # type: ign
     snapshot = json.loads((registered.path / ENTITY_FILE).read_text())
     assert set(snapshot["defaults"]) == {"restaurant_avg_delivery_time", "driver_avg_delivery_time"}
     assert len(snapshot["restaurant_avg_delivery_time"]) > 10
+
+
+def _repickle_under(module: str, registered, tmp_path: Path, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """A copy of the model whose pickle names ``DeliveryTimeModel`` as living in ``module``
+    (as one registered by an older layout of this code would), checksums updated."""
+    import sys
+
+    import joblib
+
+    import models.model
+    from models.model import DeliveryTimeModel
+    from models.store.artifact import sha256_file
+
+    tag, path = _copy_model(registered, tmp_path)
+    model = joblib.load(path / MODEL_FILE)
+    with monkeypatch.context() as patch:
+        patch.setattr(DeliveryTimeModel, "__module__", module)
+        patch.setitem(sys.modules, module, models.model)
+        joblib.dump(model, path / MODEL_FILE)
+    assert module.encode() in (path / MODEL_FILE).read_bytes()
+    info = yaml.safe_load((path / "model.yaml").read_text())
+    info["metadata"]["artifact_sha256"][MODEL_FILE] = sha256_file(path / MODEL_FILE)
+    (path / "model.yaml").write_text(yaml.safe_dump(info))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    return tag
+
+
+def test_a_model_registered_before_the_layout_change_still_loads(
+    registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    tag = _repickle_under("models.predictor", registered, tmp_path, monkeypatch)
+    artifact = load_artifact(tag)
+    x = np.array([[3.0, 1, 30.0, 35.0, 35.0]])
+    np.testing.assert_allclose(
+        artifact.model.predict_rows(x), registered.result.model.predict_rows(x)
+    )
+
+
+def test_a_model_needing_code_this_version_lacks_is_refused_with_one_line(
+    registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    tag = _repickle_under("models.not_here_any_more", registered, tmp_path, monkeypatch)
+    with pytest.raises(ModelArtifactError, match="needs code this version does not have") as info:
+        load_artifact(tag)
+    assert "\n" not in str(info.value)
