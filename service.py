@@ -225,7 +225,7 @@ class DeliveryETA:
 DeliveryETA.add_asgi_middleware(DrainingMiddleware)
 DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
 DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)
-# /docs.json: BentoML's generated document, corrected once at start-up (models/openapi.py).
+# /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
 DeliveryETA.add_asgi_middleware(
     OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict()
 )

@@ -74,7 +74,7 @@ feature) predicting food-delivery time in minutes, with a conformalised-quantile
 (CQR) {metadata["interval"]["level"]:.0%} prediction interval.
 
 ## Data
-Synthetic order history from `models/data.py` (seed {metadata["training_config"]["seed"]}):
+Synthetic order history from `models/training/synthetic_orders.py` (seed {metadata["training_config"]["seed"]}):
 restaurants with their own preparation profile, drivers with their own speed, distance, peak
 hours, order value, heteroscedastic Gaussian noise. Entity averages come from the earliest
 {metadata["training_config"]["history_fraction"]:.0%} of days ({rows["history"]:,} orders);

@@ -1,4 +1,4 @@
-"""The OpenAPI correction (models/openapi.py), on what BentoML really generates for these routes."""
+"""The OpenAPI correction (serving/middleware/openapi.py), on what BentoML really generates for these routes."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def test_conversions_are_idempotent_and_leave_their_input_alone(generated: dict[
 def test_bentoml_document_is_not_valid_openapi_30_but_the_corrected_one_is(
     generated: dict[str, Any], document: dict[str, Any]
 ) -> None:
-    # If BentoML ever generates a valid document, part of models/openapi.py may be dropped.
+    # If BentoML ever generates a valid document, part of serving/middleware/openapi.py may be dropped.
     with pytest.raises(Exception, match="exclusiveMinimum"):
         schemathesis.openapi.from_dict(generated).validate()
     assert document["openapi"].startswith("3.0")

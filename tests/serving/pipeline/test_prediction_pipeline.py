@@ -48,18 +48,20 @@ def _settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
     return ServiceSettings(prediction_log_path=tmp_path / "predictions.sqlite3", **overrides)
 
 
-async def _pipeline(settings: ServiceSettings, artifact: ModelArtifact) -> PredictionPipeline:
+async def _pipeline(
+    settings: ServiceSettings,
+    artifact: ModelArtifact,
+    batches: list[tuple[int, int]] | None = None,
+) -> PredictionPipeline:
+    """The pipeline a worker builds; each model call's (requests, rows) goes to ``batches``."""
     store = build_feature_store(settings, artifact)
-    batches: list[tuple[int, int]] = []
-    pipeline = build_pipeline(
+    return build_pipeline(
         settings,
         artifact,
         store,
         build_metrics(artifact, store),
-        observe_batch=lambda requests, rows: batches.append((requests, rows)),
+        observe_batch=None if batches is None else lambda n, rows: batches.append((n, rows)),
     )
-    pipeline.batches = batches  # type: ignore[attr-defined]  # for the assertions below
-    return pipeline
 
 
 async def _close(pipeline: PredictionPipeline) -> None:
@@ -70,8 +72,16 @@ async def _close(pipeline: PredictionPipeline) -> None:
 
 
 @pytest.fixture
-async def pipeline(artifact: ModelArtifact, tmp_path: Path) -> AsyncIterator[PredictionPipeline]:
-    built = await _pipeline(_settings(tmp_path), artifact)
+def batches() -> list[tuple[int, int]]:
+    """(requests, rows) of every model call the ``pipeline`` fixture made."""
+    return []
+
+
+@pytest.fixture
+async def pipeline(
+    artifact: ModelArtifact, tmp_path: Path, batches: list[tuple[int, int]]
+) -> AsyncIterator[PredictionPipeline]:
+    built = await _pipeline(_settings(tmp_path), artifact, batches)
     try:
         yield built
     finally:
@@ -79,7 +89,7 @@ async def pipeline(artifact: ModelArtifact, tmp_path: Path) -> AsyncIterator[Pre
 
 
 async def test_features_come_from_the_request_the_store_or_the_defaults(
-    pipeline: PredictionPipeline, artifact: ModelArtifact
+    pipeline: PredictionPipeline, artifact: ModelArtifact, batches: list[tuple[int, int]]
 ) -> None:
     orders = [_order(KNOWN), _order(UNKNOWN), _order(KNOWN, driver_avg_delivery_time=55.0)]
     with request_scope("r1", "/v1/predict/batch") as request:
@@ -113,15 +123,16 @@ async def test_features_come_from_the_request_the_store_or_the_defaults(
     assert all(p.model_version == artifact.tag for p in predictions)
     assert len({p.prediction_id for p in predictions}) == 3
     # One model call for the whole request, and the request's log line is annotated.
-    assert pipeline.batches == [(1, 3)]  # type: ignore[attr-defined]
+    assert batches == [(1, 3)]
     assert request.fields["rows"] == 3
     assert request.fields["features_source"] == {"online": 3, "default": 2, "request": 1}
 
 
-async def test_concurrent_requests_share_model_calls(pipeline: PredictionPipeline) -> None:
+async def test_concurrent_requests_share_model_calls(
+    pipeline: PredictionPipeline, batches: list[tuple[int, int]]
+) -> None:
     answers = await asyncio.gather(*(pipeline.predict([_order(KNOWN)]) for _ in range(64)))
     assert all(len(a) == 1 for a in answers)
-    batches = pipeline.batches  # type: ignore[attr-defined]
     assert sum(rows for _, rows in batches) == 64
     assert len(batches) < 64, "concurrent single-row requests must be merged"
 
