@@ -129,6 +129,46 @@ class OnlineValues:
     """True when the store errored or timed out (all values are then None)."""
 
 
+FEATURE_SOURCES: tuple[FeatureSource, ...] = ("request", "online", "default")
+"""Source codes: ``assemble_feature_columns`` reports ``FEATURE_SOURCES[code]`` per entity feature."""
+
+
+def assemble_feature_columns(
+    orders: Sequence[OrderFeatures], online: OnlineValues, defaults: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Build the model input for ``orders`` column by column: request value, else online value,
+    else default.
+
+    Returns the float64 matrix in ``FEATURE_NAMES`` order and an int8 matrix of source codes
+    (one column per ``ENTITY_FEATURES`` entry, values index ``FEATURE_SOURCES``). One pass per
+    column, so a 1000-order batch costs a handful of array operations, not 1000 row loops.
+    """
+    matrix = np.empty((len(orders), len(FEATURE_NAMES)), dtype=np.float64)
+    matrix[:, 0] = [o.distance_km for o in orders]
+    matrix[:, 1] = [o.is_peak_hour for o in orders]
+    matrix[:, 2] = [o.order_value for o in orders]
+    codes = np.empty((len(orders), len(ENTITY_FEATURES)), dtype=np.int8)
+    stored_columns = (online.restaurant_avg_delivery_time, online.driver_avg_delivery_time)
+    for column, (name, stored) in enumerate(zip(ENTITY_FEATURES, stored_columns, strict=True)):
+        # float arrays turn None into NaN: "not given" / "not found" become one vector test.
+        requested = np.array([getattr(o, name) for o in orders], dtype=np.float64)
+        found = np.array(stored, dtype=np.float64)
+        has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
+        matrix[:, 3 + column] = np.where(
+            has_request, requested, np.where(has_online, found, defaults[name])
+        )
+        codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
+    return matrix, codes
+
+
+def source_rows(codes: np.ndarray) -> list[dict[str, FeatureSource]]:
+    """Per order, where each entity feature came from, from ``assemble_feature_columns`` codes."""
+    return [
+        {name: FEATURE_SOURCES[code] for name, code in zip(ENTITY_FEATURES, row, strict=True)}
+        for row in codes.tolist()
+    ]
+
+
 def assemble_features(
     orders: Sequence[OrderFeatures], online: OnlineValues, defaults: Mapping[str, float]
 ) -> tuple[np.ndarray, list[dict[str, FeatureSource]]]:
@@ -137,25 +177,5 @@ def assemble_features(
     Returns the float64 matrix in ``FEATURE_NAMES`` order and, per order, where each entity
     feature came from.
     """
-    matrix = np.empty((len(orders), len(FEATURE_NAMES)), dtype=np.float64)
-    sources: list[dict[str, FeatureSource]] = []
-    online_columns = {
-        "restaurant_avg_delivery_time": online.restaurant_avg_delivery_time,
-        "driver_avg_delivery_time": online.driver_avg_delivery_time,
-    }
-    for row, order in enumerate(orders):
-        matrix[row, 0] = order.distance_km
-        matrix[row, 1] = order.is_peak_hour
-        matrix[row, 2] = order.order_value
-        row_sources: dict[str, FeatureSource] = {}
-        for offset, name in enumerate(ENTITY_FEATURES, start=3):
-            requested = getattr(order, name)
-            stored = online_columns[name][row]
-            if requested is not None:
-                matrix[row, offset], row_sources[name] = requested, "request"
-            elif stored is not None:
-                matrix[row, offset], row_sources[name] = stored, "online"
-            else:
-                matrix[row, offset], row_sources[name] = defaults[name], "default"
-        sources.append(row_sources)
-    return matrix, sources
+    matrix, codes = assemble_feature_columns(orders, online, defaults)
+    return matrix, source_rows(codes)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,14 +16,28 @@ from pydantic_settings import SettingsConfigDict
 from models.settings import ENV_PREFIX, ModelSettings
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container
+    limit of 1500m gives 2), since ``os.cpu_count()`` reports the node's cores inside a pod."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+
+
 class ServiceSettings(ModelSettings):
     """Runtime configuration of the prediction service (env prefix ``DELIVERY_ETA_``); the model
     selection fields come from :class:`models.settings.ModelSettings`."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    workers: int = Field(default=1, ge=1, le=64)
-    """BentoML worker processes; each loads the model and batches on its own."""
+    workers: int = Field(default_factory=available_cpus, ge=1, le=64)
+    """BentoML worker processes; each loads the model and batches on its own. Default: one per
+    CPU this process may use (docs/performance.md measures 1, 2 and 3 workers on 2 cores)."""
 
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
     """Most rows the adaptive batcher hands the model in one call."""
@@ -83,6 +99,11 @@ class ServiceSettings(ModelSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
+
+    tracing: bool = False
+    """OpenTelemetry spans for every request (BentoML's tracing config then applies). Off by
+    default: BentoML records a span per request even at sample rate 0, which cost half the CPU
+    of a do-nothing request (docs/performance.md)."""
 
     access_log: bool = False
     """BentoML's per-request access log; off by default because it costs throughput."""

@@ -155,3 +155,33 @@ def test_bentoml_starts_workers_with_a_copy_of_the_serving_process_environment()
     source = inspect.getsource(serving.serve_http)
     # Deployment hooks run before the workers' watcher is created.
     assert source.index("server_on_deployment(svc)") < source.index("create_watcher(")
+
+
+# --------------------------------------------------------------------------- 7. bulk histogram
+
+
+def test_observe_many_counts_exactly_like_one_observe_per_value() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    buckets = (1.0, 5.0, 10.0, 30.0, 60.0)
+    one_by_one = Histogram("one_by_one", "", ["v"], buckets=buckets, registry=registry)
+    in_bulk = Histogram("in_bulk", "", ["v"], buckets=buckets, registry=registry)
+    # Values on bucket bounds, between them, below the first and above the last (+Inf).
+    values = np.array([0.2, 1.0, 1.0001, 5.0, 7.5, 10.0, 29.9, 30.0, 59.0, 60.0, 61.0, 500.0])
+    for value in values:
+        one_by_one.labels(v="x").observe(value)
+    door.observe_many(in_bulk.labels(v="x"), values)
+    door.observe_many(in_bulk.labels(v="x"), np.array([]))  # nothing to observe: no change
+
+    def samples(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.removeprefix(name), s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            if metric.name == name
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples("in_bulk") == samples("one_by_one")
+    assert samples("in_bulk")[("_count", "")] == len(values)

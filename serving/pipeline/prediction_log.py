@@ -5,6 +5,12 @@ worker of one replica shares it. With several replicas the feedback may reach an
 the one that predicted, so clusters use ``RedisPredictionLog`` (shared, TTL-bounded).
 Writes are buffered and flushed by a background task every 100 ms, off the request path: a
 label sent to *another* replica within that window is still unknown (404, retry later).
+
+The log stores one **block** per request, not one row per prediction: the request's features
+and outputs as float64 arrays, under a random block key that is also the first 27 hex digits of
+every prediction id of the request (the last 5 are the row). Per-prediction rows cost ~100 us
+each in SQLite (a random-key index insert plus JSON), which capped 1000-row batches at ~10k
+rows/s; a block costs one insert per request. Labels are few and go to a table of their own.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +26,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import numpy as np
 import redis.asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 
 FeedbackStatus = Literal["joined", "duplicate", "conflict", "unknown"]
+
+_ROW_DIGITS = 5
+MAX_ROWS_PER_BLOCK = 16**_ROW_DIGITS
+"""Most predictions one block (one request) can hold: the row is the id's last 5 hex digits."""
+
+
+def new_prediction_ids(count: int) -> tuple[str, list[str]]:
+    """A new block key and ``count`` prediction ids under it, shaped as version-4 UUIDs.
+
+    The key holds 102 random bits (``os.urandom``), so ids stay unguessable; only the request's
+    own client, which receives all of them, learns the ids of a block.
+    """
+    if count > MAX_ROWS_PER_BLOCK:
+        raise ValueError(f"at most {MAX_ROWS_PER_BLOCK} predictions per request, got {count}")
+    digits = os.urandom(16).hex()
+    # Version nibble 4 and the RFC 4122 variant, as uuid4 sets them.
+    variant = "89ab"[int(digits[16], 16) & 3]
+    key = f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:27]}"
+    return key, [f"{key}{row:05x}" for row in range(count)]
+
+
+def split_prediction_id(prediction_id: str) -> tuple[str, int] | None:
+    """(block key, row) of an id made by :func:`new_prediction_ids`; None if it is not one."""
+    key, row = prediction_id[:-_ROW_DIGITS], prediction_id[-_ROW_DIGITS:]
+    if len(prediction_id) != 36 or len(key) != 31:
+        return None
+    try:
+        return key, int(row, 16)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -40,6 +78,47 @@ class PredictionRecord:
 
 
 @dataclass(frozen=True)
+class PredictionBlock:
+    """The predictions of one request, column by column (what the request path hands over)."""
+
+    block_key: str
+    created_at: float
+    model_version: str
+    features: np.ndarray
+    """(n, features) model input, in ``FEATURE_NAMES`` order."""
+    outputs: np.ndarray
+    """(n, 3): point, lower, upper."""
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def encoded(self) -> tuple[bytes, bytes]:
+        """Features and outputs as little-endian float64 bytes, row-major (the stored form)."""
+        return (
+            np.ascontiguousarray(self.features, dtype="<f8").tobytes(),
+            np.ascontiguousarray(self.outputs, dtype="<f8").tobytes(),
+        )
+
+
+def _stored_record(
+    prediction_id: str,
+    row: int,
+    created_at: float,
+    model_version: str,
+    rows: int,
+    features: bytes,
+    outputs: bytes,
+) -> PredictionRecord | None:
+    if not 0 <= row < rows:
+        return None
+    feature_row = np.frombuffer(features, dtype="<f8").reshape(rows, -1)[row].tolist()
+    point, lower, upper = np.frombuffer(outputs, dtype="<f8").reshape(rows, 3)[row].tolist()
+    return PredictionRecord(
+        prediction_id, created_at, model_version, feature_row, point, lower, upper
+    )
+
+
+@dataclass(frozen=True)
 class FeedbackResult:
     """Outcome of joining one label; ``record`` is None when the id is unknown."""
 
@@ -48,13 +127,20 @@ class FeedbackResult:
     actual: float | None
 
 
+def _joined(record: PredictionRecord, actual: float, stored: float | None) -> FeedbackResult:
+    """The outcome once the label store answered: ``stored`` is None if ours was the first."""
+    if stored is None:
+        return FeedbackResult("joined", record, actual)
+    return FeedbackResult("duplicate" if stored == actual else "conflict", record, stored)
+
+
 class PredictionLog(Protocol):
     """Where predictions wait for their labels."""
 
     backend: str
 
-    def append(self, records: list[PredictionRecord]) -> None:
-        """Queue records for writing (non-blocking)."""
+    def append(self, block: PredictionBlock) -> None:
+        """Queue one request's predictions for writing (non-blocking)."""
         ...
 
     async def flush(self) -> None:
@@ -74,12 +160,12 @@ class _Buffered:
     """Shared buffering: requests append, a background task flushes every ``interval_s``."""
 
     def __init__(self, interval_s: float) -> None:
-        self._pending: list[PredictionRecord] = []
+        self._pending: list[PredictionBlock] = []
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
-    def append(self, records: list[PredictionRecord]) -> None:
-        self._pending.extend(records)
+    def append(self, block: PredictionBlock) -> None:
+        self._pending.append(block)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -91,7 +177,7 @@ class _Buffered:
             except Exception:  # keep flushing later; a lost write must not kill the loop
                 logger.exception("prediction log flush failed")
 
-    def _take(self) -> list[PredictionRecord]:
+    def _take(self) -> list[PredictionBlock]:
         taken, self._pending = self._pending, []
         return taken
 
@@ -118,6 +204,7 @@ class SQLitePredictionLog(_Buffered):
         # One thread owns the connection: sqlite3 connections are not shared across threads.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
         self._db = self._io.submit(self._connect, path).result()
+        self._legacy = self._io.submit(self._has_legacy_table).result()
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -125,43 +212,76 @@ class SQLitePredictionLog(_Buffered):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(
-            """CREATE TABLE IF NOT EXISTS predictions (
-                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
-                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
+            """CREATE TABLE IF NOT EXISTS prediction_blocks (
+                block_key TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
+                rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL)"""
         )
-        db.execute("CREATE INDEX IF NOT EXISTS predictions_created ON predictions(created_at)")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS prediction_blocks_created ON prediction_blocks(created_at)"
+        )
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS feedback (
+                prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL, feedback_at REAL NOT NULL)"""
+        )
         return db
 
-    def _write(self, records: list[PredictionRecord]) -> None:
+    def _has_legacy_table(self) -> bool:
+        # Files written before blocks (one `predictions` row per prediction) keep answering
+        # feedback until their rows expire.
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
+        ).fetchone()
+        return found is not None
+
+    def _write(self, blocks: list[PredictionBlock]) -> None:
         self._db.executemany(
-            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            [
-                (
-                    r.prediction_id,
-                    r.created_at,
-                    r.model_version,
-                    json.dumps(r.features),
-                    r.predicted,
-                    r.lower,
-                    r.upper,
-                )
-                for r in records
-            ],
+            "INSERT OR IGNORE INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)",
+            [(b.block_key, b.created_at, b.model_version, len(b), *b.encoded()) for b in blocks],
         )
         now = time.time()
         if now - self._last_prune > 60:
             self._last_prune = now
-            self._db.execute(
-                "DELETE FROM predictions WHERE created_at < ?", (now - self._retention_s,)
-            )
+            cutoff = now - self._retention_s
+            self._db.execute("DELETE FROM prediction_blocks WHERE created_at < ?", (cutoff,))
+            # A label arrives after its prediction: one older than the cutoff has no block left.
+            self._db.execute("DELETE FROM feedback WHERE feedback_at < ?", (cutoff,))
+            if self._legacy:
+                self._db.execute("DELETE FROM predictions WHERE created_at < ?", (cutoff,))
 
     async def flush(self) -> None:
-        records = self._take()
-        if records:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._write, records)
+        blocks = self._take()
+        if blocks:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._write, blocks)
 
     def _attach(self, prediction_id: str, actual: float) -> FeedbackResult:
+        record = self._find(prediction_id)
+        if record is None:
+            return self._attach_legacy(prediction_id, actual)
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?)", (prediction_id, actual, time.time())
+        ).rowcount
+        if inserted:
+            return _joined(record, actual, None)
+        (stored,) = self._db.execute(
+            "SELECT actual FROM feedback WHERE prediction_id = ?", (prediction_id,)
+        ).fetchone()
+        return _joined(record, actual, stored)
+
+    def _find(self, prediction_id: str) -> PredictionRecord | None:
+        located = split_prediction_id(prediction_id)
+        if located is None:
+            return None
+        key, row = located
+        found = self._db.execute(
+            "SELECT created_at, model_version, rows, features, outputs FROM prediction_blocks"
+            " WHERE block_key = ?",
+            (key,),
+        ).fetchone()
+        return None if found is None else _stored_record(prediction_id, row, *found)
+
+    def _attach_legacy(self, prediction_id: str, actual: float) -> FeedbackResult:
+        if not self._legacy:
+            return FeedbackResult("unknown", None, None)
         updated = self._db.execute(
             "UPDATE predictions SET actual = ?, feedback_at = ? WHERE prediction_id = ? AND actual IS NULL",
             (actual, time.time(), prediction_id),
@@ -176,9 +296,7 @@ class SQLitePredictionLog(_Buffered):
         record = PredictionRecord(
             row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6]
         )
-        if updated:
-            return FeedbackResult("joined", record, actual)
-        return FeedbackResult("duplicate" if row[7] == actual else "conflict", record, row[7])
+        return _joined(record, actual, None if updated else row[7])
 
     async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:
         await self.flush()  # this worker's own recent predictions must be findable
@@ -193,10 +311,12 @@ class SQLitePredictionLog(_Buffered):
 
 
 class RedisPredictionLog(_Buffered):
-    """Predictions as Redis hashes with a TTL, shared by every replica."""
+    """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
+    block's field ``actual:<row>``, set with HSETNX so exactly one replica joins it."""
 
     backend = "redis"
-    _PREFIX = "delivery_eta:prediction:"
+    _PREFIX = "delivery_eta:block:"
+    _LEGACY_PREFIX = "delivery_eta:prediction:"  # one hash per prediction, before blocks
 
     def __init__(
         self,
@@ -212,21 +332,21 @@ class RedisPredictionLog(_Buffered):
         )
 
     async def flush(self) -> None:
-        records = self._take()
-        if not records:
+        blocks = self._take()
+        if not blocks:
             return
         async with self._client.pipeline(transaction=False) as pipe:
-            for r in records:
-                key = self._PREFIX + r.prediction_id
+            for block in blocks:
+                key = self._PREFIX + block.block_key
+                features, outputs = block.encoded()
                 pipe.hset(
                     key,
                     mapping={
-                        "created_at": r.created_at,
-                        "model_version": r.model_version,
-                        "features": json.dumps(r.features),
-                        "predicted": r.predicted,
-                        "lower": r.lower,
-                        "upper": r.upper,
+                        "created_at": block.created_at,
+                        "model_version": block.model_version,
+                        "rows": len(block),
+                        "features": features,
+                        "outputs": outputs,
                     },
                 )
                 pipe.expire(key, self._ttl)
@@ -234,10 +354,41 @@ class RedisPredictionLog(_Buffered):
 
     async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:
         await self.flush()
-        key = self._PREFIX + prediction_id
+        located = split_prediction_id(prediction_id)
+        if located is None:
+            return FeedbackResult("unknown", None, None)
+        block_key, row = located
+        key = self._PREFIX + block_key
+        fields = ["created_at", "model_version", "rows", "features", "outputs"]
+        stored: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[misc]
+        if stored[0] is None:
+            return await self._attach_legacy(prediction_id, actual)
+        created_at, model_version, rows, features, outputs = stored
+        assert (
+            created_at and model_version and rows and features is not None and outputs is not None
+        )
+        record = _stored_record(
+            prediction_id,
+            row,
+            float(created_at),
+            model_version.decode(),
+            int(rows),
+            features,
+            outputs,
+        )
+        if record is None:
+            return FeedbackResult("unknown", None, None)
+        label = f"actual:{row}"
+        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined".
+        if await self._client.hsetnx(key, label, repr(actual)):  # type: ignore[misc]
+            return _joined(record, actual, None)
+        earlier = await self._client.hget(key, label)  # type: ignore[misc]
+        return _joined(record, actual, float(earlier))
+
+    async def _attach_legacy(self, prediction_id: str, actual: float) -> FeedbackResult:
+        key = self._LEGACY_PREFIX + prediction_id
         if not await self._client.exists(key):
             return FeedbackResult("unknown", None, None)
-        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined".
         joined = await self._client.hsetnx(key, "actual", repr(actual))  # type: ignore[misc]
         stored_fields: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[misc]
         raw = {k.decode(): v.decode() for k, v in stored_fields.items()}
@@ -250,10 +401,7 @@ class RedisPredictionLog(_Buffered):
             float(raw["lower"]),
             float(raw["upper"]),
         )
-        stored = float(raw["actual"])
-        if joined:
-            return FeedbackResult("joined", record, actual)
-        return FeedbackResult("duplicate" if stored == actual else "conflict", record, stored)
+        return _joined(record, actual, None if joined else float(raw["actual"]))
 
     async def close(self) -> None:
         try:

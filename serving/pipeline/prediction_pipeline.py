@@ -5,17 +5,22 @@ delayed labels."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic_core import to_json
 
-from models.features import assemble_features
+from models.features import ENTITY_FEATURES, FEATURE_SOURCES, assemble_feature_columns
 from serving.middleware.request_context import annotate
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
-from serving.pipeline.prediction_log import FeedbackResult, PredictionLog, PredictionRecord
+from serving.pipeline.prediction_log import (
+    FeedbackResult,
+    PredictionBlock,
+    PredictionLog,
+    new_prediction_ids,
+)
 from serving.schema import Order, Prediction
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.metrics import MetricsRecorder
@@ -30,6 +35,66 @@ class Bounds:
 
     floor_min: float
     ceiling_min: float
+
+
+# One features_source mapping per combination of source codes, shared by every row with it.
+_SOURCE_MAPS: dict[tuple[int, ...], dict[str, str]] = {}
+
+
+def _source_map(codes: tuple[int, ...]) -> dict[str, str]:
+    found = _SOURCE_MAPS.get(codes)
+    if found is None:
+        found = _SOURCE_MAPS[codes] = {
+            name: FEATURE_SOURCES[code] for name, code in zip(ENTITY_FEATURES, codes, strict=True)
+        }
+    return found
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """The answers to one request, column by column, in input order."""
+
+    model_version: str
+    prediction_ids: list[str]
+    outputs: np.ndarray
+    """(n, 3): point, lower, upper (after clamping)."""
+    source_codes: np.ndarray
+    """(n, len(ENTITY_FEATURES)): index into ``FEATURE_SOURCES`` per entity feature."""
+    latency_ms: float
+
+    def __len__(self) -> int:
+        return len(self.prediction_ids)
+
+    def _rows(self) -> list[dict[str, object]]:
+        return [
+            {
+                "predicted_delivery_time_min": point,
+                "confidence_interval_lower": lower,
+                "confidence_interval_upper": upper,
+                "model_version": self.model_version,
+                "prediction_id": pid,
+                "latency_ms": self.latency_ms,
+                "features_source": _source_map(tuple(codes)),
+            }
+            for pid, (point, lower, upper), codes in zip(
+                self.prediction_ids,
+                self.outputs.tolist(),
+                self.source_codes.tolist(),
+                strict=True,
+            )
+        ]
+
+    def predictions(self) -> list[Prediction]:
+        """One validated :class:`Prediction` per order (the single-row API's answer)."""
+        return [Prediction.model_validate(row) for row in self._rows()]
+
+    def batch_json(self) -> bytes:
+        """The ``BatchPrediction`` document as JSON, serialised in one call.
+
+        For 1000 rows, building 1000 pydantic models and letting BentoML dump them cost more
+        than the model call; plain rows through pydantic-core's serialiser give the same bytes.
+        """
+        return to_json({"predictions": self._rows(), "model_version": self.model_version})
 
 
 class PredictionPipeline:
@@ -64,55 +129,34 @@ class PredictionPipeline:
         """Stop the batcher."""
         self._batcher.shutdown()
 
-    async def predict(self, orders: Sequence[Order]) -> list[Prediction]:
+    async def predict(self, orders: Sequence[Order]) -> PredictionBatch:
         """Predict every order; all rows of one call go to the model in the same batch."""
         started = time.perf_counter()
         online = await self.feature_store.lookup(
             [o.restaurant_id for o in orders], [o.driver_id for o in orders]
         )
         looked_up = time.perf_counter()
-        features, sources = assemble_features(orders, online, self._defaults)
+        features, source_codes = assemble_feature_columns(orders, online, self._defaults)
         outputs = await self._batcher.predict(features)
         outputs, clamped = self._clamp(outputs)
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        ids = [str(uuid.uuid4()) for _ in orders]
+        block_key, ids = new_prediction_ids(len(orders))
 
         if self._metrics is not None:
-            self._metrics.feature_lookup(looked_up - started, online.failed, sources)
+            self._metrics.feature_lookup(looked_up - started, online.failed, source_codes)
             self._metrics.predictions(outputs, clamped)
         self._observe_drift(features, outputs[:, 0])
         if self.prediction_log is not None:
-            now = time.time()
             self.prediction_log.append(
-                [
-                    PredictionRecord(pid, now, self.model_version, row, point, lower, upper)
-                    for pid, row, (point, lower, upper) in zip(
-                        ids, features.tolist(), outputs.tolist(), strict=True
-                    )
-                ]
+                PredictionBlock(block_key, time.time(), self.model_version, features, outputs)
             )
         annotate(
             model_version=self.model_version,
             rows=len(orders),
-            features_source=_source_summary(sources),
+            features_source=_source_summary(source_codes),
             **({"feature_store": "failed"} if online.failed else {}),
         )
-        # model_construct: every field is produced here from typed values; re-validating
-        # thousands of rows per batch would only cost time.
-        return [
-            Prediction.model_construct(
-                predicted_delivery_time_min=point,
-                confidence_interval_lower=lower,
-                confidence_interval_upper=upper,
-                model_version=self.model_version,
-                prediction_id=pid,
-                latency_ms=latency_ms,
-                features_source=row_sources,
-            )
-            for pid, (point, lower, upper), row_sources in zip(
-                ids, outputs.tolist(), sources, strict=True
-            )
-        ]
+        return PredictionBatch(self.model_version, ids, outputs, source_codes, latency_ms)
 
     async def feedback(self, prediction_id: str, actual_minutes: float) -> FeedbackResult:
         """Join an actual delivery time to its prediction (idempotent)."""
@@ -149,10 +193,7 @@ class PredictionPipeline:
                 self._metrics.drift(scores)
 
 
-def _source_summary(sources: Sequence[Mapping[str, str]]) -> dict[str, int]:
+def _source_summary(source_codes: np.ndarray) -> dict[str, int]:
     """How many entity features came from each source (for the request log line)."""
-    summary: dict[str, int] = {}
-    for row in sources:
-        for source in row.values():
-            summary[source] = summary.get(source, 0) + 1
-    return summary
+    counts = np.bincount(source_codes.ravel(), minlength=len(FEATURE_SOURCES))
+    return {source: int(n) for source, n in zip(FEATURE_SOURCES, counts, strict=True) if n}

@@ -1,42 +1,85 @@
-"""Prediction logs: labels join once, survive restarts, and are shared across Redis clients."""
+"""Prediction logs: labels join once, survive restarts, and are shared across Redis clients;
+one block per request, ids that name their block, and files from before blocks still join."""
 
+import asyncio
+import json
+import sqlite3
 import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
+import redis
 
 from serving.pipeline.prediction_log import (
-    PredictionRecord,
+    MAX_ROWS_PER_BLOCK,
+    PredictionBlock,
     RedisPredictionLog,
     SQLitePredictionLog,
+    new_prediction_ids,
+    split_prediction_id,
 )
 
 
-def _record(pid: str, created_at: float | None = None) -> PredictionRecord:
-    return PredictionRecord(
-        pid,
-        created_at or time.time(),
-        "delivery_eta:v1",
-        [3.0, 1.0, 25.0, 30.0, 31.0],
-        28.0,
-        20.0,
-        36.0,
-    )
+def _block(rows: int = 2, created_at: float | None = None) -> tuple[PredictionBlock, list[str]]:
+    """One request's predictions: row i has distance i + 1 and point prediction 20 + i."""
+    key, ids = new_prediction_ids(rows)
+    features = np.array([[i + 1.0, 1.0, 25.0, 30.0, 31.0] for i in range(rows)])
+    outputs = np.array([[20.0 + i, 15.0 + i, 30.0 + i] for i in range(rows)])
+    return PredictionBlock(
+        key, created_at or time.time(), "delivery_eta:v1", features, outputs
+    ), ids
+
+
+def test_prediction_ids_are_random_uuid4s_that_name_their_block_and_row() -> None:
+    key, ids = new_prediction_ids(3000)
+    assert len(set(ids)) == 3000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(p.version == 4 and p.variant == uuid.RFC_4122 for p in parsed)
+    assert [str(p) for p in parsed] == ids
+    assert [split_prediction_id(i) for i in ids] == [(key, row) for row in range(3000)]
+    assert len({new_prediction_ids(1)[0] for _ in range(1000)}) == 1000
+    assert new_prediction_ids(0)[1] == []
+    with pytest.raises(ValueError, match="at most"):
+        new_prediction_ids(MAX_ROWS_PER_BLOCK + 1)
+    assert split_prediction_id("not-an-id") is None
+    assert split_prediction_id(ids[0][:-5] + "zzzzz") is None
 
 
 async def test_sqlite_joins_once_and_tells_duplicate_conflict_and_unknown(tmp_path: Path) -> None:
     log = SQLitePredictionLog(tmp_path / "p.sqlite3", retention_s=3600)
+    block, (first, second) = _block(2)
     try:
-        log.append([_record("a"), _record("b")])
-        joined = await log.attach_feedback("a", 30.0)  # flushes this worker's pending writes
+        log.append(block)
+        joined = await log.attach_feedback(second, 30.0)  # flushes this worker's pending writes
         assert joined.status == "joined" and joined.record is not None
-        assert joined.record.predicted == 28.0 and joined.record.features[0] == 3.0
-        assert (await log.attach_feedback("a", 30.0)).status == "duplicate"
-        conflict = await log.attach_feedback("a", 45.0)
+        assert joined.record.predicted == 21.0 and joined.record.features[0] == 2.0
+        assert (joined.record.lower, joined.record.upper) == (16.0, 31.0)
+        assert (await log.attach_feedback(second, 30.0)).status == "duplicate"
+        conflict = await log.attach_feedback(second, 45.0)
         assert conflict.status == "conflict" and conflict.actual == 30.0
-        assert (await log.attach_feedback("zzz", 30.0)).status == "unknown"
+        assert (await log.attach_feedback(first, 45.0)).status == "joined"  # its own label
+        # A row past the block's end, another block, a malformed id: unknown.
+        past_end = first[:-5] + "00002"
+        for unknown in (past_end, new_prediction_ids(1)[1][0], "zzz"):
+            assert (await log.attach_feedback(unknown, 30.0)).status == "unknown"
     finally:
         await log.close()
+
+
+async def test_sqlite_stores_one_row_per_request(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    blocks = [_block(1000)[0] for _ in range(3)]
+    for block in blocks:
+        log.append(block)
+    await log.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*), sum(rows) FROM prediction_blocks").fetchone() == (
+            3,
+            3000,
+        )
 
 
 async def test_sqlite_predictions_survive_a_restart_and_are_shared_by_workers(
@@ -44,12 +87,13 @@ async def test_sqlite_predictions_survive_a_restart_and_are_shared_by_workers(
 ) -> None:
     path = tmp_path / "p.sqlite3"
     first = SQLitePredictionLog(path, retention_s=3600)
-    first.append([_record("kept")])
+    block, (kept, _) = _block(2)
+    first.append(block)
     await first.close()  # closing flushes
     worker_a, worker_b = SQLitePredictionLog(path, 3600), SQLitePredictionLog(path, 3600)
     try:
-        assert (await worker_b.attach_feedback("kept", 12.0)).status == "joined"
-        assert (await worker_a.attach_feedback("kept", 12.0)).status == "duplicate"
+        assert (await worker_b.attach_feedback(kept, 12.0)).status == "joined"
+        assert (await worker_a.attach_feedback(kept, 12.0)).status == "duplicate"
     finally:
         await worker_a.close()
         await worker_b.close()
@@ -57,11 +101,38 @@ async def test_sqlite_predictions_survive_a_restart_and_are_shared_by_workers(
 
 async def test_sqlite_retention_forgets_old_predictions(tmp_path: Path) -> None:
     log = SQLitePredictionLog(tmp_path / "p.sqlite3", retention_s=60)
+    old, (old_id, _) = _block(2, created_at=time.time() - 3600)
+    new, (new_id, _) = _block(2)
     try:
-        log.append([_record("old", created_at=time.time() - 3600), _record("new")])
+        log.append(old)
+        log.append(new)
         await log.flush()  # first write also prunes
-        assert (await log.attach_feedback("old", 10.0)).status == "unknown"
-        assert (await log.attach_feedback("new", 10.0)).status == "joined"
+        assert (await log.attach_feedback(old_id, 10.0)).status == "unknown"
+        assert (await log.attach_feedback(new_id, 10.0)).status == "joined"
+    finally:
+        await log.close()
+
+
+async def test_sqlite_files_from_before_blocks_still_join_their_labels(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    legacy_id = str(uuid.uuid4())
+    with sqlite3.connect(path) as db:  # the schema of one row per prediction
+        db.execute(
+            """CREATE TABLE predictions (
+                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
+                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
+                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
+        )
+        db.execute(
+            "INSERT INTO predictions VALUES (?, ?, 'delivery_eta:old', ?, 28.0, 20.0, 36.0, NULL, NULL)",
+            (legacy_id, time.time(), json.dumps([3.0, 1.0, 25.0, 30.0, 31.0])),
+        )
+    log = SQLitePredictionLog(path, retention_s=3600)
+    try:
+        joined = await log.attach_feedback(legacy_id, 30.0)
+        assert joined.status == "joined" and joined.record is not None
+        assert joined.record.model_version == "delivery_eta:old"
+        assert (await log.attach_feedback(legacy_id, 31.0)).status == "conflict"
     finally:
         await log.close()
 
@@ -70,17 +141,38 @@ async def test_sqlite_retention_forgets_old_predictions(tmp_path: Path) -> None:
 async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_server) -> None:  # type: ignore[no-untyped-def]
     pod_a = RedisPredictionLog(redis_server.url, retention_s=3600)
     pod_b = RedisPredictionLog(redis_server.url, retention_s=3600)
+    block, (shared, other) = _block(2)
     try:
-        pod_a.append([_record("shared")])
+        pod_a.append(block)
         await pod_a.flush()
-        import asyncio
-
         results = await asyncio.gather(
-            pod_a.attach_feedback("shared", 22.0), pod_b.attach_feedback("shared", 22.0)
+            pod_a.attach_feedback(shared, 22.0), pod_b.attach_feedback(shared, 22.0)
         )
         assert sorted(r.status for r in results) == ["duplicate", "joined"]
-        assert (await pod_b.attach_feedback("shared", 23.0)).status == "conflict"
+        assert results[0].record is not None and results[0].record.predicted == 20.0
+        conflict = await pod_b.attach_feedback(shared, 23.0)
+        assert (conflict.status, conflict.actual) == ("conflict", 22.0)
+        assert (await pod_b.attach_feedback(other, 23.0)).status == "joined"
+        assert (await pod_b.attach_feedback(shared[:-5] + "00009", 23.0)).status == "unknown"
         assert (await pod_b.attach_feedback("nope", 23.0)).status == "unknown"
+        # One hash per request, with the retention as its TTL.
+        client = redis.Redis.from_url(redis_server.url)
+        keys = client.keys("delivery_eta:block:*")
+        assert len(keys) == 1 and 0 < client.ttl(keys[0]) <= 3600
+        legacy_id = str(uuid.uuid4())
+        client.hset(
+            f"delivery_eta:prediction:{legacy_id}",
+            mapping={
+                "created_at": time.time(),
+                "model_version": "delivery_eta:old",
+                "features": json.dumps([3.0, 1.0, 25.0, 30.0, 31.0]),
+                "predicted": 28.0,
+                "lower": 20.0,
+                "upper": 36.0,
+            },
+        )
+        assert (await pod_a.attach_feedback(legacy_id, 30.0)).status == "joined"
+        assert (await pod_b.attach_feedback(legacy_id, 30.0)).status == "duplicate"
     finally:
         await pod_a.close()
         await pod_b.close()

@@ -21,8 +21,11 @@ import pytest
 from models.features import FEATURE_NAMES
 from models.store.artifact import ModelArtifact, load_artifact
 from serving.middleware.request_context import request_scope
-from serving.pipeline.prediction_pipeline import DRIFT_SCORE_EVERY_ROWS, PredictionPipeline
-from serving.schema import Order
+from serving.pipeline.prediction_pipeline import (
+    DRIFT_SCORE_EVERY_ROWS,
+    PredictionPipeline,
+)
+from serving.schema import BatchPrediction, Order
 from serving.settings import ServiceSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
 from tests.harness.local_server import free_port
@@ -93,7 +96,7 @@ async def test_features_come_from_the_request_the_store_or_the_defaults(
 ) -> None:
     orders = [_order(KNOWN), _order(UNKNOWN), _order(KNOWN, driver_avg_delivery_time=55.0)]
     with request_scope("r1", "/v1/predict/batch") as request:
-        predictions = await pipeline.predict(orders)
+        predictions = (await pipeline.predict(orders)).predictions()
 
     assert [p.features_source for p in predictions] == [
         {"restaurant_avg_delivery_time": "online", "driver_avg_delivery_time": "online"},
@@ -146,7 +149,7 @@ async def test_out_of_range_outputs_are_clamped_and_counted(
         "delivery_eta_predictions_clamped_total", model_version=artifact.tag, bound="upper"
     )
     try:
-        predictions = await pipeline.predict([_order(KNOWN), _order(UNKNOWN)])
+        predictions = (await pipeline.predict([_order(KNOWN), _order(UNKNOWN)])).predictions()
     finally:
         await _close(pipeline)
     assert [p.predicted_delivery_time_min for p in predictions] == [2.0, 2.0]
@@ -160,7 +163,7 @@ async def test_out_of_range_outputs_are_clamped_and_counted(
 async def test_predictions_are_logged_and_join_their_delayed_labels(
     pipeline: PredictionPipeline, artifact: ModelArtifact
 ) -> None:
-    (prediction,) = await pipeline.predict([_order(KNOWN)])
+    (prediction,) = (await pipeline.predict([_order(KNOWN)])).predictions()
     before = _sample("delivery_eta_feedback_total", model_version=artifact.tag, result="joined")
 
     joined = await pipeline.feedback(prediction.prediction_id, 31.0)
@@ -206,9 +209,19 @@ async def test_a_failing_feature_store_serves_defaults_and_counts_the_fallback(
     before = _sample("delivery_eta_feature_store_fallbacks_total", backend="redis")
     try:
         with request_scope("r2", "/v1/predict") as request:
-            (prediction,) = await pipeline.predict([_order(KNOWN)])
+            (prediction,) = (await pipeline.predict([_order(KNOWN)])).predictions()
     finally:
         await _close(pipeline)
     assert set(prediction.features_source.values()) == {"default"}
     assert request.fields["feature_store"] == "failed"
     assert _sample("delivery_eta_feature_store_fallbacks_total", backend="redis") - before == 1
+
+
+async def test_a_batch_serialises_to_the_batch_prediction_document(
+    pipeline: PredictionPipeline, artifact: ModelArtifact
+) -> None:
+    batch = await pipeline.predict([_order(KNOWN), _order(UNKNOWN), _order(KNOWN)])
+    document = BatchPrediction.model_validate_json(batch.batch_json())
+    assert document.model_version == artifact.tag
+    assert document.predictions == batch.predictions()
+    assert [p.prediction_id for p in document.predictions] == batch.prediction_ids
