@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant",
         default=env("BENCH_VARIANT", ""),
-        help="space-separated NAME=VALUE settings for a 4th server, the service with a lever "
+        help="space-separated NAME=VALUE settings for one more server, the service with a lever "
         "changed, measured A/B against the default one (e.g. DELIVERY_ETA_MODEL_RUNTIME=sklearn)",
     )
     parser.add_argument(
