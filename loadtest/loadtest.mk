@@ -23,11 +23,14 @@ loadtest: env ## locust user mix against a RUNNING service (HOST=...): CSV + HTM
 slo-verdict: env ## re-judge an earlier load test: make slo-verdict RESULTS=loadtest/results/<run>
 	$(PY) loadtest/slo.py verdict $(RESULTS)
 
+# BENCH_WORKERS: worker counts, e.g. 2 (all servers), 1,2,3 (one target per server and count),
+# "2 tutorial=1,2,3" (one server's own counts). BENCH_TARGETS, BENCH_CONNECTIONS,
+# BENCH_BATCH_ROWS, BENCH_VARIANT are read from the environment (see python -m loadtest.bench -h).
 BENCH_WORKERS  ?= 2
 BENCH_DURATION ?= 8
 BENCH_ROUNDS   ?= 3
 BENCH_RESULTS  ?= loadtest/results/bench-$(LOADTEST_STAMP)
-bench: env system-deps ## BentoML vs plain FastAPI vs batching off, wrk on loopback, table with ratios (~5 min)
+bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, wrk on loopback, table with ratios (~7 min)
 	$(PY) train.py --if-missing
-	$(PY) -m loadtest.bench --workers $(BENCH_WORKERS) --duration $(BENCH_DURATION) \
+	$(PY) -m loadtest.bench --workers "$(BENCH_WORKERS)" --duration $(BENCH_DURATION) \
 	  --rounds $(BENCH_ROUNDS) --out $(BENCH_RESULTS)

@@ -14,25 +14,23 @@ from pathlib import Path
 
 import loadtest.bench
 from loadtest.bench.common import (
-    BENTO,
+    ALIASES,
+    BATCH_ROUTE_SERVERS,
     CORES,
+    DEFAULT_SERVERS,
+    FASTAPI_FLOOR,
     LABELS,
-    NO_BATCH,
-    REFERENCE,
     REPO_ROOT,
+    SERVERS,
+    SERVICE,
+    TUTORIAL,
     VARIANT,
-    Target,
 )
-from loadtest.bench.measure import (
-    Plan,
-    batch_target_names,
-    cold_starts,
-    measure_rounds,
-    probe_idle,
-)
+from loadtest.bench.measure import Plan, cold_starts, measure_rounds, probe_idle
 from loadtest.bench.report import Summary, bench_header, render, report_text, write_results
 from loadtest.bench.runs import Run
 from loadtest.bench.targets import source_state, start_targets
+from loadtest.bench.workers import TargetSpec, describe_workers, parse_workers, target_specs
 
 
 def _ints(text: str) -> list[int]:
@@ -46,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=loadtest.bench.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--workers", type=int, default=int(env("BENCH_WORKERS", "2")))
+    parser.add_argument(
+        "--workers",
+        default=env("BENCH_WORKERS", "2"),
+        help="worker counts: '2' for every server, '1,2,3' for one target per server and count "
+        "(each one's best), '2 tutorial=1,2,3' to set one server's (see loadtest/bench/workers.py)",
+    )
     parser.add_argument(
         "--duration", type=int, default=int(env("BENCH_DURATION", "8")), help="s per wrk run"
     )
@@ -69,26 +72,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument(
         "--targets",
-        default=env("BENCH_TARGETS", f"{BENTO},{REFERENCE},{NO_BATCH}"),
-        help="comma-separated subset of bentoml,reference,bentoml-nobatch",
+        default=env("BENCH_TARGETS", ",".join(DEFAULT_SERVERS)),
+        help=f"comma-separated servers, {SERVICE} included, out of "
+        f"{','.join(s for s in SERVERS if s != VARIANT)} (the variant comes from --variant)",
     )
     parser.add_argument(
         "--variant",
         default=env("BENCH_VARIANT", ""),
-        help="space-separated NAME=VALUE settings for a 4th server, the service with a lever "
+        help="space-separated NAME=VALUE settings for one more server, the service with a lever "
         "changed, measured A/B against the default one (e.g. DELIVERY_ETA_MODEL_RUNTIME=sklearn)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="target the ratio columns divide by (default: the first service target)",
     )
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     return parser
 
 
-def _target_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = set(names) - {BENTO, REFERENCE, NO_BATCH}
-    if unknown or BENTO not in names:
-        parser.error(f"--targets must include {BENTO} and only {BENTO}, {REFERENCE}, {NO_BATCH}")
-    return names
+def _server_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    names = [ALIASES.get(t.strip(), t.strip()) for t in text.split(",") if t.strip()]
+    unknown = (set(names) - set(SERVERS)) | ({VARIANT} & set(names))
+    if "reference" in unknown:
+        parser.error(
+            "the 'reference' target is gone: its app blocked the event loop with the model "
+            f"call (a straw man); {TUTORIAL} is what a user following the FastAPI docs writes"
+        )
+    if unknown or SERVICE not in names:
+        choices = ", ".join(s for s in SERVERS if s != VARIANT)
+        parser.error(f"--targets must include {SERVICE} and only {choices}")
+    return list(dict.fromkeys(names))
 
 
 def _variant_env(parser: argparse.ArgumentParser, text: str) -> dict[str, str]:
@@ -102,14 +117,25 @@ def _variant_env(parser: argparse.ArgumentParser, text: str) -> dict[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The flags; ``--variant`` adds the variant target (and names it in the report)."""
+    """The flags; ``--variant`` adds the variant server (and names it in the report).
+
+    ``args.specs`` are the targets: one per (server, worker count)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.targets = _target_names(parser, args.targets)
+    args.servers = _server_names(parser, args.targets)
     args.variant_env = _variant_env(parser, args.variant)
     if args.variant_env:
-        args.targets.append(VARIANT)
-        LABELS[VARIANT] = "BentoML + " + " ".join(f"{k}={v}" for k, v in args.variant_env.items())
+        args.servers.append(VARIANT)
+        LABELS[VARIANT] = "service + " + " ".join(f"{k}={v}" for k, v in args.variant_env.items())
+    try:
+        args.specs = target_specs(args.servers, parse_workers(args.workers))
+    except ValueError as exc:
+        parser.error(f"--workers: {exc}")
+    names = [spec.name for spec in args.specs]
+    if args.baseline is None:
+        args.baseline = next(s.name for s in args.specs if s.server == SERVICE)
+    elif args.baseline not in names:
+        parser.error(f"--baseline must be one of {', '.join(names)}")
     return args
 
 
@@ -117,10 +143,11 @@ def missing_prerequisite(args: argparse.Namespace) -> str | None:
     """Why the benchmark cannot run here, or None."""
     if shutil.which("wrk") is None:
         return "wrk not found: run `make system-deps`"
-    if REFERENCE in args.targets and importlib.util.find_spec("fastapi") is None:
+    uses_fastapi = {TUTORIAL, FASTAPI_FLOOR} & set(args.servers)
+    if uses_fastapi and importlib.util.find_spec("fastapi") is None:
         return (
-            "fastapi is not installed: the plain reference needs it (dev dependency), "
-            f"or leave it out with --targets {BENTO},{NO_BATCH}"
+            f"fastapi is not installed: {', '.join(sorted(uses_fastapi))} need it (dev "
+            "dependency: `make env`), or leave them out with --targets"
         )
     return None
 
@@ -136,12 +163,14 @@ def results_folder(args: argparse.Namespace) -> Path:
 
 def announce(args: argparse.Namespace, out: Path) -> None:
     """What will run and roughly how long it takes."""
-    single_runs = len(args.targets) * len(args.connections) * args.rounds
-    batch_runs = len(args.batch_rows) * args.rounds * len(batch_target_names(args.targets))
+    specs: list[TargetSpec] = args.specs
+    batch_specs = [s for s in specs if s.server in BATCH_ROUTE_SERVERS]
+    single_runs = len(specs) * len(args.connections) * args.rounds
+    batch_runs = len(args.batch_rows) * args.rounds * len(batch_specs)
     runs = single_runs + batch_runs
-    seconds = runs * (args.duration + 1) + len(args.targets) * (args.warmup + 15)
+    seconds = runs * (args.duration + 1) + len(specs) * (args.warmup + 15) + 60
     print(
-        f"bench: {len(args.targets)} servers x {args.workers} workers on {CORES} cores; "
+        f"bench: {len(specs)} targets ({describe_workers(specs)} workers) on {CORES} cores; "
         f"{runs} wrk runs of {args.duration} s (~{seconds} s); results in {out}",
         flush=True,
     )
@@ -166,13 +195,12 @@ def benchmark(
     """Start the servers, measure them, stop them: (model version, cold starts then rounds,
     p50 of lone requests per target when fresh and after the load)."""
     with contextlib.ExitStack() as stack:
-        targets, tag = start_targets(stack, args.targets, plan.out, args.workers, args.variant_env)
-        order: list[Target] = [targets[t] for t in args.targets]
+        order, tag = start_targets(stack, args.specs, plan.out, args.variant_env)
         print(f"model {tag}; servers: " + ", ".join(f"{t.name}={t.url}" for t in order), flush=True)
         idle: dict[str, dict[str, float]] = {t.name: {} for t in order}
         probe_idle(order, "fresh", idle)
         cold = cold_starts(plan, order)
-        runs = measure_rounds(plan, targets, args.targets)
+        runs = measure_rounds(plan, order)
         # Right after the last load: a dispatcher that remembers the waits it saw under load
         # keeps lone requests waiting that long.
         probe_idle(order, "after load", idle)
@@ -201,10 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = source_state()
     tag, runs, idle = benchmark(args, plan)
     drop_leftovers(out)
-    header = bench_header(tag, args.workers, args.rounds, args.duration, args.threads, code)
+    header = bench_header(
+        tag, describe_workers(args.specs), args.rounds, args.duration, args.threads, code
+    )
     summary = Summary(runs)
     table, verdicts = render(
-        summary, args.connections, args.batch_rows, args.batch_connections, header, idle
+        summary,
+        args.connections,
+        args.batch_rows,
+        args.batch_connections,
+        header,
+        idle,
+        baseline=args.baseline,
     )
     report = report_text(table, verdicts, runs)
     print("\n" + report)

@@ -3,18 +3,11 @@ latency of lone requests before and after the load."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench.common import (
-    BENTO,
-    COLD_CONNECTIONS,
-    REFERENCE,
-    REPO_ROOT,
-    VARIANT,
-    Target,
-)
+from loadtest.bench.common import COLD_CONNECTIONS, REPO_ROOT, Target
 from loadtest.bench.probes import batch_metrics, sequential_p50_ms
 from loadtest.bench.runs import Run
 from loadtest.bench.wrk import Measured, parse_wrk, run_wrk
@@ -37,9 +30,9 @@ class Plan:
     batch_connections: int
 
 
-def batch_target_names(names: Sequence[str]) -> list[str]:
-    """The targets that get the batch endpoint runs (the service and its variant)."""
-    return [t for t in names if t in (BENTO, VARIANT)]
+def batch_targets(order: Sequence[Target]) -> list[Target]:
+    """The targets that get the batch endpoint runs (those with a batch route)."""
+    return [t for t in order if t.has_batch_route]
 
 
 def _wrk_job(kind: str, rows: int) -> tuple[str, Path, list[str]]:
@@ -73,7 +66,7 @@ def measure(
 ) -> Run:
     """One wrk run against ``target``; its output is kept in ``<out>/wrk/``."""
     path, script, script_args = _wrk_job(kind, rows)
-    has_batches = target.name != REFERENCE
+    has_batches = target.reports_batching
     before = batch_metrics(target.url) if has_batches else (0.0, 0.0)
     measured = run_wrk(
         target,
@@ -99,6 +92,10 @@ def measure(
         measured.server_cpu_s,
         measured.machine_cpu_s,
         extra,
+        server=target.server,
+        workers=target.workers,
+        rss_worker_mib=measured.rss_worker_mib,
+        rss_total_mib=measured.rss_total_mib,
     )
     (plan.out / "wrk").mkdir(exist_ok=True)
     (plan.out / "wrk" / f"{kind}-{target.name}-c{conns}-r{rows}-{rnd}.txt").write_text(
@@ -134,6 +131,7 @@ def single_round(plan: Plan, order: Sequence[Target], rnd: int) -> list[Run]:
                 f"  round {rnd} single {target.name:16s} c={conns:<4d} "
                 f"{run.result.rps:8.0f} req/s  p50 {run.result.p50_ms:7.1f} ms  "
                 f"p99 {run.result.p99_ms:7.1f} ms  non-2xx {run.result.non_2xx}  "
+                f"CPU-s/1k {run.cpu_s_per_1k_requests:.3f}  RSS/worker {run.rss_worker_mib:.0f} MiB  "
                 f"wrk {run.share(run.wrk_cpu_s):.0%} server {run.share(run.server_cpu_s):.0%} "
                 f"other {run.share(run.other_cpu_s):.0%}",
                 flush=True,
@@ -142,42 +140,34 @@ def single_round(plan: Plan, order: Sequence[Target], rnd: int) -> list[Run]:
 
 
 def batch_round(
-    plan: Plan,
-    targets: Mapping[str, Target],
-    names: Sequence[str],
-    rows_order: Sequence[int],
-    rnd: int,
+    plan: Plan, order: Sequence[Target], rows_order: Sequence[int], rnd: int
 ) -> list[Run]:
-    """Batch-endpoint runs of one round: every batch size, targets ``names`` in that order."""
+    """Batch-endpoint runs of one round: every batch size, targets in ``order``."""
     runs: list[Run] = []
     for rows in rows_order:
-        for name in names:
-            run = measure(
-                plan, "batch", targets[name], plan.batch_connections, rows, rnd, plan.duration
-            )
+        for target in order:
+            run = measure(plan, "batch", target, plan.batch_connections, rows, rnd, plan.duration)
             runs.append(run)
             print(
-                f"  round {rnd} batch  {name:16s} {rows:5d} rows/call "
+                f"  round {rnd} batch  {target.name:16s} {rows:5d} rows/call "
                 f"{run.rows_per_s:8.0f} rows/s "
                 f"p50 {run.result.p50_ms:7.1f} ms  p99 {run.result.p99_ms:7.1f} ms  "
-                f"non-2xx {run.result.non_2xx}",
+                f"non-2xx {run.result.non_2xx}  CPU-s/1k rows {run.cpu_s_per_1k_rows:.3f}",
                 flush=True,
             )
     return runs
 
 
-def measure_rounds(plan: Plan, targets: Mapping[str, Target], names: Sequence[str]) -> list[Run]:
+def measure_rounds(plan: Plan, order: Sequence[Target]) -> list[Run]:
     """All rounds, in alternating order (odd rounds as given, even rounds reversed) so slow
     drift of a noisy machine hits every target alike."""
-    order = [targets[t] for t in names]
-    batch_names = batch_target_names(names)
+    batch_order = batch_targets(order)
     runs: list[Run] = []
     for rnd in range(1, plan.rounds + 1):
         forward = rnd % 2
         runs += single_round(plan, order if forward else order[::-1], rnd)
         rows_order = plan.batch_rows if forward else list(reversed(plan.batch_rows))
-        batch_order = batch_names if forward else batch_names[::-1]
-        runs += batch_round(plan, targets, batch_order, rows_order, rnd)
+        runs += batch_round(plan, batch_order if forward else batch_order[::-1], rows_order, rnd)
     return runs
 
 

@@ -1,5 +1,5 @@
-"""Starting the servers under test: the BentoML service (each with a private BENTOML_HOME and
-prediction log) and the plain FastAPI reference app, all on free loopback ports."""
+"""Starting the servers under test, each on a free loopback port: the service (and its
+batching-off and variant twins), the tutorial app and the two framework floors."""
 
 from __future__ import annotations
 
@@ -8,51 +8,76 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtest.bench.common import BENTO, NO_BATCH, REFERENCE, REPO_ROOT, VARIANT, Target
+from loadtest.bench.common import (
+    BENTOML_FLOOR,
+    FASTAPI_FLOOR,
+    NO_BATCH,
+    REPO_ROOT,
+    SERVICE,
+    TUTORIAL,
+    VARIANT,
+    Target,
+)
 from loadtest.bench.probes import model_version
-from tests.harness.local_server import free_port, local_server, stop_process_group, wait_ready
+from loadtest.bench.workers import TargetSpec
+from tests.harness.local_server import free_port, serve_command, stop_process_group, wait_ready
+
+# Start-up under a busy machine: N workers importing BentoML, pandas and sklearn at once.
+READY_TIMEOUT_S = 240
+UVICORN_APPS = {
+    TUTORIAL: "loadtest.tutorial_app:app",
+    FASTAPI_FLOOR: "loadtest.floors.fastapi_floor:app",
+}
+BENTOML_FLOOR_SERVICE = "loadtest.floors.bentoml_floor:BentoMLFloor"
 
 
-def reference_command(port: int, workers: int) -> list[str]:
-    """``uvicorn loadtest.reference_app:app`` on 127.0.0.1:``port``."""
+@dataclass(frozen=True)
+class Launch:
+    """How to start one target: its command line and the environment it adds."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def uvicorn_command(app: str, port: int, workers: int) -> list[str]:
+    """``uvicorn APP --workers N`` with uvloop + httptools on 127.0.0.1:``port``.
+
+    No access log: the tutorial app writes its own log line per request, the floor none."""
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "loadtest.reference_app:app",
+        app,
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--workers",
         str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
         "--no-access-log",
-        "--log-level",
-        "warning",
     ]
 
 
-@contextlib.contextmanager
-def reference_server(log_path: Path, workers: int, env: dict[str, str]) -> Iterator[Target]:
-    """``uvicorn loadtest.reference_app:app`` on a free loopback port until the block ends."""
-    port = free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            reference_command(port, workers),
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **env},
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, 90, proc)
-            yield Target(REFERENCE, url, proc.pid)
-        finally:
-            stop_process_group(proc)
+def bentoml_floor_command(port: int) -> list[str]:
+    """``bentoml serve`` of the BentoML floor on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        BENTOML_FLOOR_SERVICE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
 
 
 def private_home(folder: Path) -> str:
@@ -66,6 +91,108 @@ def private_home(folder: Path) -> str:
     if not link.exists():
         link.symlink_to((store / "models").resolve(), target_is_directory=True)
     return str(folder)
+
+
+def tutorial_model_path(out: Path) -> Path:
+    """Where the tutorial app's fitted model is cached for this run."""
+    return out / "tutorial-model.joblib"
+
+
+def launch(
+    spec: TargetSpec,
+    port: int,
+    out: Path,
+    model_tag: str | None,
+    variant_env: Mapping[str, str],
+) -> Launch:
+    """The command and environment that start ``spec`` on ``port``.
+
+    The service's twins are pinned to ``model_tag`` (the version the first service loaded; the
+    variant may re-pin). Every BentoML server gets a private home."""
+    if spec.server in UVICORN_APPS:
+        env = {"TUTORIAL_MODEL_PATH": str(tutorial_model_path(out))}
+        return Launch(uvicorn_command(UVICORN_APPS[spec.server], port, spec.workers), env)
+    if spec.server == BENTOML_FLOOR:
+        # A home of its own too, but empty: the floor loads no model.
+        home = out / f"home-{spec.name}"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {"BENTOML_HOME": str(home), "BENTOML_FLOOR_WORKERS": str(spec.workers)}
+        return Launch(bentoml_floor_command(port), env)
+    home = private_home(out / f"home-{spec.name}")
+    env = {
+        "BENTOML_HOME": home,
+        "DELIVERY_ETA_WORKERS": str(spec.workers),
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / f"pl-{spec.name}.sqlite3"),
+        # Nobody routes to a benchmark server: stop without the shutdown drain.
+        "DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0",
+    }
+    if model_tag:
+        env["DELIVERY_ETA_MODEL_TAG"] = model_tag
+    if spec.server == NO_BATCH:
+        env["DELIVERY_ETA_MAX_BATCH_SIZE"] = "1"
+    if spec.server == VARIANT:
+        env.update(variant_env)
+    return Launch(serve_command(port), env)
+
+
+@contextlib.contextmanager
+def spawned(launch: Launch, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``launch`` in its own session (its workers too) until the block ends."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            launch.command,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **launch.env},
+        )
+        try:
+            yield proc
+        finally:
+            stop_process_group(proc)
+
+
+def fit_tutorial_model(out: Path) -> None:
+    """Fit the tutorial app's model once and cache it, so its workers load it instead of each
+    fitting one while the other servers start (``python -m loadtest.tutorial_app``)."""
+    path = tutorial_model_path(out)
+    if path.exists():
+        return
+    with open(out / "tutorial-fit.log", "wb") as log:
+        subprocess.run(
+            [sys.executable, "-m", "loadtest.tutorial_app"],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TUTORIAL_MODEL_PATH": str(path)},
+            check=True,
+        )
+
+
+def start_group(
+    stack: contextlib.ExitStack,
+    specs: Sequence[TargetSpec],
+    out: Path,
+    model_tag: str | None,
+    variant_env: Mapping[str, str],
+) -> list[Target]:
+    """Start ``specs`` all at once, then wait until each is ready; stopped when ``stack``
+    closes."""
+    started = []
+    for spec in specs:
+        port = free_port()
+        how = launch(spec, port, out, model_tag, variant_env)
+        proc = stack.enter_context(spawned(how, out / f"server-{spec.name}.log"))
+        started.append((spec, f"http://127.0.0.1:{port}", proc))
+    for spec, url, proc in started:
+        try:
+            wait_ready(url, READY_TIMEOUT_S, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{spec.name}: {exc} (log: server-{spec.name}.log)") from exc
+    return [
+        Target(spec.name, spec.server, spec.workers, url, proc.pid) for spec, url, proc in started
+    ]
 
 
 def source_state() -> str:
@@ -86,63 +213,22 @@ def source_state() -> str:
     return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
-def service_env(workers: int) -> dict[str, str]:
-    """Settings every BentoML server under test gets."""
-    return {
-        "DELIVERY_ETA_WORKERS": str(workers),
-        "DELIVERY_ETA_LOG_LEVEL": os.environ.get("DELIVERY_ETA_LOG_LEVEL", "WARNING"),
-    }
-
-
-def start_service(
-    stack: contextlib.ExitStack,
-    out: Path,
-    name: str,
-    base_env: Mapping[str, str],
-    extra_env: Mapping[str, str],
-) -> Target:
-    """One BentoML server of the service with a private store and prediction log, stopped when
-    ``stack`` closes."""
-    server = stack.enter_context(
-        local_server(
-            out / f"server-{name}.log",
-            env={
-                **base_env,
-                "BENTOML_HOME": private_home(out / f"home-{name}"),
-                "DELIVERY_ETA_PREDICTION_LOG_PATH": str(out / f"pl-{name}.sqlite3"),
-                **extra_env,
-            },
-        )
-    )
-    return Target(name, server.url, server.proc.pid)
-
-
 def start_targets(
     stack: contextlib.ExitStack,
-    names: Sequence[str],
+    specs: Sequence[TargetSpec],
     out: Path,
-    workers: int,
     variant_env: Mapping[str, str],
-) -> tuple[dict[str, Target], str]:
-    """Start the servers in ``names`` (the service first), stopped when ``stack`` closes.
+) -> tuple[list[Target], str]:
+    """Start every target of ``specs``, stopped when ``stack`` closes.
 
-    Returns them by name, and the model version the service loaded: every other server is
-    pinned to it (the variant may re-pin)."""
-    base = service_env(workers)
-    targets = {BENTO: start_service(stack, out, BENTO, base, {})}
-    tag = model_version(targets[BENTO].url)
-    pinned = {"DELIVERY_ETA_MODEL_TAG": tag}
-    if REFERENCE in names:
-        # Same native-thread cap the service applies to its model thread (MODEL_THREADS).
-        threads = os.environ.get("DELIVERY_ETA_MODEL_THREADS", "1")
-        targets[REFERENCE] = stack.enter_context(
-            reference_server(
-                out / "server-reference.log", workers, {**pinned, "OMP_NUM_THREADS": threads}
-            )
-        )
-    if NO_BATCH in names:
-        no_batch = {**pinned, "DELIVERY_ETA_MAX_BATCH_SIZE": "1"}
-        targets[NO_BATCH] = start_service(stack, out, NO_BATCH, base, no_batch)
-    if VARIANT in names:
-        targets[VARIANT] = start_service(stack, out, VARIANT, base, {**pinned, **variant_env})
-    return targets, tag
+    The first service target starts alone: the model version it loads pins all the service's
+    twins (the same model in every BentoML server of the service). Then the others start
+    together. Returns the targets in ``specs`` order and that model version."""
+    first = next(s for s in specs if s.server == SERVICE)
+    (service,) = start_group(stack, [first], out, None, variant_env)
+    tag = model_version(service.url)
+    if any(s.server == TUTORIAL for s in specs):
+        fit_tutorial_model(out)
+    rest = start_group(stack, [s for s in specs if s is not first], out, tag, variant_env)
+    by_name = {t.name: t for t in [service, *rest]}
+    return [by_name[s.name] for s in specs], tag

@@ -1,4 +1,5 @@
-"""Running wrk against a server (with the CPU used meanwhile) and parsing its output."""
+"""Running wrk against a server (with the CPU used meanwhile and the memory after) and parsing
+its output."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.bench.common import Target
-from loadtest.bench.processes import TICKS, children_cpu_s, machine_busy_ticks, tree_cpu_ticks
+from loadtest.bench.processes import (
+    TICKS,
+    children_cpu_s,
+    machine_busy_ticks,
+    memory_mib,
+    tree_cpu_ticks,
+)
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
@@ -58,7 +65,8 @@ def parse_wrk(out: str) -> WrkResult:
 
 @dataclass
 class Measured:
-    """One wrk run's output and the CPU it, the target and the whole machine used meanwhile."""
+    """One wrk run's output, the CPU it, the target and the whole machine used meanwhile, and
+    the target's memory right after."""
 
     stdout: str
     wall_s: float
@@ -66,6 +74,8 @@ class Measured:
     server_cpu_s: float
     machine_cpu_s: float
     process_cpu_s: list[float]  # per target process (server parent and workers), busiest first
+    rss_worker_mib: float  # median over the target's workers
+    rss_total_mib: float  # the target's whole process tree
 
 
 def wrk_command(
@@ -119,10 +129,13 @@ def run_wrk(
     wrk_cpu = children_cpu_s() - wrk_before
     server_after = tree_cpu_ticks(target.pid)
     busy = (machine_busy_ticks() - busy_before) / TICKS
+    rss_worker, rss_total = memory_mib(target.pid)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
     per_process = sorted(
         ((ticks - server_before.get(pid, 0)) / TICKS for pid, ticks in server_after.items()),
         reverse=True,
     )
-    return Measured(done.stdout, wall, wrk_cpu, sum(per_process), busy, per_process)
+    return Measured(
+        done.stdout, wall, wrk_cpu, sum(per_process), busy, per_process, rss_worker, rss_total
+    )
