@@ -161,6 +161,14 @@ def assemble_feature_columns(
     return matrix, codes
 
 
+def source_counts(codes: np.ndarray) -> list[int]:
+    """Occurrences of each ``FEATURE_SOURCES`` code in 1-d ``codes``."""
+    if codes.size <= 16:  # a single order: a Python count beats numpy's per-call overhead
+        values = codes.tolist()
+        return [values.count(code) for code in range(len(FEATURE_SOURCES))]
+    return list(np.bincount(codes, minlength=len(FEATURE_SOURCES)).tolist())
+
+
 def source_rows(codes: np.ndarray) -> list[dict[str, FeatureSource]]:
     """Per order, where each entity feature came from, from ``assemble_feature_columns`` codes."""
     return [

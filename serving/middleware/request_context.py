@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -89,7 +89,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         sent_id = header(scope, b"x-request-id")
-        request_id = sent_id if sent_id and _VALID_REQUEST_ID.match(sent_id) else uuid.uuid4().hex
+        # 128 random bits as hex, like uuid4().hex, at a fifth of its cost.
+        request_id = (
+            sent_id if sent_id and _VALID_REQUEST_ID.match(sent_id) else os.urandom(16).hex()
+        )
         with request_scope(request_id, scope.get("path", "")) as info:
             await self._handle(info, scope, receive, send)
 

@@ -61,6 +61,9 @@ class AdaptiveBatcher:
             fallback=_shed,
         )
         self._infer = self._dispatcher(self._run_batch)
+        self.after_call: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        """``after_call(rows, outputs) -> outputs``, run once per model call on the merged batch
+        (clamping, metrics and drift cost a few array operations per call, not per request)."""
 
     async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not parts:
@@ -71,6 +74,10 @@ class AdaptiveBatcher:
         stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
         loop = asyncio.get_running_loop()
         outputs = await loop.run_in_executor(self._executor, self._predict_rows, stacked)
+        if self.after_call is not None:
+            outputs = self.after_call(stacked, outputs)
+        if len(parts) == 1:
+            return [outputs]
         return list(np.split(outputs, np.cumsum(sizes)[:-1]))
 
     async def predict(self, rows: np.ndarray) -> np.ndarray:

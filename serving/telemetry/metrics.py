@@ -13,7 +13,7 @@ import bentoml
 import numpy as np
 
 from framework_internals import observe_many
-from models.features import ENTITY_FEATURES, FEATURE_SOURCES
+from models.features import ENTITY_FEATURES, FEATURE_SOURCES, source_counts
 from serving.pipeline.prediction_log import FeedbackResult
 
 _MINUTES = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180]
@@ -178,8 +178,8 @@ class MetricsRecorder:
         if failed:
             self._store_fallbacks.inc()
         for column, name in enumerate(ENTITY_FEATURES):
-            counts = np.bincount(source_codes[:, column], minlength=len(FEATURE_SOURCES))
-            for source, count in zip(FEATURE_SOURCES, counts.tolist(), strict=True):
+            counts = source_counts(source_codes[:, column])
+            for source, count in zip(FEATURE_SOURCES, counts, strict=True):
                 if count:
                     self._lookups[name, source].inc(count)
 
