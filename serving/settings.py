@@ -16,12 +16,12 @@ from pydantic_settings import SettingsConfigDict
 from models.settings import ENV_PREFIX, ModelSettings
 
 
-def available_cpus() -> int:
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """CPUs this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container
     limit of 1500m gives 2), since ``os.cpu_count()`` reports the node's cores inside a pod."""
     cpus = len(os.sched_getaffinity(0))
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        quota, period = cpu_max.read_text().split()
     except (OSError, ValueError):
         return cpus
     if quota == "max":

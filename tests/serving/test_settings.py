@@ -1,9 +1,12 @@
 """The settings object reads DELIVERY_ETA_* variables and rejects inconsistent ones."""
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import ServiceSettings
+from serving.settings import ServiceSettings, available_cpus
 
 
 def test_defaults_serve_the_production_model_from_the_embedded_store() -> None:
@@ -32,3 +35,22 @@ def test_out_of_range_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DELIVERY_ETA_MAX_BATCH_ROWS", "0")
     with pytest.raises(ValidationError, match="max_batch_rows"):
         ServiceSettings()
+
+
+def test_default_workers_follow_the_cpus_the_process_may_use(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cpus(cpu_max) == affinity  # no cgroup file: affinity alone
+    cpu_max.write_text("max 100000\n")
+    assert available_cpus(cpu_max) == affinity  # no quota
+    cpu_max.write_text("150000 100000\n")
+    assert available_cpus(cpu_max) == min(affinity, 2)  # 1.5 CPUs round up
+    cpu_max.write_text("50000 100000\n")
+    assert available_cpus(cpu_max) == 1
+    assert ServiceSettings().workers == available_cpus()
+
+
+def test_tracing_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().tracing is False
+    monkeypatch.setenv("DELIVERY_ETA_TRACING", "true")
+    assert ServiceSettings().tracing is True

@@ -1,0 +1,53 @@
+"""What ``service.py`` hands BentoML as configuration: tracing is skipped for every request unless
+``DELIVERY_ETA_TRACING`` asks for it (BentoML records a span per request even at sample rate 0)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness.local_server import ROOT
+
+# Applies the service's config the way `bentoml serve` does, then asks the tracing middleware's
+# exclude list about a prediction URL.
+PROBE = """
+import service
+from bentoml._internal.configuration.containers import BentoMLContainer
+service.DeliveryETA.inject_config()
+print(BentoMLContainer.tracing_excluded_urls.get().url_disabled("http://127.0.0.1:3000/v1/predict"))
+"""
+
+
+@pytest.mark.parametrize(("tracing", "skipped"), [(None, "True"), ("true", "False")])
+def test_tracing_middleware_skips_requests_unless_tracing_is_on(
+    registered,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    tracing: str | None,
+    skipped: str,
+) -> None:
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "home"),
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(tmp_path / "predictions.sqlite3"),
+    }
+    env.pop("DELIVERY_ETA_TRACING", None)
+    if tracing is not None:
+        env["DELIVERY_ETA_TRACING"] = tracing
+    # The session's model store, seen from the private home the probe gets.
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(Path(registered.path).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == skipped
