@@ -54,8 +54,9 @@ class ServiceSettings(ModelSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     """Largest accepted request body; larger ones get 413 before they are parsed."""
 
-    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    """Longest a request waits for others to share its model call when the model is idle."""
+    max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    """Longest a request waits for others to share its model call when the model is idle.
+    0: an idle model starts at once; batches form from requests arriving while it is busy."""
 
     max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
     """Most orders accepted in one /v1/predict/batch request."""

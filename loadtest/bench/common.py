@@ -16,10 +16,20 @@ SERVICE = "service"  # bentoml serve service:DeliveryETA, as shipped
 TUTORIAL = "tutorial"  # loadtest/tutorial_app.py: FastAPI + one sklearn model, as tutorials do
 FASTAPI_FLOOR = "fastapi-floor"  # loadtest/floors/fastapi_floor.py: validated order, constant out
 BENTOML_FLOOR = "bentoml-floor"  # loadtest/floors/bentoml_floor.py: the same on BentoML
+# The BentoML floor with tracing off, as the service runs (DELIVERY_ETA_TRACING=false).
+BENTOML_FLOOR_NO_TRACING = "bentoml-floor-notrace"
 NO_BATCH = "bentoml-nobatch"  # the service with adaptive batching off
 VARIANT = "variant"  # the service with --variant settings
-SERVERS = (SERVICE, TUTORIAL, FASTAPI_FLOOR, BENTOML_FLOOR, NO_BATCH, VARIANT)
-DEFAULT_SERVERS = (SERVICE, TUTORIAL, FASTAPI_FLOOR, BENTOML_FLOOR)
+SERVERS = (
+    SERVICE,
+    TUTORIAL,
+    FASTAPI_FLOOR,
+    BENTOML_FLOOR,
+    BENTOML_FLOOR_NO_TRACING,
+    NO_BATCH,
+    VARIANT,
+)
+DEFAULT_SERVERS = (SERVICE, TUTORIAL, FASTAPI_FLOOR, BENTOML_FLOOR, BENTOML_FLOOR_NO_TRACING)
 # Names accepted on the command line for a server: the service was called "bentoml" before.
 ALIASES = {"bentoml": SERVICE}
 
@@ -28,6 +38,7 @@ LABELS = {
     TUTORIAL: "tutorial FastAPI app",
     FASTAPI_FLOOR: "FastAPI floor",
     BENTOML_FLOOR: "BentoML floor",
+    BENTOML_FLOOR_NO_TRACING: "BentoML floor, tracing off",
     NO_BATCH: "service, batching off",
     VARIANT: "service variant",  # set from --variant
 }

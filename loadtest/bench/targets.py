@@ -13,6 +13,7 @@ from pathlib import Path
 
 from loadtest.bench.common import (
     BENTOML_FLOOR,
+    BENTOML_FLOOR_NO_TRACING,
     FASTAPI_FLOOR,
     NO_BATCH,
     REPO_ROOT,
@@ -112,11 +113,13 @@ def launch(
     if spec.server in UVICORN_APPS:
         env = {"TUTORIAL_MODEL_PATH": str(tutorial_model_path(out))}
         return Launch(uvicorn_command(UVICORN_APPS[spec.server], port, spec.workers), env)
-    if spec.server == BENTOML_FLOOR:
+    if spec.server in (BENTOML_FLOOR, BENTOML_FLOOR_NO_TRACING):
         # A home of its own too, but empty: the floor loads no model.
         home = out / f"home-{spec.name}"
         home.mkdir(parents=True, exist_ok=True)
         env = {"BENTOML_HOME": str(home), "BENTOML_FLOOR_WORKERS": str(spec.workers)}
+        if spec.server == BENTOML_FLOOR_NO_TRACING:
+            env["BENTOML_FLOOR_TRACING"] = "off"
         return Launch(bentoml_floor_command(port), env)
     home = private_home(out / f"home-{spec.name}")
     env = {

@@ -5,6 +5,7 @@
 
 What BentoML's HTTP stack costs per request before any model work (the same framework path the
 service's ``/v1/predict`` takes: input_spec validation, the API wrapper, the output model).
+``BENTOML_FLOOR_TRACING=off`` excludes every URL from tracing, as the service does by default.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from loadtest.floors.order import ANSWER, FloorAnswer, Order
     workers=int(os.environ.get("BENTOML_FLOOR_WORKERS", "1")),
     # A floor logs nothing per request (the FastAPI floor runs with --no-access-log).
     logging={"access": {"enabled": False}},
+    **(
+        {"tracing": {"excluded_urls": [".*"]}}
+        if os.environ.get("BENTOML_FLOOR_TRACING") == "off"
+        else {}
+    ),
 )
 class BentoMLFloor:
     """One do-nothing prediction route."""

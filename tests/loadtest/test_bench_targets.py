@@ -11,6 +11,7 @@ import pytest
 from loadtest.bench.cli import parse_args
 from loadtest.bench.common import (
     BENTOML_FLOOR,
+    BENTOML_FLOOR_NO_TRACING,
     FASTAPI_FLOOR,
     LABELS,
     NO_BATCH,
@@ -80,6 +81,9 @@ def test_launch_of_each_server(tmp_path: Path) -> None:
     assert "loadtest.floors.bentoml_floor:BentoMLFloor" in bento_floor.command
     assert bento_floor.env["BENTOML_FLOOR_WORKERS"] == "2"
     assert bento_floor.env["BENTOML_HOME"] == str(tmp_path / "home-bentoml-floor")
+    assert "BENTOML_FLOOR_TRACING" not in bento_floor.env  # BentoML's default: tracing on
+    quiet = TargetSpec(BENTOML_FLOOR_NO_TRACING, BENTOML_FLOOR_NO_TRACING, 2)
+    assert launch(quiet, 4006, tmp_path, "m:1", {}).env["BENTOML_FLOOR_TRACING"] == "off"
 
     service = launch(TargetSpec(SERVICE, SERVICE, 2), 4004, tmp_path, None, {})
     assert "service:DeliveryETA" in service.command
@@ -96,7 +100,13 @@ def test_launch_of_each_server(tmp_path: Path) -> None:
 
 def test_default_targets_and_baseline() -> None:
     args = parse_args([])
-    assert args.servers == [SERVICE, TUTORIAL, FASTAPI_FLOOR, BENTOML_FLOOR]
+    assert args.servers == [
+        SERVICE,
+        TUTORIAL,
+        FASTAPI_FLOOR,
+        BENTOML_FLOOR,
+        BENTOML_FLOOR_NO_TRACING,
+    ]
     assert args.baseline == SERVICE
 
 
