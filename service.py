@@ -127,7 +127,6 @@ class DeliveryETA:
 
     def __init__(self) -> None:
         self.started_at = time.time()
-        self._store_seen_ready = False
         self.feature_store = build_feature_store(SETTINGS, ARTIFACT)
         self.metrics = build_metrics(ARTIFACT, self.feature_store)
         worker = bentoml.server_context
@@ -145,18 +144,24 @@ class DeliveryETA:
         gc.collect()
         gc.freeze()
 
+    @bentoml.on_startup
+    async def probe_feature_store(self) -> None:
+        """Ask the store once as the worker starts: a probe may reach any worker, and each one's
+        readiness must know whether the store has ever answered it."""
+        await self.feature_store.check()
+
     async def __is_ready__(self) -> bool:
         """Ready once the model is loaded (it is, if we got here) and the store has answered.
 
-        After that, a store outage keeps the service ready (serving defaults) unless
-        ``readiness_requires_store`` is set. Draining for shutdown is never ready.
+        After that (the store is then ``degraded``, not ``unavailable``), a store outage keeps
+        the service ready, serving defaults, unless ``readiness_requires_store`` is set.
+        Draining for shutdown is never ready.
         """
         if SHUTDOWN.draining:
             return False
         if await self.feature_store.check():
-            self._store_seen_ready = True
             return True
-        return self._store_seen_ready and not SETTINGS.readiness_requires_store
+        return self.feature_store.state == "degraded" and not SETTINGS.readiness_requires_store
 
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
