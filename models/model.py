@@ -39,9 +39,20 @@ class DeliveryTimeModel:
 
     def combine(self, point: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         """Raw outputs of the three regressors -> ``(n, 3)`` point, lower, upper."""
-        point = np.asarray(point, dtype=np.float64).reshape(-1)
-        lower = np.asarray(lower, dtype=np.float64).reshape(-1) - self.interval_correction
-        upper = np.asarray(upper, dtype=np.float64).reshape(-1) + self.interval_correction
-        return np.column_stack(
-            [point, np.maximum(np.minimum(lower, point), 0.0), np.maximum(upper, point)]
+        return self.combine_stacked(
+            np.column_stack(
+                [np.asarray(v, dtype=np.float64).reshape(-1) for v in (point, lower, upper)]
+            )
         )
+
+    def combine_stacked(self, raw: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` float64 raw outputs (point, lower, upper), turned in place into the
+        ``(n, 3)`` prediction: the interval widened by the correction, clipped to contain the
+        point and to stay >= 0."""
+        point, lower, upper = raw[:, 0], raw[:, 1], raw[:, 2]
+        lower -= self.interval_correction
+        upper += self.interval_correction
+        np.minimum(lower, point, out=lower)
+        np.maximum(lower, 0.0, out=lower)
+        np.maximum(upper, point, out=upper)
+        return raw

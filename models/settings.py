@@ -10,8 +10,10 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ModelRuntime = Literal["treelite", "sklearn"]
-"""How the trees are evaluated: Treelite GTIL for small batches (sklearn above), or sklearn only."""
+ModelRuntime = Literal["tl2cgen", "treelite", "sklearn"]
+"""How the trees are evaluated: the model's TL2cgen-compiled library (falling back to
+``treelite`` for a model that has none), Treelite GTIL for small batches (sklearn above), or
+sklearn only. See ``models.runtime_selection``."""
 
 ENV_PREFIX = "DELIVERY_ETA_"
 
@@ -25,6 +27,8 @@ class ModelSettings(BaseSettings):
     """Pin a model-store tag (``name:version``); unset serves the ``stage=production`` model
     (or the newest one until something has been promoted)."""
 
-    model_runtime: ModelRuntime = "treelite"
-    """Tree evaluator: Treelite GTIL for small batches (much faster per call), or sklearn only.
-    The promotion gate times candidates through the same one."""
+    model_runtime: ModelRuntime = "tl2cgen"
+    """Tree evaluator: ``tl2cgen``, the library compiled at registration (fastest at every batch
+    size; a model without one falls back to ``treelite`` with a warning), ``treelite`` (GTIL for
+    small batches, sklearn above), or ``sklearn`` only. The promotion gate times candidates
+    through the same one."""

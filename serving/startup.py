@@ -14,9 +14,9 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from models.features import FEATURE_NAMES
+from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
 from models.store.stages import resolve_serving_tag
-from models.treelite_runtime import TreeliteRuntime
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
 from serving.pipeline.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
@@ -46,11 +46,23 @@ def load_settings() -> ServiceSettings:
 
 
 def load_served_model(settings: ServiceSettings) -> ModelArtifact:
-    """The pinned model, else the ``stage=production`` one, loaded and verified; or a refusal."""
+    """The pinned model, else the ``stage=production`` one, loaded and verified; or a refusal.
+
+    Its runtime is checked here too (a compiled library loaded and probed against sklearn):
+    this runs in the serving process before any worker starts, so an unusable library stops
+    the server with exit 2 instead of crash-looping every worker in ``build_pipeline``.
+    """
     try:
-        return load_artifact(resolve_serving_tag(settings.model_tag))
+        artifact = load_artifact(resolve_serving_tag(settings.model_tag))
+        select_runtime(
+            artifact,
+            settings.model_runtime,
+            treelite_max_rows=settings.treelite_max_rows,
+            announce=False,
+        )
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
+    return artifact
 
 
 def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> FeatureStore:
@@ -92,11 +104,12 @@ def build_pipeline(
 
     ``observe_batch(requests, rows)`` is called for every model call (batch-size metrics).
     """
-    model = (
-        TreeliteRuntime(artifact.model, max_rows=settings.treelite_max_rows)
-        if settings.model_runtime == "treelite"
-        else artifact.model
-    )
+    try:
+        model = select_runtime(
+            artifact, settings.model_runtime, treelite_max_rows=settings.treelite_max_rows
+        )
+    except ModelArtifactError as exc:
+        refuse_to_start(str(exc))
     return PredictionPipeline(
         model_version=artifact.tag,
         feature_store=feature_store,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from models.promotion.gate import LATENCY_CALLS
 from models.promotion.workflow import promote, rollback
-from models.settings import ModelSettings
+from models.settings import ModelRuntime, ModelSettings
 from models.store.stages import LifecycleError, status_table
 
 
@@ -21,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prom.add_argument("--latency-calls", type=int, default=LATENCY_CALLS)
     prom.add_argument(
         "--runtime",
-        choices=["treelite", "sklearn"],
+        choices=list(get_args(ModelRuntime)),
         default=None,
         help="evaluator timed for the latency gate (default: as served, DELIVERY_ETA_MODEL_RUNTIME)",
     )

@@ -5,8 +5,8 @@ deterministically from the ``training_config`` in its metadata and checked again
 training-data fingerprint -- each with its own entity-feature snapshot, as it would be served.
 The gate passes only if the candidate's MAE <= ``MAE_TOLERANCE`` x production's and its p95
 single-row inference latency <= ``LATENCY_TOLERANCE`` x production's (``predict_rows`` on one
-row through the runtime the service uses -- Treelite GTIL by default -- with the calls of the
-two models interleaved so that machine noise hits both alike).
+row through the runtime the service uses -- the compiled TL2cgen library by default -- with the
+calls of the two models interleaved so that machine noise hits both alike).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from models.features import training_frame
+from models.runtime_selection import select_runtime
 from models.settings import ModelRuntime
 from models.store.artifact import ModelArtifact, load_artifact
 from models.store.stages import STAGE, LifecycleError
 from models.training.config import TrainingConfig
 from models.training.dataset import generate_splits, training_data_fingerprint
-from models.treelite_runtime import TreeliteRuntime
 
 MAE_TOLERANCE = 1.02
 """A candidate may be at most 2 % worse than production on holdout MAE."""
@@ -85,9 +85,7 @@ def serving_predict_rows(
     artifact: ModelArtifact, runtime: ModelRuntime
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``predict_rows`` as the service calls it for small batches with ``runtime``."""
-    if runtime == "treelite":
-        return TreeliteRuntime(artifact.model).predict_rows
-    return artifact.model.predict_rows
+    return select_runtime(artifact, runtime).predict_rows
 
 
 def single_row_latencies_ms(
@@ -95,12 +93,12 @@ def single_row_latencies_ms(
     row_orders: pd.DataFrame,
     calls: int = LATENCY_CALLS,
     warmup: int = LATENCY_WARMUP_CALLS,
-    runtime: ModelRuntime = "treelite",
+    runtime: ModelRuntime = "tl2cgen",
 ) -> list[np.ndarray]:
     """Latency (ms) of a 1-row ``predict_rows``, ``calls`` times per model, interleaved.
 
-    Each model is called through the serving ``runtime`` (Treelite GTIL for small batches by
-    default, as the service does; ``sklearn`` for the plain model). Round ``i`` calls the models
+    Each model is called through the serving ``runtime`` (its compiled library by default, as
+    the service does; a model without one falls back to Treelite GTIL there and here too). Round ``i`` calls the models
     in order, reversed on odd rounds (ABBA), so slow phases of a busy machine fall on every
     model alike. One native thread, like the serving batcher.
     """
@@ -202,7 +200,7 @@ def compare(
     holdout: pd.DataFrame | None = None,
     *,
     latency_calls: int = LATENCY_CALLS,
-    runtime: ModelRuntime = "treelite",
+    runtime: ModelRuntime = "tl2cgen",
 ) -> Comparison:
     """Evaluate ``candidate_tag`` (and ``production_tag``, if any) on the same holdout.
 

@@ -69,7 +69,7 @@ def promote(
     *,
     latency_calls: int = LATENCY_CALLS,
     holdout: pd.DataFrame | None = None,
-    runtime: ModelRuntime = "treelite",
+    runtime: ModelRuntime = "tl2cgen",
 ) -> PromotionResult:
     """Compare a candidate with production and, if the gate passes, make it production.
 

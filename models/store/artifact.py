@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from models.compiled_runtime import METADATA_KEY as COMPILED_LIBRARY_KEY
+from models.compiled_runtime import build_library
 from models.features import FEATURE_NAMES, EntityFeatures
 from models.model import DeliveryTimeModel
 
@@ -70,16 +72,23 @@ def register_model(
     metadata: dict[str, Any],
     labels: dict[str, str],
     extra_files: Callable[[str], dict[str, bytes]] | None = None,
+    *,
+    compile_library: bool = True,
 ) -> bentoml.Model:
     """Save ``model`` + its entity features as a new version of ``delivery_eta``.
 
     ``extra_files(tag)`` returns more files (model card, plots) to store beside the model.
-    The metadata records the feature order and the sha256 of every artifact file, which
-    :func:`load_artifact` checks before anything is served.
+    With ``compile_library`` the trees are also compiled to a shared library beside them
+    (``models.compiled_runtime.build_library``; skipped with a warning when no C compiler is
+    installed). The metadata records the feature order and the sha256 of every artifact file
+    and of the library, which :func:`load_artifact` checks before anything is served.
     """
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata={}) as bento_model:
         root = Path(bento_model.path)
         joblib.dump(model, root / MODEL_FILE)
+        compiled = build_library(model, root) if compile_library else None
+        if compiled is not None:
+            bento_model.info.metadata[COMPILED_LIBRARY_KEY] = compiled
         (root / ENTITY_FILE).write_text(json.dumps(entities.to_json_dict(), sort_keys=True))
         for name, content in (extra_files(str(bento_model.tag)) if extra_files else {}).items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +164,19 @@ def load_artifact(tag: str) -> ModelArtifact:
             raise ModelArtifactError(f"model {resolved} has no {name}")
         if checksums.get(name) != sha256_file(path):
             raise ModelArtifactError(f"model {resolved}: {name} does not match its recorded sha256")
+
+    compiled = metadata.get(COMPILED_LIBRARY_KEY)
+    if compiled is not None:
+        # Native code loaded into the server: it must be exactly the file registration built.
+        library = root / str(compiled.get("file", ""))
+        if not library.is_file():
+            raise ModelArtifactError(
+                f"model {resolved} records a compiled library {compiled.get('file')!r} it does not have"
+            )
+        if compiled.get("sha256") != sha256_file(library):
+            raise ModelArtifactError(
+                f"model {resolved}: {compiled.get('file')} does not match its recorded sha256"
+            )
 
     # Checksums passed, so the pickle is the one train.py wrote: safe to unpickle.
     model = _unpickle_model(root / MODEL_FILE, resolved)

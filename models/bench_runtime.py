@@ -1,0 +1,232 @@
+"""Microseconds per row of ``predict_rows`` for each tree evaluator, per batch size.
+
+    BENTOML_HOME=/root/bentoml .venv/bin/python -m models.bench_runtime
+    .venv/bin/python -m models.bench_runtime --tag delivery_eta:<version> --compile-variants
+
+Rows are the model's own holdout orders (regenerated from its metadata), sampled per batch
+size. Each variant produces the full ``(n, 3)`` point/lower/upper output. Every round times
+each variant for at least ``--budget-ms`` (alternating the order of variants between rounds,
+so that load from other processes on a shared machine falls on all of them alike); the table
+shows the median over rounds of us/row and, in brackets, the median of the per-round ratios to
+the ``treelite`` runtime (GTIL up to 256 rows, sklearn above: what was served before
+``tl2cgen``). ``maxdiff`` is the largest |difference| from sklearn in minutes over all sizes.
+The model thread of the service runs with OpenMP capped at 1 thread: so do all variants
+except the ``t2`` ones.
+
+``--compile-variants`` also compiles and times other TL2cgen settings (-O0/-O2/-O3, no
+quantization); each build takes 5-60 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from models.compiled_runtime import (
+    METADATA_KEY,
+    CompiledRuntime,
+    build_library,
+    combined_treelite_model,
+)
+from models.features import training_frame
+from models.model import DeliveryTimeModel
+from models.store.artifact import ModelArtifact, load_artifact
+from models.store.stages import resolve_serving_tag
+from models.treelite_runtime import TreeliteRuntime
+
+Predict = Callable[[np.ndarray], np.ndarray]
+SIZES = (1, 8, 32, 128, 256, 512, 1000, 2000)
+
+
+def _limited(threads: int, predict: Predict) -> Predict:
+    def call(rows: np.ndarray) -> np.ndarray:
+        with threadpool_limits(threads):
+            return predict(rows)
+
+    return call
+
+
+def _gtil(model: DeliveryTimeModel, threads: int, dtype: type = np.float64) -> Predict:
+    import treelite
+
+    parts = [
+        treelite.sklearn.import_model(r)
+        for r in (model.point_model, model.lower_model, model.upper_model)
+    ]
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        x: np.ndarray = np.ascontiguousarray(rows, dtype=dtype)
+        return model.combine(*(treelite.gtil.predict(p, x, nthread=threads) for p in parts))
+
+    return call
+
+
+def _gtil_combined(model: DeliveryTimeModel) -> Predict:
+    import treelite
+
+    combined, base_scores = combined_treelite_model(model)
+    shift = np.array(base_scores)
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(rows, dtype=np.float64)
+        raw = treelite.gtil.predict(combined, x, nthread=1).reshape(-1, 3) + shift
+        return model.combine_stacked(raw)
+
+    return call
+
+
+def _tl2cgen_public(runtime: CompiledRuntime, dtype: str) -> Predict:
+    """TL2cgen's own Python API (DMatrix + Predictor.predict), in float32 or float64."""
+    import tl2cgen
+
+    shift = runtime._shift
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(rows, dtype=np.float32 if dtype == "float32" else np.float64)
+        raw = runtime._predictor.predict(tl2cgen.DMatrix(x), pred_margin=True).reshape(-1, 3)
+        return runtime.model.combine_stacked(raw.astype(np.float64) + shift)
+
+    return call
+
+
+def _compiled(artifact: ModelArtifact, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    record = artifact.metadata.get(METADATA_KEY)
+    if record is not None:
+        return artifact.path / record["file"], record
+    print(f"{artifact.tag} has no compiled library: building one in {workdir}", file=sys.stderr)
+    built = build_library(artifact.model, workdir)
+    if built is None:
+        raise SystemExit("no C compiler: cannot benchmark tl2cgen")
+    return workdir / built["file"], built
+
+
+def variants(artifact: ModelArtifact, workdir: Path, compile_variants: bool) -> dict[str, Predict]:
+    model = artifact.model
+    library, record = _compiled(artifact, workdir)
+    compiled = CompiledRuntime(model, library, record)
+    with threadpool_limits(2):
+        compiled_t2 = CompiledRuntime(model, library, record, nthread=2)
+    out: dict[str, Predict] = {
+        "treelite": TreeliteRuntime(model, max_rows=256).predict_rows,
+        "sklearn": model.predict_rows,
+        "sklearn t2": _limited(2, model.predict_rows),
+        "gtil": _gtil(model, 1),
+        "gtil t2": _limited(2, _gtil(model, 2)),
+        "gtil f32": _gtil(model, 1, np.float32),
+        "gtil combined": _gtil_combined(model),
+        "tl2cgen": compiled.predict_rows,
+        "tl2cgen t2": _limited(2, compiled_t2.predict_rows),
+        "tl2cgen pyapi": _tl2cgen_public(compiled, "float64"),
+        "tl2cgen pyapi f32": _tl2cgen_public(compiled, "float32"),
+    }
+    if compile_variants:
+        for name, params, options in (
+            ("tl2cgen -O0", {"quantize": 1, "parallel_comp": 2}, ("-O0",)),
+            ("tl2cgen -O2", {"quantize": 1, "parallel_comp": 2}, ("-O2",)),
+            ("tl2cgen -O3", {"quantize": 1, "parallel_comp": 2}, ("-O3",)),
+            ("tl2cgen noquant -O1", {"parallel_comp": 2}, ("-O1",)),
+        ):
+            file = f"compiled/{name.replace(' ', '_')}.so"
+            started = time.perf_counter()
+            built = build_library(
+                model, workdir, library_file=file, codegen_params=params, compiler_options=options
+            )
+            assert built is not None
+            print(f"built {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            out[name] = CompiledRuntime(model, workdir / file, built).predict_rows
+    return out
+
+
+def holdout_rows(artifact: ModelArtifact) -> np.ndarray:
+    from models.promotion.gate import regenerate_holdout
+
+    _, holdout = regenerate_holdout(artifact.metadata["training_config"])
+    return training_frame(holdout, artifact.entities).to_numpy()
+
+
+def measure(
+    predictors: dict[str, Predict],
+    pool: np.ndarray,
+    sizes: tuple[int, ...],
+    rounds: int,
+    budget_s: float,
+) -> tuple[
+    dict[tuple[str, int], list[float]], dict[tuple[str, int], list[float]], dict[str, float]
+]:
+    rng = np.random.default_rng(0)
+    per_row: dict[tuple[str, int], list[float]] = {}
+    ratio: dict[tuple[str, int], list[float]] = {}
+    maxdiff = dict.fromkeys(predictors, 0.0)
+    names = list(predictors)
+    for n in sizes:
+        rows = pool[rng.integers(0, len(pool), n)]
+        expected = predictors["sklearn"](rows)
+        for name, predict in predictors.items():
+            diff = float(np.max(np.abs(predict(rows) - expected)))
+            maxdiff[name] = max(maxdiff[name], diff)
+        for r in range(rounds):
+            timings: dict[str, float] = {}
+            for name in names if r % 2 == 0 else names[::-1]:
+                predict = predictors[name]
+                predict(rows)
+                calls, started = 0, time.perf_counter()
+                while True:
+                    predict(rows)
+                    calls += 1
+                    elapsed = time.perf_counter() - started
+                    if elapsed >= budget_s:
+                        break
+                timings[name] = elapsed / calls / n * 1e6
+            for name, us in timings.items():
+                per_row.setdefault((name, n), []).append(us)
+                ratio.setdefault((name, n), []).append(us / timings["treelite"])
+        print(f"  {n} rows done", file=sys.stderr, flush=True)
+    return per_row, ratio, maxdiff
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tag", default=None, help="model tag (default: the one served)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--budget-ms", type=float, default=20.0)
+    parser.add_argument("--only", default="", help="comma-separated variant names to keep")
+    parser.add_argument("--compile-variants", action="store_true")
+    args = parser.parse_args(argv)
+    artifact = load_artifact(resolve_serving_tag(args.tag))
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    # OpenMP capped at 1 thread, as in the service's model thread.
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as workdir, threadpool_limits(1):
+        predictors = variants(artifact, Path(workdir), args.compile_variants)
+        if args.only:
+            keep = {"treelite", "sklearn", *args.only.split(",")}
+            predictors = {k: v for k, v in predictors.items() if k in keep}
+        per_row, ratio, maxdiff = measure(
+            predictors, holdout_rows(artifact), sizes, args.rounds, args.budget_ms / 1000
+        )
+    print(
+        f"model {artifact.tag}; us/row, median of {args.rounds} rounds "
+        "(median ratio to the treelite runtime)"
+    )
+    width = max(len(n) for n in predictors) + 2
+    print(f"{'variant':<{width}}" + "".join(f"{n:>17}" for n in sizes) + "   maxdiff")
+    for name in predictors:
+        cells = "".join(
+            f"{statistics.median(per_row[(name, n)]):9.2f} ({statistics.median(ratio[(name, n)]):5.2f})"
+            for n in sizes
+        )
+        print(f"{name:<{width}}{cells}   {maxdiff[name]:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
