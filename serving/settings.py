@@ -45,7 +45,7 @@ class ServiceSettings(ModelSettings):
     max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
     """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""
 
-    treelite_max_rows: int = Field(default=256, ge=1, le=100_000)
+    treelite_max_rows: int = Field(default=128, ge=1, le=100_000)
     """Batches above this many rows go to sklearn, whose vectorised path wins there."""
 
     model_threads: int = Field(default=1, ge=1, le=64)
