@@ -25,6 +25,11 @@ Touch-points (why no public API does the job):
 7. ``observe_many``: a prometheus-client ``Histogram`` child's bucket and sum values. The public
    ``observe`` takes one value; in multiprocess mode each call writes the mmap'd file, which for
    a 1000-row batch was 1000 writes per histogram instead of one per bucket.
+8. ``install_listener_hooks`` + ``connection_protocol_factory``: class-level wraps of
+   ``uvicorn.Server.startup`` / ``shutdown``, and the protocol factory ``startup`` builds for its
+   listeners (``config.http_protocol_class`` with ``server_state`` and ``lifespan.state``).
+   uvicorn has no hook between "listening" and "stop accepting", nor a public way to hand it a
+   connection accepted elsewhere; ``serving.accept`` needs both.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -230,3 +235,55 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
     for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
         if count:
             bucket.inc(count)
+
+
+# --------------------------------------------------------------------------- 8. uvicorn listeners
+
+
+def install_listener_hooks(
+    *, listening: Callable[[Any], None], closing: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Wrap ``uvicorn.Server`` in this process: ``listening(server)`` runs once ``startup`` has
+    opened the listeners (not when start-up failed), and ``await closing(server)`` first thing in
+    ``shutdown``, before uvicorn stops accepting and asks open connections to finish.
+
+    Must run before ``Server.run`` (at service import time in the worker). Idempotent: a second
+    call keeps the first hooks.
+    """
+    import uvicorn
+
+    if getattr(uvicorn.Server.startup, "__delivery_eta_patched__", False):
+        return
+    original_startup, original_shutdown = uvicorn.Server.startup, uvicorn.Server.shutdown
+
+    async def startup(self: Any, sockets: Any = None) -> None:
+        await original_startup(self, sockets=sockets)
+        if self.started:
+            listening(self)
+
+    async def shutdown(self: Any, sockets: Any = None) -> None:
+        try:
+            await closing(self)
+        finally:
+            await original_shutdown(self, sockets=sockets)
+
+    startup.__delivery_eta_patched__ = True  # type: ignore[attr-defined]
+    uvicorn.Server.startup = startup  # type: ignore[method-assign]
+    uvicorn.Server.shutdown = shutdown  # type: ignore[method-assign]
+
+
+def connection_protocol_factory(server: Any) -> Callable[[], Any]:
+    """A factory of the protocol a running ``uvicorn.Server`` serves each connection with.
+
+    The same one ``Server.startup`` passes to ``loop.create_server``: a connection handed to
+    ``loop.connect_accepted_socket`` with it is tracked (``server_state.connections``) and shut
+    down gracefully like one uvicorn accepted itself.
+    """
+    config = server.config
+
+    def create_protocol() -> Any:
+        return config.http_protocol_class(
+            config=config, server_state=server.server_state, app_state=server.lifespan.state
+        )
+
+    return create_protocol

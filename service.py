@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from framework_internals import pin_environment_for_workers
 from models.settings import ENV_PREFIX
+from serving.accept import install as install_greedy_accept
 from serving.middleware.body_guard import HttpGuardMiddleware
 from serving.middleware.openapi import OpenAPIDocumentMiddleware
 from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
@@ -46,6 +47,7 @@ from serving.telemetry.logs import configure_logging
 SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
 SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
+install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
 ARTIFACT = load_served_model(SETTINGS)
 
 BatchOrders = Annotated[

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import socket
 from pathlib import Path
 
 import bentoml
@@ -185,3 +186,64 @@ def test_observe_many_counts_exactly_like_one_observe_per_value() -> None:
 
     assert samples("in_bulk") == samples("one_by_one")
     assert samples("in_bulk")[("_count", "")] == len(values)
+
+
+# --------------------------------------------------------------------------- 8. uvicorn listeners
+
+
+def test_uvicorn_startup_and_shutdown_have_the_shape_the_listener_hooks_wrap() -> None:
+    for method in (uvicorn.Server.startup, uvicorn.Server.shutdown):
+        assert list(inspect.signature(method).parameters) == ["self", "sockets"]
+    startup = inspect.getsource(uvicorn.Server.startup)
+    # The protocol factory the door rebuilds, and the flag it checks before calling `listening`.
+    for fragment in (
+        "config.http_protocol_class(",
+        "server_state=self.server_state",
+        "app_state=self.lifespan.state",
+        "self.started = True",
+    ):
+        assert fragment in startup, fragment
+    # `closing` runs before shutdown's first step, which stops accepting.
+    shutdown = inspect.getsource(uvicorn.Server.shutdown)
+    assert shutdown.index("server.close()") < shutdown.index("connection.shutdown()")
+
+
+def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.harness.uvicorn_thread import listener, uvicorn_in_thread
+
+    # The hooks patch the class for the process: let monkeypatch put the originals back.
+    monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)
+    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn.Server.shutdown)
+    events: list[tuple[str, bool]] = []
+
+    def listening(server: uvicorn.Server) -> None:
+        events.append(("listening", bool(door.listening_sockets(server))))
+
+    async def closing(server: uvicorn.Server) -> None:
+        events.append(("closing", server.servers[0].is_serving()))
+
+    door.install_listener_hooks(listening=listening, closing=closing)
+    door.install_listener_hooks(listening=listening, closing=closing)  # idempotent
+    main, elsewhere = listener(), listener()
+    with uvicorn_in_thread(sockets=[main]) as running:
+        # A connection accepted outside uvicorn, handed over with uvicorn's protocol ...
+        client = socket.create_connection(elsewhere.getsockname())
+        conn, _ = elsewhere.accept()
+        conn.setblocking(False)
+        factory = door.connection_protocol_factory(running.server)
+        running.call(lambda: running.loop.connect_accepted_socket(factory, conn))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = b""
+        while not response.endswith(b"hello"):
+            response += client.recv(4096)
+        assert response.startswith(b"HTTP/1.1 200")
+        # ... is one of uvicorn's connections,
+        assert len(running.server.server_state.connections) == 1
+    # so its shutdown closed the idle keep-alive connection too.
+    client.settimeout(5)
+    assert client.recv(4096) == b""
+    assert events == [("listening", True), ("closing", True)]
+    for sock in (client, main, elsewhere):
+        sock.close()
