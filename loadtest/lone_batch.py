@@ -1,0 +1,59 @@
+"""Latency of lone 1000-row ``/v1/predict/batch`` calls on an otherwise idle server.
+
+    python loadtest/lone_batch.py --url http://127.0.0.1:3000 [--rows 1000] [--calls 40]
+
+Sends the same body ``--calls`` times, one at a time on one keep-alive connection, drops the
+first 5 (warm-up) and prints the p50 and the minimum. Loopback only, like every load here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import statistics
+import time
+from urllib.parse import urlsplit
+
+
+def main() -> None:
+    """Parse the flags, send the calls, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=40)
+    args = parser.parse_args()
+    rng = random.Random(1)
+    orders = [
+        {
+            "restaurant_id": f"r_{rng.randint(0, 330):04d}",
+            "driver_id": f"d_{rng.randint(0, 880):04d}",
+            "distance_km": round(rng.uniform(0.3, 12), 2),
+            "is_peak_hour": rng.randint(0, 1),
+            "order_value": round(rng.uniform(5, 85), 2),
+        }
+        for _ in range(args.rows)
+    ]
+    body = json.dumps({"orders": orders})
+    target = urlsplit(args.url)
+    connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80)
+    latencies_ms = []
+    for _ in range(args.calls):
+        started = time.perf_counter()
+        connection.request("POST", "/v1/predict/batch", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        latencies_ms.append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"HTTP {response.status}")
+        time.sleep(0.05)
+    measured = latencies_ms[5:]
+    print(
+        f"lone {args.rows}-row calls: p50 {statistics.median(measured):.1f} ms, "
+        f"min {min(measured):.1f} ms (n={len(measured)} after 5 warm-up calls)"
+    )
+
+
+if __name__ == "__main__":
+    main()
