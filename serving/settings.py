@@ -99,8 +99,9 @@ class ServiceSettings(ModelSettings):
     (load balancers stop sending meanwhile); keep it well under the orchestrator's grace period."""
 
     accept_batch: int = Field(default=64, ge=0, le=4096)
-    """Most connections a worker accepts each time its listening socket is ready; 0 leaves it to
-    the event loop (uvloop then accepts one per loop iteration: see serving/accept.py)."""
+    """Most connections a worker accepts each time its listening socket is ready (it takes its
+    share of the queue, queue length / workers); 0 leaves accepting to the event loop (uvloop
+    then takes one per loop iteration: see serving/accept.py)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
