@@ -4,6 +4,7 @@ delayed labels."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pydantic_core import to_json
 from models.features import (
     ENTITY_FEATURES,
     FEATURE_SOURCES,
+    FeatureSource,
     assemble_feature_columns,
     source_counts,
 )
@@ -42,17 +44,12 @@ class Bounds:
     ceiling_min: float
 
 
-# One features_source mapping per combination of source codes, shared by every row with it.
-_SOURCE_MAPS: dict[tuple[int, ...], dict[str, str]] = {}
-
-
-def _source_map(codes: tuple[int, ...]) -> dict[str, str]:
-    found = _SOURCE_MAPS.get(codes)
-    if found is None:
-        found = _SOURCE_MAPS[codes] = {
-            name: FEATURE_SOURCES[code] for name, code in zip(ENTITY_FEATURES, codes, strict=True)
-        }
-    return found
+# The features_source mapping of every combination of source codes (9), built once and shared
+# by every row with that combination.
+_SOURCE_MAPS: dict[tuple[int, ...], dict[str, FeatureSource]] = {
+    codes: dict(zip(ENTITY_FEATURES, (FEATURE_SOURCES[c] for c in codes), strict=True))
+    for codes in itertools.product(range(len(FEATURE_SOURCES)), repeat=len(ENTITY_FEATURES))
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class PredictionBatch:
                 "model_version": self.model_version,
                 "prediction_id": pid,
                 "latency_ms": self.latency_ms,
-                "features_source": _source_map(tuple(codes)),
+                "features_source": _SOURCE_MAPS[tuple(codes)],
             }
             for pid, (point, lower, upper), codes in zip(
                 self.prediction_ids,

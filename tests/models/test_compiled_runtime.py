@@ -7,10 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 import pytest
-import yaml
 
 import models.compiled_runtime as compiled_runtime
 from models.compiled_runtime import (
@@ -21,6 +19,7 @@ from models.compiled_runtime import (
     probe_rows,
 )
 from models.store.artifact import ModelArtifactError, load_artifact, sha256_file
+from tests.harness.model_copies import copy_model
 
 ATOL = 1e-6  # minutes, absolute, all three outputs
 
@@ -151,26 +150,15 @@ def test_a_library_of_another_format_is_refused(registered) -> None:  # type: ig
         CompiledRuntime(artifact.model, artifact.path / record["file"], record)
 
 
-def _copy_model(registered, tmp_path: Path) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
-    source = Path(bentoml.models.get(registered.tag).path)
-    version = "compiled" + tmp_path.name[-8:].replace("_", "").lower()
-    target = source.parent / version
-    shutil.copytree(source, target)
-    info = yaml.safe_load((target / "model.yaml").read_text())
-    info["version"] = version
-    (target / "model.yaml").write_text(yaml.safe_dump(info))
-    return f"delivery_eta:{version}", target
-
-
 def test_a_missing_library_is_refused_at_load(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tag, path = _copy_model(registered, tmp_path)
+    tag, path = copy_model(registered, tmp_path, "compiled")
     (path / LIBRARY_FILE).unlink()
     with pytest.raises(ModelArtifactError, match=r"compiled library .* it does not have"):
         load_artifact(tag)
 
 
 def test_an_altered_library_is_refused_at_load(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tag, path = _copy_model(registered, tmp_path)
+    tag, path = copy_model(registered, tmp_path, "compiled")
     with (path / LIBRARY_FILE).open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ModelArtifactError, match="does not match its recorded sha256"):

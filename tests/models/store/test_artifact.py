@@ -1,16 +1,15 @@
 """The model store round trip, and refusal of artifacts that don't match the code."""
 
 import json
-import shutil
 from pathlib import Path
 
-import bentoml
 import numpy as np
 import pytest
 import yaml
 
 from models.features import FEATURE_NAMES
 from models.store.artifact import ENTITY_FILE, MODEL_FILE, ModelArtifactError, load_artifact
+from tests.harness.model_copies import copy_model
 
 
 def test_registered_model_loads_with_its_metadata(registered) -> None:  # type: ignore[no-untyped-def]
@@ -42,20 +41,8 @@ def test_unknown_tag_is_refused_with_one_line() -> None:
     assert "\n" not in str(info.value)
 
 
-def _copy_model(registered, tmp_path: Path) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
-    """A copy of the registered model under a new version, to tamper with."""
-    source = Path(bentoml.models.get(registered.tag).path)
-    version = "tamper" + tmp_path.name[-8:].replace("_", "").lower()
-    target = source.parent / version
-    shutil.copytree(source, target)
-    info = yaml.safe_load((target / "model.yaml").read_text())
-    info["version"] = version
-    (target / "model.yaml").write_text(yaml.safe_dump(info))
-    return f"delivery_eta:{version}", target
-
-
 def test_corrupted_model_file_is_refused(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tag, path = _copy_model(registered, tmp_path)
+    tag, path = copy_model(registered, tmp_path, "tamper")
     with (path / MODEL_FILE).open("ab") as handle:
         handle.write(b"tampered")
     with pytest.raises(ModelArtifactError, match="does not match its recorded sha256"):
@@ -63,7 +50,7 @@ def test_corrupted_model_file_is_refused(registered, tmp_path: Path) -> None:  #
 
 
 def test_feature_list_mismatch_is_refused(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tag, path = _copy_model(registered, tmp_path)
+    tag, path = copy_model(registered, tmp_path, "tamper")
     info = yaml.safe_load((path / "model.yaml").read_text())
     info["metadata"]["feature_names"] = list(reversed(FEATURE_NAMES))
     (path / "model.yaml").write_text(yaml.safe_dump(info))
@@ -88,7 +75,7 @@ def _repickle_under(module: str, registered, tmp_path: Path, monkeypatch) -> str
     from models.model import DeliveryTimeModel
     from models.store.artifact import sha256_file
 
-    tag, path = _copy_model(registered, tmp_path)
+    tag, path = copy_model(registered, tmp_path, "tamper")
     model = joblib.load(path / MODEL_FILE)
     with monkeypatch.context() as patch:
         patch.setattr(DeliveryTimeModel, "__module__", module)
