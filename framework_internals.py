@@ -240,18 +240,29 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
 # --------------------------------------------------------------------------- 8. uvicorn listeners
 
 
+_LISTENING_HOOKS: list[Callable[[Any], None]] = []
+_CLOSING_HOOKS: list[Callable[[Any], Awaitable[None]]] = []
+
+
 def install_listener_hooks(
-    *, listening: Callable[[Any], None], closing: Callable[[Any], Awaitable[None]]
+    *,
+    listening: Callable[[Any], None] | None = None,
+    closing: Callable[[Any], Awaitable[None]] | None = None,
 ) -> None:
     """Wrap ``uvicorn.Server`` in this process: ``listening(server)`` runs once ``startup`` has
     opened the listeners (not when start-up failed), and ``await closing(server)`` first thing in
     ``shutdown``, before uvicorn stops accepting and asks open connections to finish.
 
-    Must run before ``Server.run`` (at service import time in the worker). Idempotent: a second
-    call keeps the first hooks.
+    Must run before ``Server.run`` (at service import time in the worker). Several features may
+    register hooks; they run in registration order, and registering the same hook again is a
+    no-op.
     """
     import uvicorn
 
+    if listening is not None and listening not in _LISTENING_HOOKS:
+        _LISTENING_HOOKS.append(listening)
+    if closing is not None and closing not in _CLOSING_HOOKS:
+        _CLOSING_HOOKS.append(closing)
     if getattr(uvicorn.Server.startup, "__delivery_eta_patched__", False):
         return
     original_startup, original_shutdown = uvicorn.Server.startup, uvicorn.Server.shutdown
@@ -259,11 +270,13 @@ def install_listener_hooks(
     async def startup(self: Any, sockets: Any = None) -> None:
         await original_startup(self, sockets=sockets)
         if self.started:
-            listening(self)
+            for hook in list(_LISTENING_HOOKS):
+                hook(self)
 
     async def shutdown(self: Any, sockets: Any = None) -> None:
         try:
-            await closing(self)
+            for hook in list(_CLOSING_HOOKS):
+                await hook(self)
         finally:
             await original_shutdown(self, sockets=sockets)
 

@@ -216,6 +216,8 @@ def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
     # The hooks patch the class for the process: let monkeypatch put the originals back.
     monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)
     monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn.Server.shutdown)
+    monkeypatch.setattr(door, "_LISTENING_HOOKS", [])
+    monkeypatch.setattr(door, "_CLOSING_HOOKS", [])
     events: list[tuple[str, bool]] = []
 
     def listening(server: uvicorn.Server) -> None:
@@ -225,7 +227,12 @@ def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
         events.append(("closing", server.servers[0].is_serving()))
 
     door.install_listener_hooks(listening=listening, closing=closing)
-    door.install_listener_hooks(listening=listening, closing=closing)  # idempotent
+    door.install_listener_hooks(listening=listening, closing=closing)  # same hooks: no-op
+
+    def also_listening(server: uvicorn.Server) -> None:
+        events.append(("also listening", True))
+
+    door.install_listener_hooks(listening=also_listening)  # a second feature's hook
     main, elsewhere = listener(), listener()
     with uvicorn_in_thread(sockets=[main]) as running:
         # A connection accepted outside uvicorn, handed over with uvicorn's protocol ...
@@ -244,6 +251,6 @@ def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
     # so its shutdown closed the idle keep-alive connection too.
     client.settimeout(5)
     assert client.recv(4096) == b""
-    assert events == [("listening", True), ("closing", True)]
+    assert events == [("listening", True), ("also listening", True), ("closing", True)]
     for sock in (client, main, elsewhere):
         sock.close()
