@@ -21,9 +21,11 @@ from starlette.routing import Route
 from framework_internals import pin_environment_for_workers
 from models.settings import ENV_PREFIX
 from serving.accept import install as install_greedy_accept
+from serving.middleware.auth import BearerTokenMiddleware
 from serving.middleware.body_guard import HttpGuardMiddleware
 from serving.middleware.openapi import OpenAPIDocumentMiddleware
 from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
+from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
 from serving.schema import (
     ORDER_EXAMPLE,
@@ -236,10 +238,16 @@ class DeliveryETA:
         await self.feature_store.close()
 
 
-# First added = outermost: the request context (id, log line, metrics) also covers the guard's
-# 413/415 answers, and while draining every answer closes its connection.
+# First added = outermost: the request context (id, log line, metrics) also covers the 401s and
+# the guard's 413/415 answers, and while draining every answer closes its connection.
 DeliveryETA.add_asgi_middleware(DrainingMiddleware)
 DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
+# Before anything reads a body or renders metrics: a 401 costs nothing (docs/security.md).
+DeliveryETA.add_asgi_middleware(
+    BearerTokenMiddleware,
+    tokens={"/v1/feedback": SETTINGS.feedback_token, METRICS_PATH: SETTINGS.metrics_token},
+)
+DeliveryETA.add_asgi_middleware(ScrapeCacheMiddleware, max_age_s=SETTINGS.metrics_cache_s)
 DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)
 # /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
 DeliveryETA.add_asgi_middleware(

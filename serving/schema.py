@@ -73,7 +73,10 @@ class Feedback(BaseModel):
     prediction_id: str = Field(
         pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
     )
-    actual_delivery_time_min: float = Field(gt=0, le=600, allow_inf_nan=False)
+    # Physically plausible only: under a minute from order to door does not happen (the model
+    # never predicts below 1, and the training data has none), and past 5 hours -- the bound
+    # of an entity's average too -- the order was lost or cancelled, not delivered late.
+    actual_delivery_time_min: float = Field(ge=1, le=300, allow_inf_nan=False)
 
 
 class FeedbackReceipt(BaseModel):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, RedisDsn, model_validator
+from pydantic import Field, RedisDsn, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from models.settings import ENV_PREFIX, ModelSettings
@@ -113,6 +113,25 @@ class ServiceSettings(ModelSettings):
 
     access_log: bool = False
     """BentoML's per-request access log; off by default because it costs throughput."""
+
+    # -- untrusted clients (docs/security.md) ------------------------------------------------
+
+    feedback_token: SecretStr | None = Field(default=None, min_length=16)
+    """Bearer token ``POST /v1/feedback`` requires (``Authorization: Bearer <token>``); unset:
+    open. Labels move the online MAE and coverage that alerts and promotions read, so set it
+    wherever clients are not all trusted (Kubernetes: from the Secret). Unset by default so
+    that a local ``make serve`` and existing clients keep working; a built-in default token
+    would be a published secret."""
+
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    """Bearer token ``GET /metrics`` requires; unset: open. Unset by default for the same
+    reason as ``feedback_token``; Kubernetes and compose set it and scrape with it."""
+
+    metrics_cache_s: float = Field(default=1.0, ge=0, le=60)
+    """Each worker answers /metrics from its latest rendering while it is younger than this,
+    so scrapes cost one render per worker per period however many clients scrape; 0: render
+    every scrape. 1 s is far below any scrape interval (15 s here), so Prometheus sees fresh
+    values."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:

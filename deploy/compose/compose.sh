@@ -36,8 +36,23 @@ dc() { "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/docker-compose.yml" "$@"; }
 http() { curl --noproxy '*' -sS --max-time 10 "$@"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Bearer tokens of /v1/feedback and /metrics (docs/security.md): made once per run
+# directory, handed to the API through its environment and to Prometheus as a file.
+# The files are world-readable (Prometheus reads its one as its own user inside the
+# container) in a directory only this user may enter.
+SECRETS="$RUNDIR/secrets"
+export METRICS_TOKEN_FILE="$SECRETS/metrics-token" FEEDBACK_TOKEN_FILE="$SECRETS/feedback-token"
+ensure_tokens() {
+  mkdir -p "$SECRETS" && chmod 700 "$SECRETS"
+  for f in "$METRICS_TOKEN_FILE" "$FEEDBACK_TOKEN_FILE"; do
+    [ -s "$f" ] || (umask 022 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$f")
+  done
+  METRICS_TOKEN="$(cat "$METRICS_TOKEN_FILE")" FEEDBACK_TOKEN="$(cat "$FEEDBACK_TOKEN_FILE")"
+  export METRICS_TOKEN FEEDBACK_TOKEN
+}
+
 render_prometheus_config() {
-  mkdir -p "$RUNDIR"
+  ensure_tokens
   sed -e "s/\${API_PORT}/$API_PORT/g" -e "s/\${PROM_PORT}/$PROM_PORT/g" \
     "$HERE/prometheus.yml.tmpl" > "$PROM_CONFIG"
 }
@@ -97,6 +112,7 @@ case "$CMD" in
     dc logs feature-seed 2>/dev/null | grep redis_keys_written >&2 || true
     ;;
   test)
+    ensure_tokens
     wait_ready 60
     health="$(http -f "http://127.0.0.1:$API_PORT/health")"
     log "health: $health"

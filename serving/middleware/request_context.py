@@ -30,6 +30,8 @@ class RequestInfo:
     request_id: str
     route: str
     fields: dict[str, Any] = field(default_factory=dict)
+    replacement: tuple[int, bytes] | None = None
+    """(status, JSON body) to send instead of the app's own answer with that status."""
 
 
 _current: ContextVar[RequestInfo | None] = ContextVar("delivery_eta_request", default=None)
@@ -56,6 +58,14 @@ def annotate(**fields: Any) -> None:
     info = _current.get()
     if info is not None:
         info.fields.update(fields)
+
+
+def replace_error_body(status: int, body: bytes) -> None:
+    """Answer the current request with the JSON ``body`` instead of the app's own body, if the
+    app answers ``status`` (for an answer built by code we cannot change, e.g. BentoML's 400)."""
+    info = _current.get()
+    if info is not None:
+        info.replacement = (status, body)
 
 
 def error_category(status: int, fields: dict[str, Any]) -> str | None:
@@ -100,15 +110,24 @@ class RequestContextMiddleware:
         request_id = info.request_id
         status = 500  # if the app raises before answering, the server answers 500
         started = time.perf_counter()
+        replacing = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, replacing
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
+                if info.replacement is not None and info.replacement[0] == status:
+                    replacing = True
+                    message["headers"] = _with_length(message["headers"], len(info.replacement[1]))
+            elif message["type"] == "http.response.body" and replacing:
+                if message.get("more_body", False):
+                    return  # the app's body is dropped, ours is sent with its last part
+                assert info.replacement is not None
+                message = {"type": "http.response.body", "body": info.replacement[1]}
             await send(message)
 
         try:
@@ -119,6 +138,11 @@ class RequestContextMiddleware:
             _log_request(info, scope.get("method", ""), status, latency_ms, category)
             if self.on_complete is not None:
                 self.on_complete(info, status, latency_ms, category)
+
+
+def _with_length(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
+    kept = [(name, value) for name, value in headers if name.lower() != b"content-length"]
+    return [*kept, (b"content-length", str(length).encode())]
 
 
 def _log_request(

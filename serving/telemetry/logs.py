@@ -2,47 +2,133 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
-from serving.middleware.request_context import annotate, current_request
+from serving.middleware.request_context import annotate, current_request, replace_error_body
+from serving.telemetry.labels import field_label
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")
 
 
-def _field_summary(exc: ValidationError) -> tuple[str, list[str]]:
-    parts, fields = [], []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        location = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{location}: {error['msg']}")
-        # the field name, without list indexes ("orders.3.distance_km" -> "distance_km")
-        named = [str(p) for p in error["loc"] if isinstance(p, str)]
-        fields.append(named[-1] if named else "body")
-    return "; ".join(parts), fields
+MAX_LISTED_ERRORS = 10
+"""Validation errors a 400 answer and its log line list; the rest are only counted. A client
+fixes its first few mistakes; echoing thousands cost 10.9x the request in response bytes."""
+MAX_LOC_PART_CHARS = 64
+"""Longest part of an error's location echoed back (an unknown key may be 900 KB long)."""
+MAX_MESSAGE_CHARS = 200
+"""Longest error message echoed back."""
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def _listed_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One of BentoML's 400 ``detail`` entries, its client-chosen parts shortened."""
+    listed = dict(error)
+    listed["loc"] = [
+        _shortened(part, MAX_LOC_PART_CHARS) if isinstance(part, str) else part
+        for part in error["loc"]
+    ]
+    listed["msg"] = _shortened(str(error["msg"]), MAX_MESSAGE_CHARS)
+    return listed
+
+
+def validation_error_answer(exc: ValidationError) -> tuple[bytes, str, set[str]]:
+    """What one invalid request costs: the 400 body, the log line's ``error`` text and the
+    ``field`` labels to count, each bounded whatever the number of bad fields.
+
+    The body keeps BentoML's shape (``error`` and ``detail``, the entries ``exc.errors()``
+    gives without input and context) with at most ``MAX_LISTED_ERRORS`` entries, plus
+    ``error_count``, the number of errors in all.
+    """
+    errors = exc.errors(include_context=False, include_input=False)
+    listed = [_listed_error(error) for error in errors[:MAX_LISTED_ERRORS]]
+    count = len(errors)
+    body = {
+        "error": f"{count} validation error for {exc.title}",
+        "detail": listed,
+        "error_count": count,
+    }
+    summary = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in listed
+    )
+    if count > len(listed):
+        summary += f"; and {count - len(listed)} more"
+    fields = {field_label(tuple(error["loc"])) for error in errors}
+    return json.dumps(body, separators=(",", ":")).encode(), summary, fields
 
 
 class ClientErrorFilter(logging.Filter):
     """Turn BentoML's traceback log of a client error into fields of the request's own line.
 
     The request log line (see ``request_context``) then carries ``error`` and the metrics
-    count the invalid fields; the ERROR-with-traceback record is dropped.
+    count the invalid fields; the ERROR-with-traceback record is dropped. BentoML logs before
+    it builds its 400 answer, which echoes every bad field: the request context is told to
+    send the bounded answer of :func:`validation_error_answer` instead.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ValidationError):
-            summary, fields = _field_summary(exc)
+            body, summary, fields = validation_error_answer(exc)
             annotate(error=summary, invalid_fields=fields)
+            replace_error_body(400, body)
             return False
         if isinstance(exc, BentoMLException) and int(exc.error_code) < 500:
             annotate(error=str(exc))  # e.g. 415 for a pickle body
             return False
         return True
+
+
+MAX_LINE_BYTES = 8192
+"""Longest log line. Container runtimes split lines over 16 KiB into partial records (CRI,
+Docker's json-file) that log pipelines then keep as broken JSON; half that leaves room for the
+runtime's prefix, and a normal request line is ~400 bytes."""
+MAX_FIELD_CHARS = 2048
+"""Longest string field before the line as a whole is measured (tracebacks keep their end)."""
+_TAIL_FIELDS = frozenset({"exc_info", "stack_info"})  # a traceback's end names the error
+
+
+def _cut(name: str, value: Any, limit: int) -> Any:
+    """``value`` shortened to ``limit`` characters (non-strings: their JSON text, if longer)."""
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= limit:
+        return value
+    if name in _TAIL_FIELDS:
+        return "\N{HORIZONTAL ELLIPSIS}" + text[len(text) - limit + 1 :]
+    return text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+class BoundedJsonFormatter(JsonFormatter):
+    """One JSON object per line, at most ``MAX_LINE_BYTES`` long: every field is cut to
+    ``MAX_FIELD_CHARS``, then, while the line is still too long (escapes can make a character
+    six bytes), all fields are cut shorter and ``truncated`` is set."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {name: _cut(name, value, MAX_FIELD_CHARS) for name, value in log_data.items()}
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        line = super().jsonify_log_record(log_data)
+        limit = MAX_FIELD_CHARS
+        while len(line) > MAX_LINE_BYTES and limit > 16:  # ensure_ascii: characters are bytes
+            limit //= 4
+            log_data = {name: _cut(name, value, limit) for name, value in log_data.items()}
+            log_data["truncated"] = True
+            line = super().jsonify_log_record(log_data)
+        return line
 
 
 class RequestIdFilter(logging.Filter):
@@ -58,7 +144,7 @@ def configure_logging(level: str) -> None:
     """JSON lines on stdout for our loggers, and the client-error filter on BentoML's logger."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
-        JsonFormatter(
+        BoundedJsonFormatter(
             "{levelname}{name}{message}{request_id}",
             style="{",
             timestamp=True,  # ISO 8601, UTC

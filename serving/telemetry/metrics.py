@@ -7,7 +7,7 @@ dashboard); renaming one breaks them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import bentoml
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from framework_internals import observe_many
 from models.features import ENTITY_FEATURES, FEATURE_SOURCES, source_counts
 from serving.pipeline.prediction_log import FeedbackResult
+from serving.telemetry.labels import FIELD_LABELS, OTHER_FIELD, route_label
 
 _MINUTES = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180]
 _ERROR_MINUTES = [0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60]
@@ -53,12 +54,12 @@ PREDICTIONS_CLAMPED = bentoml.metrics.Counter(
 )
 VALIDATION_ERRORS = bentoml.metrics.Counter(
     name="delivery_eta_validation_errors_total",
-    documentation="Invalid request fields (one count per field per request)",
+    documentation="Invalid request fields (one count per field per request; unknown fields: other)",
     labelnames=["route", "field"],
 )
 ERRORS = bentoml.metrics.Counter(
     name="delivery_eta_errors_total",
-    documentation="Failed requests by category (validation, feature_store, model, internal, overload)",
+    documentation="Failed /v1 requests by category; route: one of the API's, or unmatched",
     labelnames=["route", "category"],
 )
 FEATURE_LOOKUPS = bentoml.metrics.Counter(
@@ -202,10 +203,17 @@ class MetricsRecorder:
             INTERVAL_HITS.labels(model_version=version, covered=covered).inc()
 
     def request_finished(
-        self, route: str, category: str | None, invalid_fields: Sequence[str] = ()
+        self, route: str, category: str | None, invalid_fields: Iterable[str] = ()
     ) -> None:
-        """Errors by category, and invalid fields, of one finished /v1 request."""
+        """Errors by category, and invalid fields, of one finished /v1 request.
+
+        ``route`` is the request's path and ``invalid_fields`` its ``field`` labels
+        (``labels.field_label``): both come from the client, so only the fixed label sets of
+        ``serving.telemetry.labels`` reach the metrics, and one request updates each series
+        at most once.
+        """
+        route = route_label(route)
         if category is not None:
             ERRORS.labels(route=route, category=category).inc()
-        for name in set(invalid_fields):
+        for name in {name if name in FIELD_LABELS else OTHER_FIELD for name in invalid_fields}:
             VALIDATION_ERRORS.labels(route=route, field=name).inc()

@@ -158,6 +158,24 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
                                 "scrapeTimeout": _DURATION,
                                 "honorLabels": {"type": "boolean"},
                                 "relabelings": {"type": "array"},
+                                "authorization": {
+                                    "type": "object",
+                                    "required": ["credentials"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "type": {"type": "string"},
+                                        "credentials": {
+                                            "type": "object",
+                                            "required": ["name", "key"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "name": {"type": "string"},
+                                                "key": {"type": "string"},
+                                                "optional": {"type": "boolean"},
+                                            },
+                                        },
+                                    },
+                                },
                                 "metricRelabelings": {"type": "array"},
                             },
                         },
@@ -412,7 +430,7 @@ def test_worker_count_follows_cpu_limit(target: str) -> None:
 
 
 # Created out of band in a real cluster (docs/deploy.md), never rendered there.
-EXTERNAL_SECRETS = {"delivery-eta-redis"}
+EXTERNAL_SECRETS = {"delivery-eta-redis", "delivery-eta-auth"}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -447,6 +465,32 @@ def test_production_redis_secret_is_external_and_required(target: str) -> None:
         env = {e["name"]: e for e in c["env"]}
         ref = env["DELIVERY_ETA_REDIS_URL"]["valueFrom"]["secretKeyRef"]
         assert ref["name"] in EXTERNAL_SECRETS and ref.get("optional") is False, name(dep)
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_production_auth_tokens_are_required_and_scraped_with(target: str) -> None:
+    """/v1/feedback and /metrics are never open in production: a missing token Secret stops
+    the pod, and Prometheus scrapes with the same Secret's metrics token."""
+    docs = render(target)
+    for dep, tpl in _pod_templates(docs):
+        (c,) = tpl["spec"]["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        for variable, key in [
+            ("DELIVERY_ETA_FEEDBACK_TOKEN", "feedback-token"),
+            ("DELIVERY_ETA_METRICS_TOKEN", "metrics-token"),
+        ]:
+            ref = env[variable]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"], ref.get("optional")) == (
+                "delivery-eta-auth",
+                key,
+                False,
+            ), name(dep)
+    (sm,) = of_kind(docs, "ServiceMonitor")
+    for endpoint in sm["spec"]["endpoints"]:
+        assert endpoint["authorization"]["credentials"] == {
+            "name": "delivery-eta-auth",
+            "key": "metrics-token",
+        }
 
 
 @pytest.mark.parametrize("target", TARGETS)
