@@ -271,7 +271,6 @@ DeliveryETA.add_asgi_middleware(
     max_body_bytes=SETTINGS.max_body_bytes,
     # No valid body has an object with more keys than a request model has fields.
     max_object_keys=max(len(model.model_fields) for model in (Order, Feedback)),
-    max_array_items=SETTINGS.max_batch_rows,
     refused=count_refusal,
 )
 # /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
