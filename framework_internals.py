@@ -29,7 +29,16 @@ Touch-points (why no public API does the job):
    ``uvicorn.Server.startup`` / ``shutdown``, and the protocol factory ``startup`` builds for its
    listeners (``config.http_protocol_class`` with ``server_state`` and ``lifespan.state``).
    uvicorn has no hook between "listening" and "stop accepting", nor a public way to hand it a
-   connection accepted elsewhere; ``serving.accept`` needs both.
+   connection accepted elsewhere; ``serving.accept`` needs both. A ``starting`` hook runs before
+   the original ``startup``, while the app and protocol uvicorn will serve can still be swapped.
+9. ``wrap_served_app`` + ``guard_connections``: replace ``config.loaded_app`` (the ASGI app
+   uvicorn serves, outside BentoML's own middlewares, which ``add_asgi_middleware`` cannot reach)
+   and ``config.http_protocol_class`` with a subclass of httptools' ``HttpToolsProtocol`` that
+   reports its parser callbacks to a per-connection guard (``serving.edge``). uvicorn has no
+   header-size, request-target or header/body-read timeout settings, and BentoML's request
+   metrics label the raw path before any middleware of ours runs.
+10. ``bentoml_fixed_paths``: the routes BentoML itself serves beside the service's APIs (probes,
+   metrics, docs, its bundled static files), for ``serving.edge.paths``.
 """
 
 from __future__ import annotations
@@ -240,18 +249,22 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
 # --------------------------------------------------------------------------- 8. uvicorn listeners
 
 
+_STARTING_HOOKS: list[Callable[[Any], None]] = []
 _LISTENING_HOOKS: list[Callable[[Any], None]] = []
 _CLOSING_HOOKS: list[Callable[[Any], Awaitable[None]]] = []
 
 
 def install_listener_hooks(
     *,
+    starting: Callable[[Any], None] | None = None,
     listening: Callable[[Any], None] | None = None,
     closing: Callable[[Any], Awaitable[None]] | None = None,
 ) -> None:
-    """Wrap ``uvicorn.Server`` in this process: ``listening(server)`` runs once ``startup`` has
-    opened the listeners (not when start-up failed), and ``await closing(server)`` first thing in
-    ``shutdown``, before uvicorn stops accepting and asks open connections to finish.
+    """Wrap ``uvicorn.Server`` in this process: ``starting(server)`` runs first thing in
+    ``startup`` (the config is loaded; nothing listens and the lifespan has not started),
+    ``listening(server)`` once ``startup`` has opened the listeners (not when start-up failed),
+    and ``await closing(server)`` first thing in ``shutdown``, before uvicorn stops accepting and
+    asks open connections to finish.
 
     Must run before ``Server.run`` (at service import time in the worker). Several features may
     register hooks; they run in registration order, and registering the same hook again is a
@@ -259,8 +272,9 @@ def install_listener_hooks(
     """
     import uvicorn
 
-    if listening is not None and listening not in _LISTENING_HOOKS:
-        _LISTENING_HOOKS.append(listening)
+    for hook, hooks in ((starting, _STARTING_HOOKS), (listening, _LISTENING_HOOKS)):
+        if hook is not None and hook not in hooks:
+            hooks.append(hook)
     if closing is not None and closing not in _CLOSING_HOOKS:
         _CLOSING_HOOKS.append(closing)
     if getattr(uvicorn.Server.startup, "__delivery_eta_patched__", False):
@@ -268,6 +282,8 @@ def install_listener_hooks(
     original_startup, original_shutdown = uvicorn.Server.startup, uvicorn.Server.shutdown
 
     async def startup(self: Any, sockets: Any = None) -> None:
+        for hook in list(_STARTING_HOOKS):
+            hook(self)
         await original_startup(self, sockets=sockets)
         if self.started:
             for hook in list(_LISTENING_HOOKS):
@@ -300,3 +316,199 @@ def connection_protocol_factory(server: Any) -> Callable[[], Any]:
         )
 
     return create_protocol
+
+
+# --------------------------------------------------------------------------- 9. uvicorn edge
+
+
+def wrap_served_app(server: Any, wrap: Callable[[Any], Any]) -> None:
+    """Serve ``wrap(app)`` instead of the ASGI app a ``uvicorn.Server`` was configured with.
+
+    Call from a ``starting`` hook (:func:`install_listener_hooks`): the config is loaded, and the
+    lifespan and every connection protocol read ``config.loaded_app`` only after it.
+    """
+    server.config.loaded_app = wrap(server.config.loaded_app)
+
+
+class _ConnectionControl:
+    """What a connection guard may do to its connection (see :func:`guard_connections`)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with a plain-text ``message`` and close the connection; just close
+        it if a response is already being written (answering would corrupt it)."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            return
+        cycle = protocol.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            transport.close()
+            return
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+        body = message.encode("ascii", "replace")
+        head = [STATUS_LINE[status]]
+        for name, value in protocol.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        transport.write(b"".join(head))
+        transport.close()
+
+    def close(self) -> None:
+        """Close the connection without an answer."""
+        transport = self._protocol.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def response_started(self) -> bool:
+        """Whether the answer to the request being read has begun (the app did not wait for
+        its body)."""
+        cycle = self._protocol.cycle
+        return bool(cycle is not None and cycle.response_started)
+
+    def reading_paused(self) -> bool:
+        """Whether uvicorn stopped reading because the app has not consumed the body yet."""
+        flow = self._protocol.flow
+        return bool(flow is not None and flow.read_paused)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> Any:
+        """``loop.call_later`` on the connection's event loop (returns a cancellable handle)."""
+        return self._protocol.loop.call_later(delay_s, callback)
+
+
+class _EdgeRefusal(Exception):
+    """Raised from a parser callback to stop httptools parsing a refused request."""
+
+
+def guard_connections(server: Any, make_guard: Callable[[Any], Any]) -> None:
+    """Serve every connection of a ``uvicorn.Server`` with a guarded httptools protocol.
+
+    ``make_guard(control)`` is called once per connection with a control object
+    (``refuse(status, message)``, ``close()``, ``response_started()``, ``reading_paused()``,
+    ``call_later(delay, fn)``)
+    and returns the guard the protocol reports to: ``opened()``, ``closed()``,
+    ``head_room() -> int | None`` (bytes the current header block may still take; None when no
+    header block is being read), ``receiving(n)``, ``fed()``, ``message_begin()``,
+    ``url(n) -> refusal | None``, ``headers_too_large() -> refusal``, ``headers_complete() ->
+    bool`` (False: close after this response), ``body()``, ``message_complete()``,
+    ``invalid()``. A refusal has ``status`` and ``message``. Call from a ``starting`` hook;
+    connections ``serving.accept`` hands over get the same protocol, since
+    :func:`connection_protocol_factory` reads ``config.http_protocol_class``.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    base = server.config.http_protocol_class
+    if not (isinstance(base, type) and issubclass(base, HttpToolsProtocol)):
+        raise FrameworkDriftError(
+            f"uvicorn serves with {base!r}, not httptools: the connection guard needs httptools"
+        )
+    server.config.http_protocol_class = _guarded_protocol(base, make_guard)
+
+
+def _guarded_protocol(base: type, make_guard: Callable[[Any], Any]) -> type:
+    class GuardedHttpToolsProtocol(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.edge_guard = make_guard(_ConnectionControl(self))
+            self._edge_refusal: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.edge_guard.opened()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.edge_guard.closed()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            room = self.edge_guard.head_room()
+            if room is not None and len(data) > room:
+                # Feed the header block only up to its limit: httptools buffers an unfinished
+                # header line itself, so checking after the feed would let it grow a whole read.
+                head, data = data[:room], data[room:]
+                if head:
+                    self.edge_guard.receiving(len(head))
+                    super().data_received(head)
+                if self.transport.is_closing():
+                    return
+                if self.edge_guard.head_room() is not None:
+                    refusal = self.edge_guard.headers_too_large()
+                    _ConnectionControl(self).refuse(refusal.status, refusal.message)
+                    return
+            self.edge_guard.receiving(len(data))
+            super().data_received(data)
+            self.edge_guard.fed()
+
+        def send_400_response(self, msg: str) -> None:
+            refusal, self._edge_refusal = self._edge_refusal, None
+            if refusal is None:
+                self.edge_guard.invalid()
+                super().send_400_response(msg)
+            else:
+                _ConnectionControl(self).refuse(refusal.status, refusal.message)
+
+        def on_message_begin(self) -> None:
+            self.edge_guard.message_begin()
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            refusal = self.edge_guard.url(len(url))
+            if refusal is not None:
+                self._edge_refusal = refusal
+                raise _EdgeRefusal(refusal.message)
+            super().on_url(url)
+
+        def on_headers_complete(self) -> None:
+            keep_alive = self.edge_guard.headers_complete()
+            cycle = self.cycle
+            super().on_headers_complete()
+            if not keep_alive and self.cycle is not cycle:
+                self.cycle.keep_alive = False
+
+        def on_body(self, body: bytes) -> None:
+            self.edge_guard.body()
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self.edge_guard.message_complete()
+            super().on_message_complete()
+
+    return GuardedHttpToolsProtocol
+
+
+# --------------------------------------------------------------------------- 10. BentoML's routes
+
+BENTOML_FIXED_ROUTES = (
+    "/",
+    "/docs.json",
+    "/schema.json",
+    "/metrics",
+    "/livez",
+    "/readyz",
+    "/healthz",
+)
+"""Routes BentoML 1.4's service app adds beside the APIs (``_bentoml_impl.server.app``,
+``bentoml._internal.server.base_app``); ``/static_content/<file>`` comes on top."""
+
+
+def bentoml_fixed_paths() -> frozenset[str]:
+    """Every path BentoML serves by itself: its fixed routes and each bundled static file."""
+    from bentoml._internal import server as bentoml_server
+
+    static = Path(bentoml_server.__file__).parent / "static_content"
+    files = (f"/static_content/{p.relative_to(static).as_posix()}" for p in static.rglob("*"))
+    return frozenset(BENTOML_FIXED_ROUTES) | frozenset(
+        path for path in files if (static / path.removeprefix("/static_content/")).is_file()
+    )

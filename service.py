@@ -18,9 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from framework_internals import pin_environment_for_workers
+from framework_internals import bentoml_fixed_paths, pin_environment_for_workers
 from models.settings import ENV_PREFIX
 from serving.accept import install as install_greedy_accept
+from serving.edge import install as install_http_edge
+from serving.edge import raise_open_files_limit
+from serving.edge.connection import EdgeLimits
+from serving.edge.paths import known_paths
+from serving.edge.refusals import count_refusal, publish_reasons
 from serving.middleware.auth import BearerTokenMiddleware
 from serving.middleware.body_guard import HttpGuardMiddleware
 from serving.middleware.openapi import OpenAPIDocumentMiddleware
@@ -50,6 +55,8 @@ SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
 SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
 install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
+if SETTINGS.raise_open_files_limit:
+    raise_open_files_limit()
 ARTIFACT = load_served_model(SETTINGS)
 
 BatchOrders = Annotated[
@@ -238,6 +245,25 @@ class DeliveryETA:
         await self.feature_store.close()
 
 
+# Outside all of BentoML's app (its request metrics label raw paths): unknown paths collapse to
+# one label, and every connection is held to the size, time and keep-alive limits.
+install_http_edge(
+    EdgeLimits(
+        max_request_target_bytes=SETTINGS.max_request_target_bytes,
+        max_header_bytes=SETTINGS.max_header_bytes,
+        header_timeout_s=SETTINGS.header_timeout_s,
+        body_timeout_s=SETTINGS.body_timeout_s,
+        max_requests_per_connection=SETTINGS.max_requests_per_connection,
+    ),
+    known_paths(
+        bentoml_fixed_paths(),
+        (api.route for api in DeliveryETA.apis.values()),
+        ["/health"],  # the Starlette app mounted at "/"
+    ),
+    count_refusal,
+)
+publish_reasons()
+
 # First added = outermost: the request context (id, log line, metrics) also covers the 401s and
 # the guard's 413/415 answers, and while draining every answer closes its connection.
 DeliveryETA.add_asgi_middleware(DrainingMiddleware)
@@ -248,7 +274,13 @@ DeliveryETA.add_asgi_middleware(
     tokens={"/v1/feedback": SETTINGS.feedback_token, METRICS_PATH: SETTINGS.metrics_token},
 )
 DeliveryETA.add_asgi_middleware(ScrapeCacheMiddleware, max_age_s=SETTINGS.metrics_cache_s)
-DeliveryETA.add_asgi_middleware(HttpGuardMiddleware, max_body_bytes=SETTINGS.max_body_bytes)
+DeliveryETA.add_asgi_middleware(
+    HttpGuardMiddleware,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    # No valid body has an object with more keys than a request model has fields.
+    max_object_keys=max(len(model.model_fields) for model in (Order, Feedback)),
+    refused=count_refusal,
+)
 # /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
 DeliveryETA.add_asgi_middleware(
     OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict()

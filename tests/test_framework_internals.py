@@ -5,6 +5,7 @@ When BentoML or uvicorn is upgraded, this file fails first and names the module 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import socket
@@ -254,3 +255,179 @@ def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
     assert events == [("listening", True), ("also listening", True), ("closing", True)]
     for sock in (client, main, elsewhere):
         sock.close()
+
+
+def test_uvicorn_loads_the_config_before_startup_and_reads_app_and_protocol_after_it() -> None:
+    # `starting` hooks run first in startup: the config must be loaded by then, and the
+    # lifespan and each connection must read the (possibly wrapped) app and protocol later.
+    from uvicorn.lifespan import on
+    from uvicorn.protocols.http import httptools_impl
+
+    serve = inspect.getsource(uvicorn.Server._serve)
+    assert serve.index("config.load()") < serve.index("await self.startup(")
+    assert "app = self.config.loaded_app" in inspect.getsource(on.LifespanOn.main)
+    assert "self.app = config.loaded_app" in inspect.getsource(
+        httptools_impl.HttpToolsProtocol.__init__
+    )
+    startup = inspect.getsource(uvicorn.Server.startup)
+    assert startup.index("await self.lifespan.startup()") < startup.index("create_protocol")
+
+
+# --------------------------------------------------------------------------- 9. uvicorn edge
+
+
+def test_httptools_protocol_has_the_callbacks_and_state_the_guarded_protocol_uses() -> None:
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    for name in (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "send_400_response",
+        "on_message_begin",
+        "on_url",
+        "on_headers_complete",
+        "on_body",
+        "on_message_complete",
+    ):
+        assert callable(getattr(HttpToolsProtocol, name)), name
+    init = inspect.getsource(HttpToolsProtocol.__init__)
+    for attribute in (
+        "self.transport",
+        "self.flow",
+        "self.cycle",
+        "self.loop",
+        "self.server_state",
+    ):
+        assert attribute in init, attribute
+    # A callback's exception reaches send_400_response (how a refusal stops the parser).
+    data_received = inspect.getsource(HttpToolsProtocol.data_received)
+    assert "except httptools.HttpParserError:" in data_received
+    assert "self.send_400_response(msg)" in data_received
+    # The keep-alive decision is the cycle's, read when the response is written.
+    assert "self.keep_alive = False" in inspect.getsource(httptools_impl_cycle_send())
+    assert STATUS_LINE[431].startswith(b"HTTP/1.1 431")
+
+
+def httptools_impl_cycle_send():  # type: ignore[no-untyped-def]
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    return RequestResponseCycle.send
+
+
+def test_guard_connections_refuses_a_protocol_other_than_httptools() -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class FakeServer:
+        config = type("Config", (), {"http_protocol_class": H11Protocol})()
+
+    with pytest.raises(door.FrameworkDriftError, match="httptools"):
+        door.guard_connections(FakeServer(), lambda control: None)
+
+
+def test_the_edge_on_a_real_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.edge.connection import EdgeLimits, guard_factory
+    from tests.harness.uvicorn_thread import get, listener, uvicorn_in_thread
+
+    monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)
+    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn.Server.shutdown)
+    for hooks in ("_STARTING_HOOKS", "_LISTENING_HOOKS", "_CLOSING_HOOKS"):
+        monkeypatch.setattr(door, hooks, [])
+    refused: list[str] = []
+    seen_paths: list[str] = []
+    limits = EdgeLimits(
+        max_request_target_bytes=100,
+        max_header_bytes=1000,
+        header_timeout_s=0.5,
+        body_timeout_s=0.5,
+        max_requests_per_connection=2,
+    )
+
+    def wrap(app):  # type: ignore[no-untyped-def]
+        async def recording(scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                seen_paths.append(scope["path"])
+                while scope["method"] == "POST" and (await receive()).get("more_body"):
+                    pass  # read the body first, as the service's body guard does
+            await app(scope, receive, send)
+
+        return recording
+
+    def starting(server: uvicorn.Server) -> None:
+        door.wrap_served_app(server, wrap)
+        door.guard_connections(server, guard_factory(limits, refused.append))
+
+    door.install_listener_hooks(starting=starting)
+    main, elsewhere = listener(), listener()
+    with uvicorn_in_thread(sockets=[main]) as running:
+        port = main.getsockname()[1]
+
+        def exchange(data: bytes, sock: socket.socket | None = None) -> bytes:
+            sock = sock or socket.create_connection(("127.0.0.1", port), timeout=5)
+            with sock:
+                with contextlib.suppress(OSError):
+                    sock.sendall(data)
+                received = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        received += chunk
+                return received
+
+        assert get(port, "/a").startswith(b"HTTP/1.1 200")
+        assert seen_paths == ["/a"]  # served through the wrapped app
+        assert exchange(b"GET /" + b"x" * 200 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 414")
+        big = b"GET / HTTP/1.1\r\nX: " + b"y" * 5000 + b"\r\n\r\n"
+        assert exchange(big).startswith(b"HTTP/1.1 431")
+        framing = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assert exchange(framing).startswith(b"HTTP/1.1 400")
+        assert exchange(b"GET / HTTP/1.1\r\n").startswith(b"HTTP/1.1 408")  # header timeout
+        stalled = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"
+        assert exchange(stalled).startswith(b"HTTP/1.1 408")  # body timeout
+        two = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 2
+        answers = exchange(two)
+        assert answers.count(b"HTTP/1.1 200") == 2 and b"connection: close" in answers
+        # A connection accepted elsewhere and handed over gets the guarded protocol too.
+        client = socket.create_connection(elsewhere.getsockname(), timeout=5)
+        conn, _ = elsewhere.accept()
+        conn.setblocking(False)
+        factory = door.connection_protocol_factory(running.server)
+        running.call(lambda: running.loop.connect_accepted_socket(factory, conn))
+        assert exchange(b"GET /" + b"x" * 200 + b" HTTP/1.1\r\n\r\n", client).startswith(
+            b"HTTP/1.1 414"
+        )
+    assert refused == [
+        "request_target_too_long",
+        "headers_too_large",
+        "invalid_request",
+        "header_timeout",
+        "body_timeout",
+        "request_target_too_long",
+    ]
+    for sock in (main, elsewhere):
+        sock.close()
+
+
+# --------------------------------------------------------------------------- 10. BentoML's routes
+
+
+def test_bentoml_fixed_paths_are_every_route_bentoml_adds_to_a_service() -> None:
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    @bentoml.service
+    class Tiny:
+        @bentoml.api
+        def echo(self, x: int) -> int:
+            return x
+
+    app = Tiny.to_asgi(is_main=True)
+    routes = {route.path for route in app.router.routes if isinstance(route, Route)}
+    assert routes - {"/echo"} == set(door.BENTOML_FIXED_ROUTES)
+    (static,) = [r for r in app.router.routes if isinstance(r, Mount)]
+    assert static.path == "/static_content" and isinstance(static.app, StaticFiles)
+    files = {
+        f"/static_content/{path.relative_to(static.app.directory).as_posix()}"  # type: ignore[arg-type]
+        for path in Path(static.app.directory).rglob("*")  # type: ignore[arg-type]
+        if path.is_file()
+    }
+    assert files and door.bentoml_fixed_paths() == set(door.BENTOML_FIXED_ROUTES) | files
