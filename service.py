@@ -24,7 +24,7 @@ from serving.accept import install as install_greedy_accept
 from serving.edge import install as install_http_edge
 from serving.edge import raise_open_files_limit
 from serving.edge.connection import EdgeLimits
-from serving.edge.paths import known_paths
+from serving.edge.paths import UNMATCHED, known_paths
 from serving.edge.refusals import count_refusal, publish_reasons
 from serving.middleware.auth import BearerTokenMiddleware
 from serving.middleware.body_guard import HttpGuardMiddleware
@@ -102,7 +102,8 @@ async def _health(_: Request) -> JSONResponse:
 def _request_finished(
     info: RequestInfo, status: int, latency_ms: float, category: str | None
 ) -> None:
-    if info.route.startswith("/v1/"):
+    # An unknown path arrives here as /unmatched (serving.edge.paths): counted under that label.
+    if info.route.startswith("/v1/") or info.route == UNMATCHED:
         service: DeliveryETA | None = bentoml.get_current_service()
         if service is not None:
             service.metrics.request_finished(

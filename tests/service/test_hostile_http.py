@@ -38,6 +38,8 @@ def edge(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
         "DELIVERY_ETA_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         "DELIVERY_ETA_MAX_REQUESTS_PER_CONNECTION": str(MAX_REQUESTS_PER_CONNECTION),
         "DELIVERY_ETA_RAISE_OPEN_FILES_LIMIT": "false",
+        # every scrape rendered afresh: the tests look for a series right after one request
+        "DELIVERY_ETA_METRICS_CACHE_S": "0",
     }
     # The server inherits a low soft limit; this process gets its own back once it is up.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -23,7 +23,7 @@ from tests.service.conftest import ORDER
 FEEDBACK_TOKEN = "feedback-token-for-tests"
 METRICS_TOKEN = "metrics-token-for-tests"
 SCRAPE_CACHE_S = 1.0  # the service's default
-OUR_SAMPLE = re.compile(r"^(delivery_eta_\w+)\{([^}]*)\}", re.MULTILINE)
+SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?(?= )")
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +64,14 @@ def _scrape(server: LocalServer) -> str:
     return response.text
 
 
-def _our_series(text: str) -> dict[str, str]:
-    """Our series (``delivery_eta_*``), ``{name{labels}: sample line}``; BentoML's own series
-    (the ``endpoint`` label) are normalised by another part of the service."""
+def _series(text: str, prefix: str = "") -> dict[str, str]:
+    """The series of a scrape whose name starts with ``prefix`` -- by default every one, ours
+    and BentoML's (its ``endpoint`` label is normalised by serving.edge.paths) --
+    ``{name{labels}: sample line}``."""
     return {
         match.group(0): line
         for line in text.splitlines()
-        if (match := OUR_SAMPLE.match(line)) is not None
+        if (match := SAMPLE.match(line)) is not None and match.group(1).startswith(prefix)
     }
 
 
@@ -108,11 +109,12 @@ def test_label_floods_add_no_series(guarded: LocalServer) -> None:
     _flood(guarded, rounds=20)
     after = _scrape(guarded)
 
-    before_series, after_series = _our_series(before), _our_series(after)
-    new = sorted(set(after_series) - set(before_series))
+    before_series, after_series = _series(before), _series(after)
+    # BentoML labels one gauge with the worker's pid: a series per worker process (bounded by
+    # the worker count and restarts, not by clients), which appears once that worker answers.
+    new = sorted(s for s in set(after_series) - set(before_series) if 'pid="' not in s)
     assert new == [], f"{len(new)} new series, e.g. {[s[:200] for s in new[:3]]}"
-    our_bytes = sum(len(line) + 1 for line in after_series.values())
-    assert our_bytes < 100_000, our_bytes
+    assert len(after) < 1.05 * len(before), (len(before), len(after))
     assert max(len(line) for line in after.splitlines()) < 1000
     # the floods were counted, under the fixed labels
     assert (
@@ -129,7 +131,7 @@ def test_invalid_request_with_thousands_of_bad_fields_costs_little(guarded: Loca
         for row in range(1000)
     ]
     body = {"orders": orders}
-    before = _our_series(_scrape(guarded))
+    before = _series(_scrape(guarded), "delivery_eta_")
     response = _post(guarded, "/v1/predict/batch", body, **{"x-request-id": "bad-fields-3000"})
     after = _scrape(guarded)
 
@@ -140,7 +142,7 @@ def test_invalid_request_with_thousands_of_bad_fields_costs_little(guarded: Loca
     assert len(answer["detail"]) == 10
     assert answer["detail"][0]["loc"] == ["orders", 0, "distance_km"]
     # at most one update per fixed (route, field) pair: distance_km, is_peak_hour, other
-    new = set(_our_series(after)) - set(before)
+    new = set(_series(after, "delivery_eta_")) - set(before)
     assert len(new) <= 3, sorted(new)
     assert all('route="/v1/predict/batch"' in series for series in new), sorted(new)
     line = next(
