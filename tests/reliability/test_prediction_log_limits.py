@@ -225,7 +225,7 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
     path: Path = limited["path"]
     sizes = []
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for round_ in range(2):
+        for _round in range(2):
             for _ in range(60):  # 60,000 rows, ~4 MB of features and outputs each round
                 assert client.post("/v1/predict/batch", json=BATCH).status_code == 200
             time.sleep(0.5)
