@@ -64,7 +64,8 @@ def _tmpfs(directory: Path, size: str) -> Iterator[bool]:
     try:
         yield True
     finally:
-        subprocess.run(["umount", str(directory)], check=True)
+        # Lazy: detached now even if a straggling process still holds a file there.
+        subprocess.run(["umount", "--lazy", str(directory)], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def limited(registered: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             DELIVERY_ETA_PREDICTION_LOG_MAX_MIB=str(MAX_MIB),
             DELIVERY_ETA_PREDICTION_LOG_TIMEOUT_MS="300",
         )
-        with local_server(workdir / "server.log", env=env) as server:
+        with local_server(workdir / "server.log", env=env, ready_timeout_s=180) as server:
             yield {"server": server, "path": path, "on_tmpfs": on_tmpfs}
 
 
@@ -225,7 +226,7 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
     path: Path = limited["path"]
     sizes = []
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for _round in range(2):
+        for _round in range(3):
             for _ in range(60):  # 60,000 rows, ~4 MB of features and outputs each round
                 assert client.post("/v1/predict/batch", json=BATCH).status_code == 200
             time.sleep(0.5)
@@ -236,10 +237,11 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
         wal = path.with_name(path.name + "-wal")
         wal_size = wal.stat().st_size if wal.exists() else 0
     record_figure(
-        "prediction log, 120k rows against a 4 MiB cap",
+        "prediction log, 180k rows against a 4 MiB cap",
         {"db_bytes_after_each_60k_rows": sizes, "wal_bytes": wal_size, "evicted_rows": evicted},
     )
     assert sizes[-1] <= MAX_MIB * 1.1 * 2**20, sizes
-    assert sizes[1] <= sizes[0] * 1.05, sizes  # stopped growing: freed pages are reused
+    # 60k rows (~4 MB) reach the cap; after that freed pages are reused: no growth.
+    assert sizes[2] <= sizes[1] * 1.02, sizes
     assert wal_size <= 8 * 2**20
     assert evicted > 0

@@ -105,7 +105,7 @@ class RateLimitedWarning:
             return
         self._last = now
         count, self._suppressed = self._suppressed, 0
-        logger.warning(message + " (%d times in the last %.0f s)", *args, count, self._every_s)
+        logger.warning(message + " (%d such events since the last line)", *args, count)
 
 
 class BufferedLog:

@@ -32,6 +32,9 @@ PRUNE_EVERY_S = 60.0
 # Over the size cap, delete down to this fraction of it, so the next few writes do not each
 # trigger another eviction.
 EVICT_TO_FRACTION = 0.9
+# Bytes a block costs beyond its two arrays (key, columns, two index entries), for the room
+# to make before an insert; measured ~150 (docs/prediction-log.md).
+BLOCK_OVERHEAD_BYTES = 200
 # The WAL is truncated back to this after a checkpoint (it otherwise keeps its largest size).
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 
@@ -129,6 +132,14 @@ class SQLitePredictionLog(BufferedLog):
 
     def _write_now(self, blocks: list[PredictionBlock]) -> None:
         rows = [(b.block_key, b.created_at, b.model_version, len(b), *b.encoded()) for b in blocks]
+        if self._max_bytes is not None:
+            # Room is made before the insert, so the file never outgrows the cap by a write.
+            incoming = sum(len(r[4]) + len(r[5]) + BLOCK_OVERHEAD_BYTES for r in rows)
+            self._used_bytes = self._pages_in_use()
+            if self._used_bytes + incoming > self._max_bytes:
+                self._evict_oldest(
+                    min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming)
+                )
         with _Transaction(self._db):  # one commit for the whole chunk, not one per block
             self._db.executemany(
                 "INSERT OR IGNORE INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)", rows
@@ -138,8 +149,6 @@ class SQLitePredictionLog(BufferedLog):
             self._last_prune = now
             self._prune_expired(now - self._retention_s)
         self._used_bytes = self._pages_in_use()
-        if self._max_bytes is not None and self._used_bytes > self._max_bytes:
-            self._evict_oldest()
         self._observer.size_bytes(self._used_bytes)
 
     def _prune_expired(self, cutoff: float) -> None:
@@ -162,13 +171,11 @@ class SQLitePredictionLog(BufferedLog):
         (page_size,) = self._db.execute("PRAGMA page_size").fetchone()
         return int((pages - free) * page_size)
 
-    def _evict_oldest(self) -> None:
-        """Delete the oldest blocks until the pages in use fall under ``EVICT_TO_FRACTION`` of
-        the cap, estimating the share to delete from the average block (a few rounds at most)."""
-        assert self._max_bytes is not None
-        target = self._max_bytes * EVICT_TO_FRACTION
+    def _evict_oldest(self, target: float) -> None:
+        """Delete the oldest blocks until the pages in use fall to ``target`` bytes, estimating
+        the share to delete from the average block (a round or two)."""
         evicted = 0
-        while self._used_bytes > target:
+        while self._used_bytes > max(target, 0):
             with _Transaction(self._db):
                 (blocks,) = self._db.execute("SELECT count(*) FROM prediction_blocks").fetchone()
                 if not blocks:
