@@ -106,7 +106,8 @@ def test_feedback_reaching_another_replica_joins_through_the_shared_redis_log(
         )
         again = httpx.post(f"{replica_a.url}/v1/feedback", json=feedback, timeout=10)
         assert again.json()["status"] == "duplicate"
-        assert httpx.get(f"{replica_b.url}/health").json()["prediction_log"] == {"backend": "redis"}
+        log_health = httpx.get(f"{replica_b.url}/health").json()["prediction_log"]
+        assert (log_health["backend"], log_health["state"]) == ("redis", "ready")
 
 
 def test_a_redis_log_outage_answers_feedback_503_and_keeps_the_records(
