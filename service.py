@@ -32,6 +32,7 @@ from serving.middleware.openapi import OpenAPIDocumentMiddleware
 from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
 from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
+from serving.pipeline.prediction_log import PredictionLogUnavailable
 from serving.schema import (
     ORDER_EXAMPLE,
     BatchPrediction,
@@ -46,6 +47,7 @@ from serving.startup import (
     build_feature_store,
     build_metrics,
     build_pipeline,
+    check_prediction_log,
     load_served_model,
     load_settings,
 )
@@ -58,6 +60,7 @@ install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
 if SETTINGS.raise_open_files_limit:
     raise_open_files_limit()
 ARTIFACT = load_served_model(SETTINGS)
+check_prediction_log(SETTINGS)
 
 BatchOrders = Annotated[
     list[Order],
@@ -83,6 +86,10 @@ BatchOrders = Annotated[
 def _error(status: int, message: str, category: str, **headers: str) -> JSONResponse:
     annotate(error_category=category, error=message)
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+# Seconds a client should wait before resending feedback the prediction log could not take.
+FEEDBACK_RETRY_AFTER_S = 5
 
 
 def _overloaded() -> JSONResponse:
@@ -177,10 +184,11 @@ class DeliveryETA:
 
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
+        log = self.pipeline.prediction_log
+        prediction_log = log.status() if log is not None else {"backend": None, "state": None}
+        healthy = self.feature_store.state == "ready" and prediction_log["state"] != "failing"
         return {
-            "status": "draining"
-            if SHUTDOWN.draining
-            else ("ok" if self.feature_store.state == "ready" else "degraded"),
+            "status": "draining" if SHUTDOWN.draining else ("ok" if healthy else "degraded"),
             "model_version": ARTIFACT.tag,
             "model_stage": ARTIFACT.labels.get("stage"),
             "uptime_s": round(time.time() - self.started_at, 3),
@@ -188,7 +196,7 @@ class DeliveryETA:
                 "backend": self.feature_store.backend,
                 "state": self.feature_store.state,
             },
-            "prediction_log": {"backend": SETTINGS.prediction_log_backend},
+            "prediction_log": prediction_log,
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)
@@ -215,7 +223,17 @@ class DeliveryETA:
     async def feedback(self, **body: Any) -> FeedbackReceipt | JSONResponse:
         """Report the actual delivery time of a prediction; sending it again changes nothing."""
         prediction_id, actual = body["prediction_id"], body["actual_delivery_time_min"]
-        result = await self.pipeline.feedback(prediction_id, actual)
+        try:
+            result = await self.pipeline.feedback(prediction_id, actual)
+        except PredictionLogUnavailable as exc:
+            # The label is not lost if the client retries: the store (or the prediction's
+            # queued write) comes back; a 500 would say the request itself was wrong.
+            return _error(
+                503,
+                f"{exc}; retry later",
+                "unavailable",
+                **{"Retry-After": str(FEEDBACK_RETRY_AFTER_S)},
+            )
         if result.record is None:
             return _error(
                 404, f"unknown prediction_id {prediction_id} (expired or never made)", "not_found"

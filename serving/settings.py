@@ -88,8 +88,10 @@ class ServiceSettings(ModelSettings):
     )
     """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica)."""
 
-    prediction_log_retention_hours: float = Field(default=168.0, gt=0)
-    """How long a prediction can still receive feedback."""
+    prediction_log_retention_hours: float = Field(default=6.0, gt=0)
+    """How long a prediction can still receive feedback. 6 h: a delivery ends within the
+    prediction ceiling (4 h by default), and the label gets 2 h more to arrive; a week (the
+    old default) cost ~28x the storage for labels that never come (docs/prediction-log.md)."""
 
     drift_window_rows: int = Field(default=2000, ge=200, le=1_000_000)
     """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
@@ -162,10 +164,52 @@ class ServiceSettings(ModelSettings):
     """At start-up, raise the soft open-files limit to the hard limit (nginx's
     worker_rlimit_nofile): every connection costs a file descriptor."""
 
+    # Prediction log bounds (docs/prediction-log.md).
+    prediction_log_max_mib: float = Field(default=512.0, ge=1, le=1_048_576)
+    """Size cap of the SQLite prediction log (pages in use): above it the oldest predictions are
+    deleted, whatever their age. 512 MiB fits the k8s ``state`` emptyDir (1 Gi) with the WAL."""
+
+    prediction_log_queue_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Most predictions one worker keeps queued for the log (waiting for a write, or for the
+    store to come back); beyond it new ones are dropped and counted. ~100 B per batch row,
+    ~600 B per single prediction of memory."""
+
+    prediction_log_batch_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Share of multi-row requests whose predictions are logged (whole requests are kept or
+    not); 1 logs everything. Feedback for an unlogged prediction is 404, like an expired one."""
+
+    prediction_log_timeout_ms: float = Field(default=1000.0, gt=0, le=60_000)
+    """Longest one prediction-log write or feedback lookup waits for its store (a SQLite lock,
+    Redis); past it the write is retried later and the feedback answers 503."""
+
+    prediction_log_redis_url: RedisDsn | None = None
+    """Redis of the ``redis`` prediction log; default: ``redis_url`` (the feature store's).
+    A separate instance or logical DB keeps the log's memory apart from the features."""
+
+    prediction_log_redis_prefix: str = Field(
+        default="delivery_eta:block:", min_length=1, max_length=200, pattern=r"^[!-~]+$"
+    )
+    """Key prefix of the Redis prediction log's blocks (the feature snapshot uses
+    ``delivery_eta:<snapshot>:``)."""
+
+    @model_validator(mode="after")
+    def _prediction_log_fits(self) -> ServiceSettings:
+        if self.prediction_log_queue_rows < self.max_batch_rows:
+            raise ValueError(
+                "prediction_log_queue_rows must be at least max_batch_rows, or no full batch is "
+                "ever logged"
+            )
+        if self.prediction_log_retention_hours * 60 < self.prediction_ceiling_min:
+            raise ValueError(
+                "prediction_log_retention_hours must cover prediction_ceiling_min: a label "
+                "arrives when the delivery ends"
+            )
+        return self
+
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
-        uses_redis = "redis" in (self.feature_store_backend, self.prediction_log_backend)
-        if uses_redis and self.redis_url is None:
+        log_redis = self.prediction_log_backend == "redis" and not self.prediction_log_redis_url
+        if (self.feature_store_backend == "redis" or log_redis) and self.redis_url is None:
             raise ValueError(
                 "DELIVERY_ETA_REDIS_URL must be set when the feature store or prediction log is redis"
             )

@@ -19,11 +19,17 @@ from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifa
 from models.store.stages import resolve_serving_tag
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
-from serving.pipeline.prediction_log import PredictionLog, RedisPredictionLog, SQLitePredictionLog
+from serving.pipeline.prediction_log import (
+    LogObserver,
+    PredictionLog,
+    RedisPredictionLog,
+    SQLitePredictionLog,
+    unusable_reason,
+)
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
 from serving.settings import ServiceSettings
 from serving.telemetry.drift_monitor import DriftMonitor
-from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder, PredictionLogMetrics
 
 
 def refuse_to_start(reason: str) -> NoReturn:
@@ -74,12 +80,51 @@ def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> F
     return EmbeddedFeatureStore(artifact.entities)
 
 
-def build_prediction_log(settings: ServiceSettings) -> PredictionLog:
-    """Where predictions wait for their delayed labels."""
+def check_prediction_log(settings: ServiceSettings) -> None:
+    """Refuse to start if the SQLite prediction log's path is unusable (not creatable,
+    read-only, not a SQLite file).
+
+    Called in the serving process before any worker starts, so a bad path stops the server
+    with one line instead of crash-looping every worker in ``build_prediction_log``. A Redis
+    log is not probed: Redis being down is an outage the log rides out, not a wrong setting.
+    """
+    if settings.prediction_log_backend != "sqlite":
+        return
+    reason = unusable_reason(
+        settings.prediction_log_path, settings.prediction_log_timeout_ms / 1000
+    )
+    if reason is not None:
+        refuse_to_start(
+            f"prediction log {settings.prediction_log_path} is unusable"
+            f" (DELIVERY_ETA_PREDICTION_LOG_PATH): {reason}"
+        )
+
+
+def build_prediction_log(
+    settings: ServiceSettings, observer: LogObserver | None = None
+) -> PredictionLog:
+    """Where predictions wait for their delayed labels, with the bounds the settings give."""
     retention_s = settings.prediction_log_retention_hours * 3600
+    timeout_s = settings.prediction_log_timeout_ms / 1000
     if settings.prediction_log_backend == "redis":
-        return RedisPredictionLog(str(settings.redis_url), retention_s)
-    return SQLitePredictionLog(settings.prediction_log_path, retention_s)
+        return RedisPredictionLog(
+            str(settings.prediction_log_redis_url or settings.redis_url),
+            retention_s,
+            key_prefix=settings.prediction_log_redis_prefix,
+            max_queue_rows=settings.prediction_log_queue_rows,
+            sample_rate=settings.prediction_log_batch_sample_rate,
+            timeout_s=timeout_s,
+            observer=observer,
+        )
+    return SQLitePredictionLog(
+        settings.prediction_log_path,
+        retention_s,
+        max_bytes=int(settings.prediction_log_max_mib * 2**20),
+        max_queue_rows=settings.prediction_log_queue_rows,
+        sample_rate=settings.prediction_log_batch_sample_rate,
+        timeout_s=timeout_s,
+        observer=observer,
+    )
 
 
 def build_metrics(artifact: ModelArtifact, feature_store: FeatureStore) -> MetricsRecorder:
@@ -123,7 +168,9 @@ def build_pipeline(
         ),
         defaults=artifact.entities.defaults,
         bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
-        prediction_log=build_prediction_log(settings),
+        prediction_log=build_prediction_log(
+            settings, PredictionLogMetrics(settings.prediction_log_backend)
+        ),
         drift=DriftMonitor(
             artifact.metadata["reference_stats"], FEATURE_NAMES, settings.drift_window_rows
         ),

@@ -106,4 +106,59 @@ def test_feedback_reaching_another_replica_joins_through_the_shared_redis_log(
         )
         again = httpx.post(f"{replica_a.url}/v1/feedback", json=feedback, timeout=10)
         assert again.json()["status"] == "duplicate"
-        assert httpx.get(f"{replica_b.url}/health").json()["prediction_log"] == {"backend": "redis"}
+        log_health = httpx.get(f"{replica_b.url}/health").json()["prediction_log"]
+        assert (log_health["backend"], log_health["state"]) == ("redis", "ready")
+
+
+def test_a_redis_log_outage_answers_feedback_503_and_keeps_the_records(
+    registered, redis_server, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_WORKERS": "1",
+        "DELIVERY_ETA_PREDICTION_LOG_BACKEND": "redis",
+        "DELIVERY_ETA_REDIS_URL": redis_server.url,
+        "DELIVERY_ETA_PREDICTION_LOG_TIMEOUT_MS": "300",
+    }
+    with (
+        local_server(tmp_path / "server.log", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        before = client.post("/v1/predict", json=ORDER).json()["prediction_id"]
+        time.sleep(0.5)
+        redis_server.stop()
+        during = [client.post("/v1/predict", json=ORDER) for _ in range(5)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        feedback = client.post(
+            "/v1/feedback", json={"prediction_id": before, "actual_delivery_time_min": 30.0}
+        )
+        feedback_s = time.monotonic() - started
+        health = client.get("/health").json()
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while client.get("/health").json()["prediction_log"].get("state") != "ready":
+            if time.monotonic() > deadline:
+                break  # asserted below, with the figures printed first
+            time.sleep(0.2)
+        recovered = client.get("/health").json()["prediction_log"].get("state") == "ready"
+        # Redis restarted empty: what was written before is gone, what was queued is not.
+        joined = [
+            client.post(
+                "/v1/feedback",
+                json={"prediction_id": r.json()["prediction_id"], "actual_delivery_time_min": 30.0},
+            ).status_code
+            for r in during
+        ]
+        print(
+            f"redis log outage: predictions {[r.status_code for r in during]}, feedback"
+            f" {feedback.status_code} in {feedback_s:.2f} s, health {health},"
+            f" joined after restart {joined}"
+        )
+        assert [r.status_code for r in during] == [200] * 5
+        assert feedback.status_code == 503 and feedback.headers.get("Retry-After"), feedback.text
+        assert feedback_s < 5
+        assert health["prediction_log"]["state"] == "failing", health
+        assert recovered, "the log did not recover after Redis came back"
+        assert joined == [200] * 5
+    assert "Traceback" not in server.log()

@@ -54,3 +54,37 @@ def test_tracing_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> Non
     assert ServiceSettings().tracing is False
     monkeypatch.setenv("DELIVERY_ETA_TRACING", "true")
     assert ServiceSettings().tracing is True
+
+
+def test_prediction_log_defaults_keep_labels_hours_not_a_week() -> None:
+    settings = ServiceSettings()
+    assert settings.prediction_log_retention_hours == 6
+    assert settings.prediction_log_retention_hours * 60 >= settings.prediction_ceiling_min
+    assert settings.prediction_log_queue_rows >= settings.max_batch_rows
+    assert settings.prediction_log_batch_sample_rate == 1
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"DELIVERY_ETA_PREDICTION_LOG_RETENTION_HOURS": "2"}, "prediction_ceiling_min"),
+        ({"DELIVERY_ETA_PREDICTION_LOG_QUEUE_ROWS": "999"}, "max_batch_rows"),
+        ({"DELIVERY_ETA_PREDICTION_LOG_BATCH_SAMPLE_RATE": "1.5"}, "less than or equal to 1"),
+        ({"DELIVERY_ETA_PREDICTION_LOG_BACKEND": "redis"}, "DELIVERY_ETA_REDIS_URL"),
+    ],
+)
+def test_inconsistent_prediction_log_settings_are_rejected(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        ServiceSettings()
+
+
+def test_the_redis_log_may_have_a_redis_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_BACKEND", "redis")
+    monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_REDIS_URL", "redis://127.0.0.1:6400/1")
+    settings = ServiceSettings()
+    assert settings.redis_url is None
+    assert str(settings.prediction_log_redis_url) == "redis://127.0.0.1:6400/1"

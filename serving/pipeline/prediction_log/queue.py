@@ -1,0 +1,282 @@
+"""The per-worker write queue shared by both log backends: bounded, sampled, retried, counted.
+
+Requests append blocks; a background task writes everything queued every ``flush_interval_s``
+(off the request path), in bulk. A failed write keeps its blocks queued and retries them; while
+the queue is full new blocks are dropped. Every row handed to the log ends in exactly one
+outcome, reported to a :class:`LogObserver` (the metrics): written, sampled out, dropped because
+the queue was full, or dropped because the store still failed at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any, Literal, Protocol
+
+from serving.pipeline.prediction_log.records import (
+    FeedbackResult,
+    PredictionBlock,
+    PredictionLogUnavailable,
+)
+
+logger = logging.getLogger("serving.pipeline.prediction_log")
+
+RecordOutcome = Literal["written", "sampled_out", "dropped_queue_full", "dropped_write_failed"]
+RECORD_OUTCOMES: tuple[RecordOutcome, ...] = (
+    "written",
+    "sampled_out",
+    "dropped_queue_full",
+    "dropped_write_failed",
+)
+EvictionReason = Literal["retention", "size_cap"]
+EVICTION_REASONS: tuple[EvictionReason, ...] = ("retention", "size_cap")
+LogState = Literal["ready", "failing"]
+
+# Failures and overflow are logged at most this often: an outage must not flood the log.
+LOG_EVERY_S = 10.0
+# While the store fails, retry at this pace instead of every flush interval.
+RETRY_INTERVAL_S = 1.0
+# Most blocks one write takes: after an outage the backlog goes out in bounded transactions,
+# so a feedback lookup waiting for the store's one connection is not stuck behind all of it.
+WRITE_CHUNK_BLOCKS = 2000
+
+
+class LogObserver(Protocol):
+    """What the log reports (``serving.telemetry.metrics.PredictionLogMetrics`` in the service)."""
+
+    def records(self, outcome: RecordOutcome, rows: int) -> None:
+        """``rows`` predictions reached ``outcome``."""
+
+    def queue_rows(self, rows: int) -> None:
+        """Rows now waiting in this worker's queue."""
+
+    def store_up(self, up: bool) -> None:
+        """Whether the store's last write or lookup succeeded."""
+
+    def evicted(self, reason: EvictionReason, rows: int) -> None:
+        """``rows`` stored predictions were deleted (expired, or to stay under the size cap)."""
+
+    def size_bytes(self, size: int) -> None:
+        """Bytes the store holds (SQLite: pages in use)."""
+
+
+class Unobserved:
+    """A :class:`LogObserver` that reports nowhere (tests, tools)."""
+
+    def records(self, outcome: RecordOutcome, rows: int) -> None:
+        """Ignored."""
+
+    def queue_rows(self, rows: int) -> None:
+        """Ignored."""
+
+    def store_up(self, up: bool) -> None:
+        """Ignored."""
+
+    def evicted(self, reason: EvictionReason, rows: int) -> None:
+        """Ignored."""
+
+    def size_bytes(self, size: int) -> None:
+        """Ignored."""
+
+
+def sampled_in(block: PredictionBlock, rate: float) -> bool:
+    """Whether a block is logged at sample ``rate``: single predictions always are; a batch is
+    kept if its (random) key falls under the rate, so the decision is a property of the ids."""
+    if rate >= 1.0 or len(block) <= 1:
+        return True
+    return int(block.block_key[:8], 16) < rate * 16**8
+
+
+class RateLimitedWarning:
+    """One WARNING line per ``every_s`` at most, with the count of events since the last line."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
+        self._every_s = every_s
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        """Count one event; log it (and how many were not logged since) if the time has come."""
+        self._suppressed += 1
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            return
+        self._last = now
+        count, self._suppressed = self._suppressed, 0
+        logger.warning(message + " (%d such events since the last line)", *args, count)
+
+
+class BufferedLog:
+    """The bounded write queue; backends implement ``_write``, ``_attach`` and ``_close``.
+
+    ``store_errors`` are the exceptions that mean "the store failed" (retry, report, 503);
+    anything else escaping ``_write`` is a bug, logged with its traceback, and retried too.
+    """
+
+    backend: str = "none"
+    store_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(
+        self,
+        *,
+        max_queue_rows: int,
+        sample_rate: float = 1.0,
+        flush_interval_s: float = 0.1,
+        observer: LogObserver | None = None,
+    ) -> None:
+        self._pending: deque[PredictionBlock] = deque()
+        self._pending_rows = 0
+        self._max_queue_rows = max_queue_rows
+        self._sample_rate = sample_rate
+        self._interval_s = flush_interval_s
+        self._observer = observer or Unobserved()
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._state: LogState = "ready"
+        self._error: str | None = None
+        self._warn_overflow = RateLimitedWarning()
+        self._warn_failure = RateLimitedWarning()
+        self._observer.store_up(True)
+        self._observer.queue_rows(0)
+
+    @property
+    def state(self) -> LogState:
+        """``failing`` from a failed write or lookup until the next successful write."""
+        return self._state
+
+    @property
+    def queue_rows(self) -> int:
+        """Rows queued in this worker, not yet written."""
+        return self._pending_rows
+
+    def append(self, block: PredictionBlock) -> None:
+        """Queue one request's predictions, unless sampled out or the queue is full (counted)."""
+        rows = len(block)
+        if not sampled_in(block, self._sample_rate):
+            self._observer.records("sampled_out", rows)
+            return
+        if self._pending_rows + rows > self._max_queue_rows:
+            self._observer.records("dropped_queue_full", rows)
+            self._warn_overflow(
+                "prediction log queue full (%d rows, store %s): dropped a request's %d predictions",
+                self._pending_rows,
+                self._state,
+                rows,
+            )
+            return
+        self._pending.append(block)
+        self._pending_rows += rows
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s if self._state == "ready" else RETRY_INTERVAL_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued so far; on failure it stays queued (and the state says so)."""
+        async with self._flush_lock:
+            while self._pending:
+                # Only append() adds, at the right end, and only flush() removes (under the
+                # lock): the first `len(chunk)` blocks are still these after the write.
+                chunk = [
+                    self._pending[i] for i in range(min(len(self._pending), WRITE_CHUNK_BLOCKS))
+                ]
+                try:
+                    await self._write(chunk)
+                except Exception as exc:
+                    self._failed(exc)
+                    break
+                rows = 0
+                for _ in chunk:
+                    rows += len(self._pending.popleft())
+                self._pending_rows -= rows
+                self._observer.records("written", rows)
+                self._recovered()
+            self._observer.queue_rows(self._pending_rows)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._error = f"{type(exc).__name__}: {exc}"
+        if self._state == "ready":
+            self._state = "failing"
+            self._observer.store_up(False)
+        if isinstance(exc, self.store_errors):
+            self._warn_failure(
+                "prediction log (%s) failing, %d rows queued for retry: %s",
+                self.backend,
+                self._pending_rows,
+                self._error,
+            )
+        else:
+            logger.exception("prediction log (%s) write failed unexpectedly", self.backend)
+
+    def _recovered(self) -> None:
+        if self._state != "ready":
+            self._state, self._error = "ready", None
+            self._observer.store_up(True)
+            logger.info("prediction log (%s) recovered", self.backend)
+
+    async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:
+        """Join ``actual`` to its prediction, at most once.
+
+        Raises :class:`PredictionLogUnavailable` while the store fails: the prediction may be
+        waiting in a queue for its write, so "unknown" would be a lie.
+        """
+        await self.flush()  # this worker's own recent predictions must be findable
+        if self._state == "failing":
+            raise PredictionLogUnavailable(f"prediction log ({self.backend}) is unavailable")
+        try:
+            return await self._attach(prediction_id, actual)
+        except self.store_errors as exc:
+            self._failed(exc)
+            raise PredictionLogUnavailable(
+                f"prediction log ({self.backend}) is unavailable"
+            ) from exc
+
+    def status(self) -> dict[str, Any]:
+        """The log's part of GET /health."""
+        return {
+            "backend": self.backend,
+            "state": self._state,
+            "queue_rows": self._pending_rows,
+            "queue_max_rows": self._max_queue_rows,
+            "sample_rate": self._sample_rate,
+            "error": self._error,
+            **self._details(),
+        }
+
+    def _details(self) -> dict[str, Any]:
+        return {}
+
+    async def close(self) -> None:
+        """Stop the background task, write what is queued; what the store refuses is counted
+        as lost (``dropped_write_failed``)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            await self.flush()
+            if self._pending_rows:
+                self._observer.records("dropped_write_failed", self._pending_rows)
+                logger.warning(
+                    "prediction log (%s) closed with %d rows unwritten: %s",
+                    self.backend,
+                    self._pending_rows,
+                    self._error,
+                )
+                self._pending.clear()
+                self._pending_rows = 0
+        finally:
+            await self._close()
+
+    async def _write(self, blocks: list[PredictionBlock]) -> None:
+        raise NotImplementedError
+
+    async def _attach(self, prediction_id: str, actual: float) -> FeedbackResult:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError

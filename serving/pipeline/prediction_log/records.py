@@ -1,0 +1,150 @@
+"""What the prediction log stores: prediction ids, one request's block, a joined label.
+
+The log stores one **block** per request, not one row per prediction: the request's features
+and outputs as float64 arrays, under a random block key that is also the first 27 hex digits of
+every prediction id of the request (the last 5 are the row). Per-prediction rows cost ~100 us
+each in SQLite (a random-key index insert plus JSON), which capped 1000-row batches at ~10k
+rows/s; a block costs one insert per request. Labels are few and go to a table of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+FeedbackStatus = Literal["joined", "duplicate", "conflict", "unknown"]
+
+_ROW_DIGITS = 5
+MAX_ROWS_PER_BLOCK = 16**_ROW_DIGITS
+"""Most predictions one block (one request) can hold: the row is the id's last 5 hex digits."""
+
+
+def new_prediction_ids(count: int) -> tuple[str, list[str]]:
+    """A new block key and ``count`` prediction ids under it, shaped as version-4 UUIDs.
+
+    The key holds 102 random bits (``os.urandom``), so ids stay unguessable; only the request's
+    own client, which receives all of them, learns the ids of a block.
+    """
+    if count > MAX_ROWS_PER_BLOCK:
+        raise ValueError(f"at most {MAX_ROWS_PER_BLOCK} predictions per request, got {count}")
+    digits = os.urandom(16).hex()
+    # Version nibble 4 and the RFC 4122 variant, as uuid4 sets them.
+    variant = "89ab"[int(digits[16], 16) & 3]
+    key = f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:27]}"
+    return key, [f"{key}{row:05x}" for row in range(count)]
+
+
+def split_prediction_id(prediction_id: str) -> tuple[str, int] | None:
+    """(block key, row) of an id made by :func:`new_prediction_ids`; None if it is not one."""
+    key, row = prediction_id[:-_ROW_DIGITS], prediction_id[-_ROW_DIGITS:]
+    if len(prediction_id) != 36 or len(key) != 31:
+        return None
+    try:
+        return key, int(row, 16)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """What was predicted, for whom, by which model."""
+
+    prediction_id: str
+    created_at: float
+    model_version: str
+    features: list[float]
+    predicted: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class PredictionBlock:
+    """The predictions of one request, column by column (what the request path hands over)."""
+
+    block_key: str
+    created_at: float
+    model_version: str
+    features: np.ndarray
+    """(n, features) model input, in ``FEATURE_NAMES`` order."""
+    outputs: np.ndarray
+    """(n, 3): point, lower, upper."""
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def encoded(self) -> tuple[bytes, bytes]:
+        """Features and outputs as little-endian float64 bytes, row-major (the stored form)."""
+        return (
+            np.ascontiguousarray(self.features, dtype="<f8").tobytes(),
+            np.ascontiguousarray(self.outputs, dtype="<f8").tobytes(),
+        )
+
+
+def stored_record(
+    prediction_id: str,
+    row: int,
+    created_at: float,
+    model_version: str,
+    rows: int,
+    features: bytes,
+    outputs: bytes,
+) -> PredictionRecord | None:
+    """Row ``row`` of a stored block as a record; None if the block has no such row."""
+    if not 0 <= row < rows:
+        return None
+    feature_row = np.frombuffer(features, dtype="<f8").reshape(rows, -1)[row].tolist()
+    point, lower, upper = np.frombuffer(outputs, dtype="<f8").reshape(rows, 3)[row].tolist()
+    return PredictionRecord(
+        prediction_id, created_at, model_version, feature_row, point, lower, upper
+    )
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """Outcome of joining one label; ``record`` is None when the id is unknown."""
+
+    status: FeedbackStatus
+    record: PredictionRecord | None
+    actual: float | None
+
+
+def joined(record: PredictionRecord, actual: float, stored: float | None) -> FeedbackResult:
+    """The outcome once the label store answered: ``stored`` is None if ours was the first."""
+    if stored is None:
+        return FeedbackResult("joined", record, actual)
+    return FeedbackResult("duplicate" if stored == actual else "conflict", record, stored)
+
+
+class PredictionLogUnavailable(Exception):
+    """The log's store failed (locked, full, I/O error, unreachable): retry later."""
+
+
+class PredictionLog(Protocol):
+    """Where predictions wait for their labels."""
+
+    backend: str
+
+    def append(self, block: PredictionBlock) -> None:
+        """Queue one request's predictions for writing (non-blocking)."""
+        ...
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        ...
+
+    async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:
+        """Join ``actual`` to its prediction, at most once; raises
+        :class:`PredictionLogUnavailable` while the store is failing."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The log's part of GET /health: backend, state and queue (plus backend details)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+        ...

@@ -1,0 +1,136 @@
+"""The shared prediction log of a cluster: one Redis hash per request, expiring after the
+retention, so feedback can reach any replica.
+
+Its cost is bounded by the TTL (retention) and, on the Redis side, by ``maxmemory`` with a
+``volatile-*`` eviction policy: every key written here has a TTL and the feature snapshot's
+keys have none, so Redis evicts predictions (``volatile-ttl``: the oldest first) and never
+the features (docs/prediction-log.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from serving.pipeline.prediction_log.queue import BufferedLog, LogObserver
+from serving.pipeline.prediction_log.records import (
+    FeedbackResult,
+    PredictionBlock,
+    PredictionRecord,
+    joined,
+    split_prediction_id,
+    stored_record,
+)
+
+DEFAULT_KEY_PREFIX = "delivery_eta:block:"
+# One hash per prediction, before blocks; still answered until those keys expire.
+LEGACY_KEY_PREFIX = "delivery_eta:prediction:"
+
+
+class RedisPredictionLog(BufferedLog):
+    """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
+    block's field ``actual:<row>``, set with HSETNX so exactly one replica joins it."""
+
+    backend = "redis"
+    store_errors = (redis.RedisError, OSError, TimeoutError)
+
+    def __init__(
+        self,
+        redis_url: str,
+        retention_s: float,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        max_queue_rows: int = 100_000,
+        sample_rate: float = 1.0,
+        timeout_s: float = 1.0,
+        flush_interval_s: float = 0.1,
+        observer: LogObserver | None = None,
+    ) -> None:
+        super().__init__(
+            max_queue_rows=max_queue_rows,
+            sample_rate=sample_rate,
+            flush_interval_s=flush_interval_s,
+            observer=observer,
+        )
+        self._ttl = max(int(retention_s), 1)
+        self._prefix = key_prefix
+        self._client = aioredis.Redis.from_url(
+            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+
+    async def _write(self, blocks: list[PredictionBlock]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for block in blocks:
+                key = self._prefix + block.block_key
+                features, outputs = block.encoded()
+                pipe.hset(
+                    key,
+                    mapping={
+                        "created_at": block.created_at,
+                        "model_version": block.model_version,
+                        "rows": len(block),
+                        "features": features,
+                        "outputs": outputs,
+                    },
+                )
+                pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def _attach(self, prediction_id: str, actual: float) -> FeedbackResult:
+        located = split_prediction_id(prediction_id)
+        if located is None:
+            return FeedbackResult("unknown", None, None)
+        block_key, row = located
+        key = self._prefix + block_key
+        fields = ["created_at", "model_version", "rows", "features", "outputs"]
+        stored: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[misc]
+        if stored[0] is None:
+            return await self._attach_legacy(prediction_id, actual)
+        created_at, model_version, rows, features, outputs = stored
+        assert (
+            created_at and model_version and rows and features is not None and outputs is not None
+        )
+        record = stored_record(
+            prediction_id,
+            row,
+            float(created_at),
+            model_version.decode(),
+            int(rows),
+            features,
+            outputs,
+        )
+        if record is None:
+            return FeedbackResult("unknown", None, None)
+        label = f"actual:{row}"
+        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined".
+        if await self._client.hsetnx(key, label, repr(actual)):  # type: ignore[misc]
+            return joined(record, actual, None)
+        earlier = await self._client.hget(key, label)  # type: ignore[misc]
+        return joined(record, actual, float(earlier))
+
+    async def _attach_legacy(self, prediction_id: str, actual: float) -> FeedbackResult:
+        key = LEGACY_KEY_PREFIX + prediction_id
+        if not await self._client.exists(key):
+            return FeedbackResult("unknown", None, None)
+        first = await self._client.hsetnx(key, "actual", repr(actual))  # type: ignore[misc]
+        stored_fields: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[misc]
+        raw = {k.decode(): v.decode() for k, v in stored_fields.items()}
+        record = PredictionRecord(
+            prediction_id,
+            float(raw["created_at"]),
+            raw["model_version"],
+            json.loads(raw["features"]),
+            float(raw["predicted"]),
+            float(raw["lower"]),
+            float(raw["upper"]),
+        )
+        return joined(record, actual, None if first else float(raw["actual"]))
+
+    def _details(self) -> dict[str, Any]:
+        return {"key_prefix": self._prefix, "ttl_s": self._ttl}
+
+    async def _close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,204 @@
+"""The prediction log's bounds without a server: the queue cap, retried writes, sampling, the
+SQLite size cap, failure reporting and the start-up path check."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from serving.pipeline.prediction_log import (
+    PredictionBlock,
+    PredictionLogUnavailable,
+    RedisPredictionLog,
+    SQLitePredictionLog,
+    new_prediction_ids,
+    unusable_reason,
+)
+from serving.pipeline.prediction_log.queue import sampled_in
+
+
+class Recorder:
+    """A LogObserver that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.evictions: Counter[str] = Counter()
+        self.queue: list[int] = []
+        self.up: list[bool] = []
+        self.size = 0
+
+    def records(self, outcome: str, rows: int) -> None:
+        self.outcomes[outcome] += rows
+
+    def queue_rows(self, rows: int) -> None:
+        self.queue.append(rows)
+
+    def store_up(self, up: bool) -> None:
+        self.up.append(up)
+
+    def evicted(self, reason: str, rows: int) -> None:
+        self.evictions[reason] += rows
+
+    def size_bytes(self, size: int) -> None:
+        self.size = size
+
+
+def _block(rows: int) -> tuple[PredictionBlock, list[str]]:
+    key, ids = new_prediction_ids(rows)
+    features = np.tile([3.0, 1.0, 25.0, 30.0, 31.0], (rows, 1))
+    outputs = np.tile([20.0, 15.0, 30.0], (rows, 1))
+    return PredictionBlock(key, time.time(), "delivery_eta:v1", features, outputs), ids
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Another connection holding the file's write lock."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+
+
+def _log(path: Path, observer: Recorder, **bounds: float) -> SQLitePredictionLog:
+    return SQLitePredictionLog(path, 3600, timeout_s=0.05, observer=observer, **bounds)  # type: ignore[arg-type]
+
+
+async def test_a_stuck_store_fills_the_queue_to_its_cap_then_drops_and_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, seen = tmp_path / "p.sqlite3", Recorder()
+    log = _log(path, seen, max_queue_rows=5000)
+    blocks = [_block(1000) for _ in range(30)]
+    kept = [ids for _, block_ids in blocks[:5] for ids in block_ids]  # the first 5 fit
+    try:
+        with _locked(path), caplog.at_level(logging.WARNING):
+            for block, _ in blocks:
+                log.append(block)
+                await log.flush()  # fails: the blocks stay queued
+            assert log.queue_rows == 5000 and max(seen.queue) == 5000
+            assert seen.outcomes == {"dropped_queue_full": 25_000}
+            assert log.state == "failing" and seen.up == [True, False]
+            assert "database is locked" in (log.status()["error"] or "")
+            with pytest.raises(PredictionLogUnavailable):
+                await log.attach_feedback(kept[0], 30.0)
+        overflow = [r for r in caplog.records if "queue full" in r.getMessage()]
+        failing = [r for r in caplog.records if "queued for retry" in r.getMessage()]
+        assert len(overflow) == 1 and len(failing) == 1  # rate-limited, not one per event
+        await log.flush()  # the lock is gone: the queued blocks go out
+        assert log.queue_rows == 0 and log.state == "ready" and seen.up[-1] is True
+        assert seen.outcomes["written"] == 5000 and len(kept) == 5000
+        assert (await log.attach_feedback(kept[0], 30.0)).status == "joined"
+        assert (await log.attach_feedback(kept[-1], 30.0)).status == "joined"
+    finally:
+        await log.close()
+
+
+async def test_what_the_store_still_refuses_at_shutdown_is_counted_as_lost(
+    tmp_path: Path,
+) -> None:
+    path, seen = tmp_path / "p.sqlite3", Recorder()
+    log = _log(path, seen)
+    with _locked(path):
+        log.append(_block(3)[0])
+        await log.close()
+    assert seen.outcomes == {"dropped_write_failed": 3}
+
+
+def test_batches_are_sampled_by_their_key_and_single_predictions_never() -> None:
+    batches = [_block(2)[0] for _ in range(4000)]
+    kept = sum(sampled_in(b, 0.25) for b in batches)
+    assert 800 <= kept <= 1200
+    assert all(sampled_in(b, 1.0) for b in batches)
+    assert not any(sampled_in(b, 0.0) for b in batches)
+    assert all(sampled_in(_block(1)[0], 0.0) for _ in range(100))
+
+
+async def test_sampled_out_batches_are_counted_and_unknown(tmp_path: Path) -> None:
+    seen = Recorder()
+    log = _log(tmp_path / "p.sqlite3", seen, sample_rate=0.0)
+    try:
+        batch, batch_ids = _block(10)
+        single, single_ids = _block(1)
+        log.append(batch)
+        log.append(single)
+        assert (await log.attach_feedback(batch_ids[0], 30.0)).status == "unknown"
+        assert (await log.attach_feedback(single_ids[0], 30.0)).status == "joined"
+        assert seen.outcomes == {"sampled_out": 10, "written": 1}
+    finally:
+        await log.close()
+
+
+async def test_the_size_cap_evicts_the_oldest_and_the_file_stops_growing(tmp_path: Path) -> None:
+    path, seen, cap = tmp_path / "p.sqlite3", Recorder(), 1 << 20
+    log = _log(path, seen, max_bytes=cap)
+    sizes, ids = [], []
+    try:
+        for _ in range(12):
+            for _ in range(10):  # 10,000 rows, ~0.65 MB of floats: 7.8 MB in all, 7.5x the cap
+                block, block_ids = _block(1000)
+                log.append(block)
+                ids.append(block_ids[0])
+            await log.flush()
+            sizes.append(path.stat().st_size)
+        assert max(sizes) <= cap * 1.1, sizes
+        # Freed pages are reused: the second half of the flood adds nothing to the file.
+        assert sizes[-1] <= max(sizes[:6]), sizes
+        assert seen.size <= cap and seen.evictions["size_cap"] >= 120_000 - 20_000
+        assert log.status()["max_mib"] == 1.0
+        assert (await log.attach_feedback(ids[-1], 30.0)).status == "joined"
+        assert (await log.attach_feedback(ids[0], 30.0)).status == "unknown"
+    finally:
+        await log.close()
+
+
+def test_unusable_paths_are_named_and_usable_ones_pass(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert "File exists" in (unusable_reason(tmp_path / "file" / "p.sqlite3") or "")
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database, just bytes\n" * 200)
+    assert "not a database" in (unusable_reason(garbage) or "")
+    fresh = tmp_path / "new" / "dir" / "p.sqlite3"
+    assert unusable_reason(fresh) is None and fresh.exists()
+    with _locked(fresh):  # someone else's transaction is contention, not a bad path
+        assert unusable_reason(fresh, timeout_s=0.05) is None
+
+
+@pytest.mark.redis
+async def test_the_redis_log_uses_its_prefix_and_answers_unavailable_when_down(
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    seen = Recorder()
+    log = RedisPredictionLog(
+        redis_server.url, 3600, key_prefix="eta_log:", timeout_s=0.2, observer=seen
+    )
+    block, ids = _block(2)
+    try:
+        log.append(block)
+        await log.flush()
+        client = redis.Redis.from_url(redis_server.url)
+        assert client.keys("*") == [f"eta_log:{block.block_key}".encode()]
+        client.close()
+        redis_server.stop()
+        waiting, waiting_ids = _block(1)
+        log.append(waiting)
+        with pytest.raises(PredictionLogUnavailable):
+            await log.attach_feedback(ids[0], 30.0)
+        assert log.status()["state"] == "failing" and log.queue_rows == 1
+        redis_server.start()  # back, empty: the queued block is written on the next flush
+        await log.flush()
+        assert (await log.attach_feedback(waiting_ids[0], 30.0)).status == "joined"
+        assert seen.outcomes == {"written": 3}
+    finally:
+        await log.close()
