@@ -177,9 +177,10 @@ class ServerWorkers:
         return {pid for pid in self._pids("draining") if pid != self.pid and self.is_sibling(pid)}
 
     def all_draining(self) -> bool:
-        """Every live worker of the server is draining (this one included): the server stops."""
-        serving = {pid for pid in self._pids("serving") if pid == self.pid or self.is_sibling(pid)}
-        return (serving | {self.pid}) <= self._pids("draining")
+        """Every other live worker of the server drains too (asked by a draining worker): the
+        whole server is stopping."""
+        others = {pid for pid in self._pids("serving") if pid != self.pid and self.is_sibling(pid)}
+        return others <= self._pids("draining")
 
     def _touch(self, kind: str) -> None:
         (self.directory / f"{kind}.{self.pid}").touch()
@@ -287,6 +288,9 @@ def _drain_then_exit(
     if workers is not None:
         _safely(workers.mark_draining)
     time.sleep(STATE.drain_s)
+    if workers is not None:
+        # Again: a listening hook running as the signal came may have cleared the first marker.
+        _safely(workers.mark_draining)
     sockets = listening_sockets(server)
     # Without markers (not Linux, no temp dir) every drain closes the door, as before this check
     # existed: a respawned worker reopens it.
@@ -355,6 +359,8 @@ def reopen_unless_stopping(server: Any) -> None:
         _reopen(sockets)
         return
     _safely(lambda: workers.register(draining=STATE.draining))
+    if STATE.draining:  # told to stop while it started: the server may be stopping
+        return
     siblings = _safely(workers.draining_siblings, default=set())
     if not siblings:
         _reopen(sockets)
