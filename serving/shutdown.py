@@ -384,7 +384,7 @@ def _drain_first(uvicorn_exit: ExitHandler) -> ExitHandler:
         if STATE.draining:
             return  # circus relays the arbiter's SIGTERM too: one drain is enough
         STATE.draining_since = time.monotonic()
-        logger.info("SIGTERM: draining for %.1f s before closing the listener", STATE.drain_s)
+        logger.info("SIGTERM: draining for %.1f s", STATE.drain_s)
         # A thread, not the event loop: this runs inside a signal handler, and the phases sleep.
         threading.Thread(
             target=_drain_then_exit,
