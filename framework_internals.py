@@ -156,8 +156,13 @@ def install_sigterm_handler(make_handler: Callable[[ExitHandler], ExitHandler]) 
 
 
 def listening_sockets(server: Any) -> list[Any]:
-    """The listening sockets of a running ``uvicorn.Server`` (``Server.servers``)."""
-    return [sock for asyncio_server in server.servers for sock in (asyncio_server.sockets or ())]
+    """The listening sockets of a running ``uvicorn.Server`` (``Server.servers``); none before
+    ``startup`` has set that attribute (a SIGTERM can reach a worker still loading the model)."""
+    return [
+        sock
+        for asyncio_server in getattr(server, "servers", ())
+        for sock in (asyncio_server.sockets or ())
+    ]
 
 
 # --------------------------------------------------------------------------- 3. request logger

@@ -284,6 +284,17 @@ def wait_for_empty_queue(sockets: Iterable[Any], timeout_s: float = QUEUE_WAIT_S
 def _drain_then_exit(
     uvicorn_exit: ExitHandler, server: Any, sig: int, frame: FrameType | None
 ) -> None:
+    try:
+        _drain(server)
+    except Exception:  # the worker must still exit: a failed drain is only a rougher stop
+        logger.exception("drain failed; shutting down without it")
+    finally:
+        # uvicorn's own handler: stop accepting, finish requests in progress, run shutdown hooks.
+        uvicorn_exit(server, sig, frame)
+
+
+def _drain(server: Any) -> None:
+    """The drain and, when the whole server is stopping, the closed door (phases 1 and 2)."""
     workers = _server_workers()
     if workers is not None:
         _safely(workers.mark_draining)
@@ -311,8 +322,6 @@ def _drain_then_exit(
                 STATE.drain_s,
                 "empty" if emptied else f"still not empty after {QUEUE_WAIT_S:.0f} s",
             )
-    # uvicorn's own handler: stop accepting, finish requests in progress, run shutdown hooks.
-    uvicorn_exit(server, sig, frame)
 
 
 def _safely(call: Callable[[], Any], default: Any = None) -> Any:

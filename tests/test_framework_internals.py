@@ -431,3 +431,9 @@ def test_bentoml_fixed_paths_are_every_route_bentoml_adds_to_a_service() -> None
         if path.is_file()
     }
     assert files and door.bentoml_fixed_paths() == set(door.BENTOML_FIXED_ROUTES) | files
+
+
+def test_a_server_not_started_yet_has_no_listening_sockets() -> None:
+    # A SIGTERM can reach a worker still loading the model, before uvicorn's startup sets
+    # `servers`: its drain must find no socket rather than crash (and never exit).
+    assert door.listening_sockets(uvicorn.Server(uvicorn.Config(app=None))) == []
