@@ -80,16 +80,37 @@ def serve_command(port: int) -> list[str]:
     ]
 
 
+def private_bentoml_home(home: Path) -> Path:
+    """A BENTOML_HOME of one server's own that sees the session's model store.
+
+    ``bentoml serve`` wipes ``$BENTOML_HOME/prometheus_multiproc_dir`` as it starts: two
+    servers sharing a home would reset (and mix) each other's metrics.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    models = home / "models"
+    if not models.exists():
+        models.symlink_to(Path(os.environ["BENTOML_HOME"]) / "models", target_is_directory=True)
+    return home
+
+
 @contextlib.contextmanager
 def local_server(
     log_path: Path, env: Mapping[str, str] | None = None, ready_timeout_s: float = 90
 ) -> Iterator[LocalServer]:
     """Run ``bentoml serve service:DeliveryETA`` on 127.0.0.1:<free port> until the block ends.
 
-    The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
+    Each server gets its own BENTOML_HOME (:func:`private_bentoml_home`) and prediction log
+    unless ``env`` names them. The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
     routes to a harness server) unless the caller's environment or ``env`` sets one.
     """
     port = free_port()
+    env = {**(env or {})}
+    if "BENTOML_HOME" not in env:
+        env["BENTOML_HOME"] = str(private_bentoml_home(log_path.parent / f"bentoml-home-{port}"))
+    # nor share the prediction log under the user's $HOME (the setting's default)
+    env.setdefault(
+        "DELIVERY_ETA_PREDICTION_LOG_PATH", str(log_path.parent / f"predictions-{port}.sqlite3")
+    )
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             serve_command(port),
@@ -97,7 +118,7 @@ def local_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={"DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0", **os.environ, **(env or {})},
+            env={"DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0", **os.environ, **env},
         )
         try:
             url = f"http://127.0.0.1:{port}"
