@@ -417,7 +417,39 @@ def install(drain_s: float) -> ShutdownState:
     STATE.drain_s = drain_s
     install_sigterm_handler(_drain_first)
     install_listener_hooks(listening=reopen_unless_stopping)
+    install_listener_hooks(listening=exit_with_parent)
     return STATE
+
+
+PARENT_POLL_S = 1.0
+"""How often a worker checks that the process that started it is still there."""
+ORPHAN_GRACE_S = 30.0
+"""Past its drain, how long an orphaned worker may take to stop before it exits hard."""
+
+
+def exit_with_parent(server: Any = None) -> None:
+    """Stop this worker once the serving process that started it is gone (idempotent).
+
+    A worker whose arbiter died (SIGKILL, OOM kill) is re-parented and would otherwise keep the
+    port and its memory forever, answering as a server nobody supervises (found: workers left
+    running for an hour after a killed test server). It gets SIGTERM, i.e. the usual drain, and
+    exits hard if that has not ended it ``ORPHAN_GRACE_S`` after the drain.
+    Runs from the listening hook: only workers listen, never the serving process itself.
+    """
+    if getattr(exit_with_parent, "started", False):
+        return
+    exit_with_parent.started = True  # type: ignore[attr-defined]
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        logger.warning("the serving process (pid %d) is gone: stopping this worker", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STATE.drain_s + ORPHAN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class DrainingMiddleware:

@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 
-from serving.shutdown import markers_folder
+from serving.shutdown import PARENT_POLL_S, markers_folder
 from tests.harness.local_server import LocalServer, local_server
 from tests.reliability.conftest import KNOWN_ORDER, server_env
 
@@ -215,3 +215,17 @@ def test_server_answers_again_after_one_worker_is_killed(
         # The other worker keeps taking new connections while this one drains and exits.
         assert run.probes_while_going and not failed_probes, failed_probes
     assert "Traceback" not in server.log()
+
+
+def test_workers_exit_when_the_serving_process_dies(
+    respawning_server: tuple[LocalServer, int],
+) -> None:
+    # Runs last for each server: it ends it. A worker whose arbiter was SIGKILLed used to run on,
+    # re-parented, holding the port (found: orphans an hour old after a killed test run).
+    server, workers = respawning_server
+    found = _workers(server)
+    assert len(found) == workers
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    _, alive = psutil.wait_procs(found, timeout=DRAIN_S + PARENT_POLL_S + 30)
+    assert not alive, [p.pid for p in alive]
