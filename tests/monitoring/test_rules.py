@@ -43,6 +43,10 @@ REQUIRED_ALERTS = {
     "DeliveryEtaPredictionDrift",
     "DeliveryEtaOnlineMaeDegraded",
     "DeliveryEtaFeatureStoreFallbacks",
+    # issue #12: the prediction log that labels join to
+    "DeliveryEtaPredictionLogDown",
+    "DeliveryEtaPredictionLogDroppingRecords",
+    "DeliveryEtaPredictionLogEvictingBeforeRetention",
 }
 
 # The metric contract: what the service exports on /metrics (BentoML 1.4 built-ins and the
@@ -57,6 +61,9 @@ _COUNTERS = [
     "delivery_eta_predictions_clamped_total",
     "delivery_eta_feedback_total",
     "delivery_eta_interval_hits_total",
+    "delivery_eta_prediction_log_records_total",
+    "delivery_eta_prediction_log_evicted_rows_total",
+    "delivery_eta_http_refusals_total",
 ]
 _GAUGES = [
     "up",
@@ -65,6 +72,9 @@ _GAUGES = [
     "delivery_eta_prediction_psi",
     "delivery_eta_model_info",
     "delivery_eta_model_training_mae_minutes",
+    "delivery_eta_prediction_log_up",
+    "delivery_eta_prediction_log_queue_rows",
+    "delivery_eta_prediction_log_size_bytes",
 ]
 _HISTOGRAMS = [
     "bentoml_service_request_duration_seconds",
@@ -366,6 +376,13 @@ def test_dashboard_covers_the_required_views() -> None:
         "delivery_eta_online_mae_minutes",  # online MAE
         "delivery_eta_model_training_mae_minutes",  # ... vs training MAE
         "delivery_eta_feature_lookups",  # feature source mix
+        "delivery_eta_prediction_log_up",  # prediction log health (issue #12)
+        "delivery_eta_prediction_log_records",  # ... written / sampled / dropped
+        "delivery_eta_prediction_log_queue_rows",  # ... queue
+        "delivery_eta_prediction_log_size_bytes",  # ... size vs its cap
+        "delivery_eta_prediction_log_evicted_rows_total",  # ... evictions by reason
+        "delivery_eta_http_refusals_total",  # HTTP edge refusals by reason
+        "unauthorized|unavailable",  # 401s and feedback 503s
     ):
         assert needle in text, f"dashboard has no panel on {needle}"
 
