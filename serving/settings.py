@@ -97,8 +97,9 @@ class ServiceSettings(ModelSettings):
     """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
 
     shutdown_drain_s: float = Field(default=5.0, ge=0, le=120)
-    """On SIGTERM, seconds to keep serving while reporting not-ready before closing the listener
-    (load balancers stop sending meanwhile); keep it well under the orchestrator's grace period."""
+    """On SIGTERM, seconds to keep serving while reporting not-ready before stopping (and, when
+    the whole server stops, closing the listener); load balancers stop sending meanwhile. Keep
+    it well under the orchestrator's grace period (docs/deploy.md)."""
 
     accept_batch: int = Field(default=64, ge=0, le=4096)
     """Most connections a worker accepts each time its listening socket is ready (it takes its

@@ -27,6 +27,10 @@ spawns nothing while stopping and signals every worker it has), so this never re
 during one. With a single worker, its own SIGTERM cannot be told from the server's, so it closes
 the door; the respawned worker reopens it.
 
+A worker whose serving process died (SIGKILL, OOM kill) would be re-parented and keep its port:
+:func:`exit_with_parent` watches for that and sends the worker its own SIGTERM (the drain), then
+exits hard ``ORPHAN_GRACE_S`` after the drain if that has not ended it.
+
 SIGINT (Ctrl-C in a terminal) skips the drain and shuts down at once, as before. The door and the
 worker markers are Linux only (classic BPF, ``/proc``); elsewhere the worker shuts down as uvicorn
 does.

@@ -1,8 +1,8 @@
 """Start-up of the serving process: settings, the verified model, and each worker's pipeline.
 
 ``service.py`` calls these once per process. Anything wrong -- an invalid setting, a missing or
-mismatched model -- refuses to start with a one-line reason (exit 2), because a server that
-starts but cannot predict is worse than one that does not start.
+mismatched model, an unusable prediction log path -- refuses to start with a one-line reason
+(exit 2), because a server that starts but cannot predict is worse than one that does not start.
 """
 
 from __future__ import annotations

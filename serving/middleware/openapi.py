@@ -6,8 +6,11 @@ BentoML 1.4 generates ``/docs.json`` from the API signatures, but
   ``{"type": "null"}`` branches), which 3.0 does not allow;
 * does not mark the request bodies required;
 * documents 400/404/500 on every route with its own error schemas (400 ``detail``: string),
-  while the 400 body carries a list of pydantic errors, and the routes also answer
-  404/409/413/415/503 (``service.py``, ``serving/middleware/body_guard.py``).
+  while the 400 body carries the first 10 pydantic errors and their ``error_count``
+  (``serving/telemetry/logs.py``), and the routes also answer 401 (``/v1/feedback`` with a
+  token set: ``serving/middleware/auth.py``), 404/409 (feedback), 413/415 and the 400 of an
+  oversized JSON object (``serving/middleware/body_guard.py``), 503 (``service.py``) and, before
+  any route, 408/414/431 (``serving/edge/connection.py``).
 
 BentoML has no hook to customise the document (bentoml/BentoML#2975), so
 ``OpenAPIDocumentMiddleware`` answers ``GET /docs.json`` with the generated document passed
@@ -23,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from serving.middleware.asgi import ASGIApp, Receive, Scope, Send
+from serving.telemetry.logs import MAX_LISTED_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +34,30 @@ JSON = "application/json"
 ERROR_SCHEMA = "ErrorResponse"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
 
-# The body of every non-2xx answer of a /v1 route: the service's own ({"error": str}) and
-# BentoML's (400: pydantic errors, without input or context; 500: a fixed message).
+# The JSON body of every non-2xx answer of a /v1 route made by the service or BentoML: the
+# service's own ({"error": str}) and BentoML's (400: the first MAX_LISTED_ERRORS pydantic errors,
+# without input or context, and their count; 500: a fixed message). The HTTP edge's 408/414/431
+# come before any route and are plain text (EDGE_STATUSES).
 ERROR_RESPONSE: dict[str, Any] = {
     "title": ERROR_SCHEMA,
-    "description": "An error; `detail` (400 only) names each invalid field.",
+    "description": "An error. A validation 400 lists the first "
+    f"{MAX_LISTED_ERRORS} errors in `detail` and their total in `error_count`.",
     "type": "object",
     "required": ["error"],
     "properties": {
         "error": {"type": "string", "description": "What went wrong."},
+        "error_count": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Validation 400 only: how many errors the request had in all "
+            "(`detail` lists the first "
+            f"{MAX_LISTED_ERRORS}).",
+        },
         "detail": {
             "type": "array",
-            "description": "400 only: one entry per invalid field.",
+            "maxItems": MAX_LISTED_ERRORS,
+            "description": f"Validation 400 only: the first {MAX_LISTED_ERRORS} errors, one "
+            "entry per invalid field (location parts cut to 64 characters, messages to 200).",
             "items": {
                 "type": "object",
                 "required": ["type", "loc", "msg"],
@@ -61,17 +77,41 @@ ERROR_RESPONSE: dict[str, Any] = {
     },
 }
 
-# 404 and 409 are /v1/feedback's only.
+# 401, 404 and 409 are /v1/feedback's only.
 STATUS_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request (missing, unknown or out-of-range fields, wrong JSON types, "
-    "malformed JSON); `detail` lists each invalid field.",
-    404: "Unknown `prediction_id` (expired, never made, or not logged yet: retry).",
+    f"malformed JSON): `detail` lists the first {MAX_LISTED_ERRORS} errors, `error_count` "
+    "counts them all. A JSON object with more keys than the request has fields is refused "
+    "before validation, with `error` only.",
+    401: "Only when a token is configured (`DELIVERY_ETA_FEEDBACK_TOKEN`; unset, the route is "
+    "open): the request lacks `Authorization: Bearer <token>` with that token. The same answer "
+    'whatever was wrong: `{"error": "unauthorized"}`.',
+    404: "Unknown `prediction_id` (expired, evicted, sampled out, never made, or not logged "
+    "yet: retry).",
+    408: "The request's headers or body did not arrive in time "
+    "(`DELIVERY_ETA_HEADER_TIMEOUT_S`, `DELIVERY_ETA_BODY_TIMEOUT_S`); the connection is "
+    "closed.",
     409: "The prediction already has a different `actual_delivery_time_min`.",
-    413: "Request body over the size limit (`DELIVERY_ETA_MAX_BODY_BYTES`).",
+    413: "Request body over the size limit (`DELIVERY_ETA_MAX_BODY_BYTES`), whatever its "
+    "framing; the connection is closed.",
+    414: "Request target (path + query) over `DELIVERY_ETA_MAX_REQUEST_TARGET_BYTES`; the "
+    "connection is closed.",
     415: "Content-Type is not `application/json`.",
+    431: "Request line + headers over `DELIVERY_ETA_MAX_HEADER_BYTES`; the connection is closed.",
     500: "Unexpected server error (details in the server log only).",
     503: "Overloaded: the prediction queue is over its latency budget; retry later.",
 }
+
+# Where a route's answer means something else than STATUS_DESCRIPTIONS says.
+ROUTE_STATUS_DESCRIPTIONS: dict[tuple[str, int], str] = {
+    ("/v1/feedback", 503): "The prediction log's store is failing (SQLite locked or full, "
+    "Redis down or slow): the prediction may still be queued, so the label is neither joined "
+    "nor known to be unknown. Resend it after `Retry-After` seconds.",
+}
+
+# Answered by the HTTP edge before any route, in plain text, on a closed connection.
+EDGE_STATUSES = frozenset({408, 414, 431})
+TEXT = "text/plain"
 
 RETRY_AFTER_HEADER: dict[str, Any] = {
     "description": "Seconds to wait before retrying.",
@@ -79,11 +119,17 @@ RETRY_AFTER_HEADER: dict[str, Any] = {
     "schema": {"type": "integer", "minimum": 0},
 }
 
+WWW_AUTHENTICATE_HEADER: dict[str, Any] = {
+    "description": 'The scheme to use: `Bearer realm="delivery-eta"`.',
+    "required": True,
+    "schema": {"type": "string"},
+}
+
 # The non-2xx statuses each /v1 route answers, replacing BentoML's generic 400/404/500.
 V1_ERROR_STATUSES: dict[str, tuple[int, ...]] = {
-    "/v1/predict": (400, 413, 415, 500, 503),
-    "/v1/predict/batch": (400, 413, 415, 500, 503),
-    "/v1/feedback": (400, 404, 409, 413, 415, 500),
+    "/v1/predict": (400, 408, 413, 414, 415, 431, 500, 503),
+    "/v1/predict/batch": (400, 408, 413, 414, 415, 431, 500, 503),
+    "/v1/feedback": (400, 401, 404, 408, 409, 413, 414, 415, 431, 500, 503),
 }
 
 _NULL = {"type": "null"}
@@ -140,13 +186,16 @@ def _rewrite(node: Any) -> None:
         node["nullable"] = True
 
 
-def _error_response(status: int) -> dict[str, Any]:
+def _error_response(path: str, status: int) -> dict[str, Any]:
+    schema = {"type": "string"} if status in EDGE_STATUSES else copy.deepcopy(ERROR_REF)
     response: dict[str, Any] = {
-        "description": STATUS_DESCRIPTIONS[status],
-        "content": {JSON: {"schema": copy.deepcopy(ERROR_REF)}},
+        "description": ROUTE_STATUS_DESCRIPTIONS.get((path, status), STATUS_DESCRIPTIONS[status]),
+        "content": {TEXT if status in EDGE_STATUSES else JSON: {"schema": schema}},
     }
     if status == 503:
         response["headers"] = {"Retry-After": copy.deepcopy(RETRY_AFTER_HEADER)}
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": copy.deepcopy(WWW_AUTHENTICATE_HEADER)}
     return response
 
 
@@ -173,7 +222,7 @@ def v1_document(
         success = {code: r for code, r in operation["responses"].items() if code.startswith("2")}
         operation["responses"] = {
             **success,
-            **{str(status): _error_response(status) for status in sorted(statuses)},
+            **{str(status): _error_response(path, status) for status in sorted(statuses)},
         }
     return document
 

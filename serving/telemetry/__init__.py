@@ -1,2 +1,3 @@
-"""What the service tells its operators: Prometheus ``metrics``, JSON ``logs``, and the
-``drift_monitor`` of live traffic against the training reference."""
+"""What the service tells its operators: Prometheus ``metrics`` (with the fixed label sets of
+``labels``), JSON ``logs`` (bounded lines), and the ``drift_monitor`` of live traffic against
+the training reference."""

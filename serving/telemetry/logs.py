@@ -74,7 +74,7 @@ class ClientErrorFilter(logging.Filter):
 
     The request log line (see ``request_context``) then carries ``error`` and the metrics
     count the invalid fields; the ERROR-with-traceback record is dropped. BentoML logs before
-    it builds its 400 answer, which echoes every bad field: the request context is told to
+    it builds its 400 answer, which would echo every bad field: the request context is told to
     send the bounded answer of :func:`validation_error_answer` instead.
     """
 

@@ -246,18 +246,25 @@ def test_request_bodies_are_required(published_openapi: dict[str, Any]) -> None:
 
 
 def test_every_status_a_route_answers_is_documented(published_openapi: dict[str, Any]) -> None:
-    """Was a finding: 409/413/415/503 undocumented (and 404 documented where it never happens)."""
+    """Was a finding: 409/413/415/503 undocumented (and 404 documented where it never happens).
+    Then issue #12 added 401 (feedback with a token), 503 on feedback (log store failing) and
+    the edge's plain-text 408/414/431."""
     documented = {
         path: set(published_openapi["paths"][path]["post"]["responses"]) for path in ROUTES
     }
+    edge = {"408", "414", "431"}
     assert documented == {
-        "/v1/predict": {"200", "400", "413", "415", "500", "503"},
-        "/v1/predict/batch": {"200", "400", "413", "415", "500", "503"},
-        "/v1/feedback": {"200", "400", "404", "409", "413", "415", "500"},
+        "/v1/predict": {"200", "400", "413", "415", "500", "503"} | edge,
+        "/v1/predict/batch": {"200", "400", "413", "415", "500", "503"} | edge,
+        "/v1/feedback": {"200", "400", "401", "404", "409", "413", "415", "500", "503"} | edge,
     }
-    for path in ("/v1/predict", "/v1/predict/batch"):
-        headers = published_openapi["paths"][path]["post"]["responses"]["503"]["headers"]
-        assert headers["Retry-After"]["required"] is True
+    for path in ROUTES:
+        responses = published_openapi["paths"][path]["post"]["responses"]
+        assert responses["503"]["headers"]["Retry-After"]["required"] is True
+        for status in edge:
+            assert set(responses[status]["content"]) == {"text/plain"}, (path, status)
+    feedback_401 = published_openapi["paths"]["/v1/feedback"]["post"]["responses"]["401"]
+    assert feedback_401["headers"]["WWW-Authenticate"]["required"] is True
 
 
 def test_error_bodies_match_the_documented_schema(
@@ -284,6 +291,12 @@ def test_error_bodies_match_the_documented_schema(
             provoked.append((path, 400, client.post(path, json=invalid[path])))
             provoked.append((path, 413, client.post(path, content=too_large, headers=JSON_HEADERS)))
             provoked.append((path, 415, client.post(path, content=b"x", headers=text)))
+        many_errors = {"orders": [{**KNOWN_ORDER, "distance_km": 99}] * 12}
+        provoked.append(
+            ("/v1/predict/batch", 400, client.post("/v1/predict/batch", json=many_errors))
+        )
+        too_many_keys = {f"key_{i}": 1 for i in range(20)}
+        provoked.append(("/v1/predict", 400, client.post("/v1/predict", json=too_many_keys)))
         unknown = {**feedback, "prediction_id": "00000000-0000-4000-8000-000000000000"}
         provoked.append(("/v1/feedback", 404, client.post("/v1/feedback", json=unknown)))
         # The prediction log is written in the background (every 100 ms): wait for the join.
@@ -298,6 +311,8 @@ def test_error_bodies_match_the_documented_schema(
         _documented_validator(published_openapi, path, status).validate(response.json())
     batch_400 = provoked[3][2].json()
     assert [error["loc"] for error in batch_400["detail"]] == [["orders", 1, "is_peak_hour"]]
+    capped = provoked[9][2].json()  # the first 10 of 12 errors, and their count
+    assert (len(capped["detail"]), capped["error_count"]) == (10, 12)
 
 
 def test_booleans_and_numeric_strings_are_not_numbers(server: LocalServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import bentoml
@@ -10,12 +11,13 @@ import httpx
 import jsonschema
 import pytest
 import schemathesis
-from pydantic import Field, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from serving.middleware.openapi import (
+    EDGE_STATUSES,
     ERROR_RESPONSE,
     V1_ERROR_STATUSES,
     OpenAPIDocumentMiddleware,
@@ -23,6 +25,7 @@ from serving.middleware.openapi import (
     v1_document,
 )
 from serving.schema import BatchPrediction, Feedback, FeedbackReceipt, Order, Prediction
+from serving.telemetry.logs import MAX_LISTED_ERRORS, validation_error_answer
 
 
 # The /v1 routes of service.py with the same schemas (service.py itself needs a model to import).
@@ -54,19 +57,15 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
     return v1_document(generated)
 
 
-def _validation_error_body(body: str) -> dict[str, Any]:
-    """The 400 body BentoML 1.4 builds from a ValidationError (_bentoml_impl/server/app.py)."""
+def _validation_error_body(
+    body: str, validate: Callable[[str], Any] = Order.model_validate_json
+) -> dict[str, Any]:
+    """The 400 body the service sends for a ValidationError: BentoML's shape
+    (_bentoml_impl/server/app.py), bounded by ``validation_error_answer``."""
     with pytest.raises(ValidationError) as caught:
-        Order.model_validate_json(body)
-    exc = caught.value
-    return json.loads(
-        json.dumps(
-            {
-                "error": f"{exc.error_count()} validation error for {exc.title}",
-                "detail": exc.errors(include_context=False, include_input=False),
-            }
-        )
-    )
+        validate(body)
+    answer, _, _ = validation_error_answer(caught.value)
+    return json.loads(answer)
 
 
 # --------------------------------------------------------------------------- to_openapi_30
@@ -151,10 +150,11 @@ def test_request_bodies_are_required(document: dict[str, Any]) -> None:
 
 def test_each_route_documents_exactly_the_statuses_it_answers(document: dict[str, Any]) -> None:
     documented = {p: set(document["paths"][p]["post"]["responses"]) for p in V1_ERROR_STATUSES}
+    edge = {"408", "414", "431"}
     assert documented == {
-        "/v1/predict": {"200", "400", "413", "415", "500", "503"},
-        "/v1/predict/batch": {"200", "400", "413", "415", "500", "503"},
-        "/v1/feedback": {"200", "400", "404", "409", "413", "415", "500"},
+        "/v1/predict": {"200", "400", "413", "415", "500", "503"} | edge,
+        "/v1/predict/batch": {"200", "400", "413", "415", "500", "503"} | edge,
+        "/v1/feedback": {"200", "400", "401", "404", "409", "413", "415", "500", "503"} | edge,
     }
 
 
@@ -168,12 +168,20 @@ def test_error_responses_use_one_schema_and_503_says_when_to_retry(
         )
         for status in statuses:
             content = responses[str(status)]["content"]
-            assert content == {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-            }
-            assert ("headers" in responses[str(status)]) == (status == 503), (path, status)
+            if status in EDGE_STATUSES:  # the HTTP edge's plain-text answers
+                assert content == {"text/plain": {"schema": {"type": "string"}}}
+            else:
+                assert content == {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                }
+            headers = set(responses[str(status)].get("headers", {}))
+            expected = {503: {"Retry-After"}, 401: {"WWW-Authenticate"}}.get(status, set())
+            assert headers == expected, (path, status)
         if 503 in statuses:
             assert responses["503"]["headers"]["Retry-After"]["required"] is True
+    feedback = document["paths"]["/v1/feedback"]["post"]["responses"]
+    assert "DELIVERY_ETA_FEEDBACK_TOKEN" in feedback["401"]["description"]
+    assert "prediction log" in feedback["503"]["description"]
     assert document["components"]["schemas"]["ErrorResponse"] == ERROR_RESPONSE
 
 
@@ -214,6 +222,13 @@ def test_error_schema_accepts_bentoml_400_bodies(body: str) -> None:
     jsonschema.Draft4Validator(ERROR_RESPONSE).validate(error)
 
 
+def test_error_schema_accepts_the_capped_400_of_many_errors() -> None:
+    orders = [{"restaurant_id": "r", "driver_id": "d", "distance_km": 99}] * 12
+    error = _validation_error_body(json.dumps(orders), TypeAdapter(list[Order]).validate_json)
+    assert (len(error["detail"]), error["error_count"]) == (MAX_LISTED_ERRORS, 36)
+    jsonschema.Draft4Validator(ERROR_RESPONSE).validate(error)
+
+
 def test_error_schema_accepts_nested_locations_and_plain_errors() -> None:
     nested = {
         "error": "1 validation error for Input",
@@ -232,6 +247,8 @@ def test_error_schema_accepts_nested_locations_and_plain_errors() -> None:
         {"detail": []},
         [{"error": "x"}],
         {"error": "x", "detail": [{"type": "missing", "loc": [1.5], "msg": "m"}]},
+        {"error": "x", "detail": [{"type": "missing", "loc": [], "msg": "m"}] * 11},
+        {"error": "x", "error_count": "11"},
     ],
 )
 def test_error_schema_rejects_other_shapes(body: Any) -> None:
