@@ -103,6 +103,9 @@ def _overloaded() -> JSONResponse:
 
 async def _health(_: Request) -> JSONResponse:
     service: DeliveryETA = bentoml.get_current_service()
+    # Ask the store now: this worker may have had no lookup since it failed or recovered, and
+    # /health must not depend on which worker answers it.
+    await service.feature_store.check()
     return JSONResponse(service.health())
 
 

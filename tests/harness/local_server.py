@@ -99,14 +99,17 @@ def local_server(
 ) -> Iterator[LocalServer]:
     """Run ``bentoml serve service:DeliveryETA`` on 127.0.0.1:<free port> until the block ends.
 
-    Each server gets its own BENTOML_HOME (:func:`private_bentoml_home`) and prediction log
-    unless ``env`` names them. The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
+    Each server gets its own BENTOML_HOME (:func:`private_bentoml_home`) and prediction log,
+    and renders every scrape afresh (``DELIVERY_ETA_METRICS_CACHE_S=0``), unless ``env`` says
+    otherwise. The server stops without the shutdown drain (``DELIVERY_ETA_SHUTDOWN_DRAIN_S=0``: nobody
     routes to a harness server) unless the caller's environment or ``env`` sets one.
     """
     port = free_port()
     env = {**(env or {})}
     if "BENTOML_HOME" not in env:
         env["BENTOML_HOME"] = str(private_bentoml_home(log_path.parent / f"bentoml-home-{port}"))
+    # A test reads /metrics right after its requests: no cached rendering unless it asks for one.
+    env.setdefault("DELIVERY_ETA_METRICS_CACHE_S", "0")
     # nor share the prediction log under the user's $HOME (the setting's default)
     env.setdefault(
         "DELIVERY_ETA_PREDICTION_LOG_PATH", str(log_path.parent / f"predictions-{port}.sqlite3")

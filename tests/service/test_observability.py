@@ -18,10 +18,13 @@ import httpx
 import pytest
 import yaml
 
+from serving.settings import ServiceSettings
 from tests.harness.local_server import ROOT, LocalServer, free_port, local_server
 from tests.service.conftest import ORDER
 
 SCRAPE_S = 1
+# Each worker answers /metrics from a rendering up to this old (serving/middleware/scrape_cache.py).
+METRICS_CACHE_S = float(ServiceSettings.model_fields["metrics_cache_s"].default)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,8 @@ def observed_server(registered, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "DELIVERY_ETA_WORKERS": "2",
         "DELIVERY_ETA_PREDICTION_LOG_PATH": str(workdir / "predictions.sqlite3"),
         "DELIVERY_ETA_DRIFT_WINDOW_ROWS": "500",
+        # scraped as in production: with the default scrape cache (the harness turns it off)
+        "DELIVERY_ETA_METRICS_CACHE_S": str(METRICS_CACHE_S),
     }
     with local_server(workdir / "server.log", env=env) as server:
         yield server
@@ -93,7 +98,9 @@ def _query(prometheus: str, expr: str) -> float:
 
 
 def _scraped_after(prometheus: str, moment: float) -> None:
-    """Wait until Prometheus has a scrape of the service that started after ``moment``."""
+    """Wait until Prometheus has a scrape of the service that reflects everything up to
+    ``moment``: one that started once a rendering cached before then had expired."""
+    moment += METRICS_CACHE_S
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if _query(prometheus, 'timestamp(up{job="delivery-eta"})') > moment:

@@ -35,6 +35,8 @@ def guarded(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
         "DELIVERY_ETA_PREDICTION_LOG_PATH": str(workdir / "predictions.sqlite3"),
         "DELIVERY_ETA_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
         "DELIVERY_ETA_METRICS_TOKEN": METRICS_TOKEN,
+        # the production default (the harness turns the cache off for other tests)
+        "DELIVERY_ETA_METRICS_CACHE_S": str(SCRAPE_CACHE_S),
     }
     with local_server(workdir / "server.log", env=env) as server:
         yield server
