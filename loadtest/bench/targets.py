@@ -24,7 +24,13 @@ from loadtest.bench.common import (
 )
 from loadtest.bench.probes import model_version
 from loadtest.bench.workers import TargetSpec
-from tests.harness.local_server import free_port, serve_command, stop_process_group, wait_ready
+from tests.harness.local_server import (
+    free_port,
+    private_bentoml_home,
+    serve_command,
+    stop_process_group,
+    wait_ready,
+)
 
 # Start-up under a busy machine: N workers importing BentoML, pandas and sklearn at once.
 READY_TIMEOUT_S = 240
@@ -81,19 +87,6 @@ def bentoml_floor_command(port: int) -> list[str]:
     ]
 
 
-def private_home(folder: Path) -> str:
-    """A BENTOML_HOME of its own for one server, sharing the real model store.
-
-    ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
-    two servers on one home would read each other's metrics (and lose their own)."""
-    store = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "models"
-    if not link.exists():
-        link.symlink_to((store / "models").resolve(), target_is_directory=True)
-    return str(folder)
-
-
 def tutorial_model_path(out: Path) -> Path:
     """Where the tutorial app's fitted model is cached for this run."""
     return out / "tutorial-model.joblib"
@@ -121,7 +114,7 @@ def launch(
         if spec.server == BENTOML_FLOOR_NO_TRACING:
             env["BENTOML_FLOOR_TRACING"] = "off"
         return Launch(bentoml_floor_command(port), env)
-    home = private_home(out / f"home-{spec.name}")
+    home = str(private_bentoml_home(out / f"home-{spec.name}"))
     env = {
         "BENTOML_HOME": home,
         "DELIVERY_ETA_WORKERS": str(spec.workers),

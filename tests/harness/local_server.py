@@ -81,15 +81,17 @@ def serve_command(port: int) -> list[str]:
 
 
 def private_bentoml_home(home: Path) -> Path:
-    """A BENTOML_HOME of one server's own that sees the session's model store.
+    """A BENTOML_HOME of one server's own that sees the model store of ``$BENTOML_HOME``
+    (``~/bentoml`` by default, as BentoML's own).
 
     ``bentoml serve`` wipes ``$BENTOML_HOME/prometheus_multiproc_dir`` as it starts: two
     servers sharing a home would reset (and mix) each other's metrics.
     """
+    store = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     models = home / "models"
     if not models.exists():
-        models.symlink_to(Path(os.environ["BENTOML_HOME"]) / "models", target_is_directory=True)
+        models.symlink_to((store / "models").resolve(), target_is_directory=True)
     return home
 
 
