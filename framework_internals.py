@@ -406,7 +406,8 @@ def guard_connections(server: Any, make_guard: Callable[[Any], Any]) -> None:
     and returns the guard the protocol reports to: ``opened()``, ``closed()``,
     ``head_room() -> int | None`` (bytes the current header block may still take; None when no
     header block is being read), ``receiving(n)``, ``fed()``, ``message_begin()``,
-    ``url(n) -> refusal | None``, ``headers_too_large() -> refusal``, ``headers_complete() ->
+    ``url(n) -> refusal | None``, ``headers_too_large() -> refusal`` (also for trailer fields and for framing bytes past
+    ``head_limit()`` in a body), ``headers_complete() ->
     bool`` (False: close after this response), ``body()``, ``message_complete()``,
     ``invalid()``. A refusal has ``status`` and ``message``. Call from a ``starting`` hook;
     connections ``serving.accept`` hands over get the same protocol, since
@@ -428,6 +429,10 @@ def _guarded_protocol(base: type, make_guard: Callable[[Any], Any]) -> type:
             super().__init__(*args, **kwargs)
             self.edge_guard = make_guard(_ConnectionControl(self))
             self._edge_refusal: Any = None
+            # Bytes fed after a header block vs body bytes httptools delivered: the difference
+            # (chunk framing, trailers) is what it may be buffering outside any callback.
+            self._edge_after_head: int | None = None
+            self._edge_body_bytes = 0
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -453,8 +458,19 @@ def _guarded_protocol(base: type, make_guard: Callable[[Any], Any]) -> type:
                     _ConnectionControl(self).refuse(refusal.status, refusal.message)
                     return
             self.edge_guard.receiving(len(data))
+            if self._edge_after_head is not None:
+                self._edge_after_head += len(data)
             super().data_received(data)
             self.edge_guard.fed()
+            if (
+                self._edge_after_head is not None
+                and self._edge_after_head - self._edge_body_bytes > self.edge_guard.head_limit()
+                and not self.transport.is_closing()
+            ):
+                # Trailers or chunk framing past the header limit (an endless trailer line is
+                # buffered inside httptools and never reaches a callback).
+                refusal = self.edge_guard.headers_too_large()
+                _ConnectionControl(self).refuse(refusal.status, refusal.message)
 
         def send_400_response(self, msg: str) -> None:
             refusal, self._edge_refusal = self._edge_refusal, None
@@ -475,7 +491,15 @@ def _guarded_protocol(base: type, make_guard: Callable[[Any], Any]) -> type:
                 raise _EdgeRefusal(refusal.message)
             super().on_url(url)
 
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._edge_after_head is not None:
+                # A trailer field: uvicorn would append it to the request's headers, unbounded.
+                self._edge_refusal = self.edge_guard.headers_too_large()
+                raise _EdgeRefusal(self._edge_refusal.message)
+            super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
+            self._edge_after_head, self._edge_body_bytes = 0, 0
             keep_alive = self.edge_guard.headers_complete()
             cycle = self.cycle
             super().on_headers_complete()
@@ -483,10 +507,12 @@ def _guarded_protocol(base: type, make_guard: Callable[[Any], Any]) -> type:
                 self.cycle.keep_alive = False
 
         def on_body(self, body: bytes) -> None:
+            self._edge_body_bytes += len(body)
             self.edge_guard.body()
             super().on_body(body)
 
         def on_message_complete(self) -> None:
+            self._edge_after_head = None
             self.edge_guard.message_complete()
             super().on_message_complete()
 

@@ -419,12 +419,17 @@ def install(drain_s: float) -> ShutdownState:
     restarted alone safe: it removes a door its predecessor left on the shared socket.
     """
     STATE.drain_s = drain_s
+    # Read now, at import: by the time the worker listens (after loading the model) a parent
+    # killed meanwhile has already been replaced by init, and the watch would never fire.
+    global _PARENT_AT_IMPORT
+    _PARENT_AT_IMPORT = os.getppid()
     install_sigterm_handler(_drain_first)
     install_listener_hooks(listening=reopen_unless_stopping)
     install_listener_hooks(listening=exit_with_parent)
     return STATE
 
 
+_PARENT_AT_IMPORT: int | None = None
 PARENT_POLL_S = 1.0
 """How often a worker checks that the process that started it is still there."""
 ORPHAN_GRACE_S = 30.0
@@ -443,7 +448,7 @@ def exit_with_parent(server: Any = None) -> None:
     if getattr(exit_with_parent, "started", False):
         return
     exit_with_parent.started = True  # type: ignore[attr-defined]
-    parent = os.getppid()
+    parent = _PARENT_AT_IMPORT if _PARENT_AT_IMPORT is not None else os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -109,6 +109,10 @@ class ConnectionGuard:
             return None
         return max(0, self.limits.max_header_bytes - self._head_bytes)
 
+    def head_limit(self) -> int:
+        """Most bytes a header block, or a body's framing and trailers, may take."""
+        return self.limits.max_header_bytes
+
     def receiving(self, size: int) -> None:
         """``size`` bytes are about to be parsed."""
         if self._reading_head:

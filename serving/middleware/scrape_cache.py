@@ -39,13 +39,14 @@ class ScrapeCacheMiddleware:
             self.max_age_s <= 0
             or scope["type"] != "http"
             or scope.get("path") != METRICS_PATH
-            or scope.get("method") != "GET"
+            # HEAD too: Starlette answers it by rendering everything, as for GET
+            or scope.get("method") not in ("GET", "HEAD")
         ):
             await self.app(scope, receive, send)
             return
         latest = self._latest
         if latest is None or time.monotonic() - latest.made_at >= self.max_age_s:
-            latest = await self._fresh(scope, receive)
+            latest = await self._fresh({**scope, "method": "GET"}, receive)
         await send(
             {
                 "type": "http.response.start",
@@ -53,7 +54,8 @@ class ScrapeCacheMiddleware:
                 "headers": list(latest.headers),
             }
         )
-        await send({"type": "http.response.body", "body": latest.body})
+        body = b"" if scope.get("method") == "HEAD" else latest.body
+        await send({"type": "http.response.body", "body": body})
 
     async def _fresh(self, scope: Scope, receive: Receive) -> _Rendering:
         if self._rendering is not None:  # another scrape is rendering: share its result

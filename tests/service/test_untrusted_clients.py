@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -241,3 +242,41 @@ def test_joined_counter_equals_joins_with_two_workers(guarded: LocalServer) -> N
         before, "delivery_eta_feedback_total", result="duplicate"
     )
     assert (joined, duplicate) == (joins, 2 * joins)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET //metrics",
+        b"GET /metrics/",
+        b"GET /metrics?format=text",
+        b"HEAD /metrics",
+        b"GET /%6Detrics",
+        b"POST /v1//feedback",
+        b"POST /v1/feedback/",
+        b"POST /v1%2Ffeedback",
+        b"POST /V1/feedback",
+        b"POST /v1/feedback?x=1",
+    ],
+)
+def test_no_spelling_of_a_protected_path_gets_past_its_token(
+    guarded: LocalServer, request_line: bytes
+) -> None:
+    # The token check matches exact paths after the edge collapsed unknown ones to /unmatched:
+    # every variant must be refused (401) or unknown (404/405), never answered.
+    body = json.dumps(
+        {"prediction_id": "0" * 8 + "-0000-4000-8000-" + "0" * 12, "actual_delivery_time_min": 30}
+    ).encode()
+    port = int(guarded.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            request_line
+            + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (401, 404, 405), answer[:300]

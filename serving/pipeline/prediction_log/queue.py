@@ -112,7 +112,8 @@ class BufferedLog:
     """The bounded write queue; backends implement ``_write``, ``_attach`` and ``_close``.
 
     ``store_errors`` are the exceptions that mean "the store failed" (retry, report, 503);
-    anything else escaping ``_write`` is a bug, logged with its traceback, and retried too.
+    anything else escaping ``_write`` is a bug: logged with its traceback, and those blocks
+    dropped (counted), so that one bad block cannot wedge the queue.
     """
 
     backend: str = "none"
@@ -176,42 +177,57 @@ class BufferedLog:
             await asyncio.sleep(self._interval_s if self._state == "ready" else RETRY_INTERVAL_S)
             await self.flush()
 
-    async def flush(self) -> None:
-        """Write everything queued so far; on failure it stays queued (and the state says so)."""
+    async def flush(self, limit_blocks: int | None = None) -> None:
+        """Write what is queued; on a store failure it stays queued (and the state says so).
+
+        ``limit_blocks``: write at most the blocks queued when the call started (what a
+        feedback waits for), not those appended meanwhile -- under sustained traffic the queue
+        never empties, and the caller would wait as long as predictions keep coming.
+        """
         async with self._flush_lock:
-            while self._pending:
+            remaining = len(self._pending) if limit_blocks is None else limit_blocks
+            while self._pending and remaining > 0:
                 # Only append() adds, at the right end, and only flush() removes (under the
                 # lock): the first `len(chunk)` blocks are still these after the write.
                 chunk = [
-                    self._pending[i] for i in range(min(len(self._pending), WRITE_CHUNK_BLOCKS))
+                    self._pending[i]
+                    for i in range(min(len(self._pending), WRITE_CHUNK_BLOCKS, remaining))
                 ]
+                remaining -= len(chunk)
                 try:
                     await self._write(chunk)
-                except Exception as exc:
+                except self.store_errors as exc:
                     self._failed(exc)
                     break
-                rows = 0
-                for _ in chunk:
-                    rows += len(self._pending.popleft())
-                self._pending_rows -= rows
-                self._observer.records("written", rows)
+                except Exception:
+                    # A bug, not the store: retrying the same blocks would wedge the log for
+                    # good (every later prediction dropped). Drop them, counted, and go on.
+                    logger.exception("prediction log (%s) write failed unexpectedly", self.backend)
+                    self._observer.records("dropped_write_failed", self._take(len(chunk)))
+                    continue
+                self._observer.records("written", self._take(len(chunk)))
                 self._recovered()
             self._observer.queue_rows(self._pending_rows)
+
+    def _take(self, blocks: int) -> int:
+        """Remove the first ``blocks`` blocks from the queue; the rows they held."""
+        rows = 0
+        for _ in range(blocks):
+            rows += len(self._pending.popleft())
+        self._pending_rows -= rows
+        return rows
 
     def _failed(self, exc: BaseException) -> None:
         self._error = f"{type(exc).__name__}: {exc}"
         if self._state == "ready":
             self._state = "failing"
             self._observer.store_up(False)
-        if isinstance(exc, self.store_errors):
-            self._warn_failure(
-                "prediction log (%s) failing, %d rows queued for retry: %s",
-                self.backend,
-                self._pending_rows,
-                self._error,
-            )
-        else:
-            logger.exception("prediction log (%s) write failed unexpectedly", self.backend)
+        self._warn_failure(
+            "prediction log (%s) failing, %d rows queued for retry: %s",
+            self.backend,
+            self._pending_rows,
+            self._error,
+        )
 
     def _recovered(self) -> None:
         if self._state != "ready":
@@ -225,16 +241,22 @@ class BufferedLog:
         Raises :class:`PredictionLogUnavailable` while the store fails: the prediction may be
         waiting in a queue for its write, so "unknown" would be a lie.
         """
-        await self.flush()  # this worker's own recent predictions must be findable
-        if self._state == "failing":
+        if self._state == "failing" and self._pending:
+            # Writes are being retried in the background; this id may be among them.
+            raise PredictionLogUnavailable(f"prediction log ({self.backend}) is unavailable")
+        # This worker's own predictions made so far must be findable (not those made meanwhile).
+        await self.flush(limit_blocks=len(self._pending))
+        if self._state == "failing" and self._pending:
             raise PredictionLogUnavailable(f"prediction log ({self.backend}) is unavailable")
         try:
-            return await self._attach(prediction_id, actual)
+            result = await self._attach(prediction_id, actual)
         except self.store_errors as exc:
             self._failed(exc)
             raise PredictionLogUnavailable(
                 f"prediction log ({self.backend}) is unavailable"
             ) from exc
+        self._recovered()  # the store answered (with nothing queued, no write would tell)
+        return result
 
     def status(self) -> dict[str, Any]:
         """The log's part of GET /health."""

@@ -105,8 +105,14 @@ class RedisPredictionLog(BufferedLog):
         if record is None:
             return FeedbackResult("unknown", None, None)
         label = f"actual:{row}"
-        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined".
-        if await self._client.hsetnx(key, label, repr(actual)):  # type: ignore[misc]
+        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined". If the
+        # block expired since the read, HSETNX creates a hash without a TTL, which no volatile-*
+        # eviction policy could ever remove: EXPIRE NX gives it one (a no-op on a live block).
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, label, repr(actual))
+            pipe.expire(key, self._ttl, nx=True)
+            first, _ = await pipe.execute()
+        if first:
             return joined(record, actual, None)
         earlier = await self._client.hget(key, label)  # type: ignore[misc]
         return joined(record, actual, float(earlier))
@@ -115,7 +121,10 @@ class RedisPredictionLog(BufferedLog):
         key = LEGACY_KEY_PREFIX + prediction_id
         if not await self._client.exists(key):
             return FeedbackResult("unknown", None, None)
-        first = await self._client.hsetnx(key, "actual", repr(actual))  # type: ignore[misc]
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "actual", repr(actual))
+            pipe.expire(key, self._ttl, nx=True)  # as for blocks: never a key without a TTL
+            first, _ = await pipe.execute()
         stored_fields: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[misc]
         raw = {k.decode(): v.decode() for k, v in stored_fields.items()}
         record = PredictionRecord(

@@ -32,6 +32,7 @@ PRUNE_EVERY_S = 60.0
 # Over the size cap, delete down to this fraction of it, so the next few writes do not each
 # trigger another eviction.
 EVICT_TO_FRACTION = 0.9
+EVICT_FLOOR_FRACTION = 0.5
 # Bytes a block costs beyond its two arrays (key, columns, two index entries), for the room
 # to make before an insert; measured ~150 (docs/prediction-log.md).
 BLOCK_OVERHEAD_BYTES = 200
@@ -137,8 +138,13 @@ class SQLitePredictionLog(BufferedLog):
             incoming = sum(len(r[4]) + len(r[5]) + BLOCK_OVERHEAD_BYTES for r in rows)
             self._used_bytes = self._pages_in_use()
             if self._used_bytes + incoming > self._max_bytes:
+                # Never below half the cap: a chunk near the cap's size (a backlog after an
+                # outage, a small cap) would otherwise evict every prediction awaiting its label.
                 self._evict_oldest(
-                    min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming)
+                    max(
+                        self._max_bytes * EVICT_FLOOR_FRACTION,
+                        min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming),
+                    )
                 )
         with _Transaction(self._db):  # one commit for the whole chunk, not one per block
             self._db.executemany(

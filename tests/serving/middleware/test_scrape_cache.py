@@ -61,3 +61,14 @@ async def test_failed_renders_are_not_kept() -> None:
     async with client:
         statuses = [(await client.get("/metrics")).status_code for _ in range(2)]
     assert statuses == [500, 500] and len(renders) == 2
+
+
+async def test_head_is_answered_from_the_cache_too() -> None:
+    # Starlette renders everything for HEAD as for GET: uncached, HEAD floods would cost as much.
+    client, renders = _client(max_age_s=60)
+    async with client:
+        heads = await asyncio.gather(*(client.head("/metrics") for _ in range(8)))
+        get = await client.get("/metrics")
+    assert renders == [1]
+    assert all(h.status_code == 200 and h.content == b"" for h in heads)
+    assert get.text == "render 1"

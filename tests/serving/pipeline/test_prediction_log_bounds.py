@@ -105,6 +105,57 @@ async def test_a_stuck_store_fills_the_queue_to_its_cap_then_drops_and_counts(
         await log.close()
 
 
+async def test_a_block_that_breaks_the_writer_is_dropped_not_retried_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug (not a store failure) retried with the same block at the head of the queue would
+    # keep the log failing and drop every later prediction.
+    path, seen = tmp_path / "p.sqlite3", Recorder()
+    log = _log(path, seen)
+    bad, _ = _block(2)
+    original = SQLitePredictionLog._write
+
+    async def write(self: SQLitePredictionLog, blocks: list[PredictionBlock]) -> None:
+        if any(b is bad for b in blocks):
+            raise ValueError("cannot encode this block")
+        await original(self, blocks)
+
+    monkeypatch.setattr(SQLitePredictionLog, "_write", write)
+    try:
+        log.append(bad)
+        await log.flush()
+        good, ids = _block(3)
+        log.append(good)
+        await log.flush()
+        assert seen.outcomes == {"dropped_write_failed": 2, "written": 3}
+        assert log.state == "ready" and log.queue_rows == 0
+        assert (await log.attach_feedback(ids[0], 30.0)).status == "joined"
+    finally:
+        await log.close()
+
+
+async def test_feedback_while_the_store_fails_answers_at_once_and_recovers_with_it(
+    tmp_path: Path,
+) -> None:
+    path, seen = tmp_path / "p.sqlite3", Recorder()
+    log = _log(path, seen)
+    block, ids = _block(1)
+    try:
+        with _locked(path):
+            log.append(block)
+            await log.flush()
+            assert log.state == "failing"
+            started = time.monotonic()
+            for _ in range(20):  # no write attempt (each waits for the busy timeout) per call
+                with pytest.raises(PredictionLogUnavailable):
+                    await log.attach_feedback(ids[0], 30.0)
+            assert time.monotonic() - started < 0.5
+        await log.flush()
+        assert (await log.attach_feedback(ids[0], 30.0)).status == "joined"
+    finally:
+        await log.close()
+
+
 async def test_what_the_store_still_refuses_at_shutdown_is_counted_as_lost(
     tmp_path: Path,
 ) -> None:
