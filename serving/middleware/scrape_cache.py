@@ -59,7 +59,15 @@ class ScrapeCacheMiddleware:
 
     async def _fresh(self, scope: Scope, receive: Receive) -> _Rendering:
         if self._rendering is not None:  # another scrape is rendering: share its result
-            return await asyncio.shield(self._rendering)
+            try:
+                return await asyncio.shield(self._rendering)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this scrape itself was cancelled
+                # The scrape rendering for us was cancelled (its client left): share the next
+                # render, or start it.
+                return await self._fresh(scope, receive)
         self._rendering = asyncio.get_running_loop().create_future()
         try:
             rendering = await self._render(scope, receive)

@@ -72,3 +72,18 @@ async def test_head_is_answered_from_the_cache_too() -> None:
     assert renders == [1]
     assert all(h.status_code == 200 and h.content == b"" for h in heads)
     assert get.text == "render 1"
+
+
+async def test_scrapes_sharing_a_cancelled_render_render_again() -> None:
+    # The scrape that started the shared render goes away (its client disconnected): the
+    # scrapes waiting on it must still be answered, not cancelled with it.
+    client, renders = _client(max_age_s=60)
+    async with client:
+        first = asyncio.ensure_future(client.get("/metrics"))
+        await asyncio.sleep(0.01)  # first is rendering
+        waiting = [asyncio.ensure_future(client.get("/metrics")) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        first.cancel()
+        answers = await asyncio.gather(*waiting)
+    assert all(a.status_code == 200 for a in answers)
+    assert len(renders) == 2
