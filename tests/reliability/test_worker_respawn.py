@@ -43,12 +43,21 @@ DRAIN_S = 1.5
 PROBE_TIMEOUT_S = 2.0
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    """A process's command line; none for one that died (a killed worker is a zombie until
+    circus reaps it)."""
+    try:
+        return process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return []
+
+
 def _workers(server: LocalServer) -> list[psutil.Process]:
     """The server's worker processes, oldest first."""
     workers = [
         p
         for p in psutil.Process(server.proc.pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
+        if "_bentoml_impl.worker.service" in " ".join(_cmdline(p))
     ]
     return sorted(workers, key=lambda p: p.create_time())
 
