@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
-ORDER = {
-    "restaurant_id": "r_0042",
-    "driver_id": "d_0117",
-    "distance_km": 3.2,
-    "is_peak_hour": 1,
-    "order_value": 27.5,
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving.schema import ORDER_EXAMPLE as ORDER
 
 
 def workers(server_pid: int) -> list[psutil.Process]:

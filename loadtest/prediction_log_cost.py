@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from serving.pipeline.prediction_log import (
     new_prediction_ids,
 )
 from serving.pipeline.prediction_log.queue import BufferedLog
-from tests.harness.local_server import free_port
+from tests.harness.redis_server import RedisServer
 
 MODEL_VERSION = "delivery_eta:5lz6bbxggczb6ax4"  # a real tag's length
 
@@ -98,8 +97,7 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=200_000, help="rows in 1000-row batches")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="prediction-log-cost-"))
-    binary = shutil.which("redis-server")
-    redis_proc = None
+    redis_server = None
     try:
         shapes = {
             "single-row requests": (args.single, 1),
@@ -107,29 +105,10 @@ def main() -> None:
         }
         results: dict[str, dict[str, float]] = {}
         url = None
-        if binary:
-            port = free_port()
-            redis_proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            url = f"redis://127.0.0.1:{port}/0"
-            for _ in range(100):
-                try:
-                    redis.Redis.from_url(url).ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
+        if shutil.which("redis-server"):
+            redis_server = RedisServer(workdir)
+            redis_server.start()
+            url = redis_server.url
         for name, (rows, per_block) in shapes.items():
             blocks = _blocks(rows, per_block)
             results[name] = {"sqlite": sqlite_bytes(blocks, workdir) / rows}
@@ -142,9 +121,8 @@ def main() -> None:
                 label = "memory" if store == "queue" else store
                 print(f"{name:<22}{label:<8}{per_row:>14.0f}{per_row * 1e6 / 2**30:>13.3f}")
     finally:
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
+        if redis_server is not None:
+            redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -17,17 +17,14 @@ import argparse
 import http.client
 import json
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
-ORDER = {
-    "restaurant_id": "r_0042",
-    "driver_id": "d_0117",
-    "distance_km": 3.2,
-    "is_peak_hour": 1,
-    "order_value": 27.5,
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving.schema import ORDER_EXAMPLE as ORDER
 
 
 def _predict_latencies(host: str, port: int, seconds: float) -> list[float]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,8 @@ for _name in [n for n in os.environ if n.startswith("DELIVERY_ETA_")]:
 
 import pytest  # noqa: E402
 
-from tests.harness.local_server import LocalServer, free_port, local_server  # noqa: E402
+from tests.harness.local_server import LocalServer, local_server  # noqa: E402
+from tests.harness.redis_server import RedisServer  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -47,57 +46,6 @@ def server(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loc
     }
     with local_server(workdir / "server.log", env=env) as running:
         yield running
-
-
-class RedisServer:
-    """A real redis-server process on a fixed free loopback port that tests can stop and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server not installed: run `make system-deps`")
-        self._binary, self._workdir = binary, workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self._proc = subprocess.Popen(
-            [
-                self._binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import json
 import math
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ PRUNE_EVERY_S = 60.0
 # trigger another eviction.
 EVICT_TO_FRACTION = 0.9
 EVICT_FLOOR_FRACTION = 0.5
+"""Largest share of the cap one insert may take (so eviction keeps at least the rest)."""
 # Bytes a block costs beyond its two arrays (key, columns, two index entries), for the room
 # to make before an insert; measured ~150 (docs/prediction-log.md).
 BLOCK_OVERHEAD_BYTES = 200
@@ -133,29 +135,42 @@ class SQLitePredictionLog(BufferedLog):
 
     def _write_now(self, blocks: list[PredictionBlock]) -> None:
         rows = [(b.block_key, b.created_at, b.model_version, len(b), *b.encoded()) for b in blocks]
-        if self._max_bytes is not None:
-            # Room is made before the insert, so the file never outgrows the cap by a write.
-            incoming = sum(len(r[4]) + len(r[5]) + BLOCK_OVERHEAD_BYTES for r in rows)
-            self._used_bytes = self._pages_in_use()
-            if self._used_bytes + incoming > self._max_bytes:
-                # Never below half the cap: a chunk near the cap's size (a backlog after an
-                # outage, a small cap) would otherwise evict every prediction awaiting its label.
-                self._evict_oldest(
-                    max(
-                        self._max_bytes * EVICT_FLOOR_FRACTION,
-                        min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming),
+        for part, incoming in self._parts(rows):
+            if self._max_bytes is not None:
+                # Room is made before the insert, so the file never outgrows the cap by a write;
+                # parts of at most half the cap never evict more than half of what is kept.
+                self._used_bytes = self._pages_in_use()
+                if self._used_bytes + incoming > self._max_bytes:
+                    self._evict_oldest(
+                        min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming)
                     )
+            with _Transaction(self._db):  # one commit per part, not one per block
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)", part
                 )
-        with _Transaction(self._db):  # one commit for the whole chunk, not one per block
-            self._db.executemany(
-                "INSERT OR IGNORE INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
         now = time.time()
         if now - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = now
             self._prune_expired(now - self._retention_s)
         self._used_bytes = self._pages_in_use()
         self._observer.size_bytes(self._used_bytes)
+
+    def _parts(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[list[tuple[Any, ...]], int]]:
+        """``rows`` in consecutive parts of at most half the size cap (one part without a cap),
+        each with its stored size: a backlog written after an outage, or a small cap, would
+        otherwise make room for itself by evicting every prediction still awaiting its label."""
+        budget = None if self._max_bytes is None else self._max_bytes * EVICT_FLOOR_FRACTION
+        part: list[tuple[Any, ...]] = []
+        size = 0
+        for row in rows:
+            row_size = len(row[4]) + len(row[5]) + BLOCK_OVERHEAD_BYTES
+            if part and budget is not None and size + row_size > budget:
+                yield part, size
+                part, size = [], 0
+            part.append(row)
+            size += row_size
+        if part:
+            yield part, size
 
     def _prune_expired(self, cutoff: float) -> None:
         with _Transaction(self._db):

@@ -214,6 +214,27 @@ async def test_the_size_cap_evicts_the_oldest_and_the_file_stops_growing(tmp_pat
         await log.close()
 
 
+async def test_a_backlog_larger_than_the_cap_stays_within_it_and_keeps_its_newest(
+    tmp_path: Path,
+) -> None:
+    # One flush of ~2.6 MB into a 1 MiB cap (a queue written at once after an outage): written
+    # in parts of half the cap, so the file stays within the cap and the newest blocks are kept.
+    path, seen, cap = tmp_path / "p.sqlite3", Recorder(), 1 << 20
+    log = _log(path, seen, max_bytes=cap)
+    ids = []
+    try:
+        for _ in range(40):
+            block, block_ids = _block(1000)
+            log.append(block)
+            ids.append(block_ids[0])
+        await log.flush()
+        assert seen.outcomes["written"] == 40_000 and seen.size <= cap, seen.size
+        assert (await log.attach_feedback(ids[-1], 30.0)).status == "joined"
+        assert (await log.attach_feedback(ids[0], 30.0)).status == "unknown"
+    finally:
+        await log.close()
+
+
 def test_unusable_paths_are_named_and_usable_ones_pass(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     assert "File exists" in (unusable_reason(tmp_path / "file" / "p.sqlite3") or "")
