@@ -24,6 +24,15 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 ENTITY_FEATURES: tuple[str, ...] = ("restaurant_avg_delivery_time", "driver_avg_delivery_time")
 
+# Accepted values, shared by the API (``serving.schema``) and the training-data check
+# (``models.training.order_history``): a row the API would refuse is never trained on.
+ENTITY_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+ENTITY_ID_MAX_LENGTH = 64
+DISTANCE_KM_RANGE: tuple[float, float] = (0.1, 50)
+ORDER_VALUE_RANGE: tuple[float, float] = (0, 100_000)
+DELIVERY_TIME_MIN_RANGE: tuple[float, float] = (1, 300)
+"""An actual delivery time in minutes (feedback labels and training targets), inclusive."""
+
 FeatureSource = Literal["request", "online", "default"]
 """Where an entity feature's value came from: the request, the online store, or the default."""
 

@@ -7,11 +7,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from models.features import FeatureSource
+from models.features import (
+    DELIVERY_TIME_MIN_RANGE,
+    DISTANCE_KM_RANGE,
+    ENTITY_ID_MAX_LENGTH,
+    ENTITY_ID_PATTERN,
+    ORDER_VALUE_RANGE,
+    FeatureSource,
+)
 
 EntityId = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"),
+    Field(min_length=1, max_length=ENTITY_ID_MAX_LENGTH, pattern=ENTITY_ID_PATTERN),
 ]
 # Entity averages are minutes; bounds reject nonsense (negative, days) rather than clamp it.
 EntityMinutes = Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)]
@@ -37,9 +44,13 @@ class Order(BaseModel):
 
     restaurant_id: EntityId
     driver_id: EntityId
-    distance_km: float = Field(ge=0.1, le=50, allow_inf_nan=False)
+    distance_km: float = Field(
+        ge=DISTANCE_KM_RANGE[0], le=DISTANCE_KM_RANGE[1], allow_inf_nan=False
+    )
     is_peak_hour: int = Field(ge=0, le=1, description="1 during lunch/dinner peak hours, else 0")
-    order_value: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+    order_value: float = Field(
+        ge=ORDER_VALUE_RANGE[0], le=ORDER_VALUE_RANGE[1], allow_inf_nan=False
+    )
     restaurant_avg_delivery_time: EntityMinutes | None = None
     driver_avg_delivery_time: EntityMinutes | None = None
 
@@ -76,7 +87,9 @@ class Feedback(BaseModel):
     # Physically plausible only: under a minute from order to door does not happen (the model
     # never predicts below 1, and the training data has none), and past 5 hours -- the bound
     # of an entity's average too -- the order was lost or cancelled, not delivered late.
-    actual_delivery_time_min: float = Field(ge=1, le=300, allow_inf_nan=False)
+    actual_delivery_time_min: float = Field(
+        ge=DELIVERY_TIME_MIN_RANGE[0], le=DELIVERY_TIME_MIN_RANGE[1], allow_inf_nan=False
+    )
 
 
 class FeedbackReceipt(BaseModel):
