@@ -100,7 +100,7 @@ def compute_entity_features(history: pd.DataFrame) -> EntityFeatures:
     overall = float(history[target].mean())
 
     def per_entity(column: str) -> dict[str, float]:
-        stats = history.groupby(column)[target].agg(["mean", "size"])
+        stats = history.groupby(column, observed=True)[target].agg(["mean", "size"])
         kept = stats[stats["size"] >= MIN_ORDERS_PER_ENTITY]
         return {str(k): round(float(v), 4) for k, v in kept["mean"].items()}
 
@@ -115,17 +115,28 @@ def compute_entity_features(history: pd.DataFrame) -> EntityFeatures:
 def training_frame(orders: pd.DataFrame, entities: EntityFeatures) -> pd.DataFrame:
     """Feature matrix (columns ``FEATURE_NAMES``) for offline rows, joined like serving does."""
     frame = orders[["distance_km", "is_peak_hour", "order_value"]].astype(float).copy()
-    frame["restaurant_avg_delivery_time"] = (
-        orders["restaurant_id"]
-        .map(entities.restaurant_avg_delivery_time)
-        .fillna(entities.defaults["restaurant_avg_delivery_time"])
+    frame["restaurant_avg_delivery_time"] = _lookup(
+        orders["restaurant_id"],
+        entities.restaurant_avg_delivery_time,
+        entities.defaults["restaurant_avg_delivery_time"],
     )
-    frame["driver_avg_delivery_time"] = (
-        orders["driver_id"]
-        .map(entities.driver_avg_delivery_time)
-        .fillna(entities.defaults["driver_avg_delivery_time"])
+    frame["driver_avg_delivery_time"] = _lookup(
+        orders["driver_id"],
+        entities.driver_avg_delivery_time,
+        entities.defaults["driver_avg_delivery_time"],
     )
     return frame[list(FEATURE_NAMES)]
+
+
+def _lookup(ids: pd.Series, table: Mapping[str, float], default: float) -> np.ndarray:
+    """``table[id]`` per row, ``default`` for ids not in it."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        # Real histories arrive dictionary-encoded: look up each distinct id once.
+        per_category = np.array(
+            [table.get(str(c), default) for c in ids.cat.categories] + [default]
+        )
+        return per_category[ids.cat.codes.to_numpy()]  # code -1 (missing) takes the last: default
+    return ids.map(table).fillna(default).to_numpy(dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,75 @@ def render_plots(holdout: pd.DataFrame, level: float, seed: int = 0) -> dict[str
     return plots
 
 
+def _data_section(metadata: dict[str, Any]) -> str:
+    rows = metadata["row_counts"]
+    data = metadata.get("training_data", {"kind": "synthetic"})
+    counts = (
+        f"train {rows['train']:,}, calibration {rows['calibration']:,}, holdout {rows['holdout']:,}"
+    )
+    if data["kind"] != "file":
+        config = metadata["training_config"]
+        return f"""Synthetic order history from `models/training/synthetic_orders.py` (seed {config["seed"]}):
+restaurants with their own preparation profile, drivers with their own speed, distance, peak
+hours, order value, heteroscedastic Gaussian noise. Entity averages come from the earliest
+{config["history_fraction"]:.0%} of days ({rows["history"]:,} orders);
+the model is trained on later orders only ({counts})."""
+    source = data["source"]
+    ranges = data["split_time_ranges"]
+    split_lines = "\n".join(
+        f"| {name} | {rows[name]:,} | {ranges[name][0]} | {ranges[name][1]} |" for name in ranges
+    )
+    labels = data.get("labels")
+    label_text = (
+        f"\nRetrained with {labels['rows_read']:,} exported labels (`{labels['source']['path']}`); "
+        "the holdout is the newest labelled orders."
+        if labels
+        else ""
+    )
+    return f"""Order history `{source["path"]}` ({source["format"]}, {len(source["files"])} file(s),
+sha256 `{source["sha256"][:16]}…`): {data["rows_read"]:,} rows read, {data["rows_dropped"]:,}
+dropped as invalid; orders from {data["time_range"][0]} to {data["time_range"][1]}.{label_text}
+Split by time, oldest first (no order in a later part is older than one in an earlier part);
+entity averages come from the history part only:
+
+| part | orders | from | to |
+|---|--:|---|---|
+{split_lines}"""
+
+
+def _segment_table(segments: list[dict[str, Any]]) -> str:
+    def cell(value: float | None, digits: int) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        "| segment | orders | MAE (min) | coverage | mean width (min) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| {s['segment']}: {s['value']} | {s['rows']:,} | {cell(s['mae'], 3)} | "
+        f"{cell(s['coverage'], 3)} | {cell(s['mean_width'], 1)} |"
+        for s in segments
+    ]
+    return "\n".join(lines)
+
+
 def render_markdown(tag: str, metadata: dict[str, Any]) -> str:
     """The card's text: what the model is, how good it is, and its limits."""
     m = metadata["metrics"]
-    rows = metadata["row_counts"]
+    synthetic = metadata.get("training_data", {"kind": "synthetic"})["kind"] != "file"
+    if "bayes_floor_mae" in m:
+        floor = (
+            f"| Bayes floor (true conditional mean) | {m['bayes_floor_mae']:.3f} |\n"
+            f"| ratio model / floor | {m['mae_over_bayes_floor']:.3f} |\n"
+        )
+    else:
+        floor = "| Bayes floor | unknown for real data (the true expectation is not observed) |\n"
+    limits = (
+        "- The data is synthetic: the figures above prove the pipeline, not real-world accuracy."
+        if synthetic
+        else "- Figures are from the newest orders of the file: they hold while traffic looks "
+        "like that period; watch the drift metrics."
+    )
     return f"""# Model card: {tag}
 
 Gradient-boosted trees (scikit-learn `HistGradientBoostingRegressor`, monotone in every
@@ -74,12 +139,8 @@ feature) predicting food-delivery time in minutes, with a conformalised-quantile
 (CQR) {metadata["interval"]["level"]:.0%} prediction interval.
 
 ## Data
-Synthetic order history from `models/training/synthetic_orders.py` (seed {metadata["training_config"]["seed"]}):
-restaurants with their own preparation profile, drivers with their own speed, distance, peak
-hours, order value, heteroscedastic Gaussian noise. Entity averages come from the earliest
-{metadata["training_config"]["history_fraction"]:.0%} of days ({rows["history"]:,} orders);
-the model is trained on later orders only (train {rows["train"]:,}, calibration
-{rows["calibration"]:,}, holdout {rows["holdout"]:,}).
+{_data_section(metadata)}
+
 Training-data sha256 `{metadata["training_data_sha256"][:16]}…`.
 
 Features, in order: {", ".join(f"`{f}`" for f in metadata["feature_names"])}.
@@ -88,22 +149,23 @@ Features, in order: {", ".join(f"`{f}`" for f in metadata["feature_names"])}.
 | | MAE (min) |
 |---|---|
 | model | {m["holdout_mae"]:.3f} |
-| Bayes floor (true conditional mean) | {m["bayes_floor_mae"]:.3f} |
-| ratio model / floor | {m["mae_over_bayes_floor"]:.3f} |
-| baseline: training mean | {m["baseline_mean_mae"]:.3f} |
+{floor}| baseline: training mean | {m["baseline_mean_mae"]:.3f} |
 | baseline: distance-only linear | {m["baseline_distance_linear_mae"]:.3f} |
 
 RMSE {m["holdout_rmse"]:.3f} min. Interval coverage {m["interval_coverage"]:.3f}
 (target {metadata["interval"]["level"]:.2f}), mean width {m["interval_mean_width"]:.1f} min.
+
+### By segment
+{_segment_table(metadata.get("segments", []))}
 
 ![predicted vs actual](predicted_vs_actual.png)
 ![residuals](residuals.png)
 ![coverage](interval_coverage.png)
 
 ## Intended use and limits
-- Estimates for orders like the training distribution: 0.2-25 km, known peak-hour pattern.
+- Estimates for orders like the training distribution.
   Requests up to 50 km are accepted but extrapolate (trees predict flat beyond the data).
 - Unknown restaurants/drivers use the history-wide mean delivery time (`features_source: default`);
-  their predictions are less accurate.
-- The data is synthetic: the figures above prove the pipeline, not real-world accuracy.
+  their predictions are less accurate (see the segment table).
+{limits}
 """

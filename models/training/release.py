@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import bentoml
 
 from models.features import FEATURE_NAMES
 from models.store.artifact import register_model
 from models.training.config import TrainingConfig
-from models.training.fit import TrainingResult, train_model
+from models.training.fit import TrainingResult, fit_and_evaluate, train_model
+from models.training.from_files import HOLDOUT_FILE, FileTrainingData, holdout_parquet
 from models.training.model_card import render_markdown, render_plots
+
+FIT_FIELDS = ("max_iter", "learning_rate", "seed")
 
 
 @dataclass(frozen=True)
@@ -24,10 +29,30 @@ class RegisteredModel:
 
 
 def train_and_register(
-    config: TrainingConfig, *, stage: str, card_dir: Path | None = None
+    config: TrainingConfig,
+    *,
+    stage: str,
+    card_dir: Path | None = None,
+    data: FileTrainingData | None = None,
 ) -> RegisteredModel:
-    """Train with ``config``, register the model labelled ``stage``, write its model card."""
-    result = train_model(config)
+    """Train with ``config``, register the model labelled ``stage``, write its model card.
+
+    Without ``data`` the model trains on the synthetic history of ``config``; with it, on the
+    user's order history (its holdout is stored beside the model for the promotion gate).
+    """
+    extra: dict[str, bytes] = {}
+    if data is None:
+        result = train_model(config)
+        training_data: dict[str, Any] = {
+            "kind": "synthetic",
+            "generator": "models/training/synthetic_orders.py",
+        }
+    else:
+        result = fit_and_evaluate(data.parts, config)
+        training_data = data.metadata()
+        extra[HOLDOUT_FILE] = holdout_parquet(data.parts["holdout"], config.seed)
+        training_data["holdout_file"] = HOLDOUT_FILE
+        training_data["holdout_sha256"] = hashlib.sha256(extra[HOLDOUT_FILE]).hexdigest()
     metadata = {
         "metrics": result.metrics,
         "interval": {
@@ -37,16 +62,21 @@ def train_and_register(
         },
         "training_data_sha256": result.data_hash,
         "row_counts": result.n_rows,
-        "training_config": asdict(config),
+        # A file-trained model records only the fitting knobs: the sizes describe the generator.
+        "training_config": asdict(config)
+        if data is None
+        else {k: v for k, v in asdict(config).items() if k in FIT_FIELDS},
         "reference_stats": result.reference_stats,
         "entity_defaults": result.entities.defaults,
+        "training_data": training_data,
+        "segments": result.segments,
     }
     plots = render_plots(result.holdout, result.model.interval_level, seed=config.seed)
     card_files: dict[str, bytes] = {}
 
     def model_card(tag: str) -> dict[str, bytes]:
         card = render_markdown(tag, {**metadata, "feature_names": list(FEATURE_NAMES)})
-        card_files.update(plots, **{"model_card.md": card.encode()})
+        card_files.update(plots, **{"model_card.md": card.encode()}, **extra)
         return card_files
 
     created = register_model(
@@ -60,5 +90,7 @@ def train_and_register(
     if card_dir is not None:
         card_dir.mkdir(parents=True, exist_ok=True)
         for name, content in card_files.items():
+            if name in extra:
+                continue
             (card_dir / name).write_bytes(content)
     return RegisteredModel(tag=str(stored.tag), path=Path(stored.path), result=result)
