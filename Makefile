@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train serve test lint format materialize load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps train retrain serve test lint format materialize load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,8 +39,20 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus >/dev/null; \
 	fi
 
-train: env ## train a full model and register it (stage=candidate)
-	$(PY) train.py
+DATA   ?=
+LABELS ?=
+TRAIN_ARGS ?=
+train: env ## train and register a candidate: synthetic data, or DATA=orders.csv|.parquet|dir
+	$(PY) train.py $(if $(DATA),--data $(DATA)) $(if $(LABELS),--labels $(LABELS)) $(TRAIN_ARGS)
+
+# Closing the loop: the service's labelled predictions + the order history -> a candidate whose
+# holdout is the newest labelled orders, then the promotion gate against production.
+retrain: env ## DATA=history [LABELS=exported.parquet]: export labels, train, gate vs production
+	@test -n "$(DATA)" || { echo "usage: make retrain DATA=orders.parquet [LABELS=labels.parquet]" >&2; exit 2; }
+	@mkdir -p reports
+	$(if $(LABELS),,$(PY) -m serving.pipeline.prediction_log.export --out reports/labels.parquet)
+	$(PY) train.py --data $(DATA) --labels $(or $(LABELS),reports/labels.parquet) $(TRAIN_ARGS)
+	$(PY) -m models.promotion promote
 
 serve: env ## train if the store has no model, then serve on http://$(HOST):$(PORT)
 	$(PY) train.py --if-missing

@@ -47,3 +47,70 @@ def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Pat
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert "no servable model" in upgraded.stderr
     assert "registered delivery_eta:" in upgraded.stdout
+
+
+def _store_versions(home: Path) -> list[Path]:
+    store = home / "models" / "delivery_eta"
+    return [p for p in store.iterdir() if p.is_dir()] if store.is_dir() else []
+
+
+def test_train_on_a_csv_export_reports_segments_and_records_the_data(tmp_path: Path) -> None:
+    import yaml
+
+    from examples.warehouse_export import order_export
+
+    data = tmp_path / "orders.csv"
+    order_export(20_000, days=40, seed=11).to_csv(data, index=False)
+    trained = _train(tmp_path, "--data", str(data))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    out = trained.stdout
+    assert "20,000 rows read" in out and "ignored extra columns: order_id, city" in out
+    assert "Bayes floor unknown (real data)" in out
+    for segment in ("hour: peak", "distance: 2-5 km", "entities: restaurant or driver unknown"):
+        assert segment in out
+    (version,) = _store_versions(tmp_path)
+    info = yaml.safe_load((version / "model.yaml").read_text())
+    recorded = info["metadata"]["training_data"]
+    assert recorded["kind"] == "file" and recorded["rows_read"] == 20_000
+    assert recorded["source"]["path"] == str(data.resolve())
+    assert (
+        recorded["source"]["sha256"]
+        == __import__("hashlib").sha256(b"orders.csv" + data.read_bytes()).hexdigest()
+    )
+    assert (version / "holdout.parquet").is_file()
+    assert info["labels"]["stage"] == "candidate"
+    card = (tmp_path / "card" / "model_card.md").read_text()
+    assert "unknown for real data" in card and "| holdout |" in card
+
+
+def test_bad_data_exits_2_with_the_report_and_registers_nothing(tmp_path: Path) -> None:
+    from examples.warehouse_export import order_export
+
+    bad = order_export(3000, days=30, seed=2).astype(object)
+    bad.loc[5, "created_at"] = "31/02/2026"
+    bad.loc[6, "order_value"] = -3
+    data = tmp_path / "bad.csv"
+    bad.to_csv(data, index=False)
+    refused = _train(tmp_path, "--data", str(data))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "cannot train on this data, nothing registered" in refused.stderr
+    assert "created_at: 1 row(s) not a timestamp (rows 6)" in refused.stderr
+    assert "order_value: 1 row(s) outside 0-100000 (rows 7)" in refused.stderr
+    assert _store_versions(tmp_path) == []
+
+    dropped = _train(tmp_path, "--data", str(data), "--drop-invalid")
+    assert dropped.returncode == 0, dropped.stderr[-2000:]
+    assert "dropped 2 invalid row(s), kept 2,998" in dropped.stdout
+    assert len(_store_versions(tmp_path)) == 1
+
+
+def test_bad_arguments_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    labels_only = _train(tmp_path, "--labels", str(tmp_path / "labels.parquet"))
+    assert labels_only.returncode == 2 and "--labels needs --data" in labels_only.stderr
+    split = _train(tmp_path, "--data", "x.csv", "--split", "0.5,0.5,0.5,0.5")
+    assert split.returncode == 2 and "sum to 1" in split.stderr
+    missing = _train(tmp_path, "--data", str(tmp_path / "nowhere.parquet"))
+    assert missing.returncode == 2 and "no such file or directory" in missing.stderr
+    assert "Traceback" not in missing.stderr + split.stderr + labels_only.stderr
+    assert _store_versions(tmp_path) == []

@@ -23,10 +23,11 @@ from threadpoolctl import threadpool_limits
 from models.features import training_frame
 from models.runtime_selection import select_runtime
 from models.settings import ModelRuntime
-from models.store.artifact import ModelArtifact, load_artifact
+from models.store.artifact import ModelArtifact, load_artifact, sha256_file
 from models.store.stages import STAGE, LifecycleError
 from models.training.config import TrainingConfig
 from models.training.dataset import generate_splits, training_data_fingerprint
+from models.training.from_files import HOLDOUT_FILE, read_stored_holdout
 
 MAE_TOLERANCE = 1.02
 """A candidate may be at most 2 % worse than production on holdout MAE."""
@@ -52,8 +53,21 @@ def regenerate_holdout(training_config: dict[str, Any]) -> tuple[pd.DataFrame, p
     return parts["train"], parts["holdout"]
 
 
+def _stored_holdout(candidate: ModelArtifact, data: dict[str, Any]) -> pd.DataFrame:
+    """The holdout a file-trained candidate stored beside itself, checked against its sha256."""
+    path = candidate.path / str(data.get("holdout_file", HOLDOUT_FILE))
+    if not path.is_file():
+        raise LifecycleError(f"{candidate.tag} was trained on a file but has no {path.name}")
+    if sha256_file(path) != data.get("holdout_sha256"):
+        raise LifecycleError(f"{candidate.tag}: {path.name} does not match its recorded sha256")
+    return read_stored_holdout(path)
+
+
 def _holdout_for(candidate: ModelArtifact) -> pd.DataFrame:
     """The candidate's holdout, verified to come from exactly the data it was trained on."""
+    data = candidate.metadata.get("training_data", {})
+    if isinstance(data, dict) and data.get("kind") == "file":
+        return _stored_holdout(candidate, data)
     config = candidate.metadata.get("training_config")
     if not isinstance(config, dict):
         raise LifecycleError(f"{candidate.tag} has no training_config in its metadata")
@@ -213,7 +227,26 @@ def compare(
     candidate = load_artifact(candidate_tag)
     production = load_artifact(production_tag) if production_tag else None
     notes: list[str] = []
-    if holdout is None:
+    data = candidate.metadata.get("training_data", {})
+    if holdout is None and isinstance(data, dict) and data.get("kind") == "file":
+        holdout = _holdout_for(candidate)
+        labels = data.get("labels")
+        source = (
+            f"{candidate.tag}'s holdout: the newest "
+            + ("labelled orders (exported feedback)" if labels else "orders of its training file")
+            + f" {data['split_time_ranges']['holdout'][0]} .. "
+            f"{data['split_time_ranges']['holdout'][1]}, sha256 verified"
+        )
+        prod_data = production.metadata.get("training_data", {}) if production else {}
+        if prod_data.get("kind") == "file":
+            fitted_on = {k: v for k, v in prod_data["split_time_ranges"].items() if k != "holdout"}
+            prod_end = max(pd.Timestamp(r[1]) for r in fitted_on.values())
+            if prod_end >= pd.Timestamp(data["split_time_ranges"]["holdout"][0]):
+                notes.append(
+                    f"{production.tag}'s training file reaches {prod_end}, into this holdout: "  # type: ignore[union-attr]
+                    "production may have seen these orders (its MAE here is optimistic)"
+                )
+    elif holdout is None:
         holdout = _holdout_for(candidate)
         config = candidate.metadata["training_config"]
         source = (

@@ -192,6 +192,11 @@ def _read_table(fmt: str, files: list[Path]) -> pa.Table:
 
 
 def _as_timestamps(column: pa.ChunkedArray) -> pd.Series:
+    """UTC timestamps in microseconds (whatever the file's unit: files mix s, ms, us, ns)."""
+    return _parse_timestamps(column).dt.as_unit("us")
+
+
+def _parse_timestamps(column: pa.ChunkedArray) -> pd.Series:
     if pa.types.is_timestamp(column.type):
         values = column.to_pandas()
         return values.dt.tz_convert("UTC") if values.dt.tz else values.dt.tz_localize("UTC")
@@ -345,7 +350,7 @@ def read_order_history(
             report.fatal.append("fix the rows above, or pass --drop-invalid to train without them")
         raise OrderHistoryError(report.text())
 
-    frame = frame.rename(columns=INTERNAL_NAMES)
+    frame = frame[list(ORDER_HISTORY_SCHEMA)].rename(columns=INTERNAL_NAMES)
     frame["is_peak_hour"] = frame["is_peak_hour"].astype("int64")
     for name in ("restaurant_id", "driver_id"):
         frame[name] = frame[name].cat.remove_unused_categories()

@@ -1,0 +1,1 @@
+"""Runnable examples: stand-ins for the data a user brings."""

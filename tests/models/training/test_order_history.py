@@ -1,0 +1,175 @@
+"""Reading and checking a user's order history: every bad-data case named, with its rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from examples.warehouse_export import order_export
+from models.training.order_history import (
+    ORDER_HISTORY_SCHEMA,
+    OrderHistoryError,
+    fingerprint_files,
+    read_order_history,
+)
+
+
+@pytest.fixture(scope="module")
+def export() -> pd.DataFrame:
+    return order_export(3000, days=30, seed=5)
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "orders.csv") -> Path:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _error(path: Path, **kwargs: object) -> str:
+    with pytest.raises(OrderHistoryError) as caught:
+        read_order_history(path, **kwargs)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_a_valid_csv_reads_in_the_training_names_sorted_by_time(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    shuffled = export.sample(frac=1.0, random_state=1)
+    orders, report, source = read_order_history(_csv(tmp_path, shuffled))
+    assert list(orders.columns) == [
+        "order_ts",
+        "restaurant_id",
+        "driver_id",
+        "distance_km",
+        "is_peak_hour",
+        "order_value",
+        "delivery_time_minutes",
+    ]
+    assert len(orders) == report.rows_read == report.rows_kept == len(export)
+    assert orders["order_ts"].is_monotonic_increasing
+    assert str(orders["order_ts"].dt.tz) == "UTC"
+    # +01:00 offsets become UTC: the first export row is an hour earlier in UTC.
+    first = pd.Timestamp(export["created_at"].min()).tz_convert("UTC")
+    assert orders["order_ts"].iloc[0] == first
+    assert report.extra_columns == ["order_id", "city"]
+    assert source.format == "csv" and len(source.sha256) == 64
+    assert orders["delivery_time_minutes"].sum() == pytest.approx(export["delivery_time_min"].sum())
+
+
+def test_parquet_file_and_directory_read_the_same_orders_as_csv(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    from_csv, _, _ = read_order_history(_csv(tmp_path, export))
+    export.to_parquet(tmp_path / "orders.parquet", index=False)
+    from_file, _, source = read_order_history(tmp_path / "orders.parquet")
+    parts = tmp_path / "parts"
+    (parts / "month=1").mkdir(parents=True)
+    export.iloc[:1000].to_parquet(parts / "month=1" / "a.parquet", index=False)
+    export.iloc[1000:].to_parquet(parts / "b.parquet", index=False)
+    from_dir, _, dir_source = read_order_history(parts)
+    for frame in (from_file, from_dir):
+        pd.testing.assert_frame_equal(
+            frame.astype({"restaurant_id": str, "driver_id": str}),
+            from_csv.astype({"restaurant_id": str, "driver_id": str}),
+        )
+    assert source.format == dir_source.format == "parquet"
+    assert dir_source.files == ["b.parquet", "month=1/a.parquet"]
+
+
+def test_the_fingerprint_changes_with_one_byte(tmp_path: Path, export: pd.DataFrame) -> None:
+    path = _csv(tmp_path, export)
+    before = fingerprint_files([path], path)
+    path.write_bytes(path.read_bytes().replace(b"rest-", b"resT-", 1))
+    assert fingerprint_files([path], path) != before
+
+
+def test_missing_and_misspelt_columns_are_all_named(tmp_path: Path, export: pd.DataFrame) -> None:
+    renamed = export.rename(columns={"restaurant_id": "restaurantid"}).drop(columns="order_value")
+    message = _error(_csv(tmp_path, renamed))
+    assert "missing column 'restaurant_id' (found 'restaurantid': misspelt?)" in message
+    assert "missing column 'order_value'" in message
+    assert "ignored extra columns: order_id, restaurantid, city" in message
+
+
+def test_every_bad_value_is_reported_with_its_column_count_and_rows(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    bad = export.astype(object)
+    bad.loc[3, "created_at"] = "yesterday"
+    bad.loc[[4, 5], "distance_km"] = "far"
+    bad.loc[6, "distance_km"] = 99.0
+    bad.loc[7, "order_value"] = float("inf")
+    bad.loc[8, "delivery_time_min"] = float("nan")
+    bad.loc[9, "delivery_time_min"] = 0.5
+    bad.loc[10, "is_peak_hour"] = 2
+    bad.loc[11, "driver_id"] = "drv 7; DROP"
+    bad.loc[12, "restaurant_id"] = "r" * 65
+    bad = pd.concat([bad, bad.iloc[[20, 21]]], ignore_index=True)  # two duplicated orders
+    message = _error(_csv(tmp_path, bad))
+    n = len(export)
+    for expected in (
+        "created_at: 1 row(s) not a timestamp (rows 4)",
+        "distance_km: 2 row(s) not a number (rows 5, 6)",
+        "distance_km: 1 row(s) outside 0.1-50 (rows 7)",
+        "order_value: 1 row(s) infinite (rows 8)",
+        "delivery_time_min: 1 row(s) empty or NaN (rows 9)",
+        "delivery_time_min: 1 row(s) outside 1-300 (rows 10)",
+        "is_peak_hour: 1 row(s) outside 0-1 (rows 11)",
+        "driver_id: 1 row(s) with characters outside A-Z a-z 0-9 _ . : - (rows 12)",
+        "restaurant_id: 1 row(s) longer than 64 characters (rows 13)",
+        f"(all columns): 2 row(s) duplicating an earlier row (rows {n + 1}, {n + 2})",
+        "pass --drop-invalid",
+    ):
+        assert expected in message, message
+
+
+def test_drop_invalid_keeps_the_valid_rows_and_counts_the_rest(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    bad = export.copy()
+    bad.loc[[1, 2, 3], "delivery_time_min"] = -1.0
+    orders, report, _ = read_order_history(_csv(tmp_path, bad), drop_invalid=True)
+    assert report.rows_dropped == 3 and report.rows_kept == len(orders) == len(export) - 3
+    assert "dropped 3 invalid row(s)" in report.text()
+    assert orders["delivery_time_minutes"].min() >= 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "days", "expected"),
+    [(500, 30, "too few valid rows: 500 (need at least 1,000)"), (3000, 5, "too few days")],
+)
+def test_too_little_data_is_refused(tmp_path: Path, rows: int, days: int, expected: str) -> None:
+    message = _error(_csv(tmp_path, order_export(rows, days=days, seed=1)))
+    assert expected in message
+
+
+def test_drop_invalid_cannot_fix_too_few_rows(tmp_path: Path, export: pd.DataFrame) -> None:
+    bad = export.copy()
+    bad.loc[bad.index[:2500], "distance_km"] = np.nan
+    message = _error(_csv(tmp_path, bad), drop_invalid=True)
+    assert "dropped 2,500 invalid row(s)" in message and "too few valid rows: 500" in message
+
+
+def test_unknown_formats_and_paths_are_named(tmp_path: Path) -> None:
+    (tmp_path / "orders.xlsx").write_bytes(b"PK")
+    assert "unknown format" in _error(tmp_path / "orders.xlsx")
+    assert "no such file or directory" in _error(tmp_path / "missing.csv")
+    (tmp_path / "empty").mkdir()
+    assert "holds no .parquet files" in _error(tmp_path / "empty")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    assert "cannot read as parquet" in _error(tmp_path / "broken.parquet")
+
+
+def test_the_schema_documents_every_column() -> None:
+    assert list(ORDER_HISTORY_SCHEMA) == [
+        "created_at",
+        "restaurant_id",
+        "driver_id",
+        "distance_km",
+        "is_peak_hour",
+        "order_value",
+        "delivery_time_min",
+    ]
