@@ -106,16 +106,12 @@ def segment_metrics(holdout: pd.DataFrame, entities: EntityFeatures) -> list[dic
     rows = []
     for kind, name, mask in segments:
         count = int(mask.sum())
-        rows.append(
-            {
-                "segment": kind,
-                "value": name,
-                "rows": count,
-                "mae": round(float(error[mask].mean()), 4) if count else None,
-                "coverage": round(float(inside[mask].mean()), 4) if count else None,
-                "mean_width": round(float(width[mask].mean()), 3) if count else None,
-            }
-        )
+        row: dict[str, Any] = {"segment": kind, "value": name, "rows": count}
+        if count:  # an empty segment has no figures (and BentoML metadata holds no None)
+            row["mae"] = round(float(error[mask].mean()), 4)
+            row["coverage"] = round(float(inside[mask].mean()), 4)
+            row["mean_width"] = round(float(width[mask].mean()), 3)
+        rows.append(row)
     return rows
 
 

@@ -108,8 +108,8 @@ def _segment_table(segments: list[dict[str, Any]]) -> str:
         "|---|--:|--:|--:|--:|",
     ]
     lines += [
-        f"| {s['segment']}: {s['value']} | {s['rows']:,} | {cell(s['mae'], 3)} | "
-        f"{cell(s['coverage'], 3)} | {cell(s['mean_width'], 1)} |"
+        f"| {s['segment']}: {s['value']} | {s['rows']:,} | {cell(s.get('mae'), 3)} | "
+        f"{cell(s.get('coverage'), 3)} | {cell(s.get('mean_width'), 1)} |"
         for s in segments
     ]
     return "\n".join(lines)

@@ -315,6 +315,8 @@ def read_order_history(
         report.fatal += missing
         raise OrderHistoryError(report.text())
 
+    size_mib = sum(f.stat().st_size for f in files) / 2**20
+    logger.info("reading %s (%d %s file(s), %.0f MiB)", root, len(files), fmt, size_mib)
     started = time.perf_counter()
     table = _read_table(fmt, files)
     report.rows_read = table.num_rows

@@ -213,3 +213,43 @@ def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restore
 def test_cli_status_lists_stages(store_home: Path, base_tag: str) -> None:
     assert promotion_cli(["status"]) == 0
     assert base_tag in stages.status_table()
+
+
+@pytest.fixture(scope="module")
+def file_tag(store_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A candidate trained on an order file (another world than the session model's)."""
+    from examples.warehouse_export import order_export
+    from models.training.from_files import load_file_training_data
+
+    path = tmp_path_factory.mktemp("orders") / "orders.parquet"
+    order_export(12_000, days=30, seed=4).to_parquet(path, index=False)
+    data = load_file_training_data(path)
+    return train_and_register(TrainingConfig.small(), stage=CANDIDATE, data=data).tag
+
+
+def test_a_file_trained_candidate_is_gated_on_its_stored_holdout(
+    store_home: Path, base_tag: str, file_tag: str
+) -> None:
+    artifact = load_artifact(file_tag)
+    holdout = gate._holdout_for(artifact)
+    assert len(holdout) == artifact.metadata["row_counts"]["holdout"]
+    assert gate.holdout_mae(artifact, holdout) == pytest.approx(
+        artifact.metadata["metrics"]["holdout_mae"], abs=1e-5
+    )
+    comparison = gate.compare(file_tag, base_tag, latency_calls=200)
+    assert "newest orders of its training file" in comparison.holdout_source
+    # The synthetic production model knows none of the file's restaurants or drivers.
+    assert comparison.production is not None and comparison.mae_ratio is not None
+    assert comparison.mae_ratio < 1.0
+
+    stored = artifact.path / "holdout.parquet"
+    original = stored.read_bytes()
+    try:
+        stored.write_bytes(original[:-16] + bytes(16))
+        with pytest.raises(LifecycleError, match="does not match its recorded sha256"):
+            gate._holdout_for(artifact)
+        stored.unlink()
+        with pytest.raises(LifecycleError, match=r"has no holdout\.parquet"):
+            gate._holdout_for(artifact)
+    finally:
+        stored.write_bytes(original)
