@@ -47,10 +47,10 @@ train: env ## train and register a candidate: synthetic data, or DATA=orders.csv
 
 # Closing the loop: the service's labelled predictions + the order history -> a candidate whose
 # holdout is the newest labelled orders, then the promotion gate against production.
-retrain: env ## DATA=history [LABELS=exported.parquet]: export labels, train, gate vs production
+retrain: env ## DATA=history [LABELS=out.parquet]: export labels, train on both, gate vs production
 	@test -n "$(DATA)" || { echo "usage: make retrain DATA=orders.parquet [LABELS=labels.parquet]" >&2; exit 2; }
-	@mkdir -p reports
-	$(if $(LABELS),,$(PY) -m serving.pipeline.prediction_log.export --out reports/labels.parquet)
+	@mkdir -p $(dir $(or $(LABELS),reports/labels.parquet))
+	$(PY) -m serving.pipeline.prediction_log.export --out $(or $(LABELS),reports/labels.parquet)
 	$(PY) train.py --data $(DATA) --labels $(or $(LABELS),reports/labels.parquet) $(TRAIN_ARGS)
 	$(PY) -m models.promotion promote
 

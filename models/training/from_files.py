@@ -99,7 +99,13 @@ def load_file_training_data(
     try:
         parts = split_by_time(orders, split, labels=label_rows)
     except ValueError as exc:
-        raise OrderHistoryError(f"order history {data}: {exc}") from None
+        hint = (
+            f"; with --labels the holdout is the newest {split.holdout:.0%} of the "
+            f"{len(label_rows):,} labelled orders: collect more feedback, or raise the holdout share"
+            if label_rows is not None
+            else ""
+        )
+        raise OrderHistoryError(f"order history {data}: {exc}{hint}") from None
     for name, part in parts.items():
         logger.info(
             "%-11s %9s orders  %s .. %s",

@@ -1,0 +1,99 @@
+"""Closing the loop for real: a file-trained production model serves, feedback arrives,
+``make retrain`` exports the labels from the live log, trains a candidate on history + labels
+with the newest labelled orders as holdout, and gates it against production."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import yaml
+
+from examples.warehouse_export import order_export
+from tests.harness.local_server import ROOT, local_server
+
+BATCHES, BATCH_ROWS = 20, 40
+
+
+def _run(command: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "BENTOML_HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
+    world = order_export(24_000, days=48, seed=31)  # one world: its past and its future
+    history, future = world.iloc[:20_000], world.iloc[20_000:]
+    history.to_csv(tmp_path / "history.csv", index=False)
+    home = tmp_path / "home"
+    first = _run(
+        [".venv/bin/python", "train.py", "--small", "--card-dir", "", "--stage", "production",
+         "--data", str(tmp_path / "history.csv")],
+        home,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    sent: dict[str, dict[str, object]] = {}
+    with local_server(tmp_path / "server.log", env={"BENTOML_HOME": str(home)}) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for batch in range(BATCHES):
+                rows = future.iloc[batch * BATCH_ROWS : (batch + 1) * BATCH_ROWS]
+                orders = [
+                    {
+                        "restaurant_id": r.restaurant_id,
+                        "driver_id": r.driver_id,
+                        "distance_km": float(r.distance_km),
+                        "is_peak_hour": int(r.is_peak_hour),
+                        "order_value": float(r.order_value),
+                    }
+                    for r in rows.itertuples()
+                ]
+                answer = client.post("/v1/predict/batch", json={"orders": orders})
+                assert answer.status_code == 200, answer.text
+                for order, prediction, actual in zip(
+                    orders, answer.json()["predictions"], rows["delivery_time_min"], strict=True
+                ):
+                    sent[prediction["prediction_id"]] = {**order, "actual": float(actual)}
+            for prediction_id, order in sent.items():
+                label = {"prediction_id": prediction_id, "actual_delivery_time_min": order["actual"]}
+                assert client.post("/v1/feedback", json=label).status_code == 200
+
+        # make retrain as documented, the export reading the live server's prediction log.
+        retrain = _run(
+            ["make", "--no-print-directory", "retrain", f"DATA={tmp_path / 'history.csv'}",
+             f"LABELS={tmp_path / 'labels.parquet'}",
+             "TRAIN_ARGS=--small --card-dir="],
+            home,
+            DELIVERY_ETA_PREDICTION_LOG_PATH=str(server.prediction_log_path),
+        )
+    output = retrain.stdout + retrain.stderr
+    assert '"rows_written": 800' in output.replace(" ", "").replace(":", ": "), output[-3000:]
+    assert "Decision:" in output, output[-3000:]
+    assert "labelled orders (exported feedback)" in output
+    assert (retrain.returncode == 0) == ("Decision: PROMOTE" in output), output[-3000:]
+
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    assert set(labels["prediction_id"]) == set(sent)
+    by_id = labels.set_index("prediction_id")
+    for prediction_id, order in list(sent.items())[::97]:
+        assert by_id.loc[prediction_id, "restaurant_id"] == order["restaurant_id"]
+        assert by_id.loc[prediction_id, "delivery_time_min"] == order["actual"]
+
+    store = home / "models" / "delivery_eta"
+    infos = [yaml.safe_load((v / "model.yaml").read_text()) for v in store.iterdir() if v.is_dir()]
+    (candidate,) = [i for i in infos if "labels" in i["metadata"]["training_data"]]
+    recorded = candidate["metadata"]["training_data"]
+    assert recorded["labels"]["rows_read"] == 800
+    ranges = recorded["split_time_ranges"]
+    # The holdout is the newest labelled orders, newer than every training order.
+    assert pd.Timestamp(ranges["holdout"][0]) > pd.Timestamp(ranges["train"][1])
+    assert pd.Timestamp(ranges["holdout"][0]) >= labels["created_at"].min()
+    assert 0 < candidate["metadata"]["row_counts"]["holdout"] <= 0.2 * 800
