@@ -90,8 +90,6 @@ ROW_GROUP_ROWS = 10_000
 
 # Where each exported feature sits in a stored row (FEATURE_NAMES order).
 _FEATURE_COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
-# Fields of a Redis block hash without labels: older blocks have 5, blocks with ids 6.
-_REDIS_BLOCK_FIELDS = 5
 
 
 class ExportError(Exception):
@@ -372,7 +370,7 @@ def redis_labelled_blocks(
     group: int = BLOCK_GROUP,
 ) -> Iterator[list[LabelledBlock]]:
     """The labelled blocks under ``prefix``: the keys are scanned ``page`` at a time, their
-    field counts tell blocks with labels (fields ``actual:<row>``), and those are read
+    field names tell blocks with labels (fields ``actual:<row>``), and those are read
     ``group`` at a time.
 
     A label lives in its block's hash, so an expired block takes its labels with it: Redis
@@ -383,35 +381,27 @@ def redis_labelled_blocks(
     cutoff = -math.inf if since is None else since
     keys_scanned = client.scan_iter(match=_glob_escape(prefix) + "*", count=page)
     for keys in batched(keys_scanned, page):
+        # Field names only (~70 B a block): which hashes hold labels, in one round trip.
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hlen(key)
-            lengths = pipe.execute(raise_on_error=False)
-        # More fields than a block without labels has: it may hold labels (HKEYS tells).
-        candidates = [
+                pipe.hkeys(key)
+            fields = pipe.execute(raise_on_error=False)  # a key of another type: an error
+        labelled = [
             key
-            for key, length in zip(keys, lengths, strict=True)
-            if isinstance(length, int) and length > _REDIS_BLOCK_FIELDS and key not in seen
+            for key, names in zip(keys, fields, strict=True)
+            if isinstance(names, list)
+            and key not in seen
+            and any(name.startswith(b"actual:") for name in names)
         ]
-        for keys_group in batched(candidates, group):
+        for keys_group in batched(labelled, group):
             with client.pipeline(transaction=False) as pipe:
                 for key in keys_group:
-                    pipe.hkeys(key)
-                fields = pipe.execute(raise_on_error=False)
-            labelled = [
-                key
-                for key, names in zip(keys_group, fields, strict=True)
-                if isinstance(names, list) and any(n.startswith(b"actual:") for n in names)
-            ]
-            if not labelled:
-                continue
-            with client.pipeline(transaction=False) as pipe:
-                for key in labelled:
                     pipe.hgetall(key)
                 hashes = pipe.execute(raise_on_error=False)
             blocks = []
-            for key, stored in zip(labelled, hashes, strict=True):
+            for key, stored in zip(keys_group, hashes, strict=True):
                 seen.add(key)
+                # Empty: expired since the scan, and its labels with it.
                 if isinstance(stored, dict) and stored:
                     found = _redis_block(key[len(prefix) :].decode(), stored, cutoff)
                     if found is not None:

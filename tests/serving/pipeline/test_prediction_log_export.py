@@ -313,6 +313,38 @@ async def test_a_file_from_before_the_ids_exports_opens_and_keeps_working(
     _check_rows(_read(out), {new.ids[1]: new.expected(1, 22.0)}, (before, after))
 
 
+async def test_labels_of_the_one_row_per_prediction_table_are_counted_without_ids(
+    tmp_path: Path,
+) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    with sqlite3.connect(path) as db:  # the schema before blocks: one row per prediction
+        db.execute(
+            """CREATE TABLE predictions (
+                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
+                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
+                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
+        )
+        for n, actual in enumerate([30.0, None, 25.0]):
+            db.execute(
+                "INSERT INTO predictions VALUES (?, ?, 'delivery_eta:old', '[3, 1, 25, 30, 31]',"
+                " 28.0, 20.0, 36.0, ?, ?)",
+                (f"legacy-{n}", time.time(), actual, None if actual is None else time.time()),
+            )
+    db.close()
+    log = SQLitePredictionLog(path, retention_s=3600)
+    logged = _logged(1, 1)
+    log.append(logged.block)
+    try:
+        assert (await log.attach_feedback(logged.ids[0], 19.0)).status == "joined"
+    finally:
+        await log.close()
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (1, 3, 2, 0)
+    assert list(_read(out)["prediction_id"]) == [logged.ids[0]]
+
+
 def test_workers_opening_an_old_file_at_once_all_add_the_column_once(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite3"
     _old_file(path, _logged(1, 1, with_ids=False), labelled_row=0, actual=30.0)
