@@ -245,7 +245,8 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
         {"db_bytes_after_each_60k_rows": sizes, "wal_bytes": wal_size, "evicted_rows": evicted},
     )
     assert sizes[-1] <= MAX_MIB * 1.1 * 2**20, sizes
-    # 60k rows (~4 MB) reach the cap; after that freed pages are reused: no growth.
-    assert sizes[2] <= sizes[1] * 1.02, sizes
+    # 60k rows (~4.7 MB) reach the cap; after that freed pages are reused: no growth, or only
+    # up to the cap itself (the second sample may be a block or two below it: 78 KB each).
+    assert sizes[2] <= max(sizes[1] * 1.02, MAX_MIB * 2**20), sizes
     assert wal_size <= 8 * 2**20
     assert evicted > 0
