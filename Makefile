@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train retrain serve test lint format materialize load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps train retrain serve test lint format materialize export-labels load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,12 @@ format: env ## apply ruff formatting and safe fixes
 REDIS_URL ?= redis://127.0.0.1:6379/0
 materialize: env ## load the served model's entity features into Redis (REDIS_URL=...)
 	$(PY) train.py materialize --redis-url $(REDIS_URL)
+
+# Reads the log the service's DELIVERY_ETA_PREDICTION_LOG_* settings name (docs/prediction-log.md).
+OUT ?=
+export-labels: env ## predictions with feedback -> Parquet in the training schema (OUT=file [SINCE=hours])
+	@if [ -z "$(OUT)" ]; then echo "export-labels: set OUT=<file.parquet>, e.g. make export-labels OUT=labels.parquet" >&2; exit 2; fi
+	$(PY) -m serving.pipeline.prediction_log.export --out "$(OUT)" $(if $(SINCE),--since $(SINCE))
 
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing

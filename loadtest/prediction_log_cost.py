@@ -29,6 +29,7 @@ from serving.pipeline.prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
     SQLitePredictionLog,
+    encode_entity_ids,
     new_prediction_ids,
 )
 from serving.pipeline.prediction_log.queue import BufferedLog
@@ -44,7 +45,13 @@ def _blocks(total_rows: int, rows_per_block: int) -> list[PredictionBlock]:
         key, _ = new_prediction_ids(rows_per_block)
         features = rng.uniform(0, 50, (rows_per_block, 5))
         outputs = rng.uniform(5, 90, (rows_per_block, 3))
-        blocks.append(PredictionBlock(key, time.time(), MODEL_VERSION, features, outputs))
+        # Ids shaped as the generated world's (serving.schema's example: r_0042, d_0117).
+        restaurants = [f"r_{n:04d}" for n in rng.integers(0, 500, rows_per_block)]
+        drivers = [f"d_{n:04d}" for n in rng.integers(0, 800, rows_per_block)]
+        entity_ids = encode_entity_ids(restaurants, drivers)
+        blocks.append(
+            PredictionBlock(key, time.time(), MODEL_VERSION, features, outputs, entity_ids)
+        )
     return blocks
 
 

@@ -26,6 +26,7 @@ from serving.pipeline.prediction_log import (
     FeedbackResult,
     PredictionBlock,
     PredictionLog,
+    encode_entity_ids,
     new_prediction_ids,
 )
 from serving.schema import Order, Prediction
@@ -136,9 +137,9 @@ class PredictionPipeline:
     async def predict(self, orders: Sequence[Order]) -> PredictionBatch:
         """Predict every order; all rows of one call go to the model in the same batch."""
         started = time.perf_counter()
-        online = await self.feature_store.lookup(
-            [o.restaurant_id for o in orders], [o.driver_id for o in orders]
-        )
+        restaurant_ids = [o.restaurant_id for o in orders]
+        driver_ids = [o.driver_id for o in orders]
+        online = await self.feature_store.lookup(restaurant_ids, driver_ids)
         looked_up = time.perf_counter()
         features, source_codes = assemble_feature_columns(orders, online, self._defaults)
         outputs = await self._batcher.predict(features)  # clamped, counted (_after_model_call)
@@ -148,8 +149,12 @@ class PredictionPipeline:
         if self._metrics is not None:
             self._metrics.feature_lookup(looked_up - started, online.failed, source_codes)
         if self.prediction_log is not None:
+            # The ids too: features hold the entities' averages, retraining needs the entities.
+            entity_ids = encode_entity_ids(restaurant_ids, driver_ids)
             self.prediction_log.append(
-                PredictionBlock(block_key, time.time(), self.model_version, features, outputs)
+                PredictionBlock(
+                    block_key, time.time(), self.model_version, features, outputs, entity_ids
+                )
             )
         annotate(
             model_version=self.model_version,

@@ -47,6 +47,8 @@ class LocalServer:
     url: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    prediction_log_path: Path
+    """The SQLite prediction log it was started with (``DELIVERY_ETA_PREDICTION_LOG_PATH``)."""
 
     def log(self) -> str:
         """Everything the server has logged so far."""
@@ -128,6 +130,11 @@ def local_server(
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, ready_timeout_s, proc)
-            yield LocalServer(url=url, proc=proc, log_path=log_path)
+            yield LocalServer(
+                url=url,
+                proc=proc,
+                log_path=log_path,
+                prediction_log_path=Path(env["DELIVERY_ETA_PREDICTION_LOG_PATH"]),
+            )
         finally:
             stop_process_group(proc)

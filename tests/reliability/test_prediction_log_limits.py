@@ -230,6 +230,10 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
             for _ in range(60):  # 60,000 rows, ~4 MB of features and outputs each round
                 assert client.post("/v1/predict/batch", json=BATCH).status_code == 200
             time.sleep(0.5)
+            # The file grows when the WAL is checkpointed (every 4 MiB of it, the size of the
+            # cap): without a checkpoint here its size lags the writes by up to a whole cap.
+            with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             sizes.append(path.stat().st_size)
         evicted = _metric(
             server.url, "delivery_eta_prediction_log_evicted_rows_total", reason="size_cap"
@@ -241,7 +245,8 @@ def test_the_size_cap_holds_under_a_flood(limited: dict[str, Any], record_figure
         {"db_bytes_after_each_60k_rows": sizes, "wal_bytes": wal_size, "evicted_rows": evicted},
     )
     assert sizes[-1] <= MAX_MIB * 1.1 * 2**20, sizes
-    # 60k rows (~4 MB) reach the cap; after that freed pages are reused: no growth.
-    assert sizes[2] <= sizes[1] * 1.02, sizes
+    # 60k rows (~4.7 MB) reach the cap; after that freed pages are reused: no growth, or only
+    # up to the cap itself (the second sample may be a block or two below it: 78 KB each).
+    assert sizes[2] <= max(sizes[1] * 1.02, MAX_MIB * 2**20), sizes
     assert wal_size <= 8 * 2**20
     assert evicted > 0

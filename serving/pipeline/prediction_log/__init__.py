@@ -26,6 +26,8 @@ from serving.pipeline.prediction_log.records import (
     PredictionLog,
     PredictionLogUnavailable,
     PredictionRecord,
+    decode_entity_ids,
+    encode_entity_ids,
     new_prediction_ids,
     split_prediction_id,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "RecordOutcome",
     "RedisPredictionLog",
     "SQLitePredictionLog",
+    "decode_entity_ids",
+    "encode_entity_ids",
     "new_prediction_ids",
     "split_prediction_id",
     "unusable_reason",

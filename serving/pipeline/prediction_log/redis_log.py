@@ -10,6 +10,7 @@ the features (docs/prediction-log.md).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -32,7 +33,9 @@ LEGACY_KEY_PREFIX = "delivery_eta:prediction:"
 
 class RedisPredictionLog(BufferedLog):
     """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
-    block's field ``actual:<row>``, set with HSETNX so exactly one replica joins it."""
+    block's field ``actual:<row>`` (and its time ``labelled_at:<row>``), set with HSETNX so
+    exactly one replica joins it. The hash's ``entity_ids`` field (not in blocks written by
+    older versions) holds the rows' restaurant and driver ids."""
 
     backend = "redis"
     store_errors = (redis.RedisError, OSError, TimeoutError)
@@ -66,16 +69,16 @@ class RedisPredictionLog(BufferedLog):
             for block in blocks:
                 key = self._prefix + block.block_key
                 features, outputs = block.encoded()
-                pipe.hset(
-                    key,
-                    mapping={
-                        "created_at": block.created_at,
-                        "model_version": block.model_version,
-                        "rows": len(block),
-                        "features": features,
-                        "outputs": outputs,
-                    },
-                )
+                fields: dict[str, bytes | float | int | str] = {
+                    "created_at": block.created_at,
+                    "model_version": block.model_version,
+                    "rows": len(block),
+                    "features": features,
+                    "outputs": outputs,
+                }
+                if block.entity_ids is not None:
+                    fields["entity_ids"] = block.entity_ids
+                pipe.hset(key, mapping=fields)
                 pipe.expire(key, self._ttl)
             await pipe.execute()
 
@@ -105,13 +108,15 @@ class RedisPredictionLog(BufferedLog):
         if record is None:
             return FeedbackResult("unknown", None, None)
         label = f"actual:{row}"
-        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined". If the
-        # block expired since the read, HSETNX creates a hash without a TTL, which no volatile-*
-        # eviction policy could ever remove: EXPIRE NX gives it one (a no-op on a live block).
+        # HSETNX makes the join atomic across replicas: exactly one caller sees "joined" (and
+        # the label's time is the first caller's too). If the block expired since the read,
+        # HSETNX creates a hash without a TTL, which no volatile-* eviction policy could ever
+        # remove: EXPIRE NX gives it one (a no-op on a live block).
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, label, repr(actual))
+            pipe.hsetnx(key, f"labelled_at:{row}", repr(time.time()))
             pipe.expire(key, self._ttl, nx=True)
-            first, _ = await pipe.execute()
+            first, _, _ = await pipe.execute()
         if first:
             return joined(record, actual, None)
         earlier = await self._client.hget(key, label)  # type: ignore[misc]

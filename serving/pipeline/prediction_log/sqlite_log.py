@@ -35,7 +35,7 @@ PRUNE_EVERY_S = 60.0
 EVICT_TO_FRACTION = 0.9
 EVICT_FLOOR_FRACTION = 0.5
 """Largest share of the cap one insert may take (so eviction keeps at least the rest)."""
-# Bytes a block costs beyond its two arrays (key, columns, two index entries), for the room
+# Bytes a block costs beyond its arrays and ids (key, columns, two index entries), for the room
 # to make before an insert; measured ~150 (docs/prediction-log.md).
 BLOCK_OVERHEAD_BYTES = 200
 # The WAL is truncated back to this after a checkpoint (it otherwise keeps its largest size).
@@ -52,8 +52,10 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     db.execute(
         """CREATE TABLE IF NOT EXISTS prediction_blocks (
             block_key TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-            rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL)"""
+            rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL,
+            entity_ids BLOB)"""
     )
+    _add_entity_ids_column(db)
     db.execute(
         "CREATE INDEX IF NOT EXISTS prediction_blocks_created ON prediction_blocks(created_at)"
     )
@@ -62,6 +64,23 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
             prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL, feedback_at REAL NOT NULL)"""
     )
     return db
+
+
+def has_entity_ids_column(db: sqlite3.Connection) -> bool:
+    """Whether the file's ``prediction_blocks`` has the ``entity_ids`` column (files created
+    before the ids were kept do not, until the service opens them)."""
+    columns = db.execute("SELECT name FROM pragma_table_info('prediction_blocks')").fetchall()
+    return ("entity_ids",) in columns
+
+
+def _add_entity_ids_column(db: sqlite3.Connection) -> None:
+    """Add ``entity_ids`` to a file created without it (its blocks keep NULL: no ids). Checked
+    again under the write lock: every worker opens the file at start-up, at the same time."""
+    if has_entity_ids_column(db):
+        return
+    with _Transaction(db):
+        if not has_entity_ids_column(db):
+            db.execute("ALTER TABLE prediction_blocks ADD COLUMN entity_ids BLOB")
 
 
 def unusable_reason(path: Path, timeout_s: float = 1.0) -> str | None:
@@ -134,7 +153,10 @@ class SQLitePredictionLog(BufferedLog):
         await asyncio.get_running_loop().run_in_executor(self._io, self._write_now, blocks)
 
     def _write_now(self, blocks: list[PredictionBlock]) -> None:
-        rows = [(b.block_key, b.created_at, b.model_version, len(b), *b.encoded()) for b in blocks]
+        rows = [
+            (b.block_key, b.created_at, b.model_version, len(b), *b.encoded(), b.entity_ids)
+            for b in blocks
+        ]
         for part, incoming in self._parts(rows):
             if self._max_bytes is not None:
                 # Room is made before the insert, so the file never outgrows the cap by a write;
@@ -146,7 +168,9 @@ class SQLitePredictionLog(BufferedLog):
                     )
             with _Transaction(self._db):  # one commit per part, not one per block
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)", part
+                    "INSERT OR IGNORE INTO prediction_blocks (block_key, created_at, model_version,"
+                    " rows, features, outputs, entity_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    part,
                 )
         now = time.time()
         if now - self._last_prune > PRUNE_EVERY_S:
@@ -163,7 +187,7 @@ class SQLitePredictionLog(BufferedLog):
         part: list[tuple[Any, ...]] = []
         size = 0
         for row in rows:
-            row_size = len(row[4]) + len(row[5]) + BLOCK_OVERHEAD_BYTES
+            row_size = len(row[4]) + len(row[5]) + len(row[6] or b"") + BLOCK_OVERHEAD_BYTES
             if part and budget is not None and size + row_size > budget:
                 yield part, size
                 part, size = [], 0

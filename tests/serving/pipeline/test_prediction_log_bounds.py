@@ -20,6 +20,7 @@ from serving.pipeline.prediction_log import (
     PredictionLogUnavailable,
     RedisPredictionLog,
     SQLitePredictionLog,
+    encode_entity_ids,
     new_prediction_ids,
     unusable_reason,
 )
@@ -52,11 +53,15 @@ class Recorder:
         self.size = size
 
 
-def _block(rows: int) -> tuple[PredictionBlock, list[str]]:
+def _block(rows: int, id_chars: int = 6) -> tuple[PredictionBlock, list[str]]:
+    """A block as the service logs it, entity ids of ``id_chars`` characters included."""
     key, ids = new_prediction_ids(rows)
     features = np.tile([3.0, 1.0, 25.0, 30.0, 31.0], (rows, 1))
     outputs = np.tile([20.0, 15.0, 30.0], (rows, 1))
-    return PredictionBlock(key, time.time(), "delivery_eta:v1", features, outputs), ids
+    restaurants = [f"r_{i:0{id_chars - 2}d}" for i in range(rows)]
+    drivers = [f"d_{i:0{id_chars - 2}d}" for i in range(rows)]
+    entity_ids = encode_entity_ids(restaurants, drivers)
+    return PredictionBlock(key, time.time(), "delivery_eta:v1", features, outputs, entity_ids), ids
 
 
 @contextlib.contextmanager
@@ -214,17 +219,20 @@ async def test_the_size_cap_evicts_the_oldest_and_the_file_stops_growing(tmp_pat
         await log.close()
 
 
+@pytest.mark.parametrize("id_chars", [6, 64])
 async def test_a_backlog_larger_than_the_cap_stays_within_it_and_keeps_its_newest(
-    tmp_path: Path,
+    tmp_path: Path, id_chars: int
 ) -> None:
-    # One flush of ~2.6 MB into a 1 MiB cap (a queue written at once after an outage): written
+    # One flush of 3-8 MB into a 1 MiB cap (a queue written at once after an outage): written
     # in parts of half the cap, so the file stays within the cap and the newest blocks are kept.
+    # With the longest entity ids (64 characters) the ids are 2/3 of a block: a part sized
+    # without them would be 1.5x the cap.
     path, seen, cap = tmp_path / "p.sqlite3", Recorder(), 1 << 20
     log = _log(path, seen, max_bytes=cap)
     ids = []
     try:
         for _ in range(40):
-            block, block_ids = _block(1000)
+            block, block_ids = _block(1000, id_chars)
             log.append(block)
             ids.append(block_ids[0])
         await log.flush()

@@ -1,0 +1,540 @@
+"""Export the predictions that received feedback as Parquet, in the training schema.
+
+    python -m serving.pipeline.prediction_log.export --out labels.parquet [--since HOURS]
+        [--backend sqlite|redis] [--path DB] [--redis-url URL] [--redis-prefix PREFIX]
+
+One row per labelled prediction: the order as it was predicted (``created_at``, the entity ids,
+the request's features), the actual delivery time from ``POST /v1/feedback`` as the target
+(``delivery_time_min``), then what was served (prediction, interval, entity averages, model
+version) and when the label arrived (``labelled_at``). ``train.py --data`` reads the first
+seven columns (:data:`TRAINING_COLUMNS`) and ignores the rest.
+
+The export streams: labels are read in pages (:data:`LABEL_PAGE`), their blocks fetched a
+group at a time (:data:`BLOCK_GROUP`) and the rows written as Parquet row groups, so memory does
+not grow with the log. Labels whose block is gone (evicted by the size cap) and labels of blocks
+written before the entity ids were kept cannot be exported; they are counted, not written.
+The defaults are the service's own settings (``DELIVERY_ETA_PREDICTION_LOG_*``); the file is
+written beside ``--out`` and renamed onto it when complete. docs/prediction-log.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+from pydantic import ValidationError
+
+from models.features import FEATURE_NAMES
+from serving.pipeline.prediction_log.records import decode_entity_ids, split_prediction_id
+from serving.pipeline.prediction_log.sqlite_log import has_entity_ids_column
+from serving.settings import ServiceSettings
+
+_T = TypeVar("_T")
+
+TRAINING_COLUMNS: tuple[str, ...] = (
+    "created_at",
+    "restaurant_id",
+    "driver_id",
+    "distance_km",
+    "is_peak_hour",
+    "order_value",
+    "delivery_time_min",
+)
+"""The training schema's columns, in order (one row per delivered order)."""
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema(
+    [
+        pa.field("created_at", _UTC_US, nullable=False),
+        pa.field("restaurant_id", pa.string(), nullable=False),
+        pa.field("driver_id", pa.string(), nullable=False),
+        pa.field("distance_km", pa.float64(), nullable=False),
+        pa.field("is_peak_hour", pa.int64(), nullable=False),
+        pa.field("order_value", pa.float64(), nullable=False),
+        pa.field("delivery_time_min", pa.float64(), nullable=False),
+        # What was served, and when the label came (extras: the trainer ignores them).
+        pa.field("prediction_id", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("predicted_delivery_time_min", pa.float64(), nullable=False),
+        pa.field("confidence_interval_lower", pa.float64(), nullable=False),
+        pa.field("confidence_interval_upper", pa.float64(), nullable=False),
+        pa.field("restaurant_avg_delivery_time", pa.float64(), nullable=False),
+        pa.field("driver_avg_delivery_time", pa.float64(), nullable=False),
+        # Null only for Redis labels joined by a version that did not record the time.
+        pa.field("labelled_at", _UTC_US, nullable=True),
+    ]
+)
+"""The exported file's schema: :data:`TRAINING_COLUMNS`, then the extras."""
+
+LABEL_PAGE = 10_000
+"""Labels read from the log at a time (SQLite), or block keys scanned at a time (Redis)."""
+BLOCK_GROUP = 100
+"""Blocks fetched at a time: a 1000-row block is ~80 KB, so a group stays under ~10 MB."""
+ROW_GROUP_ROWS = 10_000
+"""Rows buffered before they are written out as one Parquet row group."""
+
+# Where each exported feature sits in a stored row (FEATURE_NAMES order).
+_FEATURE_COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
+
+
+class ExportError(Exception):
+    """The export cannot run (no log, not a log, unreachable, OUT not writable): one line."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One joined label: the prediction's id, the actual minutes and when it arrived."""
+
+    prediction_id: str
+    row: int
+    actual: float
+    labelled_at: float | None
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """One request's block as stored (see ``records.PredictionBlock``)."""
+
+    created_at: float
+    model_version: str
+    rows: int
+    features: bytes
+    outputs: bytes
+    entity_ids: bytes | None
+
+
+@dataclass(frozen=True)
+class LabelledBlock:
+    """A block and its labels read so far; ``block`` is None when it no longer exists."""
+
+    block: StoredBlock | None
+    labels: list[Label]
+
+
+@dataclass
+class ExportSummary:
+    """What one export did (the CLI prints it as one JSON line)."""
+
+    out: str
+    backend: str
+    rows_written: int = 0
+    labels_seen: int = 0
+    skipped_no_ids: int = 0
+    """Labels of predictions logged before the entity ids were kept."""
+    skipped_block_missing: int = 0
+    """Labels whose prediction is no longer in the log (evicted, expired)."""
+    since_hours: float | None = None
+    message: str = field(default="")
+
+
+class _ParquetRows:
+    """Rows buffered column by column and written as row groups to a temporary file beside
+    ``out``, which :meth:`commit` renames onto ``out`` (a failed export leaves nothing)."""
+
+    def __init__(self, out: Path) -> None:
+        if out.is_dir():
+            raise ExportError(f"--out {out} is a directory")
+        try:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- renamed by commit()
+                dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
+            )
+        except OSError as exc:
+            raise ExportError(
+                f"cannot write --out {out} (its directory): {type(exc).__name__}: {exc}"
+            ) from exc
+        self._out = out
+        self._tmp = Path(handle.name)
+        handle.close()
+        self._writer = pq.ParquetWriter(self._tmp, SCHEMA)
+        self._columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        self.written = 0
+
+    def add(
+        self, block: StoredBlock, labels: Sequence[Label], ids: tuple[list[str], list[str]]
+    ) -> None:
+        """Append the rows of ``block`` that ``labels`` name (rows within the block)."""
+        features = np.frombuffer(block.features, dtype="<f8").reshape(block.rows, -1)
+        outputs = np.frombuffer(block.outputs, dtype="<f8").reshape(block.rows, 3)
+        restaurants, drivers = ids
+        columns = self._columns
+        for label in labels:
+            values = features[label.row].tolist()
+            point, lower, upper = outputs[label.row].tolist()
+            columns["created_at"].append(block.created_at)
+            columns["restaurant_id"].append(restaurants[label.row])
+            columns["driver_id"].append(drivers[label.row])
+            columns["distance_km"].append(values[_FEATURE_COLUMN["distance_km"]])
+            columns["is_peak_hour"].append(round(values[_FEATURE_COLUMN["is_peak_hour"]]))
+            columns["order_value"].append(values[_FEATURE_COLUMN["order_value"]])
+            columns["delivery_time_min"].append(label.actual)
+            columns["prediction_id"].append(label.prediction_id)
+            columns["model_version"].append(block.model_version)
+            columns["predicted_delivery_time_min"].append(point)
+            columns["confidence_interval_lower"].append(lower)
+            columns["confidence_interval_upper"].append(upper)
+            for name in ("restaurant_avg_delivery_time", "driver_avg_delivery_time"):
+                columns[name].append(values[_FEATURE_COLUMN[name]])
+            columns["labelled_at"].append(label.labelled_at)
+        if len(columns["created_at"]) >= ROW_GROUP_ROWS:
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
+        rows = len(self._columns["created_at"])
+        if not rows:
+            return
+        arrays = []
+        for column in SCHEMA:
+            values = self._columns[column.name]
+            if column.type == _UTC_US:
+                micros = [None if v is None else round(v * 1e6) for v in values]
+                arrays.append(pa.array(micros, type=pa.int64()).cast(_UTC_US))
+            else:
+                arrays.append(pa.array(values, type=column.type))
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=SCHEMA))
+        self.written += rows
+        self._columns = {name: [] for name in SCHEMA.names}
+
+    def commit(self) -> None:
+        """Write what is buffered, close the file and move it onto ``out``."""
+        self._write_buffered()
+        self._writer.close()
+        os.replace(self._tmp, self._out)
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_export(
+    pages: Iterable[Sequence[LabelledBlock]], out: Path, summary: ExportSummary
+) -> ExportSummary:
+    """Write the labelled rows of ``pages`` to ``out`` as Parquet; counts into ``summary``.
+
+    Streams: each page is turned into rows and written (in row groups of
+    :data:`ROW_GROUP_ROWS`) before the next one is read.
+    """
+    parquet = _ParquetRows(out)
+    try:
+        for page in pages:
+            for labelled in page:
+                summary.labels_seen += len(labelled.labels)
+                block = labelled.block
+                if block is None:
+                    summary.skipped_block_missing += len(labelled.labels)
+                    continue
+                in_block = [label for label in labelled.labels if label.row < block.rows]
+                # A row past the block's end has no prediction (feedback never joins one).
+                summary.skipped_block_missing += len(labelled.labels) - len(in_block)
+                ids = (
+                    None
+                    if block.entity_ids is None
+                    else decode_entity_ids(block.entity_ids, block.rows)
+                )
+                if ids is None:
+                    summary.skipped_no_ids += len(in_block)
+                    continue
+                parquet.add(block, in_block, ids)
+        parquet.commit()
+    except BaseException:
+        parquet.abort()
+        raise
+    summary.rows_written = parquet.written
+    if summary.rows_written:
+        summary.message = f"wrote {summary.rows_written} labelled predictions"
+    else:
+        summary.message = "no labelled predictions to export: wrote an empty file with the schema"
+    return summary
+
+
+def batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``items`` in lists of ``size`` (the last one shorter); ``itertools.batched`` is 3.12+."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+# -- SQLite ---------------------------------------------------------------------------------
+
+
+def open_sqlite_log(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """The log's file, only read from (never created, never migrated); :class:`ExportError` if
+    it does not exist or is not a prediction log.
+
+    Opened read-write all the same, as the service opens it: a read-only connection to a WAL
+    file nobody has open creates its ``-wal`` and ``-shm`` files and cannot remove them, and
+    made by another user (root) they would keep the service from opening its own log.
+    """
+    if not path.is_file():
+        raise ExportError(f"prediction log {path} does not exist")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout_s)
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.Error as exc:
+        raise ExportError(
+            f"cannot open prediction log {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if "prediction_blocks" not in tables and "predictions" not in tables:
+        db.close()
+        raise ExportError(f"{path} is not a prediction log (no prediction_blocks table)")
+    return db
+
+
+def sqlite_labelled_blocks(
+    db: sqlite3.Connection,
+    since: float | None = None,
+    *,
+    page: int = LABEL_PAGE,
+    group: int = BLOCK_GROUP,
+    legacy: ExportSummary | None = None,
+) -> Iterator[list[LabelledBlock]]:
+    """The labels of the ``feedback`` table (given at or after ``since``) with their blocks,
+    ``page`` labels at a time in prediction-id order, ``group`` blocks per list yielded.
+
+    Labels of the one-row-per-prediction table of old files have no ids: counted into
+    ``legacy`` (labels seen, skipped without ids) when it is given.
+    """
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    cutoff = -math.inf if since is None else since
+    if legacy is not None and "predictions" in tables:
+        (old,) = db.execute(
+            "SELECT count(*) FROM predictions WHERE actual IS NOT NULL AND feedback_at >= ?",
+            (cutoff,),
+        ).fetchone()
+        legacy.labels_seen += old
+        legacy.skipped_no_ids += old
+    if "feedback" not in tables or "prediction_blocks" not in tables:
+        return
+    ids_column = "entity_ids" if has_entity_ids_column(db) else "NULL"
+    after = ""
+    while True:
+        # Keyset pagination on the primary key: no page is read twice, however long it takes.
+        labels = db.execute(
+            "SELECT prediction_id, actual, feedback_at FROM feedback"
+            " WHERE prediction_id > ? AND feedback_at >= ? ORDER BY prediction_id LIMIT ?",
+            (after, cutoff, page),
+        ).fetchall()
+        if not labels:
+            return
+        after = labels[-1][0]
+        by_block: dict[str, list[Label]] = {}
+        for prediction_id, actual, feedback_at in labels:
+            located = split_prediction_id(prediction_id)
+            key, row = located if located is not None else ("", -1)
+            by_block.setdefault(key, []).append(Label(prediction_id, row, actual, feedback_at))
+        for keys in batched(by_block, group):
+            found = {
+                key: StoredBlock(*stored)
+                for key, *stored in db.execute(
+                    "SELECT block_key, created_at, model_version, rows, features, outputs,"
+                    f" {ids_column} FROM prediction_blocks"
+                    f" WHERE block_key IN ({', '.join('?' * len(keys))})",
+                    keys,
+                )
+            }
+            yield [LabelledBlock(found.get(key), by_block[key]) for key in keys]
+
+
+# -- Redis ----------------------------------------------------------------------------------
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+def redis_labelled_blocks(
+    client: redis.Redis,
+    prefix: str,
+    since: float | None = None,
+    *,
+    page: int = LABEL_PAGE,
+    group: int = BLOCK_GROUP,
+) -> Iterator[list[LabelledBlock]]:
+    """The labelled blocks under ``prefix``: the keys are scanned ``page`` at a time, their
+    field names tell blocks with labels (fields ``actual:<row>``), and those are read
+    ``group`` at a time.
+
+    A label lives in its block's hash, so an expired block takes its labels with it: Redis
+    never reports a label whose block is missing. Labels from before ``labelled_at:<row>``
+    was recorded count as given at their prediction's time for ``since``.
+    """
+    seen: set[bytes] = set()  # SCAN may return a key twice; only labelled keys are kept
+    cutoff = -math.inf if since is None else since
+    keys_scanned = client.scan_iter(match=_glob_escape(prefix) + "*", count=page)
+    for keys in batched(keys_scanned, page):
+        # Field names only (~70 B a block): which hashes hold labels, in one round trip.
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hkeys(key)
+            fields = pipe.execute(raise_on_error=False)  # a key of another type: an error
+        labelled = [
+            key
+            for key, names in zip(keys, fields, strict=True)
+            if isinstance(names, list)
+            and key not in seen
+            and any(name.startswith(b"actual:") for name in names)
+        ]
+        for keys_group in batched(labelled, group):
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys_group:
+                    pipe.hgetall(key)
+                hashes = pipe.execute(raise_on_error=False)
+            blocks = []
+            for key, stored in zip(keys_group, hashes, strict=True):
+                seen.add(key)
+                # Empty: expired since the scan, and its labels with it.
+                if isinstance(stored, dict) and stored:
+                    found = _redis_block(key[len(prefix) :].decode(), stored, cutoff)
+                    if found is not None:
+                        blocks.append(found)
+            yield blocks
+
+
+def _redis_block(block_key: str, stored: dict[bytes, bytes], cutoff: float) -> LabelledBlock | None:
+    """A block hash and its labels at or after ``cutoff``; None if it is not a block."""
+    try:
+        block = StoredBlock(
+            float(stored[b"created_at"]),
+            stored[b"model_version"].decode(),
+            int(stored[b"rows"]),
+            stored[b"features"],
+            stored[b"outputs"],
+            stored.get(b"entity_ids"),
+        )
+    except (KeyError, ValueError):
+        return None
+    labels = []
+    for name, value in stored.items():
+        if not name.startswith(b"actual:"):
+            continue
+        row_text = name[len(b"actual:") :].decode()
+        at = stored.get(b"labelled_at:" + row_text.encode())
+        labelled_at = None if at is None else float(at)
+        if (block.created_at if labelled_at is None else labelled_at) < cutoff:
+            continue
+        row = int(row_text)
+        labels.append(Label(f"{block_key}{row:05x}", row, float(value), labelled_at))
+    if not labels:
+        return None
+    labels.sort(key=lambda label: label.row)
+    return LabelledBlock(block, labels)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def export_labels(
+    out: Path,
+    *,
+    backend: str,
+    path: Path | None = None,
+    redis_url: str | None = None,
+    redis_prefix: str = "delivery_eta:block:",
+    since_hours: float | None = None,
+) -> ExportSummary:
+    """Export the labelled predictions of one log to ``out``; :class:`ExportError` if it
+    cannot run."""
+    since = None if since_hours is None else time.time() - since_hours * 3600
+    summary = ExportSummary(out=str(out), backend=backend, since_hours=since_hours)
+    if backend == "sqlite":
+        assert path is not None
+        db = open_sqlite_log(path)
+        try:
+            return write_export(sqlite_labelled_blocks(db, since, legacy=summary), out, summary)
+        except sqlite3.Error as exc:
+            raise ExportError(
+                f"reading prediction log {path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            db.close()
+    assert redis_url is not None
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        client.ping()
+        return write_export(redis_labelled_blocks(client, redis_prefix, since), out, summary)
+    except redis.RedisError as exc:
+        raise ExportError(
+            f"prediction log redis {_redacted(redis_url)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        client.close()
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the export; prints one JSON summary line. Exit 2, one line on stderr, if it cannot."""
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.pipeline.prediction_log.export",
+        description="Export the predictions that received feedback as Parquet (training schema).",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    parser.add_argument(
+        "--backend", choices=["sqlite", "redis"], help="default: the service's setting"
+    )
+    parser.add_argument("--path", type=Path, help="SQLite log file; default: the service's")
+    parser.add_argument("--redis-url", help="Redis of the log; default: the service's")
+    parser.add_argument("--redis-prefix", help="key prefix of the Redis log's blocks")
+    parser.add_argument(
+        "--since", type=float, metavar="HOURS", help="only labels given in the last HOURS"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.since is not None and not args.since > 0:
+            raise ExportError("--since must be a positive number of hours")
+        overrides = {
+            "prediction_log_backend": args.backend,
+            "prediction_log_path": args.path,
+            "prediction_log_redis_url": args.redis_url,
+            "prediction_log_redis_prefix": args.redis_prefix,
+        }
+        try:
+            settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ExportError(f"invalid settings: {problems}") from exc
+        redis_url = settings.prediction_log_redis_url or settings.redis_url
+        summary = export_labels(
+            args.out,
+            backend=settings.prediction_log_backend,
+            path=settings.prediction_log_path,
+            redis_url=None if redis_url is None else str(redis_url),
+            redis_prefix=settings.prediction_log_redis_prefix,
+            since_hours=args.since,
+        )
+    except ExportError as exc:
+        print(f"export-labels: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(json.dumps(asdict(summary)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

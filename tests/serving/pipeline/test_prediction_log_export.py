@@ -1,0 +1,608 @@
+"""The label export: predictions that received feedback -> Parquet in the training schema, from
+the SQLite and the Redis log; blocks without ids and blocks gone are counted, not written; files
+from before the ids open, migrate and export; the log is read in pages; the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from serving.pipeline.prediction_log import (
+    PredictionBlock,
+    RedisPredictionLog,
+    SQLitePredictionLog,
+    decode_entity_ids,
+    encode_entity_ids,
+    new_prediction_ids,
+)
+from serving.pipeline.prediction_log import export as export_module
+from serving.pipeline.prediction_log.export import (
+    export_labels,
+    main,
+    redis_labelled_blocks,
+    sqlite_labelled_blocks,
+)
+from tests.harness.local_server import ROOT
+
+# Written out, not imported: the trainer reads these names, the test must fail if they change.
+TRAINING_COLUMNS = [
+    "created_at",
+    "restaurant_id",
+    "driver_id",
+    "distance_km",
+    "is_peak_hour",
+    "order_value",
+    "delivery_time_min",
+]
+EXTRA_COLUMNS = [
+    "prediction_id",
+    "model_version",
+    "predicted_delivery_time_min",
+    "confidence_interval_lower",
+    "confidence_interval_upper",
+    "restaurant_avg_delivery_time",
+    "driver_avg_delivery_time",
+    "labelled_at",
+]
+FLOAT_COLUMNS = [
+    "distance_km",
+    "order_value",
+    "delivery_time_min",
+    "predicted_delivery_time_min",
+    "confidence_interval_lower",
+    "confidence_interval_upper",
+    "restaurant_avg_delivery_time",
+    "driver_avg_delivery_time",
+]
+MODEL = "delivery_eta:v1"
+# The block schema of the code before entity ids were kept, verbatim.
+OLD_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS prediction_blocks (
+        block_key TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
+        rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS prediction_blocks_created ON prediction_blocks(created_at)",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL, feedback_at REAL NOT NULL)""",
+]
+
+
+@dataclass(eq=False)  # hashable by identity: tests key their labels by (request, row)
+class Logged:
+    """One request as the service logs it, and what the export must give back for its rows."""
+
+    block: PredictionBlock
+    ids: list[str]
+    restaurants: list[str]
+    drivers: list[str]
+
+    def expected(self, row: int, actual: float) -> dict[str, object]:
+        features, outputs = self.block.features[row], self.block.outputs[row]
+        return {
+            "created_at": pd.Timestamp(self.block.created_at, unit="s", tz="UTC"),
+            "restaurant_id": self.restaurants[row],
+            "driver_id": self.drivers[row],
+            "distance_km": features[0],
+            "is_peak_hour": int(features[1]),
+            "order_value": features[2],
+            "delivery_time_min": actual,
+            "prediction_id": self.ids[row],
+            "model_version": self.block.model_version,
+            "predicted_delivery_time_min": outputs[0],
+            "confidence_interval_lower": outputs[1],
+            "confidence_interval_upper": outputs[2],
+            "restaurant_avg_delivery_time": features[3],
+            "driver_avg_delivery_time": features[4],
+        }
+
+
+def _logged(
+    rows: int, seed: int, *, with_ids: bool = True, created_at: float | None = None
+) -> Logged:
+    """Row i of request ``seed``: distinct features, outputs and entity ids (all allowed
+    id characters: letters, digits, ``_ . : -``)."""
+    key, ids = new_prediction_ids(rows)
+    rng = np.random.default_rng(seed)
+    features = np.column_stack(
+        [
+            rng.uniform(0.1, 50, rows),
+            rng.integers(0, 2, rows).astype(float),
+            rng.uniform(0, 500, rows),
+            rng.uniform(10, 60, rows),
+            rng.uniform(10, 60, rows),
+        ]
+    )
+    outputs = rng.uniform(5, 90, (rows, 3))
+    restaurants = [f"r_{seed}.{i}" for i in range(rows)]
+    drivers = [f"D-{seed}:{i}" for i in range(rows)]
+    entity_ids = encode_entity_ids(restaurants, drivers) if with_ids else None
+    block = PredictionBlock(
+        key, created_at or time.time(), MODEL, features, outputs, entity_ids=entity_ids
+    )
+    return Logged(block, ids, restaurants, drivers)
+
+
+def _read(out: Path) -> pd.DataFrame:
+    """The exported file, checked for the training schema's columns and types."""
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == TRAINING_COLUMNS + EXTRA_COLUMNS
+    for name in ("created_at", "labelled_at"):
+        assert isinstance(frame[name].dtype, pd.DatetimeTZDtype), frame[name].dtype
+        assert str(frame[name].dtype.tz) == "UTC"
+        assert frame[name].dtype.unit in ("ns", "us")
+    for name in ("restaurant_id", "driver_id", "prediction_id", "model_version"):
+        assert pd.api.types.is_string_dtype(frame[name]), (name, frame[name].dtype)
+    for name in FLOAT_COLUMNS:
+        assert frame[name].dtype == np.float64, (name, frame[name].dtype)
+    assert frame["is_peak_hour"].dtype == np.int64
+    assert set(frame["is_peak_hour"]) <= {0, 1}
+    return frame
+
+
+def _check_rows(
+    frame: pd.DataFrame, expected: dict[str, dict[str, object]], labelled: tuple[float, float]
+) -> None:
+    """Exactly the ``expected`` rows (by prediction id), with the logged values."""
+    assert sorted(frame["prediction_id"]) == sorted(expected)
+    for row in frame.to_dict("records"):
+        want = expected[row["prediction_id"]]
+        for name, value in want.items():
+            if name == "created_at":  # stored as float seconds, exported in microseconds
+                assert abs(row[name] - value) < pd.Timedelta(microseconds=2), (name, row, value)
+            else:  # the logged float64 values, exactly
+                assert row[name] == value, (name, row[name], value)
+        assert labelled[0] - 1e-3 <= row["labelled_at"].timestamp() <= labelled[1] + 1e-3
+
+
+def _summary(summary: export_module.ExportSummary) -> tuple[int, int, int, int]:
+    return (
+        summary.rows_written,
+        summary.labels_seen,
+        summary.skipped_no_ids,
+        summary.skipped_block_missing,
+    )
+
+
+def test_entity_ids_round_trip_and_a_wrong_count_is_refused() -> None:
+    restaurants, drivers = ["r_1", "r.2", "R:3"], ["d-1", "d_2", "D.3"]
+    stored = encode_entity_ids(restaurants, drivers)
+    assert stored == b"r_1\nr.2\nR:3\nd-1\nd_2\nD.3"
+    assert decode_entity_ids(stored, 3) == (restaurants, drivers)
+    assert decode_entity_ids(stored, 2) is None
+    assert decode_entity_ids(encode_entity_ids(["r"], ["d"]), 1) == (["r"], ["d"])
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+async def test_sqlite_export_writes_the_labelled_rows_in_the_training_schema(
+    tmp_path: Path,
+) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    batch, single, unlabelled = _logged(5, 1), _logged(1, 2), _logged(3, 3)
+    old = _logged(2, 4, with_ids=False)  # as the code before the ids logged it
+    for logged in (batch, single, unlabelled, old):
+        log.append(logged.block)
+    actuals = {(batch, 0): 31.5, (batch, 3): 44.0, (single, 0): 12.25}
+    before = time.time()
+    try:
+        for (logged, row), actual in actuals.items():
+            assert (await log.attach_feedback(logged.ids[row], actual)).status == "joined"
+        assert (await log.attach_feedback(old.ids[1], 50.0)).status == "joined"
+    finally:
+        await log.close()
+    after = time.time()
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (3, 4, 1, 0)
+    expected = {logged.ids[row]: logged.expected(row, a) for (logged, row), a in actuals.items()}
+    _check_rows(_read(out), expected, (before, after))
+    assert not list(tmp_path.glob(".labels.parquet.*"))  # the temporary file was renamed
+
+
+async def test_sqlite_labels_whose_block_is_gone_are_counted(tmp_path: Path) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    kept, evicted = _logged(2, 1), _logged(2, 2)
+    log.append(kept.block)
+    log.append(evicted.block)
+    try:
+        for logged in (kept, evicted):
+            for row in (0, 1):
+                assert (await log.attach_feedback(logged.ids[row], 20.0)).status == "joined"
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as db:  # what the size cap does: the block goes, its labels stay
+        db.execute("DELETE FROM prediction_blocks WHERE block_key = ?", (evicted.block.block_key,))
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (2, 4, 0, 2)
+    assert sorted(_read(out)["prediction_id"]) == sorted(kept.ids)
+
+
+async def test_sqlite_since_keeps_the_labels_given_in_the_last_hours(tmp_path: Path) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=6 * 3600)
+    logged = _logged(2, 1)
+    log.append(logged.block)
+    try:
+        for row in (0, 1):
+            assert (await log.attach_feedback(logged.ids[row], 20.0)).status == "joined"
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE feedback SET feedback_at = ? WHERE prediction_id = ?",
+            (time.time() - 3 * 3600, logged.ids[0]),
+        )
+
+    summary = export_labels(out, backend="sqlite", path=path, since_hours=2)
+
+    assert _summary(summary) == (1, 1, 0, 0)
+    assert list(_read(out)["prediction_id"]) == [logged.ids[1]]
+    assert _summary(export_labels(out, backend="sqlite", path=path, since_hours=4)) == (2, 2, 0, 0)
+
+
+def _old_file(path: Path, logged: Logged, labelled_row: int, actual: float) -> None:
+    """A log file as the code before the ids wrote it: one block, one label."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        for statement in OLD_SCHEMA:
+            db.execute(statement)
+        block = logged.block
+        db.execute(
+            "INSERT INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)",
+            (block.block_key, block.created_at, block.model_version, len(block), *block.encoded()),
+        )
+        db.execute(
+            "INSERT INTO feedback VALUES (?, ?, ?)",
+            (logged.ids[labelled_row], actual, time.time()),
+        )
+    db.close()
+
+
+async def test_a_file_from_before_the_ids_exports_opens_and_keeps_working(
+    tmp_path: Path,
+) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    old = _logged(3, 1, with_ids=False)
+    _old_file(path, old, labelled_row=2, actual=40.0)
+
+    # The export reads it as it is (no entity_ids column): nothing to write, one label skipped,
+    # and a valid file with the schema all the same.
+    assert _summary(export_labels(out, backend="sqlite", path=path)) == (0, 1, 1, 0)
+    assert _read(out).empty
+    with sqlite3.connect(path) as db:  # the export changed nothing
+        columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
+    assert "entity_ids" not in columns
+
+    # The service opens it: the column is added, old blocks keep answering, new ones keep ids.
+    log = SQLitePredictionLog(path, retention_s=3600)
+    new = _logged(2, 2)
+    log.append(new.block)
+    before = time.time()
+    try:
+        assert (await log.attach_feedback(old.ids[2], 40.0)).status == "duplicate"
+        assert (await log.attach_feedback(old.ids[0], 41.0)).status == "joined"
+        assert (await log.attach_feedback(new.ids[1], 22.0)).status == "joined"
+    finally:
+        await log.close()
+    after = time.time()
+    with sqlite3.connect(path) as db:
+        stored = dict(db.execute("SELECT block_key, entity_ids FROM prediction_blocks"))
+    assert stored == {old.block.block_key: None, new.block.block_key: new.block.entity_ids}
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (1, 3, 2, 0)
+    _check_rows(_read(out), {new.ids[1]: new.expected(1, 22.0)}, (before, after))
+
+
+async def test_labels_of_the_one_row_per_prediction_table_are_counted_without_ids(
+    tmp_path: Path,
+) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    with sqlite3.connect(path) as db:  # the schema before blocks: one row per prediction
+        db.execute(
+            """CREATE TABLE predictions (
+                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
+                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
+                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
+        )
+        for n, actual in enumerate([30.0, None, 25.0]):
+            db.execute(
+                "INSERT INTO predictions VALUES (?, ?, 'delivery_eta:old', '[3, 1, 25, 30, 31]',"
+                " 28.0, 20.0, 36.0, ?, ?)",
+                (f"legacy-{n}", time.time(), actual, None if actual is None else time.time()),
+            )
+    db.close()
+    log = SQLitePredictionLog(path, retention_s=3600)
+    logged = _logged(1, 1)
+    log.append(logged.block)
+    try:
+        assert (await log.attach_feedback(logged.ids[0], 19.0)).status == "joined"
+    finally:
+        await log.close()
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (1, 3, 2, 0)
+    assert list(_read(out)["prediction_id"]) == [logged.ids[0]]
+
+
+def test_workers_opening_an_old_file_at_once_all_add_the_column_once(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    _old_file(path, _logged(1, 1, with_ids=False), labelled_row=0, actual=30.0)
+    start, opened, failed = threading.Barrier(6), [], []
+
+    def open_log() -> None:
+        start.wait()
+        try:
+            opened.append(SQLitePredictionLog(path, retention_s=3600, timeout_s=5))
+        except Exception as exc:  # pragma: no cover - the failure being tested for
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_log) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for log in opened:
+        asyncio.run(log.close())
+    assert not failed and len(opened) == 6
+    with sqlite3.connect(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
+    assert columns.count("entity_ids") == 1
+
+
+async def test_sqlite_export_reads_more_labels_than_one_page(tmp_path: Path) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    big = _logged(12_500, 1)  # one request: its labels span two pages of 10,000
+    singles = [_logged(1, 100 + i) for i in range(30)]
+    for logged in (big, *singles):
+        log.append(logged.block)
+    await log.flush()
+    try:
+        for logged in singles:
+            assert (await log.attach_feedback(logged.ids[0], 25.0)).status == "joined"
+    finally:
+        await log.close()
+    labelled_rows = range(12_001)
+    # 12,001 labels through attach_feedback would take a while: the same rows, straight in.
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO feedback VALUES (?, ?, ?)",
+            [(big.ids[row], 10.0 + row / 1000, time.time()) for row in labelled_rows],
+        )
+    assert len(labelled_rows) > export_module.LABEL_PAGE
+
+    summary = export_labels(out, backend="sqlite", path=path)
+
+    assert _summary(summary) == (12_031, 12_031, 0, 0)
+    frame = _read(out)
+    assert frame["prediction_id"].is_unique and len(frame) == 12_031
+    expected = {big.ids[row]: big.expected(row, 10.0 + row / 1000) for row in labelled_rows}
+    expected |= {logged.ids[0]: logged.expected(0, 25.0) for logged in singles}
+    for row in frame.sample(200, random_state=0).to_dict("records"):
+        want = expected[row["prediction_id"]]
+        assert (row["restaurant_id"], row["driver_id"]) == (
+            want["restaurant_id"],
+            want["driver_id"],
+        )
+        assert row["distance_km"] == want["distance_km"]
+        assert row["delivery_time_min"] == want["delivery_time_min"]
+    assert set(frame["prediction_id"]) == set(expected)
+    assert pq.ParquetFile(out).num_row_groups >= 2  # written as it went, not all at the end
+
+    # Small pages and groups: every label exactly once, never more blocks at a time than asked.
+    with sqlite3.connect(path) as db:
+        pages = list(sqlite_labelled_blocks(db, page=500, group=3))
+    assert max(len(page) for page in pages) <= 3 and len(pages) > 30 // 3
+    read = [label.prediction_id for page in pages for entry in page for label in entry.labels]
+    assert len(read) == len(set(read)) == 12_031
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_export_writes_the_labelled_rows_in_the_training_schema(
+    redis_server,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    prefix, out = "test:block:", tmp_path / "labels.parquet"
+    log = RedisPredictionLog(redis_server.url, retention_s=3600, key_prefix=prefix)
+    batch, single, unlabelled = _logged(5, 1), _logged(1, 2), _logged(3, 3)
+    old = _logged(2, 4, with_ids=False)
+    for logged in (batch, single, unlabelled, old):
+        log.append(logged.block)
+    actuals = {(batch, 1): 31.5, (batch, 4): 44.0, (single, 0): 12.25}
+    before = time.time()
+    try:
+        for (logged, row), actual in actuals.items():
+            assert (await log.attach_feedback(logged.ids[row], actual)).status == "joined"
+        assert (await log.attach_feedback(old.ids[0], 50.0)).status == "joined"
+    finally:
+        await log.close()
+    after = time.time()
+    client = redis.Redis.from_url(redis_server.url)
+    # Around the log: a key under the prefix that is no block, and the feature snapshot's keys.
+    client.set(prefix + "not-a-block", "x")
+    client.hset("delivery_eta:snapshot:r_1", mapping={"actual:0": "1", "a": "b", "c": "d"})
+    client.close()
+
+    summary = export_labels(out, backend="redis", redis_url=redis_server.url, redis_prefix=prefix)
+
+    assert _summary(summary) == (3, 4, 1, 0)
+    expected = {logged.ids[row]: logged.expected(row, a) for (logged, row), a in actuals.items()}
+    _check_rows(_read(out), expected, (before, after))
+
+
+@pytest.mark.redis
+async def test_redis_export_scans_in_pages_and_keeps_labels_without_a_time(
+    redis_server,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    prefix, out = "delivery_eta:block:", tmp_path / "labels.parquet"
+    log = RedisPredictionLog(redis_server.url, retention_s=3600)
+    blocks = [_logged(1 + i % 3, i) for i in range(40)]
+    for logged in blocks:
+        log.append(logged.block)
+    expected = {}
+    try:
+        for i, logged in enumerate(blocks[:25]):
+            row = i % len(logged.ids)
+            assert (await log.attach_feedback(logged.ids[row], 20.0 + i)).status == "joined"
+            expected[logged.ids[row]] = logged.expected(row, 20.0 + i)
+    finally:
+        await log.close()
+    # A label joined by the code before labelled_at was recorded: exported, time unknown.
+    client = redis.Redis.from_url(redis_server.url)
+    legacy = blocks[30]
+    client.hsetnx(prefix + legacy.block.block_key, "actual:0", repr(33.0))
+
+    with client:
+        pages = list(redis_labelled_blocks(client, prefix, page=4, group=2))
+    assert max(len(page) for page in pages) <= 2 and len(pages) >= 13
+    read = [label.prediction_id for page in pages for entry in page for label in entry.labels]
+    assert sorted(read) == sorted([*expected, legacy.ids[0]])
+
+    summary = export_labels(out, backend="redis", redis_url=redis_server.url, redis_prefix=prefix)
+
+    assert _summary(summary) == (26, 26, 0, 0)
+    frame = _read(out)
+    untimed = frame[frame["prediction_id"] == legacy.ids[0]]
+    assert len(untimed) == 1 and pd.isna(untimed["labelled_at"].iloc[0])
+    assert untimed["restaurant_id"].iloc[0] == legacy.restaurants[0]
+    timed = frame[frame["prediction_id"] != legacy.ids[0]]
+    _check_rows(timed, expected, (0, time.time()))
+    # Labels given before --since, and those without a time on predictions made before it, go.
+    assert _summary(
+        export_labels(
+            out,
+            backend="redis",
+            redis_url=redis_server.url,
+            redis_prefix=prefix,
+            since_hours=1e-9,
+        )
+    ) == (0, 0, 0, 0)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serving.pipeline.prediction_log.export", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**(env or {}), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def _refused(result: subprocess.CompletedProcess[str], says: str) -> None:
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("export-labels: ") and says in result.stderr, result.stderr
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``main`` in this process (faster than :func:`_cli`), as a finished command."""
+    code = main(list(args))
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+
+async def test_the_command_line_reads_the_service_settings_and_says_what_it_did(
+    tmp_path: Path,
+) -> None:
+    path, out = tmp_path / "state" / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    logged = _logged(2, 1)
+    log.append(logged.block)
+    try:
+        assert (await log.attach_feedback(logged.ids[1], 18.0)).status == "joined"
+    finally:
+        await log.close()
+
+    # The log the service's settings name, without --path.
+    result = _cli("--out", str(out), env={"DELIVERY_ETA_PREDICTION_LOG_PATH": str(path)})
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == {
+        "out": str(out),
+        "backend": "sqlite",
+        "rows_written": 1,
+        "labels_seen": 1,
+        "skipped_no_ids": 0,
+        "skipped_block_missing": 0,
+        "since_hours": None,
+        "message": "wrote 1 labelled predictions",
+    }
+    assert list(_read(out)["prediction_id"]) == [logged.ids[1]]
+
+
+async def test_an_export_without_labels_writes_an_empty_file_with_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
+    log = SQLitePredictionLog(path, retention_s=3600)
+    log.append(_logged(3, 1).block)  # predictions, none labelled
+    await log.close()
+
+    assert main(["--out", str(out), "--path", str(path)]) == 0
+
+    said = json.loads(capsys.readouterr().out)
+    assert said["rows_written"] == 0 and "empty file with the schema" in said["message"]
+    assert pq.read_schema(out).names == TRAINING_COLUMNS + EXTRA_COLUMNS
+    assert _read(out).empty
+
+
+def test_the_command_line_refuses_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "labels.parquet"
+    missing = tmp_path / "missing.sqlite3"
+    _refused(_cli("--out", str(out), "--path", str(missing)), "does not exist")
+    assert not missing.exists()  # never created
+    (tmp_path / "junk").write_text("not sqlite " * 100)
+    _refused(_main(capsys, "--out", str(out), "--path", str(tmp_path / "junk")), "not a database")
+    other = tmp_path / "other.sqlite3"
+    sqlite3.connect(other).execute("CREATE TABLE other (a)").connection.close()
+    _refused(_main(capsys, "--out", str(out), "--path", str(other)), "is not a prediction log")
+
+    log = tmp_path / "p.sqlite3"
+    asyncio.run(SQLitePredictionLog(log, retention_s=3600).close())
+    nowhere = str(tmp_path / "no-such-dir" / "x.parquet")
+    _refused(_main(capsys, "--out", nowhere, "--path", str(log)), "cannot write --out")
+    _refused(_main(capsys, "--out", str(tmp_path), "--path", str(log)), "is a directory")
+    unreachable = ("--backend", "redis", "--redis-url", "redis://:secret@127.0.0.1:1/0")
+    refused = _main(capsys, "--out", str(out), *unreachable)
+    _refused(refused, "ConnectionError")
+    assert "secret" not in refused.stderr
+    _refused(
+        _main(capsys, "--out", str(out), "--backend", "redis"), "DELIVERY_ETA_REDIS_URL must be set"
+    )
+    _refused(_main(capsys, "--out", str(out), "--path", str(log), "--since", "0"), "--since")
+    assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
