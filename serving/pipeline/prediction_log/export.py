@@ -403,7 +403,8 @@ def redis_labelled_blocks(
                 seen.add(key)
                 # Empty: expired since the scan, and its labels with it.
                 if isinstance(stored, dict) and stored:
-                    found = _redis_block(key[len(prefix) :].decode(), stored, cutoff)
+                    block_key = key[len(prefix) :].decode(errors="replace")
+                    found = _redis_block(block_key, stored, cutoff)
                     if found is not None:
                         blocks.append(found)
             yield blocks
@@ -426,13 +427,16 @@ def _redis_block(block_key: str, stored: dict[bytes, bytes], cutoff: float) -> L
     for name, value in stored.items():
         if not name.startswith(b"actual:"):
             continue
-        row_text = name[len(b"actual:") :].decode()
-        at = stored.get(b"labelled_at:" + row_text.encode())
-        labelled_at = None if at is None else float(at)
+        row_field = name[len(b"actual:") :]
+        at = stored.get(b"labelled_at:" + row_field)
+        try:
+            row, actual = int(row_field), float(value)
+            labelled_at = None if at is None else float(at)
+        except ValueError:
+            continue  # not a label the log wrote
         if (block.created_at if labelled_at is None else labelled_at) < cutoff:
             continue
-        row = int(row_text)
-        labels.append(Label(f"{block_key}{row:05x}", row, float(value), labelled_at))
+        labels.append(Label(f"{block_key}{row:05x}", row, actual, labelled_at))
     if not labels:
         return None
     labels.sort(key=lambda label: label.row)
