@@ -79,7 +79,8 @@ class ValidationReport:
     """What the check of a file found, and what was kept."""
 
     source: str
-    rows_read: int = 0
+    rows_read: int | None = None
+    """None until the rows are read (a file with missing columns is not)."""
     problems: list[Problem] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
     """Problems no row dropping can fix (missing columns, too little data)."""
@@ -89,7 +90,7 @@ class ValidationReport:
 
     def text(self) -> str:
         """The report as a user reads it."""
-        read = f"{self.rows_read:,} rows read" if self.rows_read else "not read"
+        read = "not read" if self.rows_read is None else f"{self.rows_read:,} rows read"
         lines = [f"order history {self.source}: {read}"]
         if self.extra_columns:
             lines.append(f"  ignored extra columns: {', '.join(self.extra_columns)}")
