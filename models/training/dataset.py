@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,7 @@ class TimeSplit:
 
     def __post_init__(self) -> None:
         shares = (self.history, self.train, self.calibration, self.holdout)
-        if any(s <= 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
+        if not all(math.isfinite(s) and s > 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
             raise ValueError(f"split shares must be positive and sum to 1, got {shares}")
 
 
@@ -82,7 +83,7 @@ MIN_ROWS_PER_SPLIT = 50
 def _cut_at_timestamps(orders: pd.DataFrame, shares: list[float]) -> list[pd.DataFrame]:
     """Split time-sorted ``orders`` into contiguous parts of about ``shares`` of the rows,
     moving each cut past orders with the same timestamp."""
-    times = orders["order_ts"].to_numpy()
+    times = orders["order_ts"].array.asi8  # int64 view; to_numpy() of zoned times is objects
     cuts, position = [0], 0.0
     for share in shares[:-1]:
         position += share

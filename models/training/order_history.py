@@ -144,19 +144,34 @@ def fingerprint_files(files: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_columns(fmt: str, files: list[Path]) -> list[str]:
-    try:
-        if fmt == "parquet":
-            names: list[str] = []
-            for file in files:
-                names += [n for n in pq.read_schema(file).names if n not in names]
-            return names
-        reader = pa_csv.open_csv(files[0])
-        names = list(reader.schema.names)
-        reader.close()
-        return names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise OrderHistoryError(f"{files[0]}: cannot read as {fmt}: {exc}") from None
+def _file_columns(fmt: str, files: list[Path]) -> tuple[list[str], list[str]]:
+    """(columns of the data, fatal problems: a schema column twice in a file, or missing
+    from some files of a directory)."""
+    per_file: dict[Path, list[str]] = {}
+    for file in files:
+        try:
+            if fmt == "parquet":
+                per_file[file] = list(pq.read_schema(file).names)
+            else:
+                reader = pa_csv.open_csv(file)
+                per_file[file] = list(reader.schema.names)
+                reader.close()
+        except (pa.ArrowException, OSError) as exc:
+            raise OrderHistoryError(f"{file}: cannot read as {fmt}: {exc}") from None
+    names: list[str] = []
+    fatal = []
+    for file, columns in per_file.items():
+        names += [n for n in columns if n not in names]
+        for name in ORDER_HISTORY_SCHEMA:
+            if columns.count(name) > 1:
+                fatal.append(f"{file.name}: column {name!r} appears {columns.count(name)} times")
+    if len(files) > 1:
+        for name in ORDER_HISTORY_SCHEMA:
+            lacking = [f.name for f, cols in per_file.items() if name not in cols]
+            if name in names and lacking:
+                shown = ", ".join(lacking[:SAMPLE_ROWS]) + (", ..." if len(lacking) > 5 else "")
+                fatal.append(f"column {name!r} missing from {len(lacking)} file(s): {shown}")
+    return names, fatal
 
 
 def _missing_columns(columns: list[str]) -> tuple[list[str], list[str]]:
@@ -174,22 +189,81 @@ def _missing_columns(columns: list[str]) -> tuple[list[str], list[str]]:
     return messages, extra
 
 
+def _normalised(table: pa.Table) -> pa.Table:
+    """One type per column whatever the file wrote: ids as text, numbers and flags as float64,
+    times as UTC microseconds; anything else as text, checked value by value later. Files of
+    one directory can then be joined, and a column of an unusable type (a list, a struct,
+    bytes that are not UTF-8) is reported, not a traceback."""
+    columns = {}
+    for name in table.column_names:
+        column = table[name]
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        if name in ("restaurant_id", "driver_id"):
+            target = pa.string()
+        elif name == "created_at" and pa.types.is_timestamp(kind):
+            target = pa.timestamp("us", tz=kind.tz or "UTC")
+        elif name == "created_at" and pa.types.is_date(kind):
+            target = pa.timestamp("us")
+        elif name != "created_at" and (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_boolean(kind)
+        ):
+            target = pa.float64()
+        else:
+            target = pa.string()
+        try:
+            column = column.cast(target, safe=False)
+            if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+                column.validate(full=True)  # the cast does not check the bytes are UTF-8
+            if name == "created_at" and pa.types.is_timestamp(target):
+                # Naive times are UTC (the schema's rule); zoned ones are converted to it.
+                column = column.cast(pa.timestamp("us", tz=target.tz or "UTC"))
+        except (pa.ArrowException, ValueError) as exc:
+            raise OrderHistoryError(
+                f"column {name!r} holds {kind}, which cannot be read as "
+                f"{ORDER_HISTORY_SCHEMA[name]} ({exc})"
+            ) from None
+        columns[name] = column
+    return pa.table(columns)
+
+
 def _read_table(fmt: str, files: list[Path]) -> pa.Table:
     columns = list(ORDER_HISTORY_SCHEMA)
-    try:
-        if fmt == "parquet":
-            tables = [pq.read_table(f, columns=columns) for f in files]
-            return pa.concat_tables(tables, promote_options="permissive")
-        # Ids stay text even when they look numeric; everything else is inferred, and a column
-        # with any unparseable value comes back as text, checked value by value below.
-        convert = pa_csv.ConvertOptions(
-            include_columns=columns,
-            column_types={"restaurant_id": pa.string(), "driver_id": pa.string()},
-            strings_can_be_null=True,
-        )
-        return pa_csv.read_csv(files[0], convert_options=convert)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise OrderHistoryError(f"cannot read {files[0]} as {fmt}: {exc}") from None
+    tables = []
+    for file in files:
+        try:
+            if fmt == "parquet":
+                table = pq.read_table(file, columns=columns)
+            else:
+                # Ids stay text even when they look numeric; everything else is inferred, and a
+                # column with any unparseable value comes back as text, checked value by value
+                # below. Only an empty cell is missing: "NA" or "null" are valid ids.
+                convert = pa_csv.ConvertOptions(
+                    include_columns=columns,
+                    column_types={"restaurant_id": pa.string(), "driver_id": pa.string()},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                )
+                table = pa_csv.read_csv(file, convert_options=convert)
+            tables.append(_normalised(table.select(columns)))
+        except (pa.ArrowException, OSError) as exc:
+            raise OrderHistoryError(f"cannot read {file} as {fmt}: {exc}") from None
+        except OrderHistoryError as exc:
+            raise OrderHistoryError(f"{file}: {exc}") from None
+    if len(tables) == 1:
+        return tables[0]
+    # Files that disagree on a column's type (numbers in one, text in another) meet as text.
+    for name in columns:
+        if len({t.schema.field(name).type for t in tables}) > 1:
+            tables = [
+                t.set_column(t.schema.get_field_index(name), name, t[name].cast(pa.string()))
+                for t in tables
+            ]
+    return pa.concat_tables(tables)
 
 
 def _as_timestamps(column: pa.ChunkedArray) -> pd.Series:
@@ -286,7 +360,8 @@ def _check_rows(table: pa.Table) -> tuple[pd.DataFrame, _Checker]:
         if name == "is_peak_hour":
             checker.check(name, "not 0 or 1", finite & (values > 0) & (values < 1))
         frame[name] = values
-    frame["is_peak_hour"] = frame["is_peak_hour"].fillna(0).round().astype("int64")
+    peak = frame["is_peak_hour"].to_numpy()
+    frame["is_peak_hour"] = np.where(np.isfinite(peak), peak, 0).round().astype("int64")
 
     # Same order twice (every schema column equal): a double-counted export, not two orders.
     duplicated = frame.duplicated(keep="first").to_numpy()
@@ -311,9 +386,10 @@ def read_order_history(
     root = Path(path)
     fmt, files = resolve_files(root)
     report = ValidationReport(source=str(root))
-    missing, report.extra_columns = _missing_columns(_file_columns(fmt, files))
-    if missing:
-        report.fatal += missing
+    columns, column_problems = _file_columns(fmt, files)
+    missing, report.extra_columns = _missing_columns(columns)
+    if missing or column_problems:
+        report.fatal += missing + column_problems
         raise OrderHistoryError(report.text())
 
     size_mib = sum(f.stat().st_size for f in files) / 2**20

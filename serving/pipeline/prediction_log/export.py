@@ -386,13 +386,15 @@ def redis_labelled_blocks(
             for key in keys:
                 pipe.hkeys(key)
             fields = pipe.execute(raise_on_error=False)  # a key of another type: an error
-        labelled = [
-            key
-            for key, names in zip(keys, fields, strict=True)
-            if isinstance(names, list)
-            and key not in seen
-            and any(name.startswith(b"actual:") for name in names)
-        ]
+        labelled = []
+        for key, names in zip(keys, fields, strict=True):
+            if (
+                isinstance(names, list)
+                and key not in seen
+                and any(name.startswith(b"actual:") for name in names)
+            ):
+                seen.add(key)  # now, not after reading: SCAN may repeat a key within a page
+                labelled.append(key)
         for keys_group in batched(labelled, group):
             with client.pipeline(transaction=False) as pipe:
                 for key in keys_group:
@@ -400,7 +402,6 @@ def redis_labelled_blocks(
                 hashes = pipe.execute(raise_on_error=False)
             blocks = []
             for key, stored in zip(keys_group, hashes, strict=True):
-                seen.add(key)
                 # Empty: expired since the scan, and its labels with it.
                 if isinstance(stored, dict) and stored:
                     block_key = key[len(prefix) :].decode(errors="replace")

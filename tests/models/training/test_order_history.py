@@ -173,3 +173,56 @@ def test_the_schema_documents_every_column() -> None:
         "order_value",
         "delivery_time_min",
     ]
+
+
+def test_odd_values_are_reported_not_raised(tmp_path: Path, export: pd.DataFrame) -> None:
+    odd = export.astype(object)
+    odd.loc[3, "is_peak_hour"] = float("inf")
+    odd.loc[4, "restaurant_id"] = "NA"  # a valid id, not a missing value
+    odd.loc[5, "driver_id"] = "null"
+    message = _error(_csv(tmp_path, odd))
+    assert "is_peak_hour: 1 row(s) infinite (rows 4)" in message
+    assert "restaurant_id" not in message and "driver_id" not in message
+    orders, report, _ = read_order_history(_csv(tmp_path, odd), drop_invalid=True)
+    assert report.rows_dropped == 1 and "NA" in set(orders["restaurant_id"].astype(str))
+
+
+def test_a_column_given_twice_is_refused(tmp_path: Path, export: pd.DataFrame) -> None:
+    path = tmp_path / "twice.csv"
+    export.to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(f"{line},{line.split(',')[5]}" for line in lines) + "\n")
+    assert "column 'distance_km' appears 2 times" in _error(path)
+
+
+def test_parquet_directories_with_disagreeing_files(tmp_path: Path, export: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    first = export.iloc[:1500].copy()
+    first["restaurant_id"] = first["restaurant_id"].astype("category")  # dictionary-encoded
+    first["created_at"] = pd.to_datetime(first["created_at"], utc=True).dt.tz_localize(None)
+    first.to_parquet(mixed / "a.parquet", index=False)
+    second = export.iloc[1500:].copy()
+    second["is_peak_hour"] = second["is_peak_hour"].astype(bool)
+    second["distance_km"] = second["distance_km"].astype(str)  # numbers written as text
+    second.to_parquet(mixed / "b.parquet", index=False)
+    orders, report, _ = read_order_history(mixed)
+    assert len(orders) == len(export) and not report.problems
+    assert orders["distance_km"].dtype == "float64"
+
+    export.iloc[:1500].drop(columns="order_value").to_parquet(mixed / "c.parquet", index=False)
+    assert "column 'order_value' missing from 1 file(s): c.parquet" in _error(mixed)
+
+    lists = tmp_path / "lists.parquet"
+    table = pa.Table.from_pandas(export.drop(columns="distance_km"), preserve_index=False)
+    table = table.append_column("distance_km", pa.array([[1.0]] * len(export)))
+    pq.write_table(table, lists)
+    assert "column 'distance_km' holds list<element: double>" in _error(lists)
+
+    raw = pa.Table.from_pandas(export.drop(columns="driver_id"), preserve_index=False)
+    raw = raw.append_column("driver_id", pa.array([b"\xff\xfe"] * len(export), pa.binary()))
+    pq.write_table(raw, tmp_path / "bytes.parquet")
+    assert "column 'driver_id' holds binary" in _error(tmp_path / "bytes.parquet")

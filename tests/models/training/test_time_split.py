@@ -64,3 +64,8 @@ def test_too_small_parts_and_bad_shares_are_refused() -> None:
         TimeSplit(0.5, 0.5, 0.1, 0.1)
     with pytest.raises(ValueError, match="positive"):
         TimeSplit(0.5, 0.5, 0.0, 0.0)
+
+
+def test_shares_must_be_finite() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        TimeSplit(float("nan"), 0.35, 0.1, 0.15)
