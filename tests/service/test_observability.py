@@ -230,6 +230,9 @@ def test_request_id_is_echoed_and_in_the_services_log_lines(observed_server: Loc
 
 
 def _psi(server: LocalServer) -> dict[str, float]:
+    # A worker answers from a rendering up to METRICS_CACHE_S old (Prometheus scrapes it every
+    # second here): on a quiet machine the whole send takes ~0.1 s, so read after a fresh one.
+    time.sleep(METRICS_CACHE_S + 0.2)
     text = httpx.get(f"{server.url}/metrics", timeout=5).text
     scores: dict[str, float] = {}
     for line in text.splitlines():
