@@ -16,7 +16,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -441,8 +440,3 @@ def read_order_history(
         sha256=fingerprint_files(files, root),
     )
     return frame, report, source
-
-
-def describe_schema() -> list[dict[str, Any]]:
-    """The schema as rows (column, meaning), for the model card and the docs."""
-    return [{"column": k, "holds": v} for k, v in ORDER_HISTORY_SCHEMA.items()]
