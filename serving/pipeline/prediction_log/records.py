@@ -8,6 +8,9 @@ rows/s; a block costs one insert per request. Labels are few and go to a table o
 
 A block also keeps its rows' entity ids (restaurant, driver), which the model's features do not
 hold (they hold the entities' averages): retraining on exported labels needs them (``export``).
+With a challenger configured (``serving.pipeline.shadow``) it also keeps the challenger's outputs
+for the same rows, so one label scores both models; and for each model the call that scored it
+(duration, rows), so inference cost can be compared from the log.
 """
 
 from __future__ import annotations
@@ -72,8 +75,18 @@ def decode_entity_ids(stored: bytes, rows: int) -> tuple[list[str], list[str]] |
 
 
 @dataclass(frozen=True)
+class ShadowPrediction:
+    """The challenger's answer to one logged prediction (never returned to the client)."""
+
+    model_version: str
+    predicted: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
 class PredictionRecord:
-    """What was predicted, for whom, by which model."""
+    """What was predicted, for whom, by which model (and by the challenger, if it scored it)."""
 
     prediction_id: str
     created_at: float
@@ -82,6 +95,30 @@ class PredictionRecord:
     predicted: float
     lower: float
     upper: float
+    shadow: ShadowPrediction | None = None
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One model call that scored a block's rows: its duration (the model alone, in its thread)
+    and how many rows it scored (the block's and those of every request merged with it)."""
+
+    ms: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class ShadowScores:
+    """The challenger's outputs for every row of a block, and the call that made them."""
+
+    model_version: str
+    outputs: np.ndarray
+    """(n, 3): point, lower, upper (clamped like the champion's)."""
+    call: ModelCall
+
+    def encoded(self) -> bytes:
+        """The outputs as little-endian float64 bytes, row-major (the stored form)."""
+        return np.ascontiguousarray(self.outputs, dtype="<f8").tobytes()
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,11 @@ class PredictionBlock:
     entity_ids: bytes | None = None
     """The rows' restaurant and driver ids (:func:`encode_entity_ids`); None in blocks written
     before they were kept (their rows cannot be exported for retraining)."""
+    call: ModelCall | None = None
+    """The champion's model call for these rows; None in blocks written before it was kept."""
+    shadow: ShadowScores | None = None
+    """The challenger's outputs; None when no challenger scored this block (none configured,
+    not selected by the shadow fraction, dropped under load, or the challenger failed)."""
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -118,14 +160,23 @@ def stored_record(
     rows: int,
     features: bytes,
     outputs: bytes,
+    shadow_version: str | None = None,
+    shadow_outputs: bytes | None = None,
 ) -> PredictionRecord | None:
-    """Row ``row`` of a stored block as a record; None if the block has no such row."""
+    """Row ``row`` of a stored block as a record; None if the block has no such row. The
+    challenger's answer is attached when the block holds one for every row."""
     if not 0 <= row < rows:
         return None
     feature_row = np.frombuffer(features, dtype="<f8").reshape(rows, -1)[row].tolist()
     point, lower, upper = np.frombuffer(outputs, dtype="<f8").reshape(rows, 3)[row].tolist()
+    shadow = None
+    if shadow_version is not None and shadow_outputs is not None:
+        scores = np.frombuffer(shadow_outputs, dtype="<f8")
+        if scores.size == rows * 3:
+            s_point, s_lower, s_upper = scores.reshape(rows, 3)[row].tolist()
+            shadow = ShadowPrediction(shadow_version, s_point, s_lower, s_upper)
     return PredictionRecord(
-        prediction_id, created_at, model_version, feature_row, point, lower, upper
+        prediction_id, created_at, model_version, feature_row, point, lower, upper, shadow
     )
 
 

@@ -35,7 +35,8 @@ class RedisPredictionLog(BufferedLog):
     """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
     block's field ``actual:<row>`` (and its time ``labelled_at:<row>``), set with HSETNX so
     exactly one replica joins it. The hash's ``entity_ids`` field (not in blocks written by
-    older versions) holds the rows' restaurant and driver ids."""
+    older versions) holds the rows' restaurant and driver ids; ``inference_ms``/``inference_rows``
+    the champion's model call, and ``shadow_*`` the challenger's outputs and call, when set."""
 
     backend = "redis"
     store_errors = (redis.RedisError, OSError, TimeoutError)
@@ -78,6 +79,14 @@ class RedisPredictionLog(BufferedLog):
                 }
                 if block.entity_ids is not None:
                     fields["entity_ids"] = block.entity_ids
+                if block.call is not None:
+                    fields["inference_ms"] = block.call.ms
+                    fields["inference_rows"] = block.call.rows
+                if block.shadow is not None:
+                    fields["shadow_version"] = block.shadow.model_version
+                    fields["shadow_outputs"] = block.shadow.encoded()
+                    fields["shadow_inference_ms"] = block.shadow.call.ms
+                    fields["shadow_inference_rows"] = block.shadow.call.rows
                 pipe.hset(key, mapping=fields)
                 pipe.expire(key, self._ttl)
             await pipe.execute()
@@ -88,11 +97,19 @@ class RedisPredictionLog(BufferedLog):
             return FeedbackResult("unknown", None, None)
         block_key, row = located
         key = self._prefix + block_key
-        fields = ["created_at", "model_version", "rows", "features", "outputs"]
+        fields = [
+            "created_at",
+            "model_version",
+            "rows",
+            "features",
+            "outputs",
+            "shadow_version",
+            "shadow_outputs",
+        ]
         stored: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[misc]
         if stored[0] is None:
             return await self._attach_legacy(prediction_id, actual)
-        created_at, model_version, rows, features, outputs = stored
+        created_at, model_version, rows, features, outputs, shadow_version, shadow_outputs = stored
         assert (
             created_at and model_version and rows and features is not None and outputs is not None
         )
@@ -104,6 +121,8 @@ class RedisPredictionLog(BufferedLog):
             int(rows),
             features,
             outputs,
+            None if shadow_version is None else shadow_version.decode(),
+            shadow_outputs,
         )
         if record is None:
             return FeedbackResult("unknown", None, None)

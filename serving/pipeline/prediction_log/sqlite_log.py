@@ -52,10 +52,9 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     db.execute(
         """CREATE TABLE IF NOT EXISTS prediction_blocks (
             block_key TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-            rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL,
-            entity_ids BLOB)"""
+            rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL)"""
     )
-    _add_entity_ids_column(db)
+    _add_missing_columns(db)
     db.execute(
         "CREATE INDEX IF NOT EXISTS prediction_blocks_created ON prediction_blocks(created_at)"
     )
@@ -66,21 +65,43 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     return db
 
 
+# Columns added after the first release, in order: files created before one of them get it on
+# open (their blocks keep NULL there). entity_ids: retraining (export); the rest: the champion's
+# model call and the challenger's outputs and call (serving.pipeline.shadow).
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("entity_ids", "BLOB"),
+    ("inference_ms", "REAL"),
+    ("inference_rows", "INTEGER"),
+    ("shadow_version", "TEXT"),
+    ("shadow_outputs", "BLOB"),
+    ("shadow_inference_ms", "REAL"),
+    ("shadow_inference_rows", "INTEGER"),
+)
+
+
+def block_columns(db: sqlite3.Connection) -> set[str]:
+    """The columns the file's ``prediction_blocks`` has (older files lack later ones until the
+    service opens them)."""
+    return {
+        name for (name,) in db.execute("SELECT name FROM pragma_table_info('prediction_blocks')")
+    }
+
+
 def has_entity_ids_column(db: sqlite3.Connection) -> bool:
-    """Whether the file's ``prediction_blocks`` has the ``entity_ids`` column (files created
-    before the ids were kept do not, until the service opens them)."""
-    columns = db.execute("SELECT name FROM pragma_table_info('prediction_blocks')").fetchall()
-    return ("entity_ids",) in columns
+    """Whether the file's ``prediction_blocks`` has the ``entity_ids`` column."""
+    return "entity_ids" in block_columns(db)
 
 
-def _add_entity_ids_column(db: sqlite3.Connection) -> None:
-    """Add ``entity_ids`` to a file created without it (its blocks keep NULL: no ids). Checked
-    again under the write lock: every worker opens the file at start-up, at the same time."""
-    if has_entity_ids_column(db):
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Add the :data:`ADDED_COLUMNS` a file lacks. Checked again under the write lock: every
+    worker opens the file at start-up, at the same time."""
+    if block_columns(db) >= {name for name, _ in ADDED_COLUMNS}:
         return
     with _Transaction(db):
-        if not has_entity_ids_column(db):
-            db.execute("ALTER TABLE prediction_blocks ADD COLUMN entity_ids BLOB")
+        present = block_columns(db)
+        for name, kind in ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE prediction_blocks ADD COLUMN {name} {kind}")
 
 
 def unusable_reason(path: Path, timeout_s: float = 1.0) -> str | None:
@@ -153,10 +174,7 @@ class SQLitePredictionLog(BufferedLog):
         await asyncio.get_running_loop().run_in_executor(self._io, self._write_now, blocks)
 
     def _write_now(self, blocks: list[PredictionBlock]) -> None:
-        rows = [
-            (b.block_key, b.created_at, b.model_version, len(b), *b.encoded(), b.entity_ids)
-            for b in blocks
-        ]
+        rows = [_stored_row(b) for b in blocks]
         for part, incoming in self._parts(rows):
             if self._max_bytes is not None:
                 # Room is made before the insert, so the file never outgrows the cap by a write;
@@ -167,11 +185,7 @@ class SQLitePredictionLog(BufferedLog):
                         min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming)
                     )
             with _Transaction(self._db):  # one commit per part, not one per block
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO prediction_blocks (block_key, created_at, model_version,"
-                    " rows, features, outputs, entity_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    part,
-                )
+                self._db.executemany(_INSERT_BLOCK, part)
         now = time.time()
         if now - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = now
@@ -187,7 +201,13 @@ class SQLitePredictionLog(BufferedLog):
         part: list[tuple[Any, ...]] = []
         size = 0
         for row in rows:
-            row_size = len(row[4]) + len(row[5]) + len(row[6] or b"") + BLOCK_OVERHEAD_BYTES
+            row_size = (
+                len(row[4])
+                + len(row[5])
+                + len(row[6] or b"")
+                + len(row[10] or b"")
+                + BLOCK_OVERHEAD_BYTES
+            )
             if part and budget is not None and size + row_size > budget:
                 yield part, size
                 part, size = [], 0
@@ -265,8 +285,8 @@ class SQLitePredictionLog(BufferedLog):
             return None
         key, row = located
         found = self._db.execute(
-            "SELECT created_at, model_version, rows, features, outputs FROM prediction_blocks"
-            " WHERE block_key = ?",
+            "SELECT created_at, model_version, rows, features, outputs, shadow_version,"
+            " shadow_outputs FROM prediction_blocks WHERE block_key = ?",
             (key,),
         ).fetchone()
         return None if found is None else stored_record(prediction_id, row, *found)
@@ -299,6 +319,33 @@ class SQLitePredictionLog(BufferedLog):
     async def _close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._io, self._db.close)
         self._io.shutdown(wait=True)
+
+
+_INSERT_BLOCK = (
+    "INSERT OR IGNORE INTO prediction_blocks (block_key, created_at, model_version, rows,"
+    " features, outputs, entity_ids, inference_ms, inference_rows, shadow_version,"
+    " shadow_outputs, shadow_inference_ms, shadow_inference_rows)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _stored_row(block: PredictionBlock) -> tuple[Any, ...]:
+    """A block as the columns of ``_INSERT_BLOCK``."""
+    call, shadow = block.call, block.shadow
+    return (
+        block.block_key,
+        block.created_at,
+        block.model_version,
+        len(block),
+        *block.encoded(),
+        block.entity_ids,
+        None if call is None else call.ms,
+        None if call is None else call.rows,
+        None if shadow is None else shadow.model_version,
+        None if shadow is None else shadow.encoded(),
+        None if shadow is None else shadow.call.ms,
+        None if shadow is None else shadow.call.rows,
+    )
 
 
 class _Transaction:

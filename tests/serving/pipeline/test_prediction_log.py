@@ -2,6 +2,7 @@
 one block per request, ids that name their block, and files from before blocks still join."""
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -14,8 +15,11 @@ import redis
 
 from serving.pipeline.prediction_log import (
     MAX_ROWS_PER_BLOCK,
+    ModelCall,
     PredictionBlock,
     RedisPredictionLog,
+    ShadowPrediction,
+    ShadowScores,
     SQLitePredictionLog,
     new_prediction_ids,
     split_prediction_id,
@@ -176,3 +180,70 @@ async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_serv
     finally:
         await pod_a.close()
         await pod_b.close()
+
+
+def _shadowed(block: PredictionBlock) -> PredictionBlock:
+    """``block`` with both model calls and a challenger 5 minutes slower on every row."""
+    return dataclasses.replace(
+        block,
+        call=ModelCall(ms=0.8, rows=16),
+        shadow=ShadowScores("delivery_eta:challenger", block.outputs + 5.0, ModelCall(3.5, 400)),
+    )
+
+
+async def test_both_backends_join_a_label_to_the_challengers_answer_too(
+    tmp_path: Path,
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    sqlite_log = SQLitePredictionLog(tmp_path / "p.sqlite3", retention_s=3600)
+    redis_log = RedisPredictionLog(redis_server.url, retention_s=3600, key_prefix="shadow:")
+    for log in (sqlite_log, redis_log):
+        shadowed, (_, second) = _block(2)
+        plain, (only,) = _block(1)
+        try:
+            log.append(_shadowed(shadowed))
+            log.append(plain)
+            result = await log.attach_feedback(second, 30.0)
+            assert result.record is not None and result.record.predicted == 21.0
+            assert result.record.shadow == ShadowPrediction(
+                "delivery_eta:challenger", 26.0, 21.0, 36.0
+            )
+            # A block the challenger did not score joins as before, without a shadow answer.
+            alone = await log.attach_feedback(only, 30.0)
+            assert alone.status == "joined" and alone.record is not None
+            assert alone.record.shadow is None
+        finally:
+            await log.close()
+    with sqlite3.connect(tmp_path / "p.sqlite3") as db:
+        stored = db.execute(
+            "SELECT inference_ms, inference_rows, shadow_version, shadow_inference_ms,"
+            " shadow_inference_rows FROM prediction_blocks WHERE shadow_version IS NOT NULL"
+        ).fetchall()
+    assert stored == [(0.8, 16, "delivery_eta:challenger", 3.5, 400)]
+    fields = redis.Redis.from_url(redis_server.url).hgetall(f"shadow:{shadowed.block_key}")
+    assert fields[b"shadow_version"] == b"delivery_eta:challenger"
+    assert (float(fields[b"inference_ms"]), int(fields[b"shadow_inference_rows"])) == (0.8, 400)
+    assert np.frombuffer(fields[b"shadow_outputs"], "<f8").reshape(2, 3)[1].tolist() == [
+        26.0,
+        21.0,
+        36.0,
+    ]
+
+
+async def test_a_file_from_before_the_shadow_columns_gets_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the table as the release before entity ids made it
+        db.execute(
+            "CREATE TABLE prediction_blocks (block_key TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+            " model_version TEXT NOT NULL, rows INTEGER NOT NULL, features BLOB NOT NULL,"
+            " outputs BLOB NOT NULL)"
+        )
+    log = SQLitePredictionLog(path, retention_s=3600)
+    block, (first, _) = _block(2)
+    try:
+        log.append(_shadowed(block))
+        result = await log.attach_feedback(first, 22.0)
+        assert result.record is not None and result.record.shadow is not None
+        assert result.record.shadow.predicted == 25.0
+    finally:
+        await log.close()
