@@ -50,6 +50,7 @@ from serving.startup import (
     check_prediction_log,
     load_served_model,
     load_settings,
+    load_shadow_model,
 )
 from serving.telemetry.logs import configure_logging
 
@@ -60,6 +61,7 @@ install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
 if SETTINGS.raise_open_files_limit:
     raise_open_files_limit()
 ARTIFACT = load_served_model(SETTINGS)
+CHALLENGER = load_shadow_model(SETTINGS)
 check_prediction_log(SETTINGS)
 
 BatchOrders = Annotated[
@@ -146,11 +148,13 @@ class DeliveryETA:
         here rather than whatever is production by then.
         """
         pin_environment_for_workers(f"{ENV_PREFIX}MODEL_TAG", ARTIFACT.tag)
+        if CHALLENGER is not None:  # "candidate" too: workers score with the one resolved here
+            pin_environment_for_workers(f"{ENV_PREFIX}SHADOW_MODEL_TAG", CHALLENGER.tag)
 
     def __init__(self) -> None:
         self.started_at = time.time()
         self.feature_store = build_feature_store(SETTINGS, ARTIFACT)
-        self.metrics = build_metrics(ARTIFACT, self.feature_store)
+        self.metrics = build_metrics(ARTIFACT, self.feature_store, CHALLENGER)
         worker = bentoml.server_context
         self.pipeline = build_pipeline(
             SETTINGS,
@@ -160,6 +164,7 @@ class DeliveryETA:
             observe_batch=self.metrics.batch_observer(
                 worker.worker_index, worker.bento_name or "delivery_eta", worker.bento_version
             ),
+            challenger=CHALLENGER,
         )
         # Everything built so far (modules, model, settings) lives as long as the worker: move it
         # out of the collector's sight, so full collections under load scan only request garbage.
@@ -194,12 +199,24 @@ class DeliveryETA:
             "status": "draining" if SHUTDOWN.draining else ("ok" if healthy else "degraded"),
             "model_version": ARTIFACT.tag,
             "model_stage": ARTIFACT.labels.get("stage"),
+            "shadow": self._shadow_status(),
             "uptime_s": round(time.time() - self.started_at, 3),
             "feature_store": {
                 "backend": self.feature_store.backend,
                 "state": self.feature_store.state,
             },
             "prediction_log": prediction_log,
+        }
+
+    def _shadow_status(self) -> dict[str, Any] | None:
+        shadow = self.pipeline.shadow
+        if shadow is None:
+            return None
+        return {
+            "model_version": shadow.model_version,
+            "fraction": SETTINGS.shadow_fraction,
+            "queue_rows": shadow.queue_rows,
+            "queue_max_rows": SETTINGS.shadow_queue_rows,
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)
@@ -261,6 +278,7 @@ class DeliveryETA:
 
     @bentoml.on_shutdown
     async def close(self) -> None:
+        await self.pipeline.close_shadow()
         self.pipeline.close()
         if self.pipeline.prediction_log is not None:
             await self.pipeline.prediction_log.close()

@@ -193,8 +193,40 @@ class ServiceSettings(ModelSettings):
     """Key prefix of the Redis prediction log's blocks (the feature snapshot uses
     ``delivery_eta:<snapshot>:``)."""
 
+    # -- shadow inference (serving/pipeline/shadow.py, docs/shadow.md) ---------------------------
+
+    shadow_model_tag: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+    """A challenger that scores live requests beside the served model, off the response path,
+    its answers logged with the served ones (never returned): a model-store tag, or
+    ``candidate`` for the newest ``stage=candidate`` model. Loaded and verified at start-up
+    like the served model. Unset: no shadow."""
+
+    shadow_fraction: float = Field(default=1.0, ge=0, le=1)
+    """Share of requests the challenger also scores (chosen by prediction id; a batch request
+    whole or not at all). 1 scores every request: docs/performance.md measures its cost."""
+
+    shadow_queue_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    """Most rows waiting for the challenger per worker; beyond it requests are logged without
+    a challenger answer (counted ``dropped_queue_full``). ~100 B per row of memory."""
+
+    shadow_interval_ms: float = Field(default=50.0, ge=1, le=10_000)
+    """The challenger scores everything queued every this many ms, in one call: per-call
+    overhead is paid once per interval, not per request. A prediction reaches the log (and can
+    take feedback on another worker) up to this much later."""
+
+    shadow_nice: int = Field(default=10, ge=0, le=19)
+    """CPU niceness of each worker's challenger thread (Linux, per thread): under contention
+    the kernel runs the served model's threads first. 0: same priority."""
+
     @model_validator(mode="after")
     def _prediction_log_fits(self) -> ServiceSettings:
+        if self.shadow_model_tag is not None and self.shadow_queue_rows < self.max_batch_rows:
+            raise ValueError(
+                "shadow_queue_rows must be at least max_batch_rows, or no full batch is ever "
+                "scored by the challenger"
+            )
         if self.prediction_log_queue_rows < self.max_batch_rows:
             raise ValueError(
                 "prediction_log_queue_rows must be at least max_batch_rows, or no full batch is "

@@ -16,20 +16,27 @@ from pydantic import ValidationError
 from models.features import FEATURE_NAMES
 from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
-from models.store.stages import resolve_serving_tag
+from models.store.stages import LifecycleError, resolve_challenger_tag, resolve_serving_tag
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
 from serving.pipeline.prediction_log import (
     LogObserver,
+    PredictionBlock,
     PredictionLog,
     RedisPredictionLog,
     SQLitePredictionLog,
     unusable_reason,
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
+from serving.pipeline.shadow import ShadowScorer
 from serving.settings import ServiceSettings
 from serving.telemetry.drift_monitor import DriftMonitor
-from serving.telemetry.metrics import MetricsRecorder, PredictionLogMetrics
+from serving.telemetry.metrics import (
+    CHALLENGER,
+    CHAMPION,
+    MetricsRecorder,
+    PredictionLogMetrics,
+)
 
 
 def refuse_to_start(reason: str) -> NoReturn:
@@ -68,6 +75,24 @@ def load_served_model(settings: ServiceSettings) -> ModelArtifact:
         )
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
+    return artifact
+
+
+def load_shadow_model(settings: ServiceSettings) -> ModelArtifact | None:
+    """The challenger ``shadow_model_tag`` names, loaded and verified like the served model
+    (its runtime probed too); None without one; a refusal naming the setting otherwise."""
+    if settings.shadow_model_tag is None:
+        return None
+    try:
+        artifact = load_artifact(resolve_challenger_tag(settings.shadow_model_tag))
+        select_runtime(
+            artifact,
+            settings.model_runtime,
+            treelite_max_rows=settings.treelite_max_rows,
+            announce=False,
+        )
+    except (ModelArtifactError, LifecycleError) as exc:
+        refuse_to_start(f"shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): {exc}")
     return artifact
 
 
@@ -127,14 +152,21 @@ def build_prediction_log(
     )
 
 
-def build_metrics(artifact: ModelArtifact, feature_store: FeatureStore) -> MetricsRecorder:
-    """This worker's metric recorder, with the served model published (``model_info``)."""
-    metrics = MetricsRecorder(artifact.tag, feature_store.backend)
-    metrics.model_loaded(
-        stage=artifact.labels.get("stage", "unknown"),
-        trained_at=str(artifact.metadata.get("registered_at", "unknown")),
-        training_mae=float(artifact.metadata["metrics"]["holdout_mae"]),
+def build_metrics(
+    artifact: ModelArtifact, feature_store: FeatureStore, challenger: ModelArtifact | None = None
+) -> MetricsRecorder:
+    """This worker's metric recorder, with the loaded models published (``model_info``)."""
+    metrics = MetricsRecorder(
+        artifact.tag, feature_store.backend, None if challenger is None else challenger.tag
     )
+    for role, loaded in ((CHAMPION, artifact), (CHALLENGER, challenger)):
+        if loaded is not None:
+            metrics.model_loaded(
+                stage=loaded.labels.get("stage", "unknown"),
+                trained_at=str(loaded.metadata.get("registered_at", "unknown")),
+                training_mae=float(loaded.metadata["metrics"]["holdout_mae"]),
+                role=role,
+            )
     return metrics
 
 
@@ -144,8 +176,10 @@ def build_pipeline(
     feature_store: FeatureStore,
     metrics: MetricsRecorder,
     observe_batch: Callable[[int, int], None] | None = None,
+    challenger: ModelArtifact | None = None,
 ) -> PredictionPipeline:
-    """One worker's request pipeline: store -> assembly -> batcher -> model -> clamp -> log.
+    """One worker's request pipeline: store -> assembly -> batcher -> model -> clamp -> log,
+    and with a ``challenger``, the shadow between the answered request and the log.
 
     ``observe_batch(requests, rows)`` is called for every model call (batch-size metrics).
     """
@@ -153,9 +187,36 @@ def build_pipeline(
         model = select_runtime(
             artifact, settings.model_runtime, treelite_max_rows=settings.treelite_max_rows
         )
+        challenger_model = (
+            None
+            if challenger is None
+            else select_runtime(
+                challenger, settings.model_runtime, treelite_max_rows=settings.treelite_max_rows
+            )
+        )
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
-    return PredictionPipeline(
+
+    shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None
+    if challenger is not None and challenger_model is not None:
+        shadow_predict = challenger_model.predict_rows
+
+        def shadow(sink: Callable[[PredictionBlock], None]) -> ShadowScorer:
+            return ShadowScorer(
+                shadow_predict,
+                model_version=challenger.tag,
+                sink=sink,
+                clamp=lambda outputs: pipeline.clamp(outputs),
+                fraction=settings.shadow_fraction,
+                max_queue_rows=settings.shadow_queue_rows,
+                interval_s=settings.shadow_interval_ms / 1000,
+                overloaded=lambda: pipeline.overloaded,
+                metrics=metrics,
+                nice=settings.shadow_nice,
+                native_threads=settings.model_threads,
+            )
+
+    pipeline = PredictionPipeline(
         model_version=artifact.tag,
         feature_store=feature_store,
         batcher=AdaptiveBatcher(
@@ -165,6 +226,7 @@ def build_pipeline(
             observe_batch=observe_batch,
             native_threads=settings.model_threads,
             max_wait_ms=settings.max_batch_wait_ms,
+            tag_columns=1,
         ),
         defaults=artifact.entities.defaults,
         bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
@@ -172,7 +234,13 @@ def build_pipeline(
             settings, PredictionLogMetrics(settings.prediction_log_backend)
         ),
         drift=DriftMonitor(
-            artifact.metadata["reference_stats"], FEATURE_NAMES, settings.drift_window_rows
+            artifact.metadata["reference_stats"],
+            FEATURE_NAMES,
+            settings.drift_window_rows,
+            artifact.metadata.get("cohort_reference"),
         ),
         metrics=metrics,
+        max_batch_size=settings.max_batch_size,
+        shadow=shadow,
     )
+    return pipeline

@@ -111,6 +111,24 @@ def resolve_serving_tag(configured: str | None, *, fallback_to_latest: bool = Tr
     raise LifecycleError("no model labelled stage=production; run `make promote`")
 
 
+NEWEST_CANDIDATE = "candidate"
+"""The challenger setting's value for "the newest ``stage=candidate`` model"."""
+
+
+def resolve_challenger_tag(configured: str) -> str:
+    """The tag of the shadow's challenger: ``candidate`` is the newest ``stage=candidate``
+    model (:class:`LifecycleError` if there is none); anything else is a tag, served as given."""
+    if configured != NEWEST_CANDIDATE:
+        return configured
+    candidates = find_by_stage(CANDIDATE)
+    if not candidates:
+        raise LifecycleError(
+            "DELIVERY_ETA_SHADOW_MODEL_TAG=candidate, but the model store has no stage=candidate "
+            "model (train one: make train)"
+        )
+    return candidates[0].tag
+
+
 # --------------------------------------------------------------------------- labels on disk
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 
+from models.cohorts import DISTANCE_EDGES_KM, cohort_reference
 from models.drift_stats import reference_bins
 from models.features import FEATURE_NAMES, EntityFeatures, compute_entity_features, training_frame
 from models.intervals import coverage, cqr_correction
@@ -36,6 +37,8 @@ class TrainingResult:
     entities: EntityFeatures
     metrics: dict[str, float]
     reference_stats: dict[str, dict[str, list[float]]]
+    cohort_reference: dict[str, Any]
+    """Cohort shares and per-cohort prediction bins of the train part (``models.cohorts``)."""
     data_hash: str
     n_rows: dict[str, int]
     holdout: pd.DataFrame = field(repr=False)
@@ -72,8 +75,19 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     return fit_and_evaluate(generate_splits(config), config)
 
 
-DISTANCE_BANDS_KM = (0.0, 2.0, 5.0, 10.0, float("inf"))
-"""Edges of the report's distance bands (a fixed set, so reports of two models line up)."""
+DISTANCE_BANDS_KM = (0.0, *DISTANCE_EDGES_KM, float("inf"))
+"""Edges of the report's distance bands: the live cohorts' (``models.cohorts``), so a holdout
+segment and a live cohort of the same band are the same orders."""
+
+
+def entities_known(orders: pd.DataFrame, entities: EntityFeatures) -> np.ndarray:
+    """Per order, whether both its restaurant and its driver have an average in ``entities``
+    (the training-side twin of the service's "neither feature fell back to the default")."""
+    known_restaurant = (
+        orders["restaurant_id"].astype(str).isin(entities.restaurant_avg_delivery_time.keys())
+    )
+    known_driver = orders["driver_id"].astype(str).isin(entities.driver_avg_delivery_time.keys())
+    return (known_restaurant & known_driver).to_numpy()
 
 
 def segment_metrics(holdout: pd.DataFrame, entities: EntityFeatures) -> list[dict[str, Any]]:
@@ -85,11 +99,7 @@ def segment_metrics(holdout: pd.DataFrame, entities: EntityFeatures) -> list[dic
     width = (holdout["upper"] - holdout["lower"]).to_numpy()
     distance = holdout["distance_km"].to_numpy()
     peak = holdout["is_peak_hour"].to_numpy() == 1
-    known_restaurant = (
-        holdout["restaurant_id"].astype(str).isin(entities.restaurant_avg_delivery_time.keys())
-    )
-    known_driver = holdout["driver_id"].astype(str).isin(entities.driver_avg_delivery_time.keys())
-    both_known = (known_restaurant & known_driver).to_numpy()
+    both_known = entities_known(holdout, entities)
     segments: list[tuple[str, str, np.ndarray]] = [
         ("all", "all orders", np.ones(len(holdout), dtype=bool)),
         ("hour", "peak", peak),
@@ -182,6 +192,7 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         metrics["bayes_floor_mae"] = mae(parts["holdout"]["expected_delivery_time_min"].to_numpy())
         metrics["mae_over_bayes_floor"] = metrics["holdout_mae"] / metrics["bayes_floor_mae"]
 
+    train_points = model.predict_rows(x_train)[:, 0]
     holdout = parts["holdout"].reset_index(drop=True).copy()
     for name in FEATURE_NAMES:
         holdout[f"feature_{name}"] = frames["holdout"][name].to_numpy()
@@ -191,7 +202,10 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         model=model,
         entities=entities,
         metrics={k: round(v, 6) for k, v in metrics.items()},
-        reference_stats=reference_statistics(frames["train"], model.predict_rows(x_train)[:, 0]),
+        reference_stats=reference_statistics(frames["train"], train_points),
+        cohort_reference=cohort_reference(
+            x_train, train_points, entities_known(parts["train"], entities)
+        ),
         data_hash=training_data_fingerprint(parts["train"], entities),
         n_rows={name: len(part) for name, part in parts.items()},
         holdout=holdout,

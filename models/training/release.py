@@ -67,6 +67,7 @@ def train_and_register(
         if data is None
         else {k: v for k, v in asdict(config).items() if k in FIT_FIELDS},
         "reference_stats": result.reference_stats,
+        "cohort_reference": result.cohort_reference,
         "entity_defaults": result.entities.defaults,
         "training_data": training_data,
         "segments": result.segments,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic_core import to_json
 
+from models.cohorts import cohort_codes
 from models.features import (
     ENTITY_FEATURES,
     FEATURE_SOURCES,
@@ -24,14 +25,17 @@ from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
 from serving.pipeline.prediction_log import (
     FeedbackResult,
+    ModelCall,
     PredictionBlock,
     PredictionLog,
     encode_entity_ids,
     new_prediction_ids,
 )
+from serving.pipeline.prediction_log.records import DEFAULT_SOURCE_CODE
+from serving.pipeline.shadow import OVERLOAD_COOLDOWN_S, ShadowScorer
 from serving.schema import Order, Prediction
 from serving.telemetry.drift_monitor import DriftMonitor
-from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.metrics import CHAMPION, MetricsRecorder
 
 # Drift is re-scored after this many new rows: often enough for alerts, cheap per request.
 DRIFT_SCORE_EVERY_ROWS = 200
@@ -115,14 +119,20 @@ class PredictionPipeline:
         batcher: AdaptiveBatcher,
         defaults: dict[str, float],
         bounds: Bounds,
+        max_batch_size: int = 1000,
         prediction_log: PredictionLog | None = None,
         drift: DriftMonitor | None = None,
         metrics: MetricsRecorder | None = None,
+        shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None,
     ) -> None:
+        """``shadow(sink)``, when given, builds the challenger's scorer around ``sink`` (where
+        its blocks go: the prediction log)."""
         self.model_version = model_version
         self.feature_store = feature_store
         self.prediction_log = prediction_log
+        self.shadow = None if shadow is None else shadow(self._log_block)
         self._batcher = batcher
+        self._max_batch_size = max_batch_size
         self._defaults = defaults
         self._bounds = bounds
         self._drift = drift
@@ -134,6 +144,26 @@ class PredictionPipeline:
         """Stop the batcher."""
         self._batcher.shutdown()
 
+    async def close_shadow(self) -> None:
+        """Score what waits for the challenger and log it (before the log closes)."""
+        if self.shadow is not None:
+            await self.shadow.close()
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether the champion is behind: it shed a request in the last
+        ``OVERLOAD_COOLDOWN_S``, or more rows wait for it than one full batch. Shadow work is
+        the first thing dropped then."""
+        batcher = self._batcher
+        return (
+            time.monotonic() - batcher.shed_at < OVERLOAD_COOLDOWN_S
+            or batcher.queued_rows > self._max_batch_size
+        )
+
+    def _log_block(self, block: PredictionBlock) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.append(block)
+
     async def predict(self, orders: Sequence[Order]) -> PredictionBatch:
         """Predict every order; all rows of one call go to the model in the same batch."""
         started = time.perf_counter()
@@ -142,20 +172,31 @@ class PredictionPipeline:
         online = await self.feature_store.lookup(restaurant_ids, driver_ids)
         looked_up = time.perf_counter()
         features, source_codes = assemble_feature_columns(orders, online, self._defaults)
-        outputs = await self._batcher.predict(features)  # clamped, counted (_after_model_call)
+        entity_known = (source_codes != DEFAULT_SOURCE_CODE).all(axis=1)
+        # The cohort tag rides with the rows to the model call's observers (_after_model_call).
+        scored = await self._batcher.predict(features, entity_known[:, None].astype(np.float64))
+        outputs = scored.outputs  # clamped, counted
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
         block_key, ids = new_prediction_ids(len(orders))
 
         if self._metrics is not None:
             self._metrics.feature_lookup(looked_up - started, online.failed, source_codes)
-        if self.prediction_log is not None:
-            # The ids too: features hold the entities' averages, retraining needs the entities.
-            entity_ids = encode_entity_ids(restaurant_ids, driver_ids)
-            self.prediction_log.append(
-                PredictionBlock(
-                    block_key, time.time(), self.model_version, features, outputs, entity_ids
-                )
+        if self.prediction_log is not None or self.shadow is not None:
+            block = PredictionBlock(
+                block_key,
+                time.time(),
+                self.model_version,
+                features,
+                outputs,
+                # The ids too: features hold the entities' averages, retraining needs the ids.
+                encode_entity_ids(restaurant_ids, driver_ids),
+                feature_sources=source_codes,
+                call=ModelCall(round(scored.call_seconds * 1000, 4), scored.call_rows),
             )
+            if self.shadow is not None:
+                self.shadow.submit(block, entity_known)  # logs it, after the challenger if any
+            else:
+                self._log_block(block)
         annotate(
             model_version=self.model_version,
             rows=len(orders),
@@ -168,6 +209,9 @@ class PredictionPipeline:
         """Join an actual delivery time to its prediction (idempotent)."""
         if self.prediction_log is None:
             raise RuntimeError("no prediction log configured")
+        if self.shadow is not None:
+            # This worker's own predictions waiting for the challenger must be findable too.
+            await self.shadow.flush()
         result = await self.prediction_log.attach_feedback(prediction_id, actual_minutes)
         if self._metrics is not None:
             self._metrics.feedback(result)
@@ -177,14 +221,22 @@ class PredictionPipeline:
         )
         return result
 
-    def _after_model_call(self, features: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        """Clamp one model call's outputs, observe them (metrics, drift); the batcher runs this
-        once per call on the merged batch of every request in it."""
+    def _after_model_call(
+        self, features: np.ndarray, tags: np.ndarray, outputs: np.ndarray, seconds: float
+    ) -> np.ndarray:
+        """Clamp one model call's outputs, observe them and the call (metrics, drift); the
+        batcher runs this once per call on the merged batch of every request in it."""
         outputs, clamped = self._clamp(outputs)
+        cohorts = cohort_codes(features, tags[:, 0] > 0.5)
         if self._metrics is not None:
-            self._metrics.predictions(outputs, clamped)
-        self._observe_drift(features, outputs[:, 0])
+            self._metrics.model_call(CHAMPION, seconds, len(features))
+            self._metrics.predictions(outputs, cohorts, clamped)
+        self._observe_drift(features, outputs[:, 0], cohorts)
         return outputs
+
+    def clamp(self, outputs: np.ndarray) -> np.ndarray:
+        """``outputs`` moved onto the plausible bounds (the challenger's too, uncounted)."""
+        return self._clamp(outputs)[0]
 
     def _clamp(self, outputs: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
         low, high = self._bounds.floor_min, self._bounds.ceiling_min
@@ -196,16 +248,16 @@ class PredictionPipeline:
             outputs = np.clip(outputs, low, high)
         return outputs, clamped
 
-    def _observe_drift(self, features: np.ndarray, points: np.ndarray) -> None:
+    def _observe_drift(self, features: np.ndarray, points: np.ndarray, cohorts: np.ndarray) -> None:
         if self._drift is None:
             return
-        self._drift.observe(features, points)
+        self._drift.observe(features, points, cohorts)
         self._rows_since_drift += len(points)
         if self._rows_since_drift >= DRIFT_SCORE_EVERY_ROWS:
             self._rows_since_drift = 0
             scores = self._drift.scores()
             if scores is not None and self._metrics is not None:
-                self._metrics.drift(scores)
+                self._metrics.drift(scores, *self._drift.cohort_scores())
 
 
 def _source_summary(source_codes: np.ndarray) -> dict[str, int]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from models.cohorts import DIMENSIONS, cohort_drift
 from models.drift_stats import bin_shares, psi
 
 # Below this many recent rows PSI is mostly sampling noise (10 bins: noise PSI ~ 9 / n).
@@ -13,13 +15,15 @@ MIN_ROWS_FOR_PSI = 200
 
 
 class DriftMonitor:
-    """Keeps the last ``window`` rows of features and predictions and scores their PSI."""
+    """Keeps the last ``window`` rows of features, predictions and cohorts and scores their PSI
+    (per feature, for the prediction, and per cohort when training recorded a cohort reference)."""
 
     def __init__(
         self,
         reference: Mapping[str, Mapping[str, Sequence[float]]],
         feature_names: Sequence[str],
         window: int,
+        cohort_reference: Mapping[str, Any] | None = None,
     ) -> None:
         self._names = [*feature_names, "predicted_delivery_time_min"]
         missing = [name for name in self._names if name not in reference]
@@ -29,13 +33,16 @@ class DriftMonitor:
             np.asarray(reference[n]["inner_edges"], dtype=np.float64) for n in self._names
         ]
         self._expected = [np.asarray(reference[n]["shares"], dtype=np.float64) for n in self._names]
-        self._rows = np.zeros((window, len(self._names)))
+        # Models registered before cohorts were recorded have no cohort reference: no cohort PSI.
+        self._cohort_reference = cohort_reference
+        self._rows = np.zeros((window, len(self._names) + len(DIMENSIONS)))
         self._next = 0
         self._filled = 0
 
-    def observe(self, features: np.ndarray, predictions: np.ndarray) -> None:
-        """Add rows (features in model order, plus their point predictions) to the window."""
-        block = np.column_stack([features, predictions])[-len(self._rows) :]
+    def observe(self, features: np.ndarray, predictions: np.ndarray, cohorts: np.ndarray) -> None:
+        """Add rows (features in model order, their point predictions and their
+        ``models.cohorts.cohort_codes``) to the window."""
+        block = np.column_stack([features, predictions, cohorts])[-len(self._rows) :]
         end = self._next + len(block)
         if end <= len(self._rows):
             self._rows[self._next : end] = block
@@ -55,3 +62,12 @@ class DriftMonitor:
             name: psi(bin_shares(window[:, i], self._edges[i]), self._expected[i])
             for i, name in enumerate(self._names)
         }
+
+    def cohort_scores(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(prediction PSI per cohort, mix PSI per dimension) of the window; empty until the
+        window has enough rows or when the model has no cohort reference."""
+        if self._filled < MIN_ROWS_FOR_PSI or self._cohort_reference is None:
+            return {}, {}
+        window = self._rows[: self._filled]
+        codes = window[:, len(self._names) :].astype(np.int64)
+        return cohort_drift(self._cohort_reference, codes, window[:, len(self._names) - 1])

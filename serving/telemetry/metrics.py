@@ -8,20 +8,41 @@ dashboard); renaming one breaks them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import bentoml
 import numpy as np
 
 from framework_internals import observe_many
+from models.cohorts import COHORTS, cohort_codes
 from models.features import ENTITY_FEATURES, FEATURE_SOURCES, source_counts
 from serving.pipeline.prediction_log import (
     EVICTION_REASONS,
     RECORD_OUTCOMES,
     EvictionReason,
     FeedbackResult,
+    PredictionRecord,
     RecordOutcome,
 )
 from serving.telemetry.labels import FIELD_LABELS, OTHER_FIELD, route_label
+
+Role = Literal["champion", "challenger"]
+CHAMPION: Role = "champion"
+CHALLENGER: Role = "challenger"
+ROLES: tuple[Role, ...] = (CHAMPION, CHALLENGER)
+"""``role`` label values: the model whose answers clients get, and the shadow's challenger."""
+
+ShadowOutcome = Literal[
+    "scored", "not_selected", "dropped_queue_full", "dropped_overload", "failed"
+]
+SHADOW_OUTCOMES: tuple[ShadowOutcome, ...] = (
+    "scored",
+    "not_selected",
+    "dropped_queue_full",
+    "dropped_overload",
+    "failed",
+)
+"""What the shadow did with a predicted row (``delivery_eta_shadow_rows_total{outcome}``)."""
 
 _MINUTES = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180]
 _ERROR_MINUTES = [0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60]
@@ -43,14 +64,15 @@ BATCH_ROWS = bentoml.metrics.Histogram(
 )
 PREDICTED_MINUTES = bentoml.metrics.Histogram(
     name="delivery_eta_predicted_delivery_time_minutes",
-    documentation="Predicted delivery time",
-    labelnames=["model_version"],
+    documentation="Predicted delivery time, by model version and role (champion: what clients "
+    "got; challenger: the shadow model's answer to the same rows)",
+    labelnames=["model_version", "role"],
     buckets=_MINUTES,
 )
 INTERVAL_WIDTH = bentoml.metrics.Histogram(
     name="delivery_eta_interval_width_minutes",
-    documentation="Width of the 90 % prediction interval",
-    labelnames=["model_version"],
+    documentation="Width of the 90 % prediction interval, by model version and role",
+    labelnames=["model_version", "role"],
     buckets=[2, 5, 8, 10, 12, 15, 18, 20, 25, 30, 40, 60],
 )
 PREDICTIONS_CLAMPED = bentoml.metrics.Counter(
@@ -99,8 +121,9 @@ PREDICTION_PSI = bentoml.metrics.Gauge(
 )
 MODEL_INFO = bentoml.metrics.Gauge(
     name="delivery_eta_model_info",
-    documentation="The served model (value 1)",
-    labelnames=["model_version", "stage", "trained_at"],
+    documentation="The loaded models (value 1): role champion answers clients, role challenger "
+    "scores the same rows in the shadow",
+    labelnames=["model_version", "role", "stage", "trained_at"],
     multiprocess_mode="livemax",
 )
 TRAINING_MAE = bentoml.metrics.Gauge(
@@ -116,40 +139,142 @@ FEEDBACK = bentoml.metrics.Counter(
 )
 ONLINE_ABS_ERROR = bentoml.metrics.Histogram(
     name="delivery_eta_online_absolute_error_minutes",
-    documentation="|actual - predicted| for predictions that got feedback",
-    labelnames=["model_version"],
+    documentation="|actual - predicted| for predictions that got feedback, by model version and "
+    "role (the challenger's error is measured on the same labelled rows)",
+    labelnames=["model_version", "role"],
     buckets=_ERROR_MINUTES,
 )
 INTERVAL_HITS = bentoml.metrics.Counter(
     name="delivery_eta_interval_hits_total",
     documentation="Feedback whose actual was inside (covered=true) or outside the interval",
-    labelnames=["model_version", "covered"],
+    labelnames=["model_version", "role", "covered"],
+)
+
+# --- Shadow inference (serving/pipeline/shadow.py) and model cost -----------------------------
+# Labels: role in ROLES; versions are the two loaded models'; outcome in SHADOW_OUTCOMES.
+
+SHADOW_ABS_DIFFERENCE = bentoml.metrics.Histogram(
+    name="delivery_eta_shadow_absolute_difference_minutes",
+    documentation="|champion point - challenger point| per row the challenger scored",
+    labelnames=["champion_version", "challenger_version"],
+    buckets=_ERROR_MINUTES,
+)
+MODEL_INFERENCE = bentoml.metrics.Histogram(
+    name="delivery_eta_model_inference_seconds",
+    documentation="Duration of one model call alone (in the model thread; request latency "
+    "adds queueing, features, logging and HTTP)",
+    labelnames=["model_version", "role"],
+    buckets=[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+)
+MODEL_INFERENCE_PER_ROW = bentoml.metrics.Histogram(
+    name="delivery_eta_model_inference_row_seconds",
+    documentation="One model call's duration divided by its rows",
+    labelnames=["model_version", "role"],
+    buckets=[1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2],
+)
+SHADOW_ROWS = bentoml.metrics.Counter(
+    name="delivery_eta_shadow_rows_total",
+    documentation="Predicted rows of a worker with a challenger, by what the shadow did with "
+    "them (scored, not_selected, dropped_queue_full, dropped_overload, failed)",
+    labelnames=["outcome"],
+)
+SHADOW_QUEUE_ROWS = bentoml.metrics.Gauge(
+    name="delivery_eta_shadow_queue_rows",
+    documentation="Rows waiting for the challenger (all live workers)",
+    multiprocess_mode="livesum",
+)
+
+# --- Cohorts (models/cohorts.py: a fixed set of 8, never a request's value) --------------------
+
+COHORT_PREDICTED_MINUTES = bentoml.metrics.Histogram(
+    name="delivery_eta_cohort_predicted_delivery_time_minutes",
+    documentation="Predicted delivery time per cohort, by model version and role",
+    labelnames=["model_version", "role", "cohort"],
+    buckets=[10, 20, 30, 45, 60, 90, 120],
+)
+COHORT_ABS_ERROR = bentoml.metrics.Histogram(
+    name="delivery_eta_cohort_online_absolute_error_minutes",
+    documentation="|actual - predicted| per cohort for predictions that got feedback",
+    labelnames=["model_version", "role", "cohort"],
+    buckets=[1, 2, 5, 10, 20, 30],
+)
+COHORT_INTERVAL_HITS = bentoml.metrics.Counter(
+    name="delivery_eta_cohort_interval_hits_total",
+    documentation="Feedback inside (covered=true) or outside the interval, per cohort",
+    labelnames=["model_version", "role", "cohort", "covered"],
+)
+COHORT_PREDICTION_PSI = bentoml.metrics.Gauge(
+    name="delivery_eta_cohort_prediction_psi",
+    documentation="PSI of recent predictions in a cohort vs the training-time predictions in it",
+    labelnames=["model_version", "cohort"],
+    multiprocess_mode="livemax",
+)
+COHORT_MIX_PSI = bentoml.metrics.Gauge(
+    name="delivery_eta_cohort_mix_psi",
+    documentation="PSI of recent traffic's shares over a dimension's cohorts vs training",
+    labelnames=["model_version", "dimension"],
+    multiprocess_mode="livemax",
 )
 
 
 class MetricsRecorder:
-    """Metric updates for one served model version (label children resolved once)."""
+    """Metric updates for the loaded model versions (label children resolved once)."""
 
-    def __init__(self, model_version: str, backend: str) -> None:
+    def __init__(
+        self, model_version: str, backend: str, challenger_version: str | None = None
+    ) -> None:
         self.model_version = model_version
-        self._predicted = PREDICTED_MINUTES.labels(model_version=model_version)
-        self._width = INTERVAL_WIDTH.labels(model_version=model_version)
+        self.challenger_version = challenger_version
+        self._versions = {CHAMPION: model_version}
+        if challenger_version is not None:
+            self._versions[CHALLENGER] = challenger_version
+        # labels() costs a lock and a dict lookup per call: resolve the children once (it
+        # showed up at ~4 % of a worker's time under load).
+        self._predicted = self._by_role(PREDICTED_MINUTES)
+        self._width = self._by_role(INTERVAL_WIDTH)
+        self._inference = self._by_role(MODEL_INFERENCE)
+        self._inference_row = self._by_role(MODEL_INFERENCE_PER_ROW)
+        self._cohort_predicted = {
+            role: [
+                COHORT_PREDICTED_MINUTES.labels(model_version=version, role=role, cohort=cohort)
+                for cohort in COHORTS
+            ]
+            for role, version in self._versions.items()
+        }
         self._store_latency = FEATURE_STORE_LATENCY.labels(backend=backend)
         self._store_fallbacks = FEATURE_STORE_FALLBACKS.labels(backend=backend)
-        # labels() costs a lock and a dict lookup per call: resolve the few children once
-        # (it showed up at ~4 % of a worker's time under load).
         self._lookups = {
             (feature, source): FEATURE_LOOKUPS.labels(feature=feature, source=source)
             for feature in ENTITY_FEATURES
             for source in FEATURE_SOURCES
         }
+        self._shadow_rows = {
+            outcome: SHADOW_ROWS.labels(outcome=outcome) for outcome in SHADOW_OUTCOMES
+        }
+        self._difference = (
+            None
+            if challenger_version is None
+            else SHADOW_ABS_DIFFERENCE.labels(
+                champion_version=model_version, challenger_version=challenger_version
+            )
+        )
 
-    def model_loaded(self, stage: str, trained_at: str, training_mae: float) -> None:
-        """Publish which model is served and its training-time MAE."""
-        MODEL_INFO.labels(model_version=self.model_version, stage=stage, trained_at=trained_at).set(
+    def _by_role(self, metric: Any) -> dict[str, Any]:
+        return {
+            role: metric.labels(model_version=version, role=role)
+            for role, version in self._versions.items()
+        }
+
+    def model_loaded(
+        self, stage: str, trained_at: str, training_mae: float, role: Role = "champion"
+    ) -> None:
+        """Publish a loaded model (``role``: champion, or the shadow's challenger) and its
+        training-time MAE."""
+        version = self._versions[role]
+        MODEL_INFO.labels(model_version=version, role=role, stage=stage, trained_at=trained_at).set(
             1
         )
-        TRAINING_MAE.labels(model_version=self.model_version).set(training_mae)
+        TRAINING_MAE.labels(model_version=version).set(training_mae)
 
     def batch_observer(
         self, worker_index: int | None, service_name: str, service_version: str
@@ -170,13 +295,48 @@ class MetricsRecorder:
 
         return observe
 
-    def predictions(self, outputs: np.ndarray, clamped: Mapping[str, int]) -> None:
-        """Predicted minutes and interval widths of one request; clamped counts by bound."""
-        observe_many(self._predicted, outputs[:, 0])
-        observe_many(self._width, outputs[:, 2] - outputs[:, 1])
-        for bound, count in clamped.items():
+    def predictions(
+        self,
+        outputs: np.ndarray,
+        cohorts: np.ndarray,
+        clamped: Mapping[str, int] | None = None,
+        role: Role = "champion",
+    ) -> None:
+        """Predicted minutes and interval widths of one model call's rows, overall and per
+        cohort (``cohorts``: ``models.cohorts.cohort_codes``); clamped counts by bound."""
+        observe_many(self._predicted[role], outputs[:, 0])
+        observe_many(self._width[role], outputs[:, 2] - outputs[:, 1])
+        children = self._cohort_predicted[role]
+        if len(outputs) == 1:  # one row: three observes beat numpy's per-call overhead
+            point = float(outputs[0, 0])
+            for code in cohorts[0].tolist():
+                children[code].observe(point)
+        else:
+            for code in np.unique(cohorts).tolist():
+                observe_many(children[code], outputs[(cohorts == code).any(axis=1), 0])
+        for bound, count in (clamped or {}).items():
             if count:
                 PREDICTIONS_CLAMPED.labels(model_version=self.model_version, bound=bound).inc(count)
+
+    def model_call(self, role: Role, seconds: float, rows: int) -> None:
+        """One model call's duration (the model alone) and its per-row share."""
+        self._inference[role].observe(seconds)
+        if rows:
+            self._inference_row[role].observe(seconds / rows)
+
+    def shadow_difference(self, champion_points: np.ndarray, challenger_points: np.ndarray) -> None:
+        """|champion - challenger| of the rows the challenger scored."""
+        if self._difference is not None:
+            observe_many(self._difference, np.abs(champion_points - challenger_points))
+
+    def shadow_rows(self, outcome: ShadowOutcome, rows: int) -> None:
+        """``rows`` predicted rows reached ``outcome`` in the shadow."""
+        if rows:
+            self._shadow_rows[outcome].inc(rows)
+
+    def shadow_queue_rows(self, rows: int) -> None:
+        """Rows now waiting for the challenger in this worker."""
+        SHADOW_QUEUE_ROWS.set(rows)
 
     def feature_lookup(self, seconds: float, failed: bool, source_codes: np.ndarray) -> None:
         """One store lookup's duration and outcome, and where each entity feature came from
@@ -190,23 +350,49 @@ class MetricsRecorder:
                 if count:
                     self._lookups[name, source].inc(count)
 
-    def drift(self, scores: Mapping[str, float]) -> None:
-        """Latest PSI per feature and for the prediction."""
+    def drift(
+        self,
+        scores: Mapping[str, float],
+        cohort_psi: Mapping[str, float] | None = None,
+        mix_psi: Mapping[str, float] | None = None,
+    ) -> None:
+        """Latest PSI per feature and for the prediction; per cohort and per dimension's mix."""
         for name, value in scores.items():
             if name == "predicted_delivery_time_min":
                 PREDICTION_PSI.labels(model_version=self.model_version).set(value)
             else:
                 FEATURE_PSI.labels(feature=name, model_version=self.model_version).set(value)
+        for cohort, value in (cohort_psi or {}).items():
+            COHORT_PREDICTION_PSI.labels(model_version=self.model_version, cohort=cohort).set(value)
+        for dimension, value in (mix_psi or {}).items():
+            COHORT_MIX_PSI.labels(model_version=self.model_version, dimension=dimension).set(value)
 
     def feedback(self, result: FeedbackResult) -> None:
-        """Count feedback; a first label also feeds the online error and coverage"""
+        """Count feedback; a first label also feeds the online error and coverage of the model
+        that answered and, when the challenger scored the same row, of the challenger."""
         version = result.record.model_version if result.record else self.model_version
         FEEDBACK.labels(model_version=version, result=result.status).inc()
-        if result.status == "joined" and result.record is not None and result.actual is not None:
-            record, actual = result.record, result.actual
-            ONLINE_ABS_ERROR.labels(model_version=version).observe(abs(actual - record.predicted))
-            covered = "true" if record.lower <= actual <= record.upper else "false"
-            INTERVAL_HITS.labels(model_version=version, covered=covered).inc()
+        if result.status != "joined" or result.record is None or result.actual is None:
+            return
+        record, actual = result.record, result.actual
+        cohorts = record_cohorts(record)
+        answers: list[tuple[Role, str, float, float, float]] = [
+            (CHAMPION, version, record.predicted, record.lower, record.upper)
+        ]
+        if record.shadow is not None:
+            shadow = record.shadow
+            answers.append(
+                (CHALLENGER, shadow.model_version, shadow.predicted, shadow.lower, shadow.upper)
+            )
+        for role, model_version, predicted, lower, upper in answers:
+            error = abs(actual - predicted)
+            covered = "true" if lower <= actual <= upper else "false"
+            ONLINE_ABS_ERROR.labels(model_version=model_version, role=role).observe(error)
+            INTERVAL_HITS.labels(model_version=model_version, role=role, covered=covered).inc()
+            for cohort in cohorts:
+                labels = {"model_version": model_version, "role": role, "cohort": cohort}
+                COHORT_ABS_ERROR.labels(**labels).observe(error)
+                COHORT_INTERVAL_HITS.labels(**labels, covered=covered).inc()
 
     def request_finished(
         self, route: str, category: str | None, invalid_fields: Iterable[str] = ()
@@ -223,6 +409,16 @@ class MetricsRecorder:
             ERRORS.labels(route=route, category=category).inc()
         for name in {name if name in FIELD_LABELS else OTHER_FIELD for name in invalid_fields}:
             VALIDATION_ERRORS.labels(route=route, field=name).inc()
+
+
+def record_cohorts(record: PredictionRecord) -> list[str]:
+    """The cohorts of one logged prediction: peak and distance from its features, and the
+    entity cohort when the block kept its feature sources (older blocks: those two only)."""
+    features = np.asarray([record.features])
+    codes = cohort_codes(features, np.array([bool(record.entity_known)]))[0].tolist()
+    if record.entity_known is None:
+        codes = codes[:2]
+    return [COHORTS[code] for code in codes]
 
 
 # --- Prediction log (serving/pipeline/prediction_log) -------------------------------------------

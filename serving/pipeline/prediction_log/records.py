@@ -22,6 +22,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from models.features import FEATURE_SOURCES
+
+DEFAULT_SOURCE_CODE = FEATURE_SOURCES.index("default")
+
 FeedbackStatus = Literal["joined", "duplicate", "conflict", "unknown"]
 
 _ROW_DIGITS = 5
@@ -96,6 +100,9 @@ class PredictionRecord:
     lower: float
     upper: float
     shadow: ShadowPrediction | None = None
+    entity_known: bool | None = None
+    """Whether both entity features came from the request or the online store (the entity
+    cohort, ``models.cohorts``); None in blocks written before the sources were kept."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,9 @@ class PredictionBlock:
     entity_ids: bytes | None = None
     """The rows' restaurant and driver ids (:func:`encode_entity_ids`); None in blocks written
     before they were kept (their rows cannot be exported for retraining)."""
+    feature_sources: np.ndarray | None = None
+    """(n, len(ENTITY_FEATURES)) int8 source codes (``models.features.FEATURE_SOURCES``): where
+    each entity feature came from. None in blocks written before they were kept."""
     call: ModelCall | None = None
     """The champion's model call for these rows; None in blocks written before it was kept."""
     shadow: ShadowScores | None = None
@@ -162,6 +172,7 @@ def stored_record(
     outputs: bytes,
     shadow_version: str | None = None,
     shadow_outputs: bytes | None = None,
+    feature_sources: bytes | None = None,
 ) -> PredictionRecord | None:
     """Row ``row`` of a stored block as a record; None if the block has no such row. The
     challenger's answer is attached when the block holds one for every row."""
@@ -175,8 +186,20 @@ def stored_record(
         if scores.size == rows * 3:
             s_point, s_lower, s_upper = scores.reshape(rows, 3)[row].tolist()
             shadow = ShadowPrediction(shadow_version, s_point, s_lower, s_upper)
+    entity_known = None
+    if feature_sources is not None and len(feature_sources) % rows == 0:
+        codes = np.frombuffer(feature_sources, dtype=np.int8).reshape(rows, -1)[row]
+        entity_known = bool((codes != DEFAULT_SOURCE_CODE).all())
     return PredictionRecord(
-        prediction_id, created_at, model_version, feature_row, point, lower, upper, shadow
+        prediction_id,
+        created_at,
+        model_version,
+        feature_row,
+        point,
+        lower,
+        upper,
+        shadow,
+        entity_known,
     )
 
 

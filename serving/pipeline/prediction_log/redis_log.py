@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import redis
 import redis.asyncio as aioredis
 
@@ -79,6 +80,10 @@ class RedisPredictionLog(BufferedLog):
                 }
                 if block.entity_ids is not None:
                     fields["entity_ids"] = block.entity_ids
+                if block.feature_sources is not None:
+                    fields["feature_sources"] = np.ascontiguousarray(
+                        block.feature_sources, dtype=np.int8
+                    ).tobytes()
                 if block.call is not None:
                     fields["inference_ms"] = block.call.ms
                     fields["inference_rows"] = block.call.rows
@@ -105,11 +110,21 @@ class RedisPredictionLog(BufferedLog):
             "outputs",
             "shadow_version",
             "shadow_outputs",
+            "feature_sources",
         ]
         stored: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[misc]
         if stored[0] is None:
             return await self._attach_legacy(prediction_id, actual)
-        created_at, model_version, rows, features, outputs, shadow_version, shadow_outputs = stored
+        (
+            created_at,
+            model_version,
+            rows,
+            features,
+            outputs,
+            shadow_version,
+            shadow_outputs,
+            feature_sources,
+        ) = stored
         assert (
             created_at and model_version and rows and features is not None and outputs is not None
         )
@@ -123,6 +138,7 @@ class RedisPredictionLog(BufferedLog):
             outputs,
             None if shadow_version is None else shadow_version.decode(),
             shadow_outputs,
+            feature_sources,
         )
         if record is None:
             return FeedbackResult("unknown", None, None)

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from serving.pipeline.prediction_log.queue import BufferedLog, LogObserver
 from serving.pipeline.prediction_log.records import (
     FeedbackResult,
@@ -76,6 +78,7 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("shadow_outputs", "BLOB"),
     ("shadow_inference_ms", "REAL"),
     ("shadow_inference_rows", "INTEGER"),
+    ("feature_sources", "BLOB"),
 )
 
 
@@ -286,7 +289,7 @@ class SQLitePredictionLog(BufferedLog):
         key, row = located
         found = self._db.execute(
             "SELECT created_at, model_version, rows, features, outputs, shadow_version,"
-            " shadow_outputs FROM prediction_blocks WHERE block_key = ?",
+            " shadow_outputs, feature_sources FROM prediction_blocks WHERE block_key = ?",
             (key,),
         ).fetchone()
         return None if found is None else stored_record(prediction_id, row, *found)
@@ -324,8 +327,8 @@ class SQLitePredictionLog(BufferedLog):
 _INSERT_BLOCK = (
     "INSERT OR IGNORE INTO prediction_blocks (block_key, created_at, model_version, rows,"
     " features, outputs, entity_ids, inference_ms, inference_rows, shadow_version,"
-    " shadow_outputs, shadow_inference_ms, shadow_inference_rows)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " shadow_outputs, shadow_inference_ms, shadow_inference_rows, feature_sources)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -345,7 +348,12 @@ def _stored_row(block: PredictionBlock) -> tuple[Any, ...]:
         None if shadow is None else shadow.encoded(),
         None if shadow is None else shadow.call.ms,
         None if shadow is None else shadow.call.rows,
+        None if block.feature_sources is None else _codes(block.feature_sources),
     )
+
+
+def _codes(sources: Any) -> bytes:
+    return np.ascontiguousarray(sources, dtype=np.int8).tobytes()
 
 
 class _Transaction:

@@ -1,10 +1,11 @@
 """The adaptive batcher merges concurrent calls and returns each caller its own rows."""
 
 import asyncio
+import time
 
 import numpy as np
 
-from serving.pipeline.batching import AdaptiveBatcher, Overloaded
+from serving.pipeline.batching import AdaptiveBatcher, Overloaded, ScoredRows
 
 
 def _slow_double(rows: np.ndarray) -> np.ndarray:
@@ -28,9 +29,38 @@ async def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
     finally:
         batcher.shutdown()
     for x, y in zip(inputs, outputs, strict=True):
-        np.testing.assert_array_equal(y, x * 2)
+        np.testing.assert_array_equal(y.outputs, x * 2)
     assert sum(rows for _, rows in batches) == sum(x.shape[0] for x in inputs)
     assert max(requests for requests, _ in batches) > 1
+    # Each answer names the model call it was part of: the call's rows, and its time alone.
+    assert sorted({y.call_rows for y in outputs}) == sorted({rows for _, rows in batches})
+    assert all(0.005 <= y.call_seconds < 1 for y in outputs)
+
+
+async def test_tags_reach_the_call_observer_but_not_the_model() -> None:
+    seen: list[tuple[np.ndarray, np.ndarray, float]] = []
+    batcher = AdaptiveBatcher(
+        _slow_double, max_batch_size=1000, max_latency_ms=10_000, tag_columns=1
+    )
+
+    def after_call(rows: np.ndarray, tags: np.ndarray, outputs: np.ndarray, s: float) -> np.ndarray:
+        seen.append((rows, tags, outputs))
+        return outputs + 1
+
+    batcher.after_call = after_call
+    try:
+        inputs = [np.full((2, 3), float(i)) for i in range(20)]
+        tags = [np.full((2, 1), 100.0 + i) for i in range(20)]
+        outputs = await asyncio.gather(
+            *(batcher.predict(x, t) for x, t in zip(inputs, tags, strict=True))
+        )
+    finally:
+        batcher.shutdown()
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(y.outputs, x * 2 + 1)  # the model saw 3 columns, not 4
+    merged_rows = np.concatenate([rows for rows, _, _ in seen])
+    merged_tags = np.concatenate([t for _, t, _ in seen])
+    np.testing.assert_array_equal(merged_tags[:, 0] - 100.0, merged_rows[:, 0])
 
 
 async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
@@ -43,7 +73,9 @@ async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
         batcher.shutdown()
     shed = [r for r in results if isinstance(r, Overloaded)]
     assert shed, "a 10 ms budget with 300 queued 5 ms calls must shed some"
-    assert all(isinstance(r, (np.ndarray, Overloaded)) for r in results)
+    assert all(isinstance(r, (ScoredRows, Overloaded)) for r in results)
+    assert time.monotonic() - batcher.shed_at < 5, "the last shed is remembered"
+    assert batcher.queued_rows == 0
     assert len(shed) < len(results), "and it still answers some"
 
 

@@ -1,0 +1,222 @@
+"""Shadow inference: a challenger model scores the rows the champion answered, off the
+response path, and its answers go into the prediction log beside the champion's.
+
+The client's answer is complete before a row reaches the shadow: ``PredictionPipeline.predict``
+hands the finished block to :meth:`ShadowScorer.submit`, which only queues it (or passes it
+straight to the log). Every ``interval_s`` a background task scores everything queued in one
+call of the challenger, in a thread of its own at a lower CPU priority, and then appends the
+blocks, now carrying the challenger's outputs, to the prediction log. One label then scores
+both models on the same request.
+
+What the shadow may cost is bounded: a row queue (past it, ``dropped_queue_full``), and no new
+shadow work while the champion is overloaded (it shed a request in the last second, or more
+rows wait for it than one full batch: ``dropped_overload``). A challenger that raises costs its
+rows' shadow answers (``failed``), never a client's answer: the blocks are logged without them.
+Each predicted row of a worker with a challenger is counted under exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from models.cohorts import cohort_codes
+from serving.pipeline.prediction_log import ModelCall, PredictionBlock, ShadowScores
+from serving.pipeline.prediction_log.queue import RateLimitedWarning
+from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
+
+logger = logging.getLogger("serving.pipeline.shadow")
+
+OVERLOAD_COOLDOWN_S = 1.0
+"""After the champion sheds a request, no new shadow work for this long."""
+
+MAX_ROWS_PER_CALL = 4096
+"""Most rows one challenger call scores; a larger backlog goes in several calls."""
+
+
+def shadow_selected(block_key: str, fraction: float) -> bool:
+    """Whether the challenger scores the block with this key at ``fraction`` (0-1).
+
+    Decided by the key's last 7 hex digits: a property of the prediction ids, independent of
+    the log's batch sampling (which reads the first 8), and the same on every replica.
+    """
+    if fraction >= 1.0:
+        return True
+    if fraction <= 0.0:
+        return False
+    return int(block_key[-7:], 16) < fraction * 16**7
+
+
+def _lower_priority(nice: int, threads: int) -> None:
+    """The shadow thread's initializer: a lower CPU priority (Linux sets nice per thread), so
+    under contention the kernel runs the champion's threads first; and a capped native pool."""
+    threadpool_limits(threads)
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as exc:  # not permitted in some sandboxes: run at normal priority
+            logger.warning("shadow thread keeps normal priority: %s", exc)
+
+
+class ShadowScorer:
+    """One worker's challenger: queue blocks, score them in bulk, hand them to ``sink``."""
+
+    def __init__(
+        self,
+        predict_rows: Callable[[np.ndarray], np.ndarray],
+        *,
+        model_version: str,
+        sink: Callable[[PredictionBlock], None],
+        clamp: Callable[[np.ndarray], np.ndarray],
+        fraction: float,
+        max_queue_rows: int,
+        interval_s: float,
+        overloaded: Callable[[], bool],
+        metrics: MetricsRecorder | None = None,
+        nice: int = 0,
+        native_threads: int = 1,
+    ) -> None:
+        self.model_version = model_version
+        self._predict_rows = predict_rows
+        self._sink = sink
+        self._clamp = clamp
+        self._fraction = fraction
+        self._max_queue_rows = max_queue_rows
+        self._interval_s = interval_s
+        self._overloaded = overloaded
+        self._metrics = metrics
+        self._pending: deque[tuple[PredictionBlock, np.ndarray]] = deque()
+        self._pending_rows = 0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="shadow",
+            initializer=_lower_priority,
+            initargs=(nice, native_threads),
+        )
+        self._warn_failure = RateLimitedWarning()
+        self._warn_drop = RateLimitedWarning()
+
+    @property
+    def queue_rows(self) -> int:
+        """Rows waiting for the challenger."""
+        return self._pending_rows
+
+    def submit(self, block: PredictionBlock, entity_known: np.ndarray) -> None:
+        """Queue an answered request's block for the challenger, or log it without a shadow
+        answer (not selected, overload, queue full: counted). Never blocks, never raises."""
+        rows = len(block)
+        if not shadow_selected(block.block_key, self._fraction):
+            self._pass_through(block, "not_selected")
+            return
+        if self._overloaded():
+            self._pass_through(block, "dropped_overload")
+            return
+        if self._pending_rows + rows > self._max_queue_rows:
+            self._pass_through(block, "dropped_queue_full")
+            self._warn_drop(
+                "shadow queue full (%d rows): a request's %d rows logged without the challenger",
+                self._pending_rows,
+                rows,
+            )
+            return
+        self._pending.append((block, entity_known))
+        self._pending_rows += rows
+        self._report_queue()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._score_forever())
+
+    def _pass_through(self, block: PredictionBlock, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow_rows(outcome, len(block))  # type: ignore[arg-type]
+        self._sink(block)
+
+    def _report_queue(self) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow_queue_rows(self._pending_rows)
+
+    async def _score_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Score everything queued now and hand it to the sink (the feedback path calls this so
+        that this worker's own predictions are in the log before it looks one up)."""
+        async with self._lock:
+            while self._pending:
+                taken: list[tuple[PredictionBlock, np.ndarray]] = []
+                rows = 0
+                while self._pending and (
+                    not taken or rows + len(self._pending[0][0]) <= MAX_ROWS_PER_CALL
+                ):
+                    item = self._pending.popleft()
+                    taken.append(item)
+                    rows += len(item[0])
+                self._pending_rows -= rows
+                await self._score(taken)
+            self._report_queue()
+
+    async def _score(self, taken: list[tuple[PredictionBlock, np.ndarray]]) -> None:
+        blocks = [block for block, _ in taken]
+        features = np.concatenate([block.features for block in blocks])
+        loop = asyncio.get_running_loop()
+        try:
+            outputs, seconds = await loop.run_in_executor(self._executor, self._timed, features)
+            outputs = self._clamp(np.asarray(outputs, dtype=np.float64))
+            if outputs.shape != (len(features), 3) or not np.isfinite(outputs).all():
+                raise ValueError(
+                    f"challenger returned {outputs.shape} outputs, not finite ({len(features)}, 3)"
+                )
+        except Exception as exc:
+            # Whatever the challenger does, the champion's predictions are still logged.
+            self._warn_failure(
+                "challenger %s failed on %d rows (logged without its answers): %s: %s",
+                self.model_version,
+                len(features),
+                type(exc).__name__,
+                exc,
+            )
+            for block in blocks:
+                self._pass_through(block, "failed")
+            return
+        call = ModelCall(ms=round(seconds * 1000, 4), rows=len(features))
+        if self._metrics is not None:
+            champion = np.concatenate([block.outputs for block in blocks])
+            known = np.concatenate([known for _, known in taken])
+            self._metrics.model_call(CHALLENGER, seconds, len(features))
+            self._metrics.predictions(outputs, cohort_codes(features, known), role=CHALLENGER)
+            self._metrics.shadow_difference(champion[:, 0], outputs[:, 0])
+            self._metrics.shadow_rows("scored", len(features))
+        start = 0
+        for block in blocks:
+            end = start + len(block)
+            shadow = ShadowScores(self.model_version, outputs[start:end], call)
+            self._sink(dataclasses.replace(block, shadow=shadow))
+            start = end
+
+    def _timed(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        outputs = self._predict_rows(rows)
+        return outputs, time.perf_counter() - started
+
+    async def close(self) -> None:
+        """Stop the timer and score what is queued (bounded by the queue), then stop the thread."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            await self.flush()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
