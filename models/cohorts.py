@@ -3,7 +3,7 @@
 Three dimensions, each splitting all orders: the hour (peak / off-peak), the distance band
 (0-2, 2-5, 5-10, >= 10 km) and whether both entities were known (their averages came from the
 request or the online store) or at least one fell back to the default. The set is fixed and
-documented (docs/monitoring.md): cohort labels are these names, never a value a request sends,
+documented (docs/shadow.md): cohort labels are these names, never a value a request sends,
 so the metric series they make are bounded (8 cohorts) whatever the traffic.
 
 Training's segment report (``models.training.fit.segment_metrics``) uses the same bands, so a
