@@ -225,3 +225,29 @@ async def test_a_batch_serialises_to_the_batch_prediction_document(
     assert document.model_version == artifact.tag
     assert document.predictions == batch.predictions()
     assert [p.prediction_id for p in document.predictions] == batch.prediction_ids
+
+
+async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_shadow(
+    artifact: ModelArtifact, tmp_path: Path
+) -> None:
+    # The same model as its own challenger (an A/A check): the two answers must agree.
+    settings = _settings(tmp_path, shadow_model_tag=artifact.tag, shadow_interval_ms=10_000)
+    store = build_feature_store(settings, artifact)
+    built = build_pipeline(
+        settings, artifact, store, build_metrics(artifact, store, artifact), challenger=artifact
+    )
+    try:
+        (prediction,) = (await built.predict([_order(KNOWN)])).predictions()
+        assert built.shadow is not None and built.shadow.queue_rows == 1  # not scored yet
+        joined = await built.feedback(prediction.prediction_id, 31.0)
+        assert joined.status == "joined" and joined.record is not None
+        assert joined.record.shadow is not None and joined.record.entity_known is True
+        assert joined.record.shadow.predicted == pytest.approx(
+            prediction.predicted_delivery_time_min
+        )
+        for role in ("champion", "challenger"):
+            labels = {"model_version": artifact.tag, "role": role, "cohort": "entity_known"}
+            assert _sample("delivery_eta_cohort_online_absolute_error_minutes_count", **labels) >= 1
+    finally:
+        await built.close_shadow()
+        await _close(built)
