@@ -129,10 +129,26 @@ def test_over_budget_requests_are_shed_with_503_and_retry_after(registered, tmp_
         "DELIVERY_ETA_MODEL_TAG": registered.tag,
         "DELIVERY_ETA_MAX_LATENCY_MS": "50",
         "DELIVERY_ETA_PREDICTION_LOG_PATH": str(tmp_path / "p.sqlite3"),
+        # A shadow too (the same model: only its bookkeeping matters here), which must give
+        # way first while the champion sheds.
+        "DELIVERY_ETA_SHADOW_MODEL_TAG": registered.tag,
     }
     with local_server(tmp_path / "server.log", env=env) as server:
         statuses, missing, out, probes = _overload(server)
         log = server.log()
+        time.sleep(0.5)  # the last queued rows go through the shadow
+        shadow = {
+            outcome: float(n)
+            for outcome, n in re.findall(
+                r'^delivery_eta_shadow_rows_total\{outcome="(\w+)"\} (\S+)$',
+                httpx.get(f"{server.url}/metrics").text,
+                re.M,
+            )
+        }
+    assert shadow["dropped_overload"] > 0, shadow
+    # Every predicted row is counted once; wrk stops with up to one request per connection in
+    # flight, which the server may still have answered (and counted) after wrk stopped counting.
+    assert abs(statuses.get(200, 0) - sum(shadow.values())) <= CONNECTIONS, (statuses, shadow)
     assert "Socket errors" not in out, out
     assert set(statuses) <= {200, 503}, out
     assert statuses.get(503, 0) > 0, f"a 50 ms budget at {CONNECTIONS} connections must shed: {out}"
