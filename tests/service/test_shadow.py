@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
+from models.cohorts import COHORTS
 from tests.harness.local_server import ROOT, LocalServer, local_server
 from tests.service.test_startup import _refusal, _serve
 
@@ -155,6 +157,11 @@ def test_a_worse_challenger_is_shown_worse_on_the_same_labelled_requests(
         assert abs(champion_mae - offline_mae) < 1e-6
         assert challenger_mae > 1.3 * champion_mae, labelled
         assert _metric(client, "delivery_eta_shadow_absolute_difference_minutes_count") == ORDERS
+        # 240 orders of all kinds made no label value outside the fixed sets.
+        text = client.get("/metrics").text
+        assert set(re.findall(r'cohort="([^"]*)"', text)) <= set(COHORTS)
+        assert set(re.findall(r'role="([^"]*)"', text)) == {"champion", "challenger"}
+        assert set(re.findall(r'model_version="([^"]*)"', text)) == {registered.tag, worse.tag}
 
     # Every block carries the challenger's answers.
     logged = _logged(shadowed)
