@@ -152,18 +152,24 @@ class ShadowScorer:
             await self.flush()
 
     async def flush(self) -> None:
-        """Score everything queued now and hand it to the sink (the feedback path calls this so
-        that this worker's own predictions are in the log before it looks one up)."""
+        """Score what is queued when the call starts and hand it to the sink (the feedback path
+        calls this so that this worker's own predictions are in the log before it looks one up).
+
+        Blocks queued meanwhile wait for the next round: under sustained traffic the queue never
+        empties, and a caller would otherwise wait as long as requests keep coming.
+        """
         async with self._lock:
-            while self._pending:
+            remaining = len(self._pending)
+            while remaining > 0:
                 taken: list[tuple[PredictionBlock, np.ndarray]] = []
                 rows = 0
-                while self._pending and (
+                while remaining > 0 and (
                     not taken or rows + len(self._pending[0][0]) <= MAX_ROWS_PER_CALL
                 ):
                     item = self._pending.popleft()
                     taken.append(item)
                     rows += len(item[0])
+                    remaining -= 1
                 self._pending_rows -= rows
                 await self._score(taken)
             self._report_queue()

@@ -125,3 +125,22 @@ def test_the_fraction_selects_blocks_by_key_independently_of_log_sampling() -> N
     # The log samples batches by the key's first 8 digits; the shadow reads its last 7.
     low_head = [k for k in keys if int(k[:8], 16) < 0.25 * 16**8]
     assert 0.22 < np.mean([shadow_selected(k, 0.25) for k in low_head]) < 0.28
+
+
+async def test_a_flush_waits_for_the_rows_queued_before_it_not_those_that_keep_coming() -> None:
+    def slow(rows: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return _later(rows)
+
+    logged: list[PredictionBlock] = []
+    scorer = _scorer(logged, slow, interval_s=3600)  # only explicit flushes score
+    first = _block(1)
+    scorer.submit(first, np.ones(1, dtype=bool))
+    flushing = asyncio.create_task(scorer.flush())
+    await asyncio.sleep(0.01)  # the first call is running
+    later = _block(1)
+    scorer.submit(later, np.ones(1, dtype=bool))
+    await flushing
+    assert [b.block_key for b in logged] == [first.block_key] and scorer.queue_rows == 1
+    await scorer.close()
+    assert [b.block_key for b in logged] == [first.block_key, later.block_key]
