@@ -138,6 +138,10 @@ class DeliveryETA:
 
     # Declares the model so `bentoml build` packages it into the bento.
     model_ref = bentoml.models.BentoModel(ARTIFACT.tag)
+    if CHALLENGER is not None and CHALLENGER.tag != ARTIFACT.tag:
+        # Built with a shadow configured, the bento packs the challenger too: the image's store
+        # then holds both (`make bento SHADOW_MODEL_TAG=...`, docs/shadow.md).
+        challenger_ref = bentoml.models.BentoModel(CHALLENGER.tag)
 
     @bentoml.on_deployment
     def pin_served_model() -> None:

@@ -36,6 +36,8 @@ IMAGE        := $(IMAGE_NAME):$(IMAGE_TAG)
 # Pin the model packed into the bento; empty = the one the service would serve, i.e. the
 # stage=production model (or the newest before any promotion), resolved by service.py at build.
 MODEL_TAG    ?=
+# A challenger for the shadow (docs/shadow.md): packed into the bento beside the served model.
+SHADOW_MODEL_TAG ?=
 # Training-only packages pruned from the image (with their exclusive dependencies).
 IMAGE_PRUNE  ?= matplotlib
 # Seconds `docker stop` waits before SIGKILL; = terminationGracePeriodSeconds in k8s.
@@ -67,7 +69,7 @@ bento: env requirements ## bentoml build (trains a model first if the store has 
 	$(PY) train.py --if-missing
 	@# Rebuilding the same commit replaces its bento rather than failing on the tag.
 	@$(BENTOML) delete -y $(BENTO_NAME):$(BENTO_VERSION) >/dev/null 2>&1 || true
-	$(if $(MODEL_TAG),DELIVERY_ETA_MODEL_TAG=$(MODEL_TAG)) $(BENTOML) build --version $(BENTO_VERSION) .
+	$(if $(MODEL_TAG),DELIVERY_ETA_MODEL_TAG=$(MODEL_TAG)) $(if $(SHADOW_MODEL_TAG),DELIVERY_ETA_SHADOW_MODEL_TAG=$(SHADOW_MODEL_TAG)) $(BENTOML) build --version $(BENTO_VERSION) .
 	@# BentoML 1.4 records the service's models in the bento and copies them from
 	@# the model store into the image at containerize time.
 	@$(BENTOML) get $(BENTO_NAME):$(BENTO_VERSION) -o json | $(PY) -c \

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.local_server import ROOT
+from tests.harness.model_copies import copy_model
 
 # Applies the service's config the way `bentoml serve` does, then asks the tracing middleware's
 # exclude list about a prediction URL.
@@ -51,3 +52,30 @@ def test_tracing_middleware_skips_requests_unless_tracing_is_on(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == skipped
+
+
+def test_a_configured_challenger_is_packed_into_the_bento_beside_the_served_model(
+    registered,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    challenger, _ = copy_model(registered, tmp_path, "packed")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(Path(registered.path).parents[1])
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "home"),
+        "DELIVERY_ETA_MODEL_TAG": registered.tag,
+        "DELIVERY_ETA_SHADOW_MODEL_TAG": challenger,
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(tmp_path / "predictions.sqlite3"),
+    }
+    probe = "import service; print(sorted(str(m.tag) for m in service.DeliveryETA.models))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == repr(sorted([registered.tag, challenger]))
