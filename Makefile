@@ -90,8 +90,8 @@ load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 no
 	$(PY) train.py --if-missing
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
 
-promote: env ## gate the newest candidate (or TAG=...) against production; relabel on success
-	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG))
+promote: env ## gate the newest candidate (or TAG=...) against production [MIN_SHADOW_ROWS=N [SHADOW_HOURS=H]]
+	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG)) $(if $(MIN_SHADOW_ROWS),--min-shadow-rows $(MIN_SHADOW_ROWS)) $(if $(SHADOW_HOURS),--shadow-hours $(SHADOW_HOURS))
 
 rollback: env ## make the previous production model production again
 	$(PY) -m models.promotion rollback
