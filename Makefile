@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train retrain serve test lint format materialize export-labels load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps train retrain serve test lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -80,12 +80,18 @@ export-labels: env ## predictions with feedback -> Parquet in the training schem
 	@if [ -z "$(OUT)" ]; then echo "export-labels: set OUT=<file.parquet>, e.g. make export-labels OUT=labels.parquet" >&2; exit 2; fi
 	$(PY) -m serving.pipeline.prediction_log.export --out "$(OUT)" $(if $(SINCE),--since $(SINCE))
 
+# Champion vs challenger (DELIVERY_ETA_SHADOW_MODEL_TAG) on the requests both scored, from the
+# same log; read-only, safe while the service writes (docs/prediction-log.md).
+HOURS ?= 24
+compare: env ## champion vs challenger on live traffic from the prediction log (HOURS=24 [JSON=1])
+	$(PY) -m serving.pipeline.prediction_log.compare --hours $(HOURS) $(if $(JSON),--json)
+
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
 
-promote: env ## gate the newest candidate (or TAG=...) against production; relabel on success
-	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG))
+promote: env ## gate the newest candidate (or TAG=...) against production [MIN_SHADOW_ROWS=N [SHADOW_HOURS=H]]
+	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG)) $(if $(MIN_SHADOW_ROWS),--min-shadow-rows $(MIN_SHADOW_ROWS)) $(if $(SHADOW_HOURS),--shadow-hours $(SHADOW_HOURS))
 
 rollback: env ## make the previous production model production again
 	$(PY) -m models.promotion rollback

@@ -1,16 +1,33 @@
-"""``python -m models.promotion promote [--tag T] | rollback | status`` (``make promote`` etc.)."""
+"""``python -m models.promotion promote [--tag T] [--min-shadow-rows N [--shadow-hours H]] |
+rollback | status`` (``make promote`` etc.)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import get_args
 
+from models.live_comparison import LiveComparison
 from models.promotion.gate import LATENCY_CALLS
 from models.promotion.workflow import promote, rollback
 from models.settings import ModelRuntime, ModelSettings
 from models.store.stages import LifecycleError, status_table
+
+
+def _read_service_log(hours: float | None) -> LiveComparison:
+    """The live comparison from the log the service's settings name (``DELIVERY_ETA_*``).
+
+    The one place the model lifecycle reads the serving side, so it is imported here, when the
+    gate is asked for live evidence, and not by the promotion modules."""
+    from serving.pipeline.prediction_log.compare import CompareError, compare_live
+    from serving.pipeline.prediction_log.export import ExportError, service_log_settings
+
+    try:
+        return compare_live(service_log_settings(), hours)
+    except (CompareError, ExportError) as exc:
+        raise LifecycleError(f"cannot read the live shadow evidence: {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,13 +43,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="evaluator timed for the latency gate (default: as served, DELIVERY_ETA_MODEL_RUNTIME)",
     )
+    prom.add_argument(
+        "--min-shadow-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also require N labelled prediction-log rows where the candidate shadowed "
+        "production, with its live MAE within the gate's margin (default: holdout only)",
+    )
+    prom.add_argument(
+        "--shadow-hours",
+        type=float,
+        default=None,
+        metavar="H",
+        help="with --min-shadow-rows: only blocks logged in the last H hours (default: all kept)",
+    )
     sub.add_parser("rollback", help="restore the previous production model")
     sub.add_parser("status", help="list versions and their stages")
     args = parser.parse_args(argv)
     try:
         if args.command == "promote":
             runtime = args.runtime or ModelSettings().model_runtime
-            result = promote(args.tag, latency_calls=args.latency_calls, runtime=runtime)
+            if args.min_shadow_rows is not None and args.min_shadow_rows < 1:
+                raise LifecycleError("--min-shadow-rows must be at least 1")
+            if args.shadow_hours is not None and args.min_shadow_rows is None:
+                raise LifecycleError("--shadow-hours needs --min-shadow-rows")
+            read_live = (
+                None
+                if args.min_shadow_rows is None
+                else partial(_read_service_log, args.shadow_hours)
+            )
+            result = promote(
+                args.tag,
+                latency_calls=args.latency_calls,
+                runtime=runtime,
+                min_shadow_rows=args.min_shadow_rows,
+                read_live=read_live,
+            )
             print(result.comparison.table())
             print(result.summary())
             return 0 if result.promoted else 1

@@ -7,6 +7,12 @@ The gate passes only if the candidate's MAE <= ``MAE_TOLERANCE`` x production's 
 single-row inference latency <= ``LATENCY_TOLERANCE`` x production's (``predict_rows`` on one
 row through the runtime the service uses -- the compiled TL2cgen library by default -- with the
 calls of the two models interleaved so that machine noise hits both alike).
+
+Optionally the gate also asks for **live evidence** (``--min-shadow-rows N``): at least N
+labelled rows of the prediction log where the candidate scored the request as the challenger
+beside production as the champion (``models.live_comparison``), with the candidate's live MAE
+on those rows <= ``MAE_TOLERANCE`` x production's -- the same margin as on the holdout. Rows
+where the candidate shadowed another model, or another model shadowed production, do not count.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from models.features import training_frame
+from models.live_comparison import CONFIDENCE_Z, MIN_PAIRS_FOR_CI, LiveComparison, PairComparison
 from models.runtime_selection import select_runtime
 from models.settings import ModelRuntime
 from models.store.artifact import ModelArtifact, load_artifact, sha256_file
@@ -148,6 +155,47 @@ class ModelScore:
 
 
 @dataclass(frozen=True)
+class LiveEvidence:
+    """What the prediction log says about the candidate as production's challenger."""
+
+    required_rows: int
+    """Labelled shadow rows the gate asks for (``--min-shadow-rows``)."""
+    window: str
+    """Which blocks of which log were read, in words."""
+    pair: PairComparison | None
+    """Production as champion, the candidate as challenger; None if the log has no such rows."""
+
+    @property
+    def rows(self) -> int:
+        """Labelled rows both models scored."""
+        return 0 if self.pair is None else self.pair.labelled_shadowed_rows
+
+    @property
+    def enough_rows(self) -> bool:
+        """At least :attr:`required_rows` labelled shadow rows."""
+        return self.rows >= self.required_rows
+
+    @property
+    def mae_ok(self) -> bool:
+        """Enough rows, and the candidate's live MAE within ``MAE_TOLERANCE`` x production's."""
+        if not self.enough_rows or self.pair is None:
+            return False
+        champion, challenger = self.pair.champion.mae, self.pair.challenger.mae
+        if champion is None or challenger is None:
+            return False
+        return challenger <= MAE_TOLERANCE * champion
+
+    def too_few_rows(self) -> str | None:
+        """Why the rows do not suffice, naming both numbers; None when they do."""
+        if self.enough_rows:
+            return None
+        return (
+            f"too few live shadow rows: {self.rows} labelled rows where the candidate was the "
+            f"challenger of production, --min-shadow-rows requires {self.required_rows}"
+        )
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Candidate vs production on the same holdout, and the gate's decision."""
 
@@ -161,22 +209,44 @@ class Comparison:
     mae_ok: bool
     latency_ok: bool
     notes: list[str] = field(default_factory=list)
+    live: LiveEvidence | None = None
+    """The live shadow evidence, when the gate was asked for it (and there is a production)."""
 
     @property
     def passed(self) -> bool:
         """Promote? Always true for a first promotion (no production to compare with)."""
-        return self.production is None or (self.mae_ok and self.latency_ok)
+        live_ok = self.live is None or self.live.mae_ok
+        return self.production is None or (self.mae_ok and self.latency_ok and live_ok)
+
+    @property
+    def evidence(self) -> str:
+        """Which evidence the decision rests on."""
+        if self.production is None:
+            return "none (first promotion)"
+        holdout = f"holdout MAE and p95 latency ({self.holdout_rows} orders)"
+        if self.live is None:
+            return holdout
+        return f"{holdout} and live shadow MAE ({self.live.rows} labelled rows)"
 
     @property
     def decision(self) -> str:
         if self.production is None:
             return "PROMOTE (no production model yet: first promotion, gate not applied)"
-        if self.passed:
+        if self.passed and self.live is None:
             return "PROMOTE (gate passed)"
-        failed = [
-            name for name, ok in (("MAE", self.mae_ok), ("p95 latency", self.latency_ok)) if not ok
-        ]
-        return f"REFUSE ({' and '.join(failed)} over the gate)"
+        if self.passed:
+            return "PROMOTE (gate passed on the holdout and on live shadow evidence)"
+        checks = [("MAE", self.mae_ok), ("p95 latency", self.latency_ok)]
+        if self.live is not None and self.live.enough_rows:
+            checks.append(("live shadow MAE", self.live.mae_ok))
+        reasons = []
+        failed = [name for name, ok in checks if not ok]
+        if failed:
+            reasons.append(f"{' and '.join(failed)} over the gate")
+        too_few = None if self.live is None else self.live.too_few_rows()
+        if too_few is not None:
+            reasons.append(too_few)
+        return f"REFUSE ({'; '.join(reasons)})"
 
     def table(self) -> str:
         """Markdown comparison table plus the decision."""
@@ -201,11 +271,48 @@ class Comparison:
             f"| p95 1-row latency (ms) | {c.p95_ms:.3f} | {cell(p.p95_ms if p else None, 3)} | "
             f"{cell(self.p95_ratio, 3)} | <= {LATENCY_TOLERANCE:.2f} | {verdict(self.latency_ok)} |",
             f"| p50 1-row latency (ms) | {c.p50_ms:.3f} | {cell(p.p50_ms if p else None, 3)} | | | |",
-            "",
-            f"Decision: {self.decision}",
         ]
+        if self.live is not None:
+            lines[1:1] = [self._live_summary(self.live)]
+            lines += self._live_rows(self.live)
+        lines += ["", f"Evidence: {self.evidence}", f"Decision: {self.decision}"]
         lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    @staticmethod
+    def _live_summary(live: LiveEvidence) -> str:
+        """Where the live evidence comes from, and the paired MAE difference with its CI."""
+        text = f"Live shadow: {live.window}; candidate as challenger of production"
+        difference = None if live.pair is None else live.pair.mae_difference
+        if difference is None or difference.mean is None:
+            return f"{text}: no labelled rows"
+        text += f": MAE difference (candidate - production) {difference.mean:+.3f} min"
+        if difference.ci_low is None or difference.ci_high is None:
+            return f"{text} (no confidence interval below {MIN_PAIRS_FOR_CI} rows)"
+        return (
+            f"{text}, 95 % CI [{difference.ci_low:+.3f}, {difference.ci_high:+.3f}] (normal "
+            f"approximation on the {difference.pairs} paired rows: mean +- {CONFIDENCE_Z:.2f} "
+            "s/sqrt(n))"
+        )
+
+    @staticmethod
+    def _live_rows(live: LiveEvidence) -> list[str]:
+        """The live shadow rows of the table: row count, then the MAEs on those rows."""
+        lines = [
+            f"| live shadow labelled rows | {live.rows} | | | >= {live.required_rows} | "
+            f"{'pass' if live.enough_rows else 'FAIL'} |"
+        ]
+        pair = live.pair
+        if pair is None or pair.challenger.mae is None or pair.champion.mae is None:
+            return lines
+        ratio = "—" if pair.mae_ratio is None else f"{pair.mae_ratio:.3f}"
+        # Below the row count the MAEs are shown but not judged: too few rows decided already.
+        mae_verdict = ("pass" if live.mae_ok else "FAIL") if live.enough_rows else "—"
+        lines.append(
+            f"| live shadow MAE (min) | {pair.challenger.mae:.4f} | {pair.champion.mae:.4f} | "
+            f"{ratio} | <= {MAE_TOLERANCE:.2f} | {mae_verdict} |"
+        )
+        return lines
 
 
 def compare(
@@ -215,15 +322,27 @@ def compare(
     *,
     latency_calls: int = LATENCY_CALLS,
     runtime: ModelRuntime = "tl2cgen",
+    min_shadow_rows: int | None = None,
+    live: LiveComparison | None = None,
 ) -> Comparison:
     """Evaluate ``candidate_tag`` (and ``production_tag``, if any) on the same holdout.
 
     ``holdout`` (orders as generated by ``models.training.synthetic_orders``) defaults to the candidate's own holdout,
     regenerated from its metadata. Both models are loaded with checksum verification. Latency
     is measured through ``runtime``: pass the one the service uses (``ModelSettings.model_runtime``).
+
+    With ``min_shadow_rows`` the gate also requires live evidence from ``live`` (the prediction
+    log's comparison, ``serving.pipeline.prediction_log.compare.compare_live``): that many
+    labelled rows where the candidate shadowed production, and its MAE on them within
+    ``MAE_TOLERANCE`` x production's. A first promotion has no production to compare with: the
+    evidence is then not applied (and a note says so).
     """
     if latency_calls < 200:
         raise ValueError("latency_calls must be >= 200 for a stable p95")
+    if (min_shadow_rows is None) != (live is None):
+        raise ValueError("min_shadow_rows and live go together")
+    if min_shadow_rows is not None and min_shadow_rows < 1:
+        raise ValueError("min_shadow_rows must be >= 1")
     candidate = load_artifact(candidate_tag)
     production = load_artifact(production_tag) if production_tag else None
     notes: list[str] = []
@@ -265,6 +384,18 @@ def compare(
         source = "caller-supplied holdout"
     if production is not None and production.tag == candidate.tag:
         raise LifecycleError(f"{candidate.tag} is already the production model")
+    evidence = None
+    if live is not None and min_shadow_rows is not None:
+        window = f"{live.window} ({live.source})"
+        if production is None:
+            notes.append(
+                f"live shadow evidence not applied: no production model for {candidate.tag} to "
+                "have been the challenger of (first promotion)"
+            )
+        else:
+            evidence = LiveEvidence(
+                min_shadow_rows, window, live.pair(production.tag, candidate.tag)
+            )
 
     artifacts = [candidate] + ([production] if production is not None else [])
     maes = [holdout_mae(a, holdout) for a in artifacts]
@@ -299,4 +430,5 @@ def compare(
         mae_ok=mae_ok,
         latency_ok=latency_ok,
         notes=notes,
+        live=evidence,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import bentoml
 import pandas as pd
 
+from models.live_comparison import LiveComparison
 from models.promotion.gate import LATENCY_CALLS, Comparison, compare
 from models.settings import ModelRuntime
 from models.store.stages import (
@@ -61,6 +63,11 @@ def _gate_labels(comparison: Comparison) -> dict[str, str]:
         labels["gate_compared_with"] = comparison.production.tag
         labels["gate_mae_ratio"] = f"{comparison.mae_ratio:.4f}"
         labels["gate_p95_ratio"] = f"{comparison.p95_ratio:.4f}"
+    live = comparison.live
+    if live is not None:
+        labels["gate_live_rows"] = str(live.rows)
+        if live.pair is not None and live.pair.mae_ratio is not None:
+            labels["gate_live_mae_ratio"] = f"{live.pair.mae_ratio:.4f}"
     return labels
 
 
@@ -70,6 +77,8 @@ def promote(
     latency_calls: int = LATENCY_CALLS,
     holdout: pd.DataFrame | None = None,
     runtime: ModelRuntime = "tl2cgen",
+    min_shadow_rows: int | None = None,
+    read_live: Callable[[], LiveComparison] | None = None,
 ) -> PromotionResult:
     """Compare a candidate with production and, if the gate passes, make it production.
 
@@ -77,7 +86,13 @@ def promote(
     refused (name a refused one explicitly to retry it, e.g. after a rollback). The replaced production
     model becomes ``previous`` (kept, so :func:`rollback` can restore it). A refused candidate
     keeps ``stage=candidate`` and gets ``gate=refused`` plus the ratios that refused it.
+
+    With ``min_shadow_rows`` the gate also asks the prediction log for live evidence:
+    ``read_live`` returns its comparison (``compare_live`` of the service's log), read once the
+    candidate and production are known; see :func:`models.promotion.gate.compare`.
     """
+    if (min_shadow_rows is None) != (read_live is None):
+        raise ValueError("min_shadow_rows and read_live go together")
     with store_lock():
         if candidate_tag is None:
             candidates = [m for m in find_by_stage(CANDIDATE) if m.labels.get("gate") != "refused"]
@@ -98,6 +113,8 @@ def promote(
             holdout,
             latency_calls=latency_calls,
             runtime=runtime,
+            min_shadow_rows=min_shadow_rows,
+            live=None if read_live is None else read_live(),
         )
         gate = _gate_labels(comparison)
         if not comparison.passed:

@@ -359,7 +359,8 @@ def sqlite_labelled_blocks(
 # -- Redis ----------------------------------------------------------------------------------
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern (its glob characters escaped)."""
     return "".join("\\" + c if c in "\\*?[]" else c for c in text)
 
 
@@ -381,7 +382,7 @@ def redis_labelled_blocks(
     """
     seen: set[bytes] = set()  # SCAN may return a key twice; only labelled keys are kept
     cutoff = -math.inf if since is None else since
-    keys_scanned = client.scan_iter(match=_glob_escape(prefix) + "*", count=page)
+    keys_scanned = client.scan_iter(match=glob_escape(prefix) + "*", count=page)
     for keys in batched(keys_scanned, page):
         # Field names only (~70 B a block): which hashes hold labels, in one round trip.
         with client.pipeline(transaction=False) as pipe:
@@ -480,18 +481,43 @@ def export_labels(
         return write_export(redis_labelled_blocks(client, redis_prefix, since), out, summary)
     except redis.RedisError as exc:
         raise ExportError(
-            f"prediction log redis {_redacted(redis_url)} failed: {type(exc).__name__}: {exc}"
+            f"prediction log redis {redacted_url(redis_url)} failed: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         client.close()
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
+def redacted_url(url: str) -> str:
+    """``url`` without its password (for messages)."""
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url
     return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def service_log_settings(
+    *,
+    backend: str | None = None,
+    path: Path | None = None,
+    redis_url: str | None = None,
+    redis_prefix: str | None = None,
+) -> ServiceSettings:
+    """The service's settings (``DELIVERY_ETA_*``) with the given log options, where not None,
+    in place of its own: which log a command-line reader reads. :class:`ExportError` (one line
+    naming each problem) if they are invalid."""
+    overrides: dict[str, Any] = {
+        "prediction_log_backend": backend,
+        "prediction_log_path": path,
+        "prediction_log_redis_url": redis_url,
+        "prediction_log_redis_prefix": redis_prefix,
+    }
+    try:
+        return ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ExportError(f"invalid settings: {problems}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -514,19 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.since is not None and not args.since > 0:
             raise ExportError("--since must be a positive number of hours")
-        overrides = {
-            "prediction_log_backend": args.backend,
-            "prediction_log_path": args.path,
-            "prediction_log_redis_url": args.redis_url,
-            "prediction_log_redis_prefix": args.redis_prefix,
-        }
-        try:
-            settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ExportError(f"invalid settings: {problems}") from exc
+        settings = service_log_settings(
+            backend=args.backend,
+            path=args.path,
+            redis_url=args.redis_url,
+            redis_prefix=args.redis_prefix,
+        )
         redis_url = settings.prediction_log_redis_url or settings.redis_url
         summary = export_labels(
             args.out,

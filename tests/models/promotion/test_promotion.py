@@ -1,8 +1,8 @@
 """Promotion on a real BentoML model store: stages, the promotion gate both ways, rollback.
 
-The module gets its own store (a temporary BENTOML_HOME's ``models/``, patched into BentoML's
-container for these tests only) seeded with a copy of the session's small model, so promotions
-here never change what ``delivery_eta:latest`` or the stages mean for the other tests.
+The module gets its own store seeded with a copy of the session's small model (``conftest.py``
+here), so promotions never change what ``delivery_eta:latest`` or the stages mean for the other
+tests.
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
 import pytest
 import yaml
 
-from framework_internals import use_model_store
 from models.promotion import gate, workflow
 from models.promotion.__main__ import main as promotion_cli
 from models.promotion.gate import Comparison, ModelScore
@@ -38,28 +35,6 @@ from models.training.release import train_and_register
 
 ROOT = Path(__file__).resolve().parents[3]
 LATENCY_CALLS = gate.LATENCY_CALLS  # 1,000: a p95 of 200 jittery calls is too noisy
-
-
-@pytest.fixture(scope="module")
-def store_home(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    """A private model store holding a copy of the session model (still stage=candidate)."""
-    home = tmp_path_factory.mktemp("promotion-bentoml-home")
-    version = registered.tag.split(":")[1]
-    shutil.copytree(registered.path, home / "models" / MODEL_NAME / version)
-    with use_model_store(home / "models"):
-        yield home
-
-
-@pytest.fixture(scope="module")
-def base_tag(store_home: Path, registered) -> str:  # type: ignore[no-untyped-def]
-    return str(registered.tag)
-
-
-@pytest.fixture(scope="module")
-def fine_tag(store_home: Path) -> str:
-    """A retrain on the same data with other hyper-parameters: as accurate, a little faster."""
-    config = dataclasses.replace(TrainingConfig.small(), max_iter=100, learning_rate=0.12)
-    return train_and_register(config, stage=CANDIDATE).tag
 
 
 @pytest.fixture(scope="module")
