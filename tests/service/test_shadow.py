@@ -9,6 +9,8 @@ import dataclasses
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from models.cohorts import COHORTS
+from serving.pipeline.prediction_log.compare import LogLocation, compare_live
 from tests.harness.local_server import ROOT, LocalServer, local_server
 from tests.service.test_startup import _refusal, _serve
 
@@ -167,6 +170,27 @@ def test_a_worse_challenger_is_shown_worse_on_the_same_labelled_requests(
     logged = _logged(shadowed)
     assert sum(rows for _, rows in logged) == ORDERS
     assert {version for version, _ in logged} == {worse.tag}
+
+    # The live comparison from the log says the same, with a confidence interval.
+    comparison = compare_live(LogLocation("sqlite", path=shadowed.prediction_log_path), hours=1)
+    pair = comparison.pair(registered.tag, worse.tag)
+    assert pair is not None and pair.labelled_shadowed_rows == ORDERS
+    assert pair.champion.mae == pytest.approx(champion_mae, abs=1e-6)
+    assert pair.challenger.mae == pytest.approx(challenger_mae, abs=1e-6)
+    assert pair.mae_difference.significant and pair.mae_difference.ci_low > 0
+    # ... and so does `make compare`'s command, reading the log the service's settings name.
+    env = {**os.environ, "DELIVERY_ETA_PREDICTION_LOG_PATH": str(shadowed.prediction_log_path)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "serving.pipeline.prediction_log.compare", "--hours", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"{registered.tag} (champion) vs {worse.tag} (challenger)" in shown.stdout
+    assert "challenger worse" in shown.stdout
 
 
 def test_fraction_zero_does_no_shadow_work(
