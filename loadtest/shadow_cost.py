@@ -347,12 +347,28 @@ def outcome_shares(runs: Sequence[RunRecord]) -> dict[str, float]:
     }
 
 
+QUIET_SHARE = 0.10
+"""A run is quiet when everything else on the machine used less than this share of its CPU."""
+
+
+def is_quiet(run: RunRecord, cores: int) -> bool:
+    seconds = run.requests / run.rps if run.rps else 0.0
+    return run.other_cpu_s <= QUIET_SHARE * cores * seconds
+
+
 def paired_ratios(
-    records: Sequence[RunRecord], job: str, config: str, attribute: str
+    records: Sequence[RunRecord],
+    job: str,
+    config: str,
+    attribute: str,
+    rounds: Iterable[int] | None = None,
 ) -> list[float]:
-    """``config`` ÷ ``off`` of ``attribute``, per round (the two ran back to back)."""
+    """``config`` ÷ ``off`` of ``attribute``, per round (the two ran back to back); only
+    ``rounds`` when given."""
     by_round = {(r.round, r.config): float(getattr(r, attribute)) for r in records if r.job == job}
-    rounds = sorted({r.round for r in records if r.job == job})
+    if rounds is None:
+        rounds = {r.round for r in records if r.job == job}
+    rounds = sorted(rounds)
     return [
         by_round[n, config] / by_round[n, OFF]
         for n in rounds
@@ -438,6 +454,41 @@ def report(records: Sequence[RunRecord], configs: Sequence[str], fraction: float
                 )
                 + f"; CPU/request {ratio_of['CPU ms/req']:.2f}x"
             )
+    cores = os.cpu_count() or 1
+    quiet_rows = []
+    for job in jobs:
+        for config in configs[1:]:
+            quiet = [
+                n
+                for n in sorted({r.round for r in records if r.job == job})
+                if all(
+                    is_quiet(r, cores)
+                    for r in records
+                    if r.job == job and r.round == n and r.config in (OFF, config)
+                )
+            ]
+            if not quiet:
+                continue
+            cells = [
+                f"{_median(p):.3f}x ({_spread(p, '.2f')})"
+                for p in (
+                    paired_ratios(records, job, config, attribute, quiet)
+                    for attribute, _ in METRICS.values()
+                )
+            ]
+            quiet_rows.append(
+                f"| {job} {JOBS[job].label} | {config} | {len(quiet)} | {' | '.join(cells)} |"
+            )
+    if quiet_rows:
+        lines += [
+            "",
+            f"The same, quiet rounds only (everything else below {QUIET_SHARE:.0%} of the"
+            " machine's CPU during both runs of the pair):",
+            "",
+            "| run | config | rounds | req/s | p50 | p99 | server CPU/req |",
+            "|---|---|--:|--:|--:|--:|--:|",
+            *quiet_rows,
+        ]
     lines += [
         "",
         "Where the server CPU goes, per request (medians): the model calls (wall time, from"
