@@ -117,3 +117,17 @@ def test_report_ratios_spread_and_verdicts() -> None:
     # a shadow that dropped its rows: the table and the verdict say so
     assert "| 4.0 % (96.0 %, 0.0 %; 0.0 %) |" in text
     assert "the shadow scored only 4 % of the rows: not its cost" in text
+
+
+def test_quiet_rounds_table_keeps_only_pairs_without_other_load() -> None:
+    records = [
+        _run(0, "single", "off", 1000, 30.0, 0),
+        _run(0, "single", "on", 900, 33.0, 1.0),
+        _run(1, "single", "on", 1000, 30.0, 1.0),
+        _run(1, "single", "off", 1000, 30.0, 0),
+    ]
+    records[0].other_cpu_s = 8.0  # round 0 shared the machine with a test suite
+    for record in records[1:]:
+        record.other_cpu_s = 0.2
+    text = "\n".join(report(records, ["off", "on"], 1.0))
+    assert "| single @64 | on | 1 | 1.000x (1.00-1.00) |" in text
