@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -43,12 +44,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
-from loadtest.bench.processes import TICKS
+from loadtest.bench.probes import PROBE_ORDER
+from loadtest.bench.processes import TICKS, machine_busy_ticks, tree_cpu_ticks
 from loadtest.bench.wrk import parse_wrk, run_wrk
 from tests.harness.local_server import (
     ROOT,
@@ -64,23 +67,26 @@ BATCH_ROWS = 1000
 
 @dataclass(frozen=True)
 class Job:
-    """One kind of wrk run."""
+    """One kind of run: wrk with a Lua script, or (``script`` None) lone sequential requests."""
 
     path: str
-    script: Path
+    script: Path | None
     script_args: tuple[str, ...]
     connections: int
     rows_per_request: int
 
     @property
     def label(self) -> str:
-        return f"@{self.connections}"
+        return f"@{self.connections}" if self.script else f"x{LONE_REQUESTS} one at a time"
 
 
 JOBS = {
     "single": Job("/v1/predict", SINGLE_SCRIPT, (), 64, 1),
     "batch": Job("/v1/predict/batch", BATCH_SCRIPT, (str(BATCH_ROWS),), 8, BATCH_ROWS),
+    # one client, one request at a time: the latency a lone caller sees, no queueing in it
+    "lone": Job("/v1/predict", None, (), 1, 1),
 }
+LONE_REQUESTS = 300
 
 OFF = "off"
 CONFIG_NAMES = ("off", "on", "on-nice0")
@@ -272,6 +278,8 @@ def measure(
     job = JOBS[job_name]
     before = scrape(target.url)
     niced_before = niced_thread_ticks(target.pid)
+    if job.script is None:
+        return _measure_lone(round_, config, target, before, niced_before, settle_s)
     measured = run_wrk(
         target,
         path=job.path,
@@ -297,6 +305,60 @@ def measure(
         socket_errors=wrk.socket_errors,
         server_cpu_s=measured.server_cpu_s,
         other_cpu_s=max(measured.machine_cpu_s - measured.server_cpu_s - measured.wrk_cpu_s, 0.0),
+        shadow_thread_cpu_s=niced,
+        counters=counters,
+    )
+
+
+def _measure_lone(
+    round_: int,
+    config: str,
+    target: Target,
+    before: ShadowCounters,
+    niced_before: int,
+    settle_s: float,
+) -> RunRecord:
+    """``LONE_REQUESTS`` single predictions one after another on one keep-alive connection."""
+    server_before, busy_before, own_before = (
+        sum(tree_cpu_ticks(target.pid).values()),
+        machine_busy_ticks(),
+        time.process_time(),
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", urlsplit(target.url).port, timeout=30)
+    timings, failed = [], 0
+    started = time.perf_counter()
+    try:
+        for _ in range(LONE_REQUESTS):
+            sent = time.perf_counter()
+            connection.request(
+                "POST", "/v1/predict", PROBE_ORDER, {"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            response.read()
+            timings.append((time.perf_counter() - sent) * 1000.0)
+            failed += not 200 <= response.status < 300
+    finally:
+        connection.close()
+    wall = time.perf_counter() - started
+    server_s = (sum(tree_cpu_ticks(target.pid).values()) - server_before) / TICKS
+    busy_s = (machine_busy_ticks() - busy_before) / TICKS
+    own_s = time.process_time() - own_before
+    niced = (niced_thread_ticks(target.pid) - niced_before) / TICKS
+    time.sleep(settle_s)
+    counters = scrape(target.url).minus(before)
+    timings.sort()
+    return RunRecord(
+        round=round_,
+        job="lone",
+        config=config,
+        requests=len(timings),
+        rps=len(timings) / wall,
+        p50_ms=statistics.median(timings),
+        p99_ms=timings[min(len(timings) - 1, int(0.99 * len(timings)))],
+        non_2xx=failed,
+        socket_errors=0,
+        server_cpu_s=server_s,
+        other_cpu_s=max(busy_s - server_s - own_s, 0.0),
         shadow_thread_cpu_s=niced,
         counters=counters,
     )
@@ -633,7 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of each job per server")
-    parser.add_argument("--jobs", default="single,batch", help="of single,batch")
+    parser.add_argument(
+        "--jobs",
+        default="single,batch,lone",
+        help="of single (wrk @64), batch (wrk 1000 rows @8), lone (sequential requests)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/shadow-cost"))
     parser.add_argument(
         "--from-json", type=Path, help="print the report of an earlier run's runs.json, and stop"
