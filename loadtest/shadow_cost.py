@@ -529,8 +529,9 @@ def report(records: Sequence[RunRecord], configs: Sequence[str], fraction: float
                     if r.job == job and r.round == n and r.config in (OFF, config)
                 )
             ]
-            if not quiet:
-                continue
+            all_rounds = {r.round for r in records if r.job == job and r.config == config}
+            if not quiet or set(quiet) >= all_rounds:
+                continue  # none quiet, or all: the table above says it
             cells = [
                 f"{_median(p):.3f}x ({_spread(p, '.2f')})"
                 for p in (
