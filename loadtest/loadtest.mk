@@ -14,7 +14,7 @@ LOADTEST_URL = $(if $(findstring ://,$(HOST)),$(HOST),http://$(HOST):$(PORT))
 LOADTEST_STAMP := $(shell date +%Y%m%d-%H%M%S)
 RESULTS    ?= loadtest/results/$(LOADTEST_STAMP)
 
-.PHONY: loadtest slo-verdict bench
+.PHONY: loadtest slo-verdict bench shadow-cost
 
 loadtest: env ## locust user mix against a RUNNING service (HOST=...): CSV + HTML in RESULTS, SLO verdict
 	$(PY) loadtest/slo.py run --host $(LOADTEST_URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
@@ -34,3 +34,11 @@ bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, w
 	$(PY) train.py --if-missing
 	$(PY) -m loadtest.bench --workers "$(BENCH_WORKERS)" --duration $(BENCH_DURATION) \
 	  --rounds $(BENCH_ROUNDS) --out $(BENCH_RESULTS)
+
+# Shadow inference's cost (issue 14): the service with the shadow off and at fraction 1.0 (and
+# SHADOW_COST_ARGS="--configs off,on,on-nice0" for the shadow thread at nice 0), alternated in
+# one run. Without --model-tag it trains two small models once into $(SHADOW_COST_OUT)/store.
+SHADOW_COST_ARGS ?=
+SHADOW_COST_OUT  ?= /tmp/shadow-cost
+shadow-cost: env system-deps ## shadow off vs on (fraction 1.0), alternated: req/s, p50/p99, CPU/request, rows scored (~5 min; training two small models once, ~5 min more)
+	$(PY) loadtest/shadow_cost.py --out $(SHADOW_COST_OUT) $(SHADOW_COST_ARGS)
