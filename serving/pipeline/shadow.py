@@ -18,7 +18,6 @@ Each predicted row of a worker with a challenger is counted under exactly one ou
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import threading
@@ -132,8 +131,7 @@ class ShadowScorer:
             )
             return
         self._pending.append((block, entity_known))
-        self._pending_rows += rows
-        self._report_queue()
+        self._pending_rows += rows  # the gauge is set once per round, not per request
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._score_forever())
 
@@ -159,6 +157,7 @@ class ShadowScorer:
         empties, and a caller would otherwise wait as long as requests keep coming.
         """
         async with self._lock:
+            self._report_queue()  # the queue as this round found it
             remaining = len(self._pending)
             while remaining > 0:
                 taken: list[tuple[PredictionBlock, np.ndarray]] = []
@@ -176,46 +175,59 @@ class ShadowScorer:
 
     async def _score(self, taken: list[tuple[PredictionBlock, np.ndarray]]) -> None:
         blocks = [block for block, _ in taken]
-        features = np.concatenate([block.features for block in blocks])
         loop = asyncio.get_running_loop()
         try:
-            outputs, seconds = await loop.run_in_executor(self._executor, self._timed, features)
-            outputs = self._clamp(np.asarray(outputs, dtype=np.float64))
-            if outputs.shape != (len(features), 3) or not np.isfinite(outputs).all():
-                raise ValueError(
-                    f"challenger returned {outputs.shape} outputs, not finite ({len(features)}, 3)"
-                )
+            outputs, call = await loop.run_in_executor(self._executor, self._score_rows, taken)
         except Exception as exc:
             # Whatever the challenger does, the champion's predictions are still logged.
+            rows = sum(len(block) for block in blocks)
             self._warn_failure(
                 "challenger %s failed on %d rows (logged without its answers): %s: %s",
                 self.model_version,
-                len(features),
+                rows,
                 type(exc).__name__,
                 exc,
             )
+            if self._metrics is not None:
+                self._metrics.shadow_rows("failed", rows)
             for block in blocks:
-                self._pass_through(block, "failed")
+                self._sink(block)
             return
-        call = ModelCall(ms=round(seconds * 1000, 4), rows=len(features))
-        if self._metrics is not None:
-            champion = np.concatenate([block.outputs for block in blocks])
-            known = np.concatenate([known for _, known in taken])
-            self._metrics.model_call(CHALLENGER, seconds, len(features))
-            self._metrics.predictions(outputs, cohort_codes(features, known), role=CHALLENGER)
-            self._metrics.shadow_difference(champion[:, 0], outputs[:, 0])
-            self._metrics.shadow_rows("scored", len(features))
+        # Only this stays on the event loop: one block per request, handed to the log.
         start = 0
         for block in blocks:
             end = start + len(block)
-            shadow = ShadowScores(self.model_version, outputs[start:end], call)
-            self._sink(dataclasses.replace(block, shadow=shadow))
+            self._sink(
+                block.with_shadow(ShadowScores(self.model_version, outputs[start:end], call))
+            )
             start = end
 
-    def _timed(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    def _score_rows(
+        self, taken: list[tuple[PredictionBlock, np.ndarray]]
+    ) -> tuple[np.ndarray, ModelCall]:
+        """The challenger's outputs for every queued row, and its call; observed in metrics.
+
+        Runs in the shadow thread: the stacking, the checks and the metrics (cohorts, the
+        difference histogram) cost as much as the model call, and at the thread's lower
+        priority they do not take the event loop's time.
+        """
+        features = np.concatenate([block.features for block, _ in taken])
         started = time.perf_counter()
-        outputs = self._predict_rows(rows)
-        return outputs, time.perf_counter() - started
+        raw = self._predict_rows(features)
+        seconds = time.perf_counter() - started
+        outputs = self._clamp(np.asarray(raw, dtype=np.float64))
+        if outputs.shape != (len(features), 3) or not np.isfinite(outputs).all():
+            raise ValueError(
+                f"challenger returned {outputs.shape} outputs, not finite ({len(features)}, 3)"
+            )
+        if self._metrics is not None:
+            champion_points = np.concatenate([block.outputs[:, 0] for block, _ in taken])
+            known = np.concatenate([known for _, known in taken])
+            self._metrics.model_call(CHALLENGER, seconds, len(features))
+            self._metrics.predictions(outputs, cohort_codes(features, known), role=CHALLENGER)
+            self._metrics.shadow_difference(champion_points, outputs[:, 0])
+            self._metrics.shadow_rows("scored", len(features))
+        return outputs, ModelCall(ms=round(seconds * 1000, 4), rows=len(features))
 
     async def close(self) -> None:
         """Stop the timer and score what is queued (bounded by the queue), then stop the thread."""
