@@ -34,6 +34,8 @@ COHORTS: tuple[str, ...] = tuple(name for names in DIMENSIONS.values() for name 
 """All cohort names; a row's cohort codes index this tuple."""
 
 _OFFSETS = np.cumsum([0, *(len(names) for names in DIMENSIONS.values())])[:-1]
+# The column of cohort_codes that holds each cohort (its dimension's).
+_DIMENSION_OF = [d for d, names in enumerate(DIMENSIONS.values()) for _ in names]
 _DISTANCE = FEATURE_NAMES.index("distance_km")
 _PEAK = FEATURE_NAMES.index("is_peak_hour")
 
@@ -70,7 +72,7 @@ def cohort_reference(
     }
     bins = {}
     for index, name in enumerate(COHORTS):
-        in_cohort = (codes == index).any(axis=1)
+        in_cohort = codes[:, _DIMENSION_OF[index]] == index
         if in_cohort.sum() >= MIN_ROWS_FOR_COHORT_PSI:
             bins[name] = reference_bins(predictions[in_cohort])
     return {"shares": shares, "predictions": bins}
@@ -96,7 +98,7 @@ def cohort_drift(
     for name, bins in reference.get("predictions", {}).items():
         if name not in COHORTS or counts[COHORTS.index(name)] < MIN_ROWS_FOR_COHORT_PSI:
             continue
-        in_cohort = (codes == COHORTS.index(name)).any(axis=1)
-        live = bin_shares(predictions[in_cohort], bins["inner_edges"])
+        index = COHORTS.index(name)
+        live = bin_shares(predictions[codes[:, _DIMENSION_OF[index]] == index], bins["inner_edges"])
         prediction_psi[name] = psi(live, np.asarray(bins["shares"]))
     return prediction_psi, mix

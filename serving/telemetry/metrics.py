@@ -312,8 +312,12 @@ class MetricsRecorder:
             for code in cohorts[0].tolist():
                 children[code].observe(point)
         else:
-            for code in np.unique(cohorts).tolist():
-                observe_many(children[code], outputs[(cohorts == code).any(axis=1), 0])
+            points = outputs[:, 0]
+            # One column per dimension: a row is in one cohort of each, so a 1-d mask per
+            # cohort (a 2-d ``any`` per cohort cost ~0.3 ms on a 1000-row call).
+            for column in cohorts.T:
+                for code in np.unique(column).tolist():
+                    observe_many(children[code], points[column == code])
         for bound, count in (clamped or {}).items():
             if count:
                 PREDICTIONS_CLAMPED.labels(model_version=self.model_version, bound=bound).inc(count)
