@@ -22,7 +22,8 @@ Touch-points (why no public API does the job):
 6. ``pin_environment_for_workers``: BentoML starts workers through circus with ``copy_env=True``,
    so a variable set in the serving process before the workers spawn reaches every worker,
    a respawned one too.
-7. ``observe_many``: a prometheus-client ``Histogram`` child's bucket and sum values. The public
+7. ``observe_many`` / ``observe_total``: a prometheus-client ``Histogram`` child's bucket and sum
+   values, a ``Summary`` child's count and sum. The public
    ``observe`` takes one value; in multiprocess mode each call writes the mmap'd file, which for
    a 1000-row batch was 1000 writes per histogram instead of one per bucket.
 8. ``install_listener_hooks`` + ``connection_protocol_factory``: class-level wraps of
@@ -249,6 +250,14 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
     for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
         if count:
             bucket.inc(count)
+
+
+def observe_total(summary: Any, count: int, total: float) -> None:
+    """``summary.observe(v)`` for ``count`` values summing to ``total``: two writes, however
+    many values (``summary`` is a labelled ``prometheus_client.Summary`` child)."""
+    if count:
+        summary._count.inc(count)
+        summary._sum.inc(total)
 
 
 # --------------------------------------------------------------------------- 8. uvicorn listeners

@@ -162,6 +162,30 @@ def test_bentoml_starts_workers_with_a_copy_of_the_serving_process_environment()
 # --------------------------------------------------------------------------- 7. bulk histogram
 
 
+def test_observe_total_counts_exactly_like_one_observe_per_value() -> None:
+    from prometheus_client import CollectorRegistry, Summary
+
+    registry = CollectorRegistry()
+    one_by_one = Summary("one_by_one_s", "", ["v"], registry=registry)
+    in_bulk = Summary("in_bulk_s", "", ["v"], registry=registry)
+    values = [0.5, 12.0, 30.25]
+    for value in values:
+        one_by_one.labels(v="x").observe(value)
+    door.observe_total(in_bulk.labels(v="x"), len(values), sum(values))
+    door.observe_total(in_bulk.labels(v="x"), 0, 0.0)  # nothing to observe: no change
+
+    def samples(name: str) -> dict[str, float]:
+        return {
+            s.name.removeprefix(name): s.value
+            for metric in registry.collect()
+            if metric.name == name
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples("in_bulk_s") == samples("one_by_one_s") == {"_count": 3, "_sum": 42.75}
+
+
 def test_observe_many_counts_exactly_like_one_observe_per_value() -> None:
     from prometheus_client import CollectorRegistry, Histogram
 

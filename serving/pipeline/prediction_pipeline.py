@@ -264,11 +264,11 @@ class PredictionPipeline:
                 # Cohort PSIs move slowly and cost ~0.5 ms (8 cohorts over the window): at most
                 # once per COHORT_DRIFT_EVERY_S, not on every 1000-row request.
                 now = time.monotonic()
-                cohorts: tuple[dict[str, float], dict[str, float]] = ({}, {})
+                cohort_psi: tuple[dict[str, float], dict[str, float]] = ({}, {})
                 if now - self._cohort_drift_at >= COHORT_DRIFT_EVERY_S:
                     self._cohort_drift_at = now
-                    cohorts = self._drift.cohort_scores()
-                self._metrics.drift(scores, *cohorts)
+                    cohort_psi = self._drift.cohort_scores()
+                self._metrics.drift(scores, *cohort_psi)
 
 
 def _source_summary(source_codes: np.ndarray) -> dict[str, int]:
