@@ -127,7 +127,11 @@ class AdaptiveBatcher:
         (``(n, tag_columns)``) ride along to ``after_call`` without reaching the model."""
         if self._tag_columns:
             assert tags is not None and tags.shape == (len(rows), self._tag_columns)
-            rows = np.hstack([rows, tags])
+            # Filled in place: np.hstack's dispatch cost ~4 us, per request.
+            tagged = np.empty((len(rows), rows.shape[1] + self._tag_columns))
+            tagged[:, : rows.shape[1]] = rows
+            tagged[:, rows.shape[1] :] = tags
+            rows = tagged
         self.queued_rows += len(rows)
         try:
             outputs = await self._infer(rows)

@@ -176,9 +176,11 @@ class PredictionPipeline:
         online = await self.feature_store.lookup(restaurant_ids, driver_ids)
         looked_up = time.perf_counter()
         features, source_codes = assemble_feature_columns(orders, online, self._defaults)
-        entity_known = (source_codes != DEFAULT_SOURCE_CODE).all(axis=1)
+        # Known: no entity feature fell back to the default, the highest source code (a test
+        # in tests/serving/pipeline/test_prediction_pipeline.py holds that order).
+        entity_known = source_codes.max(axis=1) < DEFAULT_SOURCE_CODE
         # The cohort tag rides with the rows to the model call's observers (_after_model_call).
-        scored = await self._batcher.predict(features, entity_known[:, None].astype(np.float64))
+        scored = await self._batcher.predict(features, entity_known[:, None])
         outputs = scored.outputs  # clamped, counted
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
         block_key, ids = new_prediction_ids(len(orders))

@@ -18,9 +18,10 @@ import numpy as np
 import prometheus_client
 import pytest
 
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
 from serving.middleware.request_context import request_scope
+from serving.pipeline.prediction_log.records import DEFAULT_SOURCE_CODE
 from serving.pipeline.prediction_pipeline import (
     DRIFT_SCORE_EVERY_ROWS,
     PredictionPipeline,
@@ -251,3 +252,8 @@ async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_
     finally:
         await built.close_shadow()
         await _close(built)
+
+
+def test_default_is_the_highest_source_code() -> None:
+    # The pipeline tells known entities by `codes.max(axis=1) < DEFAULT_SOURCE_CODE`.
+    assert len(FEATURE_SOURCES) - 1 == DEFAULT_SOURCE_CODE
