@@ -24,6 +24,8 @@ def sequential_p50_ms(url: str, requests: int = 60) -> float:
     """Median latency of one-at-a-time predictions on one keep-alive connection: what a
     lone client sees when nothing else is queued."""
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in {url!r}")
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     timings = []
     try:
