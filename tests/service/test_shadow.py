@@ -23,6 +23,7 @@ import pytest
 from models.cohorts import COHORTS
 from serving.pipeline.prediction_log.compare import LogLocation, compare_live
 from tests.harness.local_server import ROOT, LocalServer, local_server
+from tests.harness.model_copies import copy_model
 from tests.service.test_startup import _refusal, _serve
 
 ORDERS = 240  # 200 in one batch request, 40 single ones
@@ -255,3 +256,20 @@ def test_a_missing_or_absent_challenger_refuses_to_start(registered) -> None:  #
     )
     assert "shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG)" in line
     assert "not in the model store" in line
+
+
+def test_a_challenger_not_matching_its_metadata_refuses_to_start(
+    registered, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    tampered, folder = copy_model(registered, tmp_path, "shadowbad")
+    with (folder / "model.joblib").open("ab") as handle:
+        handle.write(b"corrupted")
+    line = _refusal(
+        _serve(
+            {
+                "DELIVERY_ETA_MODEL_TAG": registered.tag,
+                "DELIVERY_ETA_SHADOW_MODEL_TAG": tampered,
+            }
+        )
+    )
+    assert "shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG)" in line and "sha256" in line
