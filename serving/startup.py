@@ -240,7 +240,6 @@ def build_pipeline(
             artifact.metadata.get("cohort_reference"),
         ),
         metrics=metrics,
-        max_batch_size=settings.max_batch_size,
         shadow=shadow,
     )
     return pipeline

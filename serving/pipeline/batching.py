@@ -20,6 +20,9 @@ from threadpoolctl import threadpool_limits
 
 from framework_internals import batch_dispatcher
 
+OVERLOAD_COOLDOWN_S = 1.0
+"""After a request is shed, the batcher counts as overloaded for this long."""
+
 
 class Overloaded(RuntimeError):
     """The batch queue's estimated wait exceeds its latency budget: shed this request."""
@@ -84,6 +87,7 @@ class AdaptiveBatcher:
             fallback=_shed,
         )
         self._infer = self._dispatcher(self._run_batch)
+        self._max_batch_size = max_batch_size
         self.shed_at = -float("inf")
         """``time.monotonic()`` of the last request shed with :class:`Overloaded`."""
         self.queued_rows = 0
@@ -93,6 +97,16 @@ class AdaptiveBatcher:
         """``after_call(rows, tags, outputs, seconds) -> outputs``, run once per model call on
         the merged batch (clamping, metrics and drift cost a few array operations per call, not
         per request); ``tags`` are the calls' ``tags`` rows, ``seconds`` the model call's."""
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether the model is behind: a request was shed in the last
+        ``OVERLOAD_COOLDOWN_S``, or more rows wait for it than one full batch. Work that can
+        wait (the shadow) gives way then."""
+        return (
+            time.monotonic() - self.shed_at < OVERLOAD_COOLDOWN_S
+            or self.queued_rows > self._max_batch_size
+        )
 
     def _timed(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()

@@ -32,7 +32,7 @@ from serving.pipeline.prediction_log import (
     new_prediction_ids,
 )
 from serving.pipeline.prediction_log.records import DEFAULT_SOURCE_CODE
-from serving.pipeline.shadow import OVERLOAD_COOLDOWN_S, ShadowScorer
+from serving.pipeline.shadow import ShadowScorer
 from serving.schema import Order, Prediction
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.metrics import CHAMPION, MetricsRecorder
@@ -122,7 +122,6 @@ class PredictionPipeline:
         batcher: AdaptiveBatcher,
         defaults: dict[str, float],
         bounds: Bounds,
-        max_batch_size: int = 1000,
         prediction_log: PredictionLog | None = None,
         drift: DriftMonitor | None = None,
         metrics: MetricsRecorder | None = None,
@@ -135,7 +134,6 @@ class PredictionPipeline:
         self.prediction_log = prediction_log
         self.shadow = None if shadow is None else shadow(self._log_block)
         self._batcher = batcher
-        self._max_batch_size = max_batch_size
         self._defaults = defaults
         self._bounds = bounds
         self._drift = drift
@@ -155,14 +153,8 @@ class PredictionPipeline:
 
     @property
     def overloaded(self) -> bool:
-        """Whether the champion is behind: it shed a request in the last
-        ``OVERLOAD_COOLDOWN_S``, or more rows wait for it than one full batch. Shadow work is
-        the first thing dropped then."""
-        batcher = self._batcher
-        return (
-            time.monotonic() - batcher.shed_at < OVERLOAD_COOLDOWN_S
-            or batcher.queued_rows > self._max_batch_size
-        )
+        """Whether the champion's batcher is behind (``AdaptiveBatcher.overloaded``)."""
+        return self._batcher.overloaded
 
     def _log_block(self, block: PredictionBlock) -> None:
         if self.prediction_log is not None:

@@ -36,9 +36,6 @@ from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
 
 logger = logging.getLogger("serving.pipeline.shadow")
 
-OVERLOAD_COOLDOWN_S = 1.0
-"""After the champion sheds a request, no new shadow work for this long."""
-
 MAX_ROWS_PER_CALL = 4096
 """Most rows one challenger call scores; a larger backlog goes in several calls."""
 

@@ -5,7 +5,12 @@ import time
 
 import numpy as np
 
-from serving.pipeline.batching import AdaptiveBatcher, Overloaded, ScoredRows
+from serving.pipeline.batching import (
+    OVERLOAD_COOLDOWN_S,
+    AdaptiveBatcher,
+    Overloaded,
+    ScoredRows,
+)
 
 
 def _slow_double(rows: np.ndarray) -> np.ndarray:
@@ -76,6 +81,9 @@ async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
     assert all(isinstance(r, (ScoredRows, Overloaded)) for r in results)
     assert time.monotonic() - batcher.shed_at < 5, "the last shed is remembered"
     assert batcher.queued_rows == 0
+    assert batcher.overloaded  # within OVERLOAD_COOLDOWN_S of a shed request
+    batcher.shed_at -= OVERLOAD_COOLDOWN_S
+    assert not batcher.overloaded  # nothing queued, and the shed is long enough ago
     assert len(shed) < len(results), "and it still answers some"
 
 
