@@ -32,6 +32,17 @@ def reference_bins(values: np.ndarray, n_bins: int = 10) -> dict[str, list[float
     }
 
 
+def category_bins(codes: np.ndarray, levels: int) -> dict[str, list[float]]:
+    """:func:`reference_bins` of a category's codes ``0..levels-1``: one bin per category, so
+    the PSI compares category shares (however many categories there are)."""
+    inner = np.arange(levels - 1, dtype=np.float64) + 0.5
+    shares = bin_shares(codes, inner)
+    return {
+        "inner_edges": [float(e) for e in inner],
+        "shares": [round(float(s), 6) for s in shares],
+    }
+
+
 def bin_shares(values: np.ndarray, inner_edges: Sequence[float] | np.ndarray) -> np.ndarray:
     """Share of ``values`` in each bin defined by ``inner_edges`` (len(inner_edges) + 1 bins)."""
     edges = np.asarray(inner_edges, dtype=np.float64)

@@ -1,184 +1,231 @@
-"""The model's features: their contract, the entity aggregates, and the one way rows are built.
+"""The model's inputs, built one way from a feature contract: entity aggregates, the offline
+feature frame (training) and the online feature matrix (serving).
 
-Training (``training_frame``) and serving (``assemble_features``) build the model's input here,
-side by side, so that the two joins cannot drift apart.
+Training (:func:`training_frame`) and serving (:class:`FeatureAssembler`) build the model's
+input here, side by side, from the same :class:`~models.contract.FeatureContract`, so the two
+joins cannot drift apart. Nothing here names a feature: every name comes from the contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-# Order of the model's input columns. Stored in the model metadata and checked at start-up:
-# a model trained on another order would silently predict garbage.
-FEATURE_NAMES: tuple[str, ...] = (
-    "distance_km",
-    "is_peak_hour",
-    "order_value",
-    "restaurant_avg_delivery_time",
-    "driver_avg_delivery_time",
-)
-ENTITY_FEATURES: tuple[str, ...] = ("restaurant_avg_delivery_time", "driver_avg_delivery_time")
+from models.contract import CategoryField, FeatureContract
 
-# Accepted values, shared by the API (``serving.schema``) and the training-data check
-# (``models.training.order_history``): a row the API would refuse is never trained on.
-ENTITY_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
-ENTITY_ID_MAX_LENGTH = 64
-DISTANCE_KM_RANGE: tuple[float, float] = (0.1, 50)
-ORDER_VALUE_RANGE: tuple[float, float] = (0, 100_000)
-DELIVERY_TIME_MIN_RANGE: tuple[float, float] = (1, 300)
-"""An actual delivery time in minutes (feedback labels and training targets), inclusive."""
+TARGET = "delivery_time_minutes"
+"""The training code's name of the target column (the file's is ``contract.target.column``)."""
+ORDER_TS = "order_ts"
+"""The training code's name of the order-time column (``contract.timestamp.column``)."""
 
 FeatureSource = Literal["request", "online", "default"]
 """Where an entity feature's value came from: the request, the online store, or the default."""
-
-
-class OrderFeatures(Protocol):
-    """What feature assembly reads from one order (the API's ``Order`` has these fields)."""
-
-    @property
-    def restaurant_id(self) -> str: ...
-    @property
-    def driver_id(self) -> str: ...
-    @property
-    def distance_km(self) -> float: ...
-    @property
-    def is_peak_hour(self) -> int: ...
-    @property
-    def order_value(self) -> float: ...
-    @property
-    def restaurant_avg_delivery_time(self) -> float | None: ...
-    @property
-    def driver_avg_delivery_time(self) -> float | None: ...
-
-
-# Entities seen fewer times than this in the history window fall back to the default: an
-# average of two deliveries is mostly noise.
-MIN_ORDERS_PER_ENTITY = 5
+FEATURE_SOURCES: tuple[FeatureSource, ...] = ("request", "online", "default")
+"""Source codes: the assembler reports ``FEATURE_SOURCES[code]`` per entity feature."""
+DEFAULT_SOURCE_CODE = FEATURE_SOURCES.index("default")
 
 
 @dataclass(frozen=True)
 class EntityFeatures:
-    """Per-entity average delivery times, plus the defaults for entities not in the table."""
+    """Per-entity aggregates (one table per entity feature), plus the defaults for entities not
+    in a table."""
 
-    restaurant_avg_delivery_time: dict[str, float]
-    driver_avg_delivery_time: dict[str, float]
+    tables: dict[str, dict[str, float]]
+    """Entity feature name -> {entity id: aggregate}."""
     defaults: dict[str, float]
     history_end: str
 
     def to_json_dict(self) -> dict[str, object]:
-        """Serialisable form written next to the model and loaded into Redis."""
-        return {
-            "restaurant_avg_delivery_time": self.restaurant_avg_delivery_time,
-            "driver_avg_delivery_time": self.driver_avg_delivery_time,
-            "defaults": self.defaults,
-            "history_end": self.history_end,
-        }
+        """Serialisable form written next to the model and loaded into Redis: one key per
+        entity feature, plus ``defaults`` and ``history_end``."""
+        return {**self.tables, "defaults": self.defaults, "history_end": self.history_end}
 
     @classmethod
-    def from_json_dict(cls, data: Mapping[str, object]) -> EntityFeatures:
+    def from_json_dict(cls, data: Mapping[str, Any]) -> EntityFeatures:
         """Inverse of :meth:`to_json_dict`."""
+        tables = {
+            str(name): {str(k): float(v) for k, v in table.items()}
+            for name, table in data.items()
+            if name not in ("defaults", "history_end")
+        }
         return cls(
-            restaurant_avg_delivery_time=dict(data["restaurant_avg_delivery_time"]),  # type: ignore[call-overload]
-            driver_avg_delivery_time=dict(data["driver_avg_delivery_time"]),  # type: ignore[call-overload]
-            defaults=dict(data["defaults"]),  # type: ignore[call-overload]
+            tables=tables,
+            defaults={str(k): float(v) for k, v in dict(data["defaults"]).items()},
             history_end=str(data["history_end"]),
         )
 
 
-def compute_entity_features(history: pd.DataFrame) -> EntityFeatures:
-    """Average delivery time per restaurant and per driver over an (earlier) history window.
+def compute_entity_features(history: pd.DataFrame, contract: FeatureContract) -> EntityFeatures:
+    """Mean delivery time per entity of every entity field, over an (earlier) history window.
 
     Defaults for unknown entities are the history's overall mean delivery time: the best guess
     for an entity we know nothing about.
     """
-    target = "delivery_time_minutes"
-    overall = float(history[target].mean())
-
-    def per_entity(column: str) -> dict[str, float]:
-        stats = history.groupby(column, observed=True)[target].agg(["mean", "size"])
-        kept = stats[stats["size"] >= MIN_ORDERS_PER_ENTITY]
-        return {str(k): round(float(v), 4) for k, v in kept["mean"].items()}
-
+    overall = float(history[TARGET].mean())
+    tables = {}
+    for entity in contract.entity_fields:
+        spec = contract.fields[entity]
+        stats = history.groupby(entity, observed=True)[TARGET].agg(["mean", "size"])
+        kept = stats[stats["size"] >= getattr(spec, "min_orders", 1)]
+        tables[contract.entity_feature(entity)] = {
+            str(k): round(float(v), 4) for k, v in kept["mean"].items()
+        }
     return EntityFeatures(
-        restaurant_avg_delivery_time=per_entity("restaurant_id"),
-        driver_avg_delivery_time=per_entity("driver_id"),
-        defaults={name: round(overall, 4) for name in ENTITY_FEATURES},
-        history_end=str(history["order_ts"].max()),
+        tables=tables,
+        defaults={name: round(overall, 4) for name in contract.entity_features},
+        history_end=str(history[ORDER_TS].max()),
     )
 
 
-def training_frame(orders: pd.DataFrame, entities: EntityFeatures) -> pd.DataFrame:
-    """Feature matrix (columns ``FEATURE_NAMES``) for offline rows, joined like serving does."""
-    frame = orders[["distance_km", "is_peak_hour", "order_value"]].astype(float).copy()
-    frame["restaurant_avg_delivery_time"] = _lookup(
-        orders["restaurant_id"],
-        entities.restaurant_avg_delivery_time,
-        entities.defaults["restaurant_avg_delivery_time"],
-    )
-    frame["driver_avg_delivery_time"] = _lookup(
-        orders["driver_id"],
-        entities.driver_avg_delivery_time,
-        entities.defaults["driver_avg_delivery_time"],
-    )
-    return frame[list(FEATURE_NAMES)]
+def category_codes(values: pd.Series, spec: CategoryField) -> np.ndarray:
+    """Float codes (index into ``spec.levels()``) of a category column; NaN for a missing or
+    (``on_unseen: refuse``) unknown value -- the training check refuses those rows first."""
+    levels = spec.levels()
+    lookup = {str(v): float(i) for i, v in enumerate(levels)}
+    unseen = lookup.get(str(spec.other_value), np.nan) if spec.on_unseen == "other" else np.nan
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Real histories arrive dictionary-encoded: map each distinct value once.
+        per_category = np.array(
+            [lookup.get(str(c), unseen) for c in values.cat.categories] + [np.nan]
+        )
+        return per_category[values.cat.codes.to_numpy()]  # code -1 (missing) takes NaN
+    text = values.astype(object).map(lambda v: None if v is None or v != v else str(v))
+    mapped = text.map(lookup)
+    return np.where(text.isna(), np.nan, mapped.fillna(unseen).to_numpy(dtype=np.float64))
+
+
+def training_frame(
+    orders: pd.DataFrame, contract: FeatureContract, entities: EntityFeatures
+) -> pd.DataFrame:
+    """Feature matrix (columns ``contract.feature_names``) for offline rows, joined like
+    serving does."""
+    frame = pd.DataFrame(index=orders.index)
+    for name in contract.direct_fields:
+        spec = contract.fields[name]
+        if isinstance(spec, CategoryField):
+            frame[name] = category_codes(orders[name], spec)
+        else:
+            frame[name] = orders[name].astype(float).to_numpy()
+    for entity in contract.entity_fields:
+        feature = contract.entity_feature(entity)
+        frame[feature] = _lookup(
+            orders[entity], entities.tables[feature], entities.defaults[feature]
+        )
+    return frame[list(contract.feature_names)]
 
 
 def _lookup(ids: pd.Series, table: Mapping[str, float], default: float) -> np.ndarray:
     """``table[id]`` per row, ``default`` for ids not in it."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
-        # Real histories arrive dictionary-encoded: look up each distinct id once.
         per_category = np.array(
             [table.get(str(c), default) for c in ids.cat.categories] + [default]
         )
         return per_category[ids.cat.codes.to_numpy()]  # code -1 (missing) takes the last: default
-    return ids.map(table).fillna(default).to_numpy(dtype=np.float64)
+    return ids.astype(str).map(table).fillna(default).to_numpy(dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class OnlineValues:
-    """Values the online store returned for a batch of orders (None = not found)."""
+    """Values the online store returned for a batch of orders (None = not found), per entity
+    feature."""
 
-    restaurant_avg_delivery_time: Sequence[float | None]
-    driver_avg_delivery_time: Sequence[float | None]
+    values: Mapping[str, Sequence[float | None]]
     failed: bool = False
     """True when the store errored or timed out (all values are then None)."""
 
+    @classmethod
+    def missing(cls, features: Sequence[str], rows: int, failed: bool) -> OnlineValues:
+        """Nothing found for any row (an empty store, or a failed lookup)."""
+        nothing: list[float | None] = [None] * rows
+        return cls({name: nothing for name in features}, failed=failed)
 
-FEATURE_SOURCES: tuple[FeatureSource, ...] = ("request", "online", "default")
-"""Source codes: ``assemble_feature_columns`` reports ``FEATURE_SOURCES[code]`` per entity feature."""
 
+@dataclass(frozen=True)
+class FeatureAssembler:
+    """Builds the model input for validated orders (objects with one attribute per request
+    field, and one per entity feature for its override), column by column."""
 
-def assemble_feature_columns(
-    orders: Sequence[OrderFeatures], online: OnlineValues, defaults: Mapping[str, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Build the model input for ``orders`` column by column: request value, else online value,
-    else default.
+    contract: FeatureContract
+    _category_codes: dict[str, tuple[dict[Any, float], float | None]] = field(
+        init=False, repr=False, compare=False
+    )
 
-    Returns the float64 matrix in ``FEATURE_NAMES`` order and an int8 matrix of source codes
-    (one column per ``ENTITY_FEATURES`` entry, values index ``FEATURE_SOURCES``). One pass per
-    column, so a 1000-order batch costs a handful of array operations, not 1000 row loops.
-    """
-    matrix = np.empty((len(orders), len(FEATURE_NAMES)), dtype=np.float64)
-    matrix[:, 0] = [o.distance_km for o in orders]
-    matrix[:, 1] = [o.is_peak_hour for o in orders]
-    matrix[:, 2] = [o.order_value for o in orders]
-    codes = np.empty((len(orders), len(ENTITY_FEATURES)), dtype=np.int8)
-    stored_columns = (online.restaurant_avg_delivery_time, online.driver_avg_delivery_time)
-    for column, (name, stored) in enumerate(zip(ENTITY_FEATURES, stored_columns, strict=True)):
-        # float arrays turn None into NaN: "not given" / "not found" become one vector test.
-        requested = np.array([getattr(o, name) for o in orders], dtype=np.float64)
-        found = np.array(stored, dtype=np.float64)
-        has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
-        matrix[:, 3 + column] = np.where(
-            has_request, requested, np.where(has_online, found, defaults[name])
-        )
-        codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
-    return matrix, codes
+    def __post_init__(self) -> None:
+        codes = {}
+        for name in self.contract.direct_fields:
+            spec = self.contract.fields[name]
+            if isinstance(spec, CategoryField):
+                levels = spec.levels()
+                index = {v: float(i) for i, v in enumerate(levels)}
+                other = index[spec.other_value] if spec.on_unseen == "other" else None
+                codes[name] = (index, other)
+        object.__setattr__(self, "_category_codes", codes)
+
+    def entity_ids(self, orders: Sequence[Any]) -> dict[str, list[str]]:
+        """Each entity field's ids, in order (what the feature store is asked for)."""
+        return {name: [getattr(o, name) for o in orders] for name in self.contract.entity_fields}
+
+    def assemble(
+        self, orders: Sequence[Any], online: OnlineValues, defaults: Mapping[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The float64 matrix in ``feature_names`` order and an int8 matrix of source codes
+        (one column per entity feature, values index ``FEATURE_SOURCES``): request value, else
+        online value, else default. One pass per column, so a 1000-order batch costs a handful
+        of array operations, not 1000 row loops."""
+        contract = self.contract
+        matrix = np.empty((len(orders), len(contract.feature_names)), dtype=np.float64)
+        for column, name in enumerate(contract.direct_fields):
+            category = self._category_codes.get(name)
+            if category is None:
+                matrix[:, column] = [getattr(o, name) for o in orders]
+            else:
+                index, other = category
+                if other is None:
+                    matrix[:, column] = [index[getattr(o, name)] for o in orders]
+                else:
+                    matrix[:, column] = [index.get(getattr(o, name), other) for o in orders]
+        first = len(contract.direct_fields)
+        codes = np.empty((len(orders), len(contract.entity_features)), dtype=np.int8)
+        for column, name in enumerate(contract.entity_features):
+            # float arrays turn None into NaN: "not given" / "not found" become one vector test.
+            requested = np.array([getattr(o, name) for o in orders], dtype=np.float64)
+            found = np.array(online.values[name], dtype=np.float64)
+            has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
+            matrix[:, first + column] = np.where(
+                has_request, requested, np.where(has_online, found, defaults[name])
+            )
+            codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
+        return matrix, codes
+
+    def source_rows(self, codes: np.ndarray) -> list[dict[str, FeatureSource]]:
+        """Per order, where each entity feature came from, from :meth:`assemble`'s codes."""
+        names = self.contract.entity_features
+        return [
+            {name: FEATURE_SOURCES[code] for name, code in zip(names, row, strict=True)}
+            for row in codes.tolist()
+        ]
+
+    def request_values(self, features: np.ndarray) -> dict[str, list[Any]]:
+        """The request fields' values back from model-input rows (categories decoded): what
+        the prediction log exports for retraining (entity ids are kept apart)."""
+        out: dict[str, list[Any]] = {}
+        for column, name in enumerate(self.contract.direct_fields):
+            spec = self.contract.fields[name]
+            values = features[:, column]
+            if isinstance(spec, CategoryField):
+                levels = spec.levels()
+                out[name] = [levels[int(v)] if v == v else None for v in values.tolist()]
+            elif spec.kind == "integer":
+                out[name] = [round(v) for v in values.tolist()]
+            elif spec.kind == "boolean":
+                out[name] = [bool(v) for v in values.tolist()]
+            else:
+                out[name] = values.tolist()
+        return out
 
 
 def source_counts(codes: np.ndarray) -> list[int]:
@@ -187,23 +234,3 @@ def source_counts(codes: np.ndarray) -> list[int]:
         values = codes.tolist()
         return [values.count(code) for code in range(len(FEATURE_SOURCES))]
     return list(np.bincount(codes, minlength=len(FEATURE_SOURCES)).tolist())
-
-
-def source_rows(codes: np.ndarray) -> list[dict[str, FeatureSource]]:
-    """Per order, where each entity feature came from, from ``assemble_feature_columns`` codes."""
-    return [
-        {name: FEATURE_SOURCES[code] for name, code in zip(ENTITY_FEATURES, row, strict=True)}
-        for row in codes.tolist()
-    ]
-
-
-def assemble_features(
-    orders: Sequence[OrderFeatures], online: OnlineValues, defaults: Mapping[str, float]
-) -> tuple[np.ndarray, list[dict[str, FeatureSource]]]:
-    """Build the model input for ``orders``: request value, else online value, else default.
-
-    Returns the float64 matrix in ``FEATURE_NAMES`` order and, per order, where each entity
-    feature came from.
-    """
-    matrix, codes = assemble_feature_columns(orders, online, defaults)
-    return matrix, source_rows(codes)

@@ -21,7 +21,16 @@ import sklearn
 
 from models.compiled_runtime import METADATA_KEY as COMPILED_LIBRARY_KEY
 from models.compiled_runtime import build_library
-from models.features import FEATURE_NAMES, EntityFeatures
+from models.contract import (
+    METADATA_KEY as CONTRACT_KEY,
+)
+from models.contract import (
+    ContractError,
+    FeatureContract,
+    contract_from_metadata,
+    default_contract,
+)
+from models.features import EntityFeatures
 from models.model import DeliveryTimeModel
 
 MODEL_NAME = "delivery_eta"
@@ -44,6 +53,8 @@ class ModelArtifact:
     metadata: dict[str, Any]
     labels: dict[str, str]
     path: Path
+    contract: FeatureContract
+    """The feature contract the model was trained with: the API of the service serving it."""
 
 
 def sha256_file(path: Path) -> str:
@@ -69,6 +80,7 @@ def library_versions() -> dict[str, str]:
 def register_model(
     model: DeliveryTimeModel,
     entities: EntityFeatures,
+    contract: FeatureContract,
     metadata: dict[str, Any],
     labels: dict[str, str],
     extra_files: Callable[[str], dict[str, bytes]] | None = None,
@@ -80,9 +92,15 @@ def register_model(
     ``extra_files(tag)`` returns more files (model card, plots) to store beside the model.
     With ``compile_library`` the trees are also compiled to a shared library beside them
     (``models.compiled_runtime.build_library``; skipped with a warning when no C compiler is
-    installed). The metadata records the feature order and the sha256 of every artifact file
-    and of the library, which :func:`load_artifact` checks before anything is served.
+    installed). The metadata records the feature contract, the feature order and the sha256
+    of every artifact file and of the library, which :func:`load_artifact` checks before
+    anything is served.
     """
+    if tuple(model.feature_names) != contract.feature_names:
+        raise ModelArtifactError(
+            f"model features {list(model.feature_names)} are not the contract's "
+            f"{list(contract.feature_names)}"
+        )
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata={}) as bento_model:
         root = Path(bento_model.path)
         joblib.dump(model, root / MODEL_FILE)
@@ -96,7 +114,8 @@ def register_model(
         bento_model.info.metadata.update(
             {
                 **metadata,
-                "feature_names": list(FEATURE_NAMES),
+                CONTRACT_KEY: contract.metadata(),
+                "feature_names": list(contract.feature_names),
                 "artifact_sha256": {name: sha256_file(root / name) for name in ARTIFACT_FILES},
                 "library_versions": library_versions(),  # type: ignore[dict-item]
                 "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -126,8 +145,8 @@ def load_artifact(tag: str) -> ModelArtifact:
     """Load ``tag`` from the local model store and verify it against this code.
 
     Raises :class:`ModelArtifactError` with a one-line reason when the model is missing, its
-    files do not match their recorded checksums, or its feature list differs from
-    ``FEATURE_NAMES``.
+    files do not match their recorded checksums, its feature contract is invalid, or its
+    feature list differs from its contract's.
     """
     try:
         stored = bentoml.models.get(tag)
@@ -142,14 +161,15 @@ def load_artifact(tag: str) -> ModelArtifact:
     metadata: dict[str, Any] = dict(stored.info.metadata)
     if stored.tag.name != MODEL_NAME:
         raise ModelArtifactError(f"model {resolved} is not a {MODEL_NAME} model")
+    contract = _stored_contract(resolved, metadata)
     recorded_features = tuple(metadata.get("feature_names", ()))
-    if recorded_features != FEATURE_NAMES:
+    if recorded_features != contract.feature_names:
         raise ModelArtifactError(
             f"model {resolved} was trained on features {list(recorded_features)}, "
-            f"this code serves {list(FEATURE_NAMES)}"
+            f"its contract declares {list(contract.feature_names)}"
         )
     reference = metadata.get("reference_stats", {})
-    needed = [*FEATURE_NAMES, "predicted_delivery_time_min"]
+    needed = [*contract.feature_names, "predicted_delivery_time_min"]
     if not all({"inner_edges", "shares"} <= set(reference.get(name, {})) for name in needed):
         raise ModelArtifactError(
             f"model {resolved} has no drift reference statistics in this code's format; retrain it"
@@ -180,11 +200,19 @@ def load_artifact(tag: str) -> ModelArtifact:
 
     # Checksums passed, so the pickle is the one train.py wrote: safe to unpickle.
     model = _unpickle_model(root / MODEL_FILE, resolved)
-    if not isinstance(model, DeliveryTimeModel) or tuple(model.feature_names) != FEATURE_NAMES:
+    if (
+        not isinstance(model, DeliveryTimeModel)
+        or tuple(model.feature_names) != contract.feature_names
+    ):
         raise ModelArtifactError(
             f"model {resolved}: {MODEL_FILE} is not a matching DeliveryTimeModel"
         )
     entities = EntityFeatures.from_json_dict(json.loads((root / ENTITY_FILE).read_text()))
+    if set(entities.tables) != set(contract.entity_features):
+        raise ModelArtifactError(
+            f"model {resolved}: {ENTITY_FILE} holds {sorted(entities.tables)}, its contract "
+            f"declares {sorted(contract.entity_features)}"
+        )
     return ModelArtifact(
         tag=resolved,
         model=model,
@@ -192,4 +220,15 @@ def load_artifact(tag: str) -> ModelArtifact:
         metadata=metadata,
         labels=dict(stored.info.labels),
         path=root,
+        contract=contract,
     )
+
+
+def _stored_contract(tag: str, metadata: dict[str, Any]) -> FeatureContract:
+    """The model's contract; a model registered before contracts were stored was trained on
+    the default contract's five fields (its feature list is then checked against them)."""
+    try:
+        contract = contract_from_metadata(metadata)
+    except ContractError as exc:
+        raise ModelArtifactError(f"model {tag}: {exc}") from None
+    return contract if contract is not None else default_contract()
