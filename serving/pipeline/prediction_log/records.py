@@ -6,7 +6,7 @@ every prediction id of the request (the last 5 are the row). Per-prediction rows
 each in SQLite (a random-key index insert plus JSON), which capped 1000-row batches at ~10k
 rows/s; a block costs one insert per request. Labels are few and go to a table of their own.
 
-A block also keeps its rows' entity ids (restaurant, driver), which the model's features do not
+A block also keeps its rows' entity ids (one column per entity field), which the features do not
 hold (they hold the entities' averages): retraining on exported labels needs them (``export``).
 With a challenger configured (``serving.pipeline.shadow``) it also keeps the challenger's outputs
 for the same rows, so one label scores both models; and for each model the call that scored it
@@ -22,9 +22,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from models.features import FEATURE_SOURCES
-
-DEFAULT_SOURCE_CODE = FEATURE_SOURCES.index("default")
+from models.features import DEFAULT_SOURCE_CODE
 
 FeedbackStatus = Literal["joined", "duplicate", "conflict", "unknown"]
 
@@ -59,23 +57,23 @@ def split_prediction_id(prediction_id: str) -> tuple[str, int] | None:
         return None
 
 
-def encode_entity_ids(restaurant_ids: Sequence[str], driver_ids: Sequence[str]) -> bytes:
-    """A block's entity ids as stored: every row's restaurant id, then every row's driver id,
-    ``"\\n"``-joined, UTF-8 (ids never hold a newline: ``serving.schema.EntityId``). Built on
-    the request path: one join per column, ~0.15 us for one row and ~10 us for 1000 rows
-    (docs/prediction-log.md)."""
-    return ("\n".join(restaurant_ids) + "\n" + "\n".join(driver_ids)).encode()
+def encode_entity_ids(columns: Sequence[Sequence[str]]) -> bytes:
+    """A block's entity ids as stored: every row's id of the contract's first entity field,
+    then every row's id of the second, and so on, ``"\\n"``-joined, UTF-8 (ids never hold a
+    newline: ``models.contract.ENTITY_ID_PATTERN``). Built on the request path: one join per
+    column, ~0.15 us for one row and ~10 us for 1000 rows (docs/prediction-log.md)."""
+    return "\n".join("\n".join(column) for column in columns).encode()
 
 
-def decode_entity_ids(stored: bytes, rows: int) -> tuple[list[str], list[str]] | None:
-    """(restaurant ids, driver ids) of a block's ``rows`` rows; None if ``stored`` does not hold
-    exactly two ids per row."""
-    if rows == 0:
-        return [], []
+def decode_entity_ids(stored: bytes, rows: int, fields: int) -> list[list[str]] | None:
+    """Each entity field's ids of a block's ``rows`` rows; None if ``stored`` does not hold
+    exactly ``fields`` ids per row."""
+    if rows == 0 or fields == 0:
+        return [[] for _ in range(fields)]
     ids = stored.decode("utf-8", errors="replace").split("\n")
-    if len(ids) != 2 * rows:
+    if len(ids) != fields * rows:
         return None
-    return ids[:rows], ids[rows:]
+    return [ids[i * rows : (i + 1) * rows] for i in range(fields)]
 
 
 @dataclass(frozen=True)
@@ -140,8 +138,8 @@ class PredictionBlock:
     outputs: np.ndarray
     """(n, 3): point, lower, upper."""
     entity_ids: bytes | None = None
-    """The rows' restaurant and driver ids (:func:`encode_entity_ids`); None in blocks written
-    before they were kept (their rows cannot be exported for retraining)."""
+    """The rows' entity ids, one column per entity field (:func:`encode_entity_ids`); None in
+    blocks written before they were kept (their rows cannot be exported for retraining)."""
     feature_sources: np.ndarray | None = None
     """(n, len(ENTITY_FEATURES)) int8 source codes (``models.features.FEATURE_SOURCES``): where
     each entity feature came from. None in blocks written before they were kept."""
