@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.features import EntityFeatures, training_frame
+from models.contract import FeatureContract
+from models.features import TARGET, EntityFeatures, training_frame
 from models.training.config import TrainingConfig
 from models.training.synthetic_orders import generate_order_history
 
@@ -45,11 +46,13 @@ def generate_splits(config: TrainingConfig) -> dict[str, pd.DataFrame]:
     return split_rows(orders, config.history_fraction, config.seed)
 
 
-def training_data_fingerprint(train_orders: pd.DataFrame, entities: EntityFeatures) -> str:
+def training_data_fingerprint(
+    train_orders: pd.DataFrame, contract: FeatureContract, entities: EntityFeatures
+) -> str:
     """sha256 of the training rows as the model saw them (features joined with ``entities``,
     plus the target), so a registered model names the exact data it was fitted on."""
     rows = pd.concat(
-        [training_frame(train_orders, entities), train_orders[["delivery_time_minutes"]]], axis=1
+        [training_frame(train_orders, contract, entities), train_orders[[TARGET]]], axis=1
     )
     hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,9 +12,15 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 
-from models.cohorts import DISTANCE_EDGES_KM, cohort_reference
-from models.drift_stats import reference_bins
-from models.features import FEATURE_NAMES, EntityFeatures, compute_entity_features, training_frame
+from models.cohorts import Cohorts
+from models.contract import CategoryField, FeatureContract, default_contract
+from models.drift_stats import category_bins, reference_bins
+from models.features import (
+    TARGET,
+    EntityFeatures,
+    compute_entity_features,
+    training_frame,
+)
 from models.intervals import coverage, cqr_correction
 from models.model import DeliveryTimeModel
 from models.training.config import TrainingConfig
@@ -23,9 +28,6 @@ from models.training.dataset import generate_splits, training_data_fingerprint
 
 logger = logging.getLogger(__name__)
 
-# Every feature can only lengthen a delivery: encode that so the trees can't learn noise the
-# other way (and the directional tests hold by construction, not by luck).
-MONOTONIC = {name: 1 for name in FEATURE_NAMES}
 INTERVAL_LEVEL = 0.90
 
 
@@ -47,13 +49,20 @@ class TrainingResult:
     """Holdout MAE / coverage / width per segment (:func:`segment_metrics`)."""
 
 
-def _regressor(config: TrainingConfig, **kwargs: Any) -> HistGradientBoostingRegressor:
+def _regressor(
+    config: TrainingConfig, contract: FeatureContract, **kwargs: Any
+) -> HistGradientBoostingRegressor:
+    # The contract's monotonic constraints (the default's: every feature can only lengthen a
+    # delivery, so the trees can't learn noise the other way and the directional tests hold by
+    # construction); categories split natively.
+    categorical = list(contract.categorical_mask)
     return HistGradientBoostingRegressor(
         max_iter=config.max_iter,
         learning_rate=config.learning_rate,
         max_leaf_nodes=31,
         min_samples_leaf=40,
-        monotonic_cst=[MONOTONIC[name] for name in FEATURE_NAMES],
+        monotonic_cst=list(contract.monotonic_constraints),
+        categorical_features=categorical if any(categorical) else None,
         early_stopping=False,
         random_state=config.seed,
         **kwargs,
@@ -61,58 +70,58 @@ def _regressor(config: TrainingConfig, **kwargs: Any) -> HistGradientBoostingReg
 
 
 def reference_statistics(
-    features: pd.DataFrame, predictions: np.ndarray
+    features: pd.DataFrame, predictions: np.ndarray, contract: FeatureContract
 ) -> dict[str, dict[str, list[float]]]:
-    """Reference bins and shares per input feature and for the prediction (for drift PSI)."""
-    columns = {name: features[name].to_numpy() for name in features.columns}
-    columns["predicted_delivery_time_min"] = predictions
-    return {name: reference_bins(values) for name, values in columns.items()}
+    """Reference bins and shares per input feature and for the prediction (for drift PSI):
+    quantile bins for numbers, one bin per value for categories (their shares)."""
+    stats = {}
+    for name in features.columns:
+        spec = contract.fields.get(name)
+        values = features[name].to_numpy()
+        if isinstance(spec, CategoryField):
+            stats[name] = category_bins(values, len(spec.levels()))
+        else:
+            stats[name] = reference_bins(values)
+    stats["predicted_delivery_time_min"] = reference_bins(predictions)
+    return stats
 
 
-def train_model(config: TrainingConfig) -> TrainingResult:
-    """Generate the synthetic history of ``config``, then :func:`fit_and_evaluate` it."""
+def train_model(config: TrainingConfig, contract: FeatureContract | None = None) -> TrainingResult:
+    """Generate the synthetic history of ``config``, then :func:`fit_and_evaluate` it (the
+    synthetic history has the default contract's columns)."""
     logger.info("generating %d orders (seed %d)", config.n_orders, config.seed)
-    return fit_and_evaluate(generate_splits(config), config)
+    return fit_and_evaluate(generate_splits(config), config, contract or default_contract())
 
 
-DISTANCE_BANDS_KM = (0.0, *DISTANCE_EDGES_KM, float("inf"))
-"""Edges of the report's distance bands: the live cohorts' (``models.cohorts``), so a holdout
-segment and a live cohort of the same band are the same orders."""
+def entities_known(
+    orders: pd.DataFrame, contract: FeatureContract, entities: EntityFeatures
+) -> np.ndarray:
+    """Per order, whether every entity of it has an aggregate in ``entities`` (the
+    training-side twin of the service's "no entity feature fell back to the default")."""
+    known = np.ones(len(orders), dtype=bool)
+    for entity in contract.entity_fields:
+        table = entities.tables[contract.entity_feature(entity)]
+        known &= orders[entity].astype(str).isin(table.keys()).to_numpy()
+    return known
 
 
-def entities_known(orders: pd.DataFrame, entities: EntityFeatures) -> np.ndarray:
-    """Per order, whether both its restaurant and its driver have an average in ``entities``
-    (the training-side twin of the service's "neither feature fell back to the default")."""
-    known_restaurant = (
-        orders["restaurant_id"].astype(str).isin(entities.restaurant_avg_delivery_time.keys())
-    )
-    known_driver = orders["driver_id"].astype(str).isin(entities.driver_avg_delivery_time.keys())
-    return (known_restaurant & known_driver).to_numpy()
-
-
-def segment_metrics(holdout: pd.DataFrame, entities: EntityFeatures) -> list[dict[str, Any]]:
+def segment_metrics(
+    holdout: pd.DataFrame, features: np.ndarray, known: np.ndarray, cohorts: Cohorts
+) -> list[dict[str, Any]]:
     """MAE, interval coverage and mean width per segment of ``holdout`` (with ``predicted``,
-    ``lower``, ``upper``): peak / off-peak, distance band, known / unknown entities."""
-    actual = holdout["delivery_time_minutes"].to_numpy()
+    ``lower``, ``upper``): all orders, then every cohort of the contract (``models.cohorts``),
+    so a holdout segment and a live cohort of the same name are the same orders."""
+    actual = holdout[TARGET].to_numpy()
     inside = (actual >= holdout["lower"].to_numpy()) & (actual <= holdout["upper"].to_numpy())
     error = np.abs(actual - holdout["predicted"].to_numpy())
     width = (holdout["upper"] - holdout["lower"]).to_numpy()
-    distance = holdout["distance_km"].to_numpy()
-    peak = holdout["is_peak_hour"].to_numpy() == 1
-    both_known = entities_known(holdout, entities)
+    codes = cohorts.codes(features, known)
     segments: list[tuple[str, str, np.ndarray]] = [
-        ("all", "all orders", np.ones(len(holdout), dtype=bool)),
-        ("hour", "peak", peak),
-        ("hour", "off-peak", ~peak),
+        ("all", "all orders", np.ones(len(holdout), dtype=bool))
     ]
-    edges = DISTANCE_BANDS_KM
-    for low, high in itertools.pairwise(edges):
-        label = f">= {low:g} km" if high == float("inf") else f"{low:g}-{high:g} km"
-        segments.append(("distance", label, (distance >= low) & (distance < high)))
-    segments += [
-        ("entities", "restaurant and driver known", both_known),
-        ("entities", "restaurant or driver unknown", ~both_known),
-    ]
+    for index, name in enumerate(cohorts.names):
+        dimension = next(d for d, names in cohorts.dimensions.items() if name in names)
+        segments.append((dimension, name, cohorts.members(codes, index)))
     rows = []
     for kind, name, mask in segments:
         count = int(mask.sum())
@@ -125,18 +134,21 @@ def segment_metrics(holdout: pd.DataFrame, entities: EntityFeatures) -> list[dic
     return rows
 
 
-def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> TrainingResult:
+def fit_and_evaluate(
+    parts: dict[str, pd.DataFrame], config: TrainingConfig, contract: FeatureContract
+) -> TrainingResult:
     """Entity averages from ``parts["history"]``; fit point + quantile models on ``train``,
     conformalise on ``calibration``, evaluate on ``holdout`` against the baselines.
 
     The Bayes floor is reported only when the rows carry their true expectation (the
     synthetic generator's ``expected_delivery_time_min``): for real data it is unknown.
     """
-    entities = compute_entity_features(parts["history"])
+    entities = compute_entity_features(parts["history"], contract)
     frames = {
-        name: training_frame(parts[name], entities) for name in ("train", "calibration", "holdout")
+        name: training_frame(parts[name], contract, entities)
+        for name in ("train", "calibration", "holdout")
     }
-    target = {name: parts[name]["delivery_time_minutes"].to_numpy() for name in frames}
+    target = {name: parts[name][TARGET].to_numpy() for name in frames}
 
     x_train = frames["train"].to_numpy()
     fitted = {}
@@ -148,7 +160,7 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
     for step, (name, kwargs) in enumerate(steps, start=1):
         started = time.perf_counter()
         logger.info("[%d/4] fitting %s model on %s rows", step, name, f"{len(x_train):,}")
-        fitted[name] = _regressor(config, **kwargs).fit(x_train, target["train"])
+        fitted[name] = _regressor(config, contract, **kwargs).fit(x_train, target["train"])
         logger.info("[%d/4] %s model fitted in %.1f s", step, name, time.perf_counter() - started)
 
     logger.info("[4/4] calibrating the interval on %s rows", f"{len(frames['calibration']):,}")
@@ -164,7 +176,7 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         lower_model=fitted["lower"],
         upper_model=fitted["upper"],
         interval_correction=correction,
-        feature_names=FEATURE_NAMES,
+        feature_names=contract.feature_names,
         interval_level=INTERVAL_LEVEL,
     )
 
@@ -173,8 +185,11 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
     outputs = model.predict_rows(x_hold)
     point, lower, upper = outputs[:, 0], outputs[:, 1], outputs[:, 2]
     mean_baseline = np.full_like(y_hold, target["train"].mean())
-    distance_only = LinearRegression().fit(frames["train"][["distance_km"]], target["train"])
-    distance_baseline = distance_only.predict(frames["holdout"][["distance_km"]])
+    # The simplest real baseline: a linear fit on the first declared number (the default
+    # contract's distance).
+    numbers = contract.fields_of_kind("number", "integer") or [contract.direct_fields[0]]
+    linear = LinearRegression().fit(frames["train"][numbers[:1]], target["train"])
+    linear_baseline = linear.predict(frames["holdout"][numbers[:1]])
 
     def mae(pred: np.ndarray) -> float:
         return float(np.mean(np.abs(y_hold - pred)))
@@ -183,7 +198,7 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         "holdout_mae": mae(point),
         "holdout_rmse": float(np.sqrt(np.mean((y_hold - point) ** 2))),
         "baseline_mean_mae": mae(mean_baseline),
-        "baseline_distance_linear_mae": mae(distance_baseline),
+        "baseline_distance_linear_mae": mae(linear_baseline),
         "interval_coverage": coverage(y_hold, lower, upper),
         "interval_mean_width": float(np.mean(upper - lower)),
         "interval_correction_min": correction,
@@ -193,8 +208,9 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         metrics["mae_over_bayes_floor"] = metrics["holdout_mae"] / metrics["bayes_floor_mae"]
 
     train_points = model.predict_rows(x_train)[:, 0]
+    cohorts = Cohorts(contract)
     holdout = parts["holdout"].reset_index(drop=True).copy()
-    for name in FEATURE_NAMES:
+    for name in contract.feature_names:
         holdout[f"feature_{name}"] = frames["holdout"][name].to_numpy()
     holdout["predicted"], holdout["lower"], holdout["upper"] = point, lower, upper
 
@@ -202,12 +218,14 @@ def fit_and_evaluate(parts: dict[str, pd.DataFrame], config: TrainingConfig) -> 
         model=model,
         entities=entities,
         metrics={k: round(v, 6) for k, v in metrics.items()},
-        reference_stats=reference_statistics(frames["train"], train_points),
-        cohort_reference=cohort_reference(
-            x_train, train_points, entities_known(parts["train"], entities)
+        reference_stats=reference_statistics(frames["train"], train_points, contract),
+        cohort_reference=cohorts.reference(
+            x_train, train_points, entities_known(parts["train"], contract, entities)
         ),
-        data_hash=training_data_fingerprint(parts["train"], entities),
+        data_hash=training_data_fingerprint(parts["train"], contract, entities),
         n_rows={name: len(part) for name, part in parts.items()},
         holdout=holdout,
-        segments=segment_metrics(holdout, entities),
+        segments=segment_metrics(
+            holdout, x_hold, entities_known(parts["holdout"], contract, entities), cohorts
+        ),
     )

@@ -23,13 +23,14 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from models.features import (
-    DELIVERY_TIME_MIN_RANGE,
-    DISTANCE_KM_RANGE,
-    ENTITY_ID_MAX_LENGTH,
-    ENTITY_ID_PATTERN,
-    ORDER_VALUE_RANGE,
-)
+from models.contract import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN, default_contract
+
+# TEMPORARY (issue 23 in progress): the default contract's bounds, until the check is driven
+# by the contract.
+_C = default_contract()
+DISTANCE_KM_RANGE = (_C.fields["distance_km"].minimum, _C.fields["distance_km"].maximum)  # type: ignore[union-attr]
+ORDER_VALUE_RANGE = (_C.fields["order_value"].minimum, _C.fields["order_value"].maximum)  # type: ignore[union-attr]
+DELIVERY_TIME_MIN_RANGE = (_C.target.minimum, _C.target.maximum)
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import bentoml
 
-from models.features import FEATURE_NAMES
+from models.contract import FeatureContract, default_contract
 from models.store.artifact import register_model
 from models.training.config import TrainingConfig
 from models.training.fit import TrainingResult, fit_and_evaluate, train_model
@@ -34,21 +34,25 @@ def train_and_register(
     stage: str,
     card_dir: Path | None = None,
     data: FileTrainingData | None = None,
+    contract: FeatureContract | None = None,
 ) -> RegisteredModel:
     """Train with ``config``, register the model labelled ``stage``, write its model card.
 
     Without ``data`` the model trains on the synthetic history of ``config``; with it, on the
     user's order history (its holdout is stored beside the model for the promotion gate).
+    ``contract`` (default: the default contract) declares the features; it is stored in the
+    model's metadata and becomes the API of the service that serves it.
     """
+    contract = contract or default_contract()
     extra: dict[str, bytes] = {}
     if data is None:
-        result = train_model(config)
+        result = train_model(config, contract)
         training_data: dict[str, Any] = {
             "kind": "synthetic",
             "generator": "models/training/synthetic_orders.py",
         }
     else:
-        result = fit_and_evaluate(data.parts, config)
+        result = fit_and_evaluate(data.parts, config, contract)
         training_data = data.metadata()
         extra[HOLDOUT_FILE] = holdout_parquet(data.parts["holdout"], config.seed)
         training_data["holdout_file"] = HOLDOUT_FILE
@@ -76,13 +80,14 @@ def train_and_register(
     card_files: dict[str, bytes] = {}
 
     def model_card(tag: str) -> dict[str, bytes]:
-        card = render_markdown(tag, {**metadata, "feature_names": list(FEATURE_NAMES)})
+        card = render_markdown(tag, {**metadata, "feature_names": list(contract.feature_names)})
         card_files.update(plots, **{"model_card.md": card.encode()}, **extra)
         return card_files
 
     created = register_model(
         result.model,
         result.entities,
+        contract,
         metadata,
         labels={"stage": stage, "owner": "delivery-eta"},
         extra_files=model_card,
