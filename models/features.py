@@ -103,13 +103,18 @@ def training_frame(
 ) -> pd.DataFrame:
     """Feature matrix (columns ``contract.feature_names``) for offline rows, joined like
     serving does."""
+    missing = [n for n, s in contract.fields.items() if s.required and n not in orders]
+    if missing:
+        raise KeyError(f"orders lack the contract's required field(s) {missing}")
     frame = pd.DataFrame(index=orders.index)
     for name in contract.direct_fields:
         spec = contract.fields[name]
+        # An optional field the orders do not carry takes its default, as the API does.
+        values = orders[name] if name in orders else pd.Series(spec.default, index=orders.index)
         if isinstance(spec, CategoryField):
-            frame[name] = category_codes(orders[name], spec)
+            frame[name] = category_codes(values, spec)
         else:
-            frame[name] = orders[name].astype(float).to_numpy()
+            frame[name] = values.astype(float).to_numpy()
     for entity in contract.entity_fields:
         feature = contract.entity_feature(entity)
         frame[feature] = _lookup(
