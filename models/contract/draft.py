@@ -28,6 +28,7 @@ The rules, in order, for each column other than the target and the timestamp:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import textwrap
@@ -203,7 +204,7 @@ class _Reservoir:
         if table.num_rows:
             self.pieces.append((keys, table))
             self.kept += table.num_rows
-        if self.kept > 2 * self.capacity:
+        if self.kept > self.capacity + self.capacity // 4:  # prune often: memory is the bound
             self._prune()
 
     def _prune(self) -> None:
@@ -394,6 +395,49 @@ def _combined(chunks: list[pa.ChunkedArray]) -> pa.ChunkedArray:
 # -- what each column holds --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TextCounts:
+    """How often each value of a text (or id) column occurs."""
+
+    top: list[tuple[str, int]]
+    """The most frequent values with their rows, most frequent first (at most
+    :data:`TRACKED_VALUES`; ties by value)."""
+    distinct: int
+    present: int
+    """Rows with a value."""
+    median: float
+    """Median rows per distinct value."""
+    exact: bool
+    """Counted over every row of the file (else over the sample)."""
+    invalid_id: str | None
+    """A value that is not a valid entity id, if any."""
+
+    @classmethod
+    def of(cls, values: Sequence[str], rows: np.ndarray, exact: bool) -> TextCounts:
+        """Counts of ``values`` (distinct) occurring ``rows`` times each."""
+        return cls.from_arrow(pa.array(list(values), type=pa.string()), rows, exact)
+
+    @classmethod
+    def from_arrow(cls, values: pa.Array, rows: np.ndarray, exact: bool) -> TextCounts:
+        """:meth:`of` for an Arrow string array (vectorised: a million ids take a second)."""
+        table = pa.table({"value": values, "rows": pa.array(rows, type=pa.int64())})
+        order = pc.sort_indices(table, sort_keys=[("rows", "descending"), ("value", "ascending")])
+        top = table.take(order[:TRACKED_VALUES])
+        valid = pc.and_(
+            pc.match_substring_regex(values, ENTITY_ID_PATTERN),
+            pc.less_equal(pc.utf8_length(values), ENTITY_ID_MAX_LENGTH),
+        )
+        invalid = pc.filter(values, pc.invert(valid))
+        return cls(
+            top=list(zip(top["value"].to_pylist(), top["rows"].to_pylist(), strict=True)),
+            distinct=len(values),
+            present=int(rows.sum()),
+            median=float(np.median(rows)) if len(rows) else 0.0,
+            exact=exact,
+            invalid_id=invalid[0].as_py() if len(invalid) else None,
+        )
+
+
 @dataclass
 class Profile:
     """What a sampled column holds, typed from all its values."""
@@ -409,8 +453,8 @@ class Profile:
     """A boolean written true/false (else 0/1)."""
     not_numbers: int = 0
     not_number_examples: list[str] = field(default_factory=list)
-    counts: list[tuple[str, int]] | None = None
-    """Text values with their row counts, most frequent first (text columns)."""
+    counts: TextCounts | None = None
+    """The sample's value counts (text columns)."""
     times: pd.Series | None = None
     totals: ColumnTotals | None = None
     """The column over every row read (None: only the sample is known)."""
@@ -447,45 +491,77 @@ def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
 def _profile_text(name: str, column: pa.ChunkedArray) -> Profile:
     rows, missing = len(column), column.null_count
     encoded = column.combine_chunks().dictionary_encode()
-    distinct = encoded.dictionary.to_pylist()
+    dictionary = encoded.dictionary
     indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    per_value = np.bincount(indices[indices >= 0], minlength=len(distinct))
-
-    lowered = {str(v).strip().lower() for v in distinct}
-    if lowered <= {"true", "false"}:
-        flags = np.array([str(v).strip().lower() == "true" for v in distinct] + [np.nan])
-        values = flags.astype(np.float64)[indices]
-        return Profile(name, "boolean", rows, missing, numbers=values, bool_text=True)
-
-    text = pd.Series(distinct, dtype=object)
-    parsed = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-    coded = text.str.strip().str.match(NOT_A_NUMBER_TEXT).to_numpy(dtype=bool)
-    numeric = np.isfinite(parsed) & ~coded
-    numeric_rows = int(per_value[numeric].sum())
+    per_value = np.bincount(indices[indices >= 0], minlength=len(dictionary))
     present = rows - missing
-    if numeric_rows and present - numeric_rows <= MAX_BAD_SHARE * present:
-        values = np.append(np.where(numeric, parsed, np.nan), np.nan)[indices]
-        bad = np.flatnonzero(~numeric)
-        return Profile(
-            name,
-            "number",
-            rows,
-            missing,
-            numbers=values,
-            not_numbers=int(per_value[bad].sum()),
-            not_number_examples=[str(distinct[i]) for i in bad[:3]],
-        )
 
-    times = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    timed = times.notna().to_numpy() & ~numeric
-    if int(per_value[timed].sum()) >= (1 - MAX_BAD_SHARE) * present:
-        naive = times.dt.tz_convert(None).to_numpy()
-        per_row = pd.Series(np.append(naive, np.datetime64("NaT"))[indices])
+    if len(dictionary) <= 8:  # true/false in any letter case
+        lowered = [str(v).strip().lower() for v in dictionary.to_pylist()]
+        if set(lowered) <= {"true", "false"}:
+            flags = np.array([v == "true" for v in lowered] + [np.nan], dtype=np.float64)
+            return Profile(name, "boolean", rows, missing, numbers=flags[indices], bool_text=True)
+
+    parsed = _parsed_numbers(dictionary)
+    if parsed is not None:
+        numeric = np.isfinite(parsed)
+        numeric_rows = int(per_value[numeric].sum())
+        if numeric_rows and present - numeric_rows <= MAX_BAD_SHARE * present:
+            bad = np.flatnonzero(~numeric)
+            return Profile(
+                name,
+                "number",
+                rows,
+                missing,
+                numbers=np.append(parsed, np.nan)[indices],
+                not_numbers=int(per_value[bad].sum()),
+                not_number_examples=[str(dictionary[int(i)].as_py()) for i in bad[:3]],
+            )
+
+    times = _parsed_times(dictionary)
+    if (
+        times is not None
+        and int(per_value[~np.isnat(times)].sum()) >= (1 - MAX_BAD_SHARE) * present
+    ):
+        per_row = pd.Series(np.append(times, np.datetime64("NaT"))[indices])
         return Profile(name, "time", rows, missing, times=per_row.dt.tz_localize("UTC"))
 
-    order = sorted(range(len(distinct)), key=lambda i: (-per_value[i], str(distinct[i])))
-    counts = [(str(distinct[i]), int(per_value[i])) for i in order]
+    counts = TextCounts.from_arrow(dictionary, per_value, exact=False)
     return Profile(name, "text", rows, missing, counts=counts)
+
+
+PROBE_VALUES = 1_000
+"""Distinct values tried first: a column of ids is not parsed a million times as numbers."""
+
+
+def _parsed_numbers(dictionary: pa.Array) -> np.ndarray | None:
+    """Each distinct text as a float (NaN: not a number, or a code such as ``007``); None when
+    most are clearly not numbers."""
+    try:
+        parsed = dictionary.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        probe = pd.Series(dictionary.slice(0, PROBE_VALUES).to_pylist(), dtype=object)
+        if pd.to_numeric(probe.str.strip(), errors="coerce").notna().mean() < 0.5:
+            return None
+        text = pd.Series(dictionary.to_pylist(), dtype=object).str.strip()
+        parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    coded = pc.match_substring_regex(dictionary, NOT_A_NUMBER_TEXT.pattern)
+    parsed = np.where(coded.to_numpy(zero_copy_only=False), np.nan, parsed)
+    return np.where(np.isfinite(parsed), parsed, np.nan)
+
+
+def _parsed_times(dictionary: pa.Array) -> np.ndarray | None:
+    """Each distinct text as a naive UTC datetime64 (NaT: not a time); None when the first
+    values are not times."""
+
+    def parse(values: list[Any]) -> pd.Series:
+        return pd.to_datetime(
+            pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601"
+        )
+
+    if parse(dictionary.slice(0, PROBE_VALUES).to_pylist()).notna().mean() < 0.9:
+        return None
+    return parse(dictionary.to_pylist()).dt.tz_convert(None).to_numpy()
 
 
 # -- the drafted fields ------------------------------------------------------------------------
@@ -756,9 +832,9 @@ def _decide(
         if integral and low >= 0 and high <= 1:
             return _boolean_field(profile)
         if integral and ID_NAME.search(name):
-            ids = [(_fmt(v), int(c)) for v, c in _value_counts(finite)]
-            exact = profile.scale == 1.0
-            return _text_field(profile, ids, exact, max_categories, ids_from_numbers=True)
+            distinct_ids, rows = np.unique(finite, return_counts=True)
+            ids = TextCounts.of([_fmt(v) for v in distinct_ids], rows, profile.scale == 1.0)
+            return _text_field(profile, ids, max_categories, ids_from_numbers=True)
         if integral and len(distinct) == len(finite) and len(finite) >= 100:
             return LeftOut(
                 name, f"every value distinct ({len(finite):,} rows): a row id, not a feature"
@@ -774,7 +850,7 @@ def _decide(
                     "known only after delivery",
                 )
         return _numeric_field(profile, finite, integral)
-    return _text_field(profile, *_text_counts(profile), max_categories, ids_from_numbers=False)
+    return _text_field(profile, _text_counts(profile), max_categories, ids_from_numbers=False)
 
 
 def _observed_range(profile: Profile) -> tuple[float, float]:
@@ -788,14 +864,16 @@ def _observed_range(profile: Profile) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
-def _text_counts(profile: Profile) -> tuple[list[tuple[str, int]], bool]:
-    """(value counts most frequent first, whether they are the whole file's)."""
+def _text_counts(profile: Profile) -> TextCounts:
+    """The whole file's value counts when they were tracked, else the sample's."""
     totals = profile.totals
     if totals is not None and totals.counts is not None:
-        counts = sorted(totals.counts.items(), key=lambda item: (-item[1], item[0]))
-        return counts, True
+        values = list(totals.counts)
+        return TextCounts.of(values, np.array([totals.counts[v] for v in values]), exact=True)
     assert profile.counts is not None
-    return profile.counts, profile.scale == 1.0
+    if profile.scale == 1.0:
+        return dataclasses.replace(profile.counts, exact=True)
+    return profile.counts
 
 
 def _time_reason(profile: Profile, timestamp: Profile) -> str:
@@ -889,84 +967,66 @@ def _widened(low: float, high: float, integral: bool) -> tuple[Any, Any]:
 
 
 def _text_field(
-    profile: Profile,
-    counts: list[tuple[str, int]],
-    exact: bool,
-    max_categories: int,
-    *,
-    ids_from_numbers: bool,
+    profile: Profile, counts: TextCounts, max_categories: int, *, ids_from_numbers: bool
 ) -> DraftedField | LeftOut:
-    """An entity, a category, or left out (free text, ids repeated too rarely). ``counts``
-    are the whole file's when ``exact``, else the sample's."""
+    """An entity, a category, or left out (free text, ids repeated too rarely)."""
     name = profile.name
-    present = sum(c for _, c in counts)
-    distinct = len(counts)
+    distinct, present = counts.distinct, counts.present
     if distinct == 1:
-        return LeftOut(name, f"one value ({counts[0][0]!r}) in every row: no signal")
+        return LeftOut(name, f"one value ({counts.top[0][0]!r}) in every row: no signal")
     # A sample sees each id fewer times than the file holds it: scale the median up.
-    median_orders = float(np.median([c for _, c in counts])) * (1.0 if exact else profile.scale)
+    median_orders = counts.median * (1.0 if counts.exact else profile.scale)
     id_name = bool(ID_NAME.search(name))
-    valid_ids = all(
-        len(v) <= ENTITY_ID_MAX_LENGTH and re.fullmatch(ENTITY_ID_PATTERN, v) for v, _ in counts
-    )
-    if (id_name or distinct > max_categories) and valid_ids:
+    if (id_name or distinct > max_categories) and counts.invalid_id is None:
         if median_orders >= ENTITY_MIN_MEDIAN_ORDERS:
-            return _entity_field(profile, counts, exact, median_orders, id_name)
+            return _entity_field(profile, counts, median_orders, id_name)
         if distinct == present:
             return LeftOut(
                 name, f"every value distinct ({present:,} rows): a row id, not a feature"
             )
         if id_name or ids_from_numbers:
-            about = "" if exact else "about "
+            about = "" if counts.exact else "about "
             return LeftOut(
                 name,
                 f"{distinct:,} distinct ids over {present:,} rows, {about}a median of "
-                f"{_fmt(median_orders)} order(s) each: too few for an entity's mean delivery "
-                f"time (an entity needs a median of {ENTITY_MIN_MEDIAN_ORDERS})",
+                f"{_fmt(round(median_orders, 1))} order(s) each: too few for an entity's mean "
+                f"delivery time (an entity needs a median of {ENTITY_MIN_MEDIAN_ORDERS})",
             )
-    if id_name and not valid_ids:
-        bad = next(v for v, _ in counts if not re.fullmatch(ENTITY_ID_PATTERN, v))
+    if id_name and counts.invalid_id is not None:
         return LeftOut(
             name,
-            f"ids like {bad[:40]!r} are not entity ids (1-{ENTITY_ID_MAX_LENGTH} characters of "
-            "A-Z a-z 0-9 _ . : -)",
+            f"ids like {counts.invalid_id[:40]!r} are not entity ids (1-{ENTITY_ID_MAX_LENGTH} "
+            "characters of A-Z a-z 0-9 _ . : -)",
         )
-    kept = [(v, c) for v, c in counts[:max_categories] if c >= RARE_SHARE * present]
+    kept = [(v, c) for v, c in counts.top[:max_categories] if c >= RARE_SHARE * present]
     covered = sum(c for _, c in kept) / present
     if distinct > max_categories and covered < CROPPED_CATEGORY_COVERAGE:
         return LeftOut(
             name,
             f"text with {distinct:,} distinct values over {present:,} rows; the "
-            f"{min(len(kept), max_categories)} most frequent cover {covered:.1%} of them: free "
-            "text, not a category",
+            f"{len(kept)} most frequent cover {covered:.1%} of them: free text, not a category",
         )
-    return _category_field(profile, counts, kept, present)
+    return _category_field(profile, counts, kept)
 
 
 def _entity_field(
-    profile: Profile,
-    counts: list[tuple[str, int]],
-    exact: bool,
-    median_orders: float,
-    id_name: bool,
+    profile: Profile, counts: TextCounts, median_orders: float, id_name: bool
 ) -> DraftedField:
-    present = sum(c for _, c in counts)
-    about = "" if exact else "about "
+    about = "" if counts.exact else "about "
     why = "its name ends in _id" if id_name else "more distinct values than the category cap"
     spec: dict[str, Any] = {
         "kind": "entity",
         "description": (
-            f"id, {len(counts):,} distinct over {present:,} rows; the model uses its mean "
-            "delivery time"
+            f"id, {counts.distinct:,} distinct over {counts.present:,} rows; the model uses its "
+            "mean delivery time"
         ),
-        "example": counts[0][0],
+        "example": counts.top[0][0],
     }
     notes = [
-        f"entity: {len(counts):,} distinct ids{' in the sample' if not exact else ''}, {about}a "
-        f"median of {_fmt(round(median_orders, 1))} orders each "
-        f"({why}); ids with fewer than min_orders (default 5) history orders get the overall "
-        "mean; monotonic: increasing (the default) -- a slower id's mean only lengthens a "
-        "delivery"
+        f"entity: {counts.distinct:,} distinct ids{'' if counts.exact else ' in the sample'}, "
+        f"{about}a median of {_fmt(round(median_orders, 1))} orders each ({why}); ids with "
+        "fewer than min_orders (default 5) history orders get the overall mean; monotonic: "
+        "increasing (the default) -- a slower id's mean only lengthens a delivery"
     ]
     if profile.missing:
         notes.append(
@@ -977,35 +1037,33 @@ def _entity_field(
 
 
 def _category_field(
-    profile: Profile,
-    counts: list[tuple[str, int]],
-    kept: list[tuple[str, int]],
-    present: int,
+    profile: Profile, counts: TextCounts, kept: list[tuple[str, int]]
 ) -> DraftedField:
+    present = counts.present
     values = [v for v, _ in kept]
-    tail = counts[len(kept) :]  # counts run most frequent first: the kept ones are a prefix
     spec: dict[str, Any] = {
         "kind": "category",
-        "description": f"category, {len(counts)} values over {present:,} rows",
+        "description": f"category, {counts.distinct} values over {present:,} rows",
         "values": values,
     }
-    notes = [f"category: {len(counts)} distinct values over {present:,} rows, by frequency"]
-    if tail:
-        tail_rows = sum(c for _, c in tail)
+    notes = [f"category: {counts.distinct} distinct values over {present:,} rows, by frequency"]
+    tail_values = counts.distinct - len(kept)
+    if tail_values:
+        tail_rows = present - sum(c for _, c in kept)
+        tail = counts.top[len(kept) :]  # the top runs most frequent first: kept is a prefix
         shown = ", ".join(f"{v!r} ({c:,})" for v, c in tail[:5])
-        more = f" and {len(tail) - 5} more" if len(tail) > 5 else ""
+        more = f" and {tail_values - 5:,} more" if tail_values > 5 else ""
         other = next(
-            o
-            for o in (OTHER_VALUE_DEFAULT, "other_value", "__other__")
-            if o not in values and o not in {v for v, _ in tail}
+            o for o in (OTHER_VALUE_DEFAULT, "other_value", "__other__") if o not in values
         )
         spec["on_unseen"] = "other"
         if other != OTHER_VALUE_DEFAULT:
             spec["other_value"] = other
-        spec["description"] += f" ({len(tail)} rare ones map to {other!r})"
+        spec["description"] += f" ({tail_values} rare ones map to {other!r})"
         notes.append(
-            f"{len(tail)} rare value(s) in {tail_rows:,} rows ({tail_rows / present:.2%}), each "
-            f"under {RARE_SHARE:.1%} of rows or beyond the cap, map to {other!r}: {shown}{more}"
+            f"{tail_values} rare value(s) in {tail_rows:,} rows ({tail_rows / present:.2%}), "
+            f"each under {RARE_SHARE:.1%} of rows or beyond the cap, map to {other!r}: "
+            f"{shown}{more}"
         )
         notes.append("on_unseen: other -- a value not listed gets the 'other' category too")
     else:
@@ -1062,12 +1120,6 @@ def _without_clashes(drafted: list[DraftedField]) -> tuple[list[DraftedField], l
             continue
         final.append(item)
     return final, left_out
-
-
-def _value_counts(values: np.ndarray) -> list[tuple[float, int]]:
-    distinct, counts = np.unique(values, return_counts=True)
-    order = np.lexsort((distinct, -counts))
-    return [(float(distinct[i]), int(counts[i])) for i in order]
 
 
 def _target_block(profile: Profile, how: str, sample: Sample) -> tuple[dict[str, Any], str]:

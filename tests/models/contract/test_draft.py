@@ -417,3 +417,15 @@ def test_an_unreadable_path_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "orders.txt").write_text("a,b\n1,2\n")
     with pytest.raises(DraftError, match="unknown format"):
         draft_contract(tmp_path / "orders.txt")
+
+
+def test_values_and_names_yaml_would_misread_stay_text(tmp_path: Path) -> None:
+    frame = _small_orders(600)
+    answers = ["yes", "no", "null", "1.0", "#tag", 'say "hi": ok', "Ünïcode"]
+    frame["answer"] = [answers[i % len(answers)] for i in range(len(frame))]
+    frame["on"] = np.arange(len(frame)) % 5  # a field named like a YAML boolean
+    drafted = draft_contract(_write(frame, tmp_path))
+    answer = drafted.contract.fields["answer"]
+    assert isinstance(answer, CategoryField)
+    assert sorted(answer.values) == sorted(answers)
+    assert drafted.contract.fields["on"].kind == "integer"
