@@ -2,7 +2,7 @@
 
 python -m models.contract draft DATA [--out contract.yaml] [--target COL] [--timestamp COL]
                                      [--max-categories N] [--max-rows N] [--columns a,b]
-                                     [--exclude x,y] [--force]
+                                     [--exclude x,y] [--head] [--force]
 python -m models.contract check CONTRACT
 
 Exit status: 0 done, 1 the file or the contract cannot be used, 2 a flag is needed (the
@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     draft.add_argument(
         "--exclude", type=_names, default=[], help="columns to leave out (comma-separated)"
     )
+    draft.add_argument(
+        "--head",
+        action="store_true",
+        help="read only the first --max-rows rows (quick on a huge file; later rows unseen)",
+    )
     draft.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
     check = commands.add_parser(
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             max_rows=args.max_rows,
             columns=args.columns,
             exclude=args.exclude,
+            head=args.head,
         )
     except DraftError as exc:
         print(f"contract draft: {exc}", file=sys.stderr)

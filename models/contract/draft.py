@@ -125,6 +125,8 @@ class Sample:
     """Rows in the file(s)."""
     left_out: dict[str, str] = field(default_factory=dict)
     """Columns that cannot be drafted from their type or presence, with the reason."""
+    head: bool = False
+    """Only the first ``rows`` rows were read (``--head``), and the data had more."""
     totals: dict[str, ColumnTotals] = field(default_factory=dict)
     """Per column, what every row read holds (not only the sample's rows)."""
 
@@ -169,9 +171,11 @@ class ColumnTotals:
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     self.numeric = False
                     return
-        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            self.numeric = False
-            return
+        else:
+            self.counts = None  # text counts of a column some file types otherwise: not exact
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                self.numeric = False
+                return
         if not self.numeric:
             return
         values = array.cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -231,13 +235,15 @@ def read_sample(
     max_rows: int = DEFAULT_MAX_ROWS,
     columns: Sequence[str] | None = None,
     seed: int = SAMPLE_SEED,
+    head: bool = False,
 ) -> Sample:
     """Read a CSV file, a Parquet file or a directory of Parquet files (the forms
     ``make train DATA=`` takes) into a uniform sample of at most ``max_rows`` rows.
 
     Every row is read once, streamed, so memory is bounded by the sample, not the file. CSV
     columns are read as text and typed here, from all the sampled values, not from the first
-    block. ``columns`` restricts the columns read.
+    block. ``columns`` restricts the columns read. ``head`` reads only the first ``max_rows``
+    rows instead: fast on a huge file, but what the rest holds is not seen.
     """
     from models.training.order_history import OrderHistoryError, resolve_files
 
@@ -252,7 +258,11 @@ def read_sample(
     per_file: list[list[str]] = []
     unusable: dict[str, str] = {}
     totals: dict[str, ColumnTotals] = {}
+    cut = False  # --head stopped before the end of the data
     for file in files:
+        if head and reservoir.seen >= max_rows:
+            cut = True
+            break
         try:
             names = _file_column_names(fmt, file)
             duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -268,12 +278,17 @@ def read_sample(
                 )
             per_file.append(wanted)
             for batch in _batches(fmt, file, wanted):
+                if head and reservoir.seen + batch.num_rows > max_rows:
+                    cut = True
+                    batch = batch.slice(0, max_rows - reservoir.seen)
                 table, bad_types = _normalised(batch)
                 unusable.update(bad_types)
                 for name in table.column_names:
                     for chunk in table[name].chunks:
                         totals.setdefault(name, ColumnTotals()).add(chunk)
                 reservoir.add(table)
+                if cut:
+                    break
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise DraftError(f"{file}: cannot read as {fmt}: {exc}") from None
     if columns is not None:
@@ -305,6 +320,7 @@ def read_sample(
         rows=sum(t.num_rows for t in tables),
         rows_total=reservoir.seen,
         left_out=left_out,
+        head=cut,
         totals={name: totals[name] for name in sample_columns},
     )
 
@@ -626,6 +642,7 @@ def draft_contract(
     max_rows: int = DEFAULT_MAX_ROWS,
     columns: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    head: bool = False,
 ) -> Draft:
     """Draft a contract from the order history at ``path``; raise :class:`DraftError` when
     the file cannot be read, has no usable column, has more than ``MAX_FIELDS`` of them, or
@@ -635,7 +652,7 @@ def draft_contract(
     read = None
     if columns is not None:
         read = [*columns, *(c for c in (target, timestamp) if c and c not in columns)]
-    sample = read_sample(path, max_rows=max_rows, columns=read)
+    sample = read_sample(path, max_rows=max_rows, columns=read, head=head)
     return draft_from_sample(
         sample,
         target=target,
@@ -679,7 +696,10 @@ def draft_from_sample(
             left_out.append(LeftOut(name, "excluded with --exclude"))
             continue
         decision = _decide(profile, target_values, profiles[timestamp_name], max_categories)
-        (drafted if isinstance(decision, DraftedField) else left_out).append(decision)  # type: ignore[arg-type]
+        if isinstance(decision, DraftedField):
+            drafted.append(decision)
+        else:
+            left_out.append(decision)
     drafted, clashing = _without_clashes(drafted)
     left_out += clashing
     order = {name: i for i, name in enumerate([*sample.columns, *sample.left_out])}
@@ -702,7 +722,7 @@ def draft_from_sample(
         sample,
         drafted,
         left_out,
-        target=_target_block(profiles[target_name], target_how, sample),
+        target=_target_block(profiles[target_name], target_how),
         timestamp=_timestamp_block(profiles[timestamp_name], timestamp_how),
     )
     try:
@@ -1122,7 +1142,7 @@ def _without_clashes(drafted: list[DraftedField]) -> tuple[list[DraftedField], l
     return final, left_out
 
 
-def _target_block(profile: Profile, how: str, sample: Sample) -> tuple[dict[str, Any], str]:
+def _target_block(profile: Profile, how: str) -> tuple[dict[str, Any], str]:
     assert profile.numbers is not None
     finite = profile.numbers[np.isfinite(profile.numbers)]
     low, high = _observed_range(profile)
@@ -1138,8 +1158,7 @@ def _target_block(profile: Profile, how: str, sample: Sample) -> tuple[dict[str,
     }
     note = (
         f"target {how}: {_fmt(low)}..{_fmt(high)} over {_rows(profile, len(finite))} rows; a "
-        "training row "
-        "outside minimum..maximum is refused"
+        "training row outside minimum..maximum is refused"
     )
     if profile.missing or profile.not_numbers:
         note += f"; {profile.missing + profile.not_numbers:,} row(s) without a number are refused"
@@ -1182,6 +1201,12 @@ def render_yaml(
             f"Every row was read ({sample.rows_total:,}): number ranges and category values "
             "count them all; kinds, medians, examples and entity repeats are inferred from a "
             f"uniform sample of {sample.rows:,} of them (--max-rows)."
+        )
+    elif sample.head:
+        rows = (
+            f"Inferred from its first {sample.rows:,} rows only (--head): a value or an extreme "
+            "in later rows was not seen, and training refuses such rows; draft without --head "
+            "to count every row."
         )
     else:
         rows = f"Inferred from all {sample.rows:,} rows."

@@ -429,3 +429,14 @@ def test_values_and_names_yaml_would_misread_stay_text(tmp_path: Path) -> None:
     assert isinstance(answer, CategoryField)
     assert sorted(answer.values) == sorted(answers)
     assert drafted.contract.fields["on"].kind == "integer"
+
+
+def test_head_reads_only_the_first_rows_and_says_so(orders_csv: Path) -> None:
+    sample = read_sample(orders_csv, max_rows=1_500, head=True)
+    assert (sample.rows, sample.rows_total, sample.head) == (1_500, 1_500, True)
+    first = pd.read_csv(orders_csv, nrows=1_500)
+    assert sample.columns["order_id"].to_pylist() == first["order_id"].tolist()
+    text = draft_contract(orders_csv, max_rows=1_500, head=True).text
+    assert "first 1,500 rows only (--head)" in text.replace("\n# ", " ")
+    whole = read_sample(orders_csv, max_rows=ROWS, head=True)  # nothing left to cut
+    assert (whole.rows, whole.head) == (ROWS, False)
