@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps train retrain serve test lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps contract train retrain serve test lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ system-deps:
 DATA   ?=
 LABELS ?=
 TRAIN_ARGS ?=
+# Drafts a contract (docs/contract.md) from an order history; review it, then train with it.
+CONTRACT_ARGS ?=
+contract: env ## draft a feature contract from DATA=orders.csv|.parquet|dir (OUT=contract.yaml)
+	@test -n "$(DATA)" || { echo "usage: make contract DATA=orders.csv [OUT=contract.yaml] [CONTRACT_ARGS='--target COL --timestamp COL --force']" >&2; exit 2; }
+	$(PY) -m models.contract draft $(DATA) --out $(or $(OUT),contract.yaml) $(CONTRACT_ARGS)
+
 train: env ## train and register a candidate: synthetic data, or DATA=orders.csv|.parquet|dir
 	$(PY) train.py $(if $(DATA),--data $(DATA)) $(if $(LABELS),--labels $(LABELS)) $(TRAIN_ARGS)
 

@@ -4,7 +4,10 @@ Independent of ``models/training/synthetic_orders.py`` on purpose (another world
 generator's): a week with busy weekends and a growing platform, restaurants opening during
 the period (so the newest orders meet restaurants the entity history never saw), rainy days,
 right-skewed (log-normal) delay noise instead of Gaussian, ids in another format, timestamps
-with a +01:00 offset, and extra warehouse columns the trainer must ignore.
+with a +01:00 offset, and extra warehouse columns the trainer must ignore with the default
+contract (``make contract`` leaves ``order_id`` out as a row id and drafts ``city``, which
+carries no signal here, as a category). For extra columns that do carry signal, see
+``examples/rich_orders.py``.
 
 python examples/warehouse_export.py --rows 200000 --out orders.csv      # or .parquet
 """
