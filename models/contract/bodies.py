@@ -247,12 +247,14 @@ def random_value(spec: Any, rng: random.Random) -> Any:
             return rng.randint(low, high)
         return int(_clamp(round(_around(spec.example, low, high, rng)), low, high))
     if isinstance(spec, NumberField):
-        low, high = spec.minimum, spec.maximum
+        bottom, top = spec.minimum, spec.maximum
         draw = rng.random()
         if draw < 0.02:
-            return float(rng.choice((low, high)))
-        value = rng.uniform(low, high) if draw < 0.12 else _around(spec.example, low, high, rng)
-        return float(_clamp(round(value, 2), low, high))
+            return float(rng.choice((bottom, top)))
+        near = _around(spec.example, bottom, top, rng)
+        return float(
+            _clamp(round(rng.uniform(bottom, top) if draw < 0.12 else near, 2), bottom, top)
+        )
     raise TypeError(f"no random value for a {type(spec).__name__}")
 
 
@@ -500,15 +502,17 @@ def _field_variations(name: str, spec: Any) -> list[tuple[str, Any]]:
             return []
         names = cohort_names(name, spec, cohort)
         bounds = [spec.minimum, *cohort.edges, spec.maximum]
-        out = []
-        for band, (low, high) in enumerate(itertools.pairwise(bounds)):
-            low, high = max(low, spec.minimum), min(high, spec.maximum)
+        out: list[tuple[str, Any]] = []
+        for band, (start, end) in enumerate(itertools.pairwise(bounds)):
+            low, high = max(start, spec.minimum), min(end, spec.maximum)
             last = band == len(bounds) - 2
+            value: float
             if isinstance(spec, IntegerField):
-                top = high if last else math.ceil(high) - 1
+                # A band holds [low, high) -- the last one [low, high]: its middle integer.
+                top = math.floor(high) if last else math.ceil(high) - 1
                 if top < math.ceil(low):
                     continue
-                value: float = (math.ceil(low) + top) // 2
+                value = (math.ceil(low) + top) // 2
             else:
                 value = round((low + high) / 2, 3)
             out.append((f"{name} {names[band]}", value))
@@ -521,7 +525,7 @@ def _field_variations(name: str, spec: Any) -> list[tuple[str, Any]]:
             step = len(values) / MAX_VALUES_PER_FIELD
             values = [values[int(i * step)] for i in range(MAX_VALUES_PER_FIELD)]
         out = [(f"{name}={value}", value) for value in values]
-        if spec.on_unseen == "other":
+        if spec.on_unseen == "other":  # a value outside the list: the model's other_value
             out.append((f"{name} unseen (-> {spec.other_value})", "canary_unseen_value"))
         return out
     return []

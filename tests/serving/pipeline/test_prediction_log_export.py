@@ -47,6 +47,7 @@ from serving.pipeline.prediction_log.export import (
     write_export,
 )
 from tests.harness.local_server import ROOT
+from tests.models.contract.mixed_contract import MIXED
 
 DEFAULT = default_contract()
 MODEL = "delivery_eta:v1"
@@ -59,22 +60,6 @@ OLD_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS feedback (
         prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL, feedback_at REAL NOT NULL)""",
 ]
-# A contract of every kind: the export must decode each back to what the request sent.
-MIXED = parse_contract(
-    """
-target: {column: minutes, maximum: 240}
-timestamp: {column: ordered_at}
-fields:
-  store_id: {kind: entity, example: s_001, key: store}
-  weather: {kind: category, values: [sunny, rain, fog], example: rain}
-  vehicle: {kind: category, values: [bike, car], on_unseen: other, example: car}
-  city_tier: {kind: category, values: [1, 2, 3], example: 2}
-  items: {kind: integer, minimum: 1, maximum: 40, example: 3}
-  festival: {kind: boolean, example: false}
-  rating: {kind: number, minimum: 1, maximum: 5, example: 4.5, required: false, default: 4.0}
-  courier_id: {kind: entity, example: c_17}
-"""
-)
 
 
 @dataclass(eq=False)  # hashable by identity: tests key their labels by (request, row)
@@ -111,8 +96,7 @@ class Logged:
         served = dict(zip(SERVED_COLUMNS, [self.ids[row], self.block.model_version], strict=False))
         served |= dict(zip(SERVED_COLUMNS[2:], outputs, strict=True))
         aggregates = {
-            name: features[contract.feature_names.index(name)]
-            for name in contract.entity_features
+            name: features[contract.feature_names.index(name)] for name in contract.entity_features
         }
         return values | served | aggregates
 
@@ -138,7 +122,9 @@ def _logged(
             order[field] = f"{'rD'[n % 2]}-{seed}.{i}:{n}_x"
     fields = [*contract.fields, *contract.entity_features]
     defaults = {n: getattr(s, "default", None) for n, s in contract.fields.items()}
-    namespaces = [SimpleNamespace(**{f: order.get(f, defaults.get(f)) for f in fields}) for order in orders]
+    namespaces = [
+        SimpleNamespace(**{f: order.get(f, defaults.get(f)) for f in fields}) for order in orders
+    ]
     features, _ = FeatureAssembler(contract).assemble(
         namespaces,
         OnlineValues.missing(contract.entity_features, rows, failed=False),
