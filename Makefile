@@ -100,8 +100,8 @@ models: env ## list model versions and their stages
 	$(PY) -m models.promotion status
 
 URL ?= http://127.0.0.1:$(PORT)
-canary: env ## golden requests against a deployed service (URL=...); non-zero on any regression
-	$(PY) deploy/canary/canary.py --url $(URL)
+canary: env ## golden requests against a deployed service (URL=... [GOLDEN=file]); non-zero on any regression
+	$(PY) deploy/canary/canary.py --url $(URL) $(if $(GOLDEN),--golden $(GOLDEN))
 
 lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock

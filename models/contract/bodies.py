@@ -517,15 +517,24 @@ def _field_variations(name: str, spec: Any) -> list[tuple[str, Any]]:
                 value = round((low + high) / 2, 3)
             out.append((f"{name} {names[band]}", value))
         return out
+    # A boolean's or category's variations are named by their cohort when the field has one.
+    labels = cohort_names(name, spec, cohort) if cohort is not None else None
     if isinstance(spec, BooleanField):
-        return [(f"{name}={value}", value) for value in (False, True)]
+        return [
+            (f"{name} {labels[i]}" if labels else f"{name}={value}", value)
+            for i, value in enumerate((False, True))
+        ]
     if isinstance(spec, CategoryField):
-        values = list(spec.values)
-        if len(values) > MAX_VALUES_PER_FIELD:
-            step = len(values) / MAX_VALUES_PER_FIELD
-            values = [values[int(i * step)] for i in range(MAX_VALUES_PER_FIELD)]
-        out = [(f"{name}={value}", value) for value in values]
+        indices = list(range(len(spec.values)))
+        if len(indices) > MAX_VALUES_PER_FIELD:
+            step = len(indices) / MAX_VALUES_PER_FIELD
+            indices = [int(i * step) for i in range(MAX_VALUES_PER_FIELD)]
+        out = [
+            (f"{name} {labels[i]}" if labels else f"{name}={spec.values[i]}", spec.values[i])
+            for i in indices
+        ]
         if spec.on_unseen == "other":  # a value outside the list: the model's other_value
-            out.append((f"{name} unseen (-> {spec.other_value})", "canary_unseen_value"))
+            label = labels[-1] if labels else f"unseen (-> {spec.other_value})"
+            out.append((f"{name} {label}", "canary_unseen_value"))
         return out
     return []
