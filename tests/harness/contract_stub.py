@@ -52,6 +52,8 @@ def contract_stub(contract: FeatureContract | None) -> Iterator[ContractStub]:
     state = ContractStub("", contract)
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as load generators expect
+
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
@@ -116,7 +118,13 @@ def contract_stub(contract: FeatureContract | None) -> Iterator[ContractStub]:
             else:
                 self._send(404, {"error": "not found"})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a load generator hanging up mid-answer is no error of the stub
+
+    server = Server(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
