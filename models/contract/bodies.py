@@ -298,7 +298,7 @@ class InvalidVariant:
     """One way to break a request; :meth:`body` builds it from valid orders."""
 
     kind: str
-    """What is wrong, in words (``distance_km above its maximum 50``)."""
+    """What is wrong, in words (``<field> above its maximum <bound>``)."""
     field: str | None
     """The field it breaks; None when the body as a whole is wrong (not JSON, no envelope)."""
     build: Callable[[list[dict[str, Any]], random.Random], bytes]
