@@ -151,3 +151,45 @@ def test_make_promote_refuses_a_breaking_candidate_unless_allowed(
     assert f"API widening: {DISTANCE}" in widened.comparison.table()
     assert widened.promoted, widened.comparison.table()
     assert bentoml.models.get(widened_tag).info.labels["gate_contract"] == "widened"
+
+
+# The value field removed from the contract: a model of four fields.
+WITHOUT_VALUE = _default_edited(
+    "\n  order_value:\n    kind: number\n    minimum: 0\n    maximum: 100000\n    example: 27.5\n"
+    "    monotonic: increasing",
+    "",
+)
+
+
+@pytest.fixture(scope="module")
+def without_value_tag(store_home: Path) -> str:
+    """The session model's training without the value field."""
+    return train_and_register(TrainingConfig.small(), stage=CANDIDATE, contract=WITHOUT_VALUE).tag
+
+
+def test_a_removed_field_is_a_break_and_production_is_scored_through_its_own_contract(
+    store_home: Path, base_tag: str, without_value_tag: str
+) -> None:
+    assert VALUE not in WITHOUT_VALUE.fields
+    comparison = gate.compare(without_value_tag, base_tag, latency_calls=FAST_LATENCY_CALLS)
+    assert not comparison.passed
+    assert comparison.decision.startswith(f"REFUSE (API break in {VALUE}")
+    assert f"API break: {VALUE}: removed" in comparison.table()
+    # Each model read the holdout through its own contract: both were scored.
+    assert comparison.production is not None and comparison.production.mae is not None
+    assert comparison.mae_ratio is not None
+
+    # A holdout without the removed column: production cannot be scored on it. Allowed, the
+    # break is promoted on the candidate's accuracy and speed alone, and the note says so.
+    holdout = gate._holdout_for(load_artifact(without_value_tag)).drop(columns=[VALUE])
+    allowed = gate.compare(
+        without_value_tag,
+        base_tag,
+        holdout,
+        latency_calls=FAST_LATENCY_CALLS,
+        allow_api_break=True,
+    )
+    assert allowed.production is not None and allowed.production.mae is None
+    assert allowed.mae_ratio is None and allowed.mae_ok
+    assert any("cannot be scored on this holdout" in note for note in allowed.notes)
+    assert "| holdout MAE (min) |" in allowed.table()
