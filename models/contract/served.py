@@ -121,7 +121,7 @@ def _stored_model(tag: str) -> Any:
 
     try:
         return bentoml.models.get(tag)
-    except (bentoml.exceptions.NotFound, ValueError):
+    except (bentoml.exceptions.BentoMLException, ValueError):
         return None
 
 

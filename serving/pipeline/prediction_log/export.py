@@ -156,7 +156,7 @@ def _stored_contract(version: str) -> FeatureContract | None:
 
     try:
         stored = bentoml.models.get(version)
-    except (bentoml.exceptions.NotFound, ValueError):
+    except (bentoml.exceptions.BentoMLException, ValueError):
         return None
     try:
         return contract_from_metadata(stored.info.metadata) or default_contract()

@@ -741,3 +741,26 @@ def test_the_command_line_refuses_in_one_line(
     )
     _refused(_main(capsys, "--out", str(out), "--path", str(log), "--since", "0"), "--since")
     assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_export_is_a_training_file(tmp_path: Path) -> None:
+    """What train.py --data reads: the trainer's own check accepts the exported file, every
+    row, with the values the requests sent."""
+    from models.training.order_history import read_order_history
+
+    out = tmp_path / "labels.parquet"
+    logged = _logged(300, 9)
+    labels = {row: 15.0 + row / 7 for row in range(300)}
+    write_export(
+        _pages((logged, labels)),
+        out,
+        export_module.ExportSummary(str(out), "sqlite"),
+        DEFAULT,
+        {MODEL: DEFAULT}.get,
+    )
+
+    orders, report, _ = read_order_history(out, min_rows=1, min_days=0)
+
+    assert report.rows_dropped == 0 and len(orders) == 300
+    first = DEFAULT.entity_fields[0]
+    assert sorted(orders[first].astype(str)) == sorted(o[first] for o in logged.orders)
