@@ -25,9 +25,9 @@ from models.contract import (
     IntegerField,
     NumberField,
     default_contract,
-    load_contract,
 )
 from models.contract.bodies import override_bounds
+from models.contract.served import load_contract_file
 
 EntityId = Annotated[
     str, Field(min_length=1, max_length=ENTITY_ID_MAX_LENGTH, pattern=ENTITY_ID_PATTERN)
@@ -70,9 +70,10 @@ def order_model(contract: FeatureContract) -> type[BaseModel]:
 
 
 def floor_contract() -> FeatureContract:
-    """``FLOOR_CONTRACT``'s contract, else the default one."""
+    """``FLOOR_CONTRACT``'s contract (a served contract saved as JSON, or YAML), else the
+    default one."""
     path = os.environ.get("FLOOR_CONTRACT")
-    return load_contract(path) if path else default_contract()
+    return load_contract_file(path) if path else default_contract()
 
 
 Order = order_model(floor_contract())

@@ -125,16 +125,29 @@ def _stored_model(tag: str) -> Any:
         return None
 
 
+def load_contract_file(path: str | Path) -> FeatureContract:
+    """A contract file: a served contract saved as JSON (``GET /contract``'s answer), else a
+    YAML contract (``load_contract``: errors name the line). JSON is read as JSON: YAML 1.1
+    would read a number such as ``1e-05`` as text."""
+    source = Path(path)
+    if source.suffix == ".json":
+        try:
+            return FeatureContract.model_validate(json.loads(source.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ContractUnavailable(f"{source}: not a feature contract: {exc}") from None
+    try:
+        return load_contract(source)
+    except ContractError as exc:
+        raise ContractUnavailable(str(exc)) from None
+
+
 def resolve_contract(
     *, url: str | None = None, contract_file: str | Path | None = None, model_tag: str | None = None
 ) -> FeatureContract:
     """The contract a tool builds its bodies from: ``contract_file`` if given, else the one
     the service at ``url`` serves, else model ``model_tag``'s, else the default contract."""
     if contract_file is not None:
-        try:
-            return load_contract(contract_file)  # YAML; a JSON file is YAML too
-        except ContractError as exc:
-            raise ContractUnavailable(str(exc)) from None
+        return load_contract_file(contract_file)
     if url is not None:
         return fetch_contract(url)
     if model_tag is not None:
