@@ -389,13 +389,11 @@ def write_export(
                 summary.skipped_block_missing += len(labelled.labels) - len(in_block)
                 if not in_block:
                     continue
-                ids = (
-                    None
-                    if block.entity_ids is None
-                    else decode_entity_ids(
-                        block.entity_ids, block.rows, len(contract.entity_fields)
-                    )
-                )
+                fields = len(contract.entity_fields)
+                ids: list[list[str]] | None = []  # a contract without entities needs none
+                if fields:
+                    stored = block.entity_ids
+                    ids = None if stored is None else decode_entity_ids(stored, block.rows, fields)
                 if ids is None:
                     summary.skipped_no_ids += len(in_block)
                     continue

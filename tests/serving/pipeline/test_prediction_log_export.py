@@ -764,3 +764,25 @@ def test_the_export_is_a_training_file(tmp_path: Path) -> None:
     assert report.rows_dropped == 0 and len(orders) == 300
     first = DEFAULT.entity_fields[0]
     assert sorted(orders[first].astype(str)) == sorted(o[first] for o in logged.orders)
+
+
+def test_a_contract_without_entities_needs_no_ids(tmp_path: Path) -> None:
+    out = tmp_path / "labels.parquet"
+    plain = parse_contract(
+        """
+target: {column: minutes}
+timestamp: {column: at}
+fields:
+  weather: {kind: category, values: [sunny, rain], example: rain}
+  km: {kind: number, minimum: 0, maximum: 30, example: 2.5}
+"""
+    )
+    logged = _logged(6, 3, contract=plain, with_ids=False)
+    labels = {0: 12.0, 5: 40.0}
+    summary = write_export(
+        _pages((logged, labels)), out, export_module.ExportSummary(str(out), "sqlite"), plain
+    )
+    assert (summary.rows_written, summary.skipped_no_ids) == (2, 0)
+    frame = _read(out, plain)
+    assert list(frame.columns[:4]) == ["at", "weather", "km", "minutes"]
+    assert list(frame["minutes"]) == [12.0, 40.0]
