@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest.wrk_bodies import write_wrk_bodies
 from tests.harness.local_server import ROOT, local_server
 
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"
@@ -63,6 +64,8 @@ def main() -> int:
         if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
             print("refusing to load anything but loopback", file=sys.stderr)
             return 2
+        # Orders of the contract the service serves, with its model's known entity ids.
+        bodies = write_wrk_bodies(url, ROOT / "loadtest" / "results" / "batching-check-bodies")
         before = batch_histogram(url)
         wrk = subprocess.run(
             [
@@ -74,6 +77,8 @@ def main() -> int:
                 "-s",
                 str(ROOT / "loadtest" / "predict.lua"),
                 f"{url}/v1/predict",
+                "--",
+                *bodies.script_args(),
             ],
             capture_output=True,
             text=True,

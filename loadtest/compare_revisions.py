@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
 from loadtest.bench.wrk import parse_wrk, run_wrk
+from loadtest.wrk_bodies import write_wrk_bodies
 from tests.harness.local_server import (
     free_port,
     private_bentoml_home,
@@ -33,10 +34,12 @@ from tests.harness.local_server import (
     wait_ready,
 )
 
+BATCH_ROWS = 1000
 JOBS = {
-    "single": ("/v1/predict", SINGLE_SCRIPT, [], 64),
-    "batch": ("/v1/predict/batch", BATCH_SCRIPT, ["1000"], 8),
+    "single": ("/v1/predict", SINGLE_SCRIPT, None, 64),
+    "batch": ("/v1/predict/batch", BATCH_SCRIPT, BATCH_ROWS, 8),
 }
+"""(route, wrk script, rows per body -- None for single orders --, connections)."""
 
 
 def main() -> None:
@@ -80,18 +83,21 @@ def main() -> None:
         for target in targets.values():
             wait_ready(target.url, 180, procs[target.name])
         time.sleep(5)  # let start-up work (gc, first batches) settle
+        # One set of bodies for both: the new code's served contract (an old revision without
+        # GET /contract serves the default one), its model's known entity ids.
+        bodies = write_wrk_bodies(targets["after"].url, args.out / "bodies", [BATCH_ROWS])
         results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {
             (name, job): [] for name in checkouts for job in JOBS
         }
         for round_ in range(args.rounds):
             order = list(checkouts) if round_ % 2 == 0 else list(checkouts)[::-1]
-            for job, (path, script, script_args, connections) in JOBS.items():
+            for job, (path, script, rows, connections) in JOBS.items():
                 for name in order:
                     measured = run_wrk(
                         targets[name],
                         path=path,
                         script=script,
-                        script_args=script_args,
+                        script_args=bodies.script_args(rows),
                         connections=connections,
                         duration_s=args.duration,
                         threads=2,

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.schema import ORDER_EXAMPLE as ORDER
+from models.contract.bodies import example_order
+from models.contract.served import fetch_contract
 
 
 def workers(server_pid: int) -> list[psutil.Process]:
@@ -46,10 +47,12 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def drive(url: str, stop: threading.Event, tally: dict[str, int], lock: threading.Lock) -> None:
-    """Keep one keep-alive connection busy until ``stop``; count requests and reconnects."""
+def drive(
+    url: str, body: str, stop: threading.Event, tally: dict[str, int], lock: threading.Lock
+) -> None:
+    """Keep one keep-alive connection busy with ``body`` until ``stop``; count requests and
+    reconnects."""
     target = urlsplit(url)
-    body = json.dumps(ORDER)
     requests = reconnects = 0
     connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80)
     while not stop.is_set():
@@ -81,8 +84,9 @@ def main() -> None:
     before = {p.pid: cpu_seconds(p) for p in processes}
     stop, lock = threading.Event(), threading.Lock()
     tally = {"requests": 0, "reconnects": 0}
+    body = json.dumps(example_order(fetch_contract(args.url)))  # the served contract's example
     threads = [
-        threading.Thread(target=drive, args=(args.url, stop, tally, lock))
+        threading.Thread(target=drive, args=(args.url, body, stop, tally, lock))
         for _ in range(args.connections)
     ]
     for thread in threads:

@@ -2,9 +2,15 @@
 
 Per task pick (weights below): single predictions of realistic random orders (known entity ids
 and ~10 % unknown ones, a few with request-side feature overrides), batch calls of 10-500
-orders, health checks, and ~2 % invalid payloads that MUST be refused with a 4xx. A refused
-invalid payload is a success; a 2xx or 5xx answer to one is a failure. Every request is named
-for the stats (``NAME_*`` below), so the CSV has one row per kind.
+orders, health checks, and ~2 % invalid payloads that MUST be refused with a 4xx (a 400 that
+names the field the payload breaks). A refused invalid payload is a success; a 2xx or 5xx
+answer to one is a failure. Every request is named for the stats (``NAME_*`` below), so the CSV
+has one row per kind.
+
+The bodies come from the service's own feature contract: read from the host's
+``GET /contract`` when the first user starts (``LOADTEST_CONTRACT=file.yaml`` instead), built
+by ``models.contract.bodies``; known entity ids are the served model's, from this machine's
+model store when it holds it (else ids derived from the contract's examples).
 
 Run through ``make loadtest`` (headless, CSV + HTML, SLO verdict) or directly:
 
@@ -20,7 +26,8 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +35,18 @@ from locust import FastHttpUser, between, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.slo import INVALID_PREFIX, is_loopback_url
+from models.contract import FeatureContract
+from models.contract.bodies import (
+    InvalidVariant,
+    OrderGenerator,
+    invalid_batch_variants,
+    invalid_predict_variants,
+)
+from models.contract.served import ContractUnavailable, load_ids, resolve_contract
 
-KNOWN_RESTAURANTS = 300  # r_0000 .. r_0299 are in the feature store
-KNOWN_DRIVERS = 800  # d_0000 .. d_0799
-UNKNOWN_SHARE = 0.10
-OVERRIDE_SHARE = 0.05  # orders that send their own entity averages
 BATCH_ROWS = (10, 500)
+INVALID_SINGLE_SHARE = 0.8
+"""Of the invalid payloads, the share sent to /v1/predict (the rest to the batch route)."""
 
 NAME_PREDICT = "POST /v1/predict"
 NAME_BATCH = "POST /v1/predict/batch"
@@ -50,103 +63,82 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # ----------------------------------------------------------------------------- payloads
 
 
-def entity_id(rng: random.Random, prefix: str, known: int) -> str:
-    """A known id (``r_0042``) or, ~10 % of the time, one the store has never seen."""
-    if rng.random() < UNKNOWN_SHARE:
-        return f"{prefix}_new_{rng.randrange(1_000_000)}"
-    return f"{prefix}_{rng.randrange(known):04d}"
+@dataclass(frozen=True)
+class InvalidRequest:
+    """One invalid request: where it goes, its stats name, and what it breaks."""
+
+    path: str
+    name: str
+    kind: str
+    field: str | None
+    field_named: bool
+    body: bytes
+    content_type: str
 
 
-def random_order(rng: random.Random) -> dict[str, Any]:
-    """A plausible order: mostly short trips, a third at peak hour, a long-tailed basket."""
-    order: dict[str, Any] = {
-        "restaurant_id": entity_id(rng, "r", KNOWN_RESTAURANTS),
-        "driver_id": entity_id(rng, "d", KNOWN_DRIVERS),
-        "distance_km": round(min(max(rng.lognormvariate(1.1, 0.6), 0.1), 50.0), 2),
-        "is_peak_hour": 1 if rng.random() < 0.35 else 0,
-        "order_value": round(min(rng.lognormvariate(3.3, 0.5), 100_000.0), 2),
-    }
-    if rng.random() < OVERRIDE_SHARE:
-        order["restaurant_avg_delivery_time"] = round(rng.uniform(15, 60), 1)
-    if rng.random() < OVERRIDE_SHARE:
-        order["driver_avg_delivery_time"] = round(rng.uniform(15, 60), 1)
-    return order
+@dataclass(frozen=True)
+class Mix:
+    """The payloads of one contract: valid orders and batches, invalid requests."""
+
+    contract: FeatureContract
+    known_ids: Mapping[str, Sequence[str]] | None = None
+    generator: OrderGenerator = field(init=False)
+    invalid_predict: list[InvalidVariant] = field(init=False)
+    invalid_batch: list[InvalidVariant] = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "generator", OrderGenerator(self.contract, self.known_ids))
+        set_(self, "invalid_predict", invalid_predict_variants(self.contract))
+        set_(self, "invalid_batch", invalid_batch_variants(self.contract))
+
+    def random_order(self, rng: random.Random) -> dict[str, Any]:
+        """A plausible order (``OrderGenerator``: every field's range, known and unknown ids,
+        a few overrides)."""
+        return self.generator.order(rng)
+
+    def random_batch(self, rng: random.Random) -> list[dict[str, Any]]:
+        """10 to 500 random orders."""
+        return self.generator.orders(rng, rng.randint(*BATCH_ROWS))
+
+    def invalid_request(self, rng: random.Random) -> InvalidRequest:
+        """One invalid request; 4 in 5 are single."""
+        single = rng.random() < INVALID_SINGLE_SHARE
+        variants = self.invalid_predict if single else self.invalid_batch
+        variant = variants[rng.randrange(len(variants))]
+        orders = self.generator.orders(rng, 21)
+        path, name = (
+            ("/v1/predict", NAME_INVALID_PREDICT)
+            if single
+            else ("/v1/predict/batch", NAME_INVALID_BATCH)
+        )
+        return InvalidRequest(
+            path,
+            name,
+            variant.kind,
+            variant.field,
+            variant.field_named,
+            variant.body(orders, rng),
+            variant.content_type,
+        )
 
 
-def random_batch(rng: random.Random) -> list[dict[str, Any]]:
-    return [random_order(rng) for _ in range(rng.randint(*BATCH_ROWS))]
+_MIX: Mix | None = None
+
+
+def mix_for(host: str) -> Mix:
+    """The payload mix of the contract ``host`` serves (``LOADTEST_CONTRACT`` overrides it);
+    read once per locust process."""
+    global _MIX
+    if _MIX is None:
+        contract_file = os.environ.get("LOADTEST_CONTRACT") or None
+        contract = resolve_contract(url=host, contract_file=contract_file)
+        _MIX = Mix(contract, load_ids(host, contract))
+    return _MIX
 
 
 def _dump(payload: Any) -> bytes:
     return json.dumps(payload).encode()
-
-
-def _set(field: str, value: Any) -> Callable[[random.Random], bytes]:
-    def build(rng: random.Random) -> bytes:
-        return _dump({**random_order(rng), field: value})
-
-    return build
-
-
-def _without(field: str) -> Callable[[random.Random], bytes]:
-    def build(rng: random.Random) -> bytes:
-        order = random_order(rng)
-        order.pop(field)
-        return _dump(order)
-
-    return build
-
-
-# (kind, body builder, content type) for /v1/predict; every one must be refused with a 4xx.
-INVALID_PREDICT: list[tuple[str, Callable[[random.Random], bytes], str]] = [
-    ("distance too far", _set("distance_km", 99), "application/json"),
-    ("distance zero", _set("distance_km", 0), "application/json"),
-    ("negative order value", _set("order_value", -5), "application/json"),
-    ("peak hour 2", _set("is_peak_hour", 2), "application/json"),
-    ("peak hour as text", _set("is_peak_hour", "yes"), "application/json"),
-    ("distance as text", _set("distance_km", "far"), "application/json"),
-    ("missing driver", _without("driver_id"), "application/json"),
-    ("missing distance", _without("distance_km"), "application/json"),
-    ("unknown field", _set("tip", 3), "application/json"),
-    ("bad id characters", _set("restaurant_id", "r 42; DROP"), "application/json"),
-    ("id too long", _set("driver_id", "d" * 65), "application/json"),
-    ("override out of range", _set("driver_avg_delivery_time", 301), "application/json"),
-    ("override zero", _set("restaurant_avg_delivery_time", 0), "application/json"),
-    ("NaN distance", _set("distance_km", float("nan")), "application/json"),  # json: NaN
-    ("Infinity order value", _set("order_value", float("inf")), "application/json"),
-    ("truncated JSON", lambda rng: _dump(random_order(rng))[:-7], "application/json"),
-    ("JSON list", lambda rng: _dump([random_order(rng)]), "application/json"),
-    ("empty body", lambda rng: b"", "application/json"),
-    ("not JSON", lambda rng: b"restaurant_id=r_0001&driver_id=d_0001", "text/plain"),
-]
-
-# ... and for /v1/predict/batch.
-INVALID_BATCH: list[tuple[str, Callable[[random.Random], bytes], str]] = [
-    ("no orders", lambda rng: _dump({"orders": []}), "application/json"),
-    ("orders not a list", lambda rng: _dump({"orders": random_order(rng)}), "application/json"),
-    (
-        "one bad order in the batch",
-        lambda rng: _dump(
-            {"orders": [*random_batch(rng)[:20], {**random_order(rng), "distance_km": -1}]}
-        ),
-        "application/json",
-    ),
-    (
-        "too many orders",
-        lambda rng: _dump({"orders": [random_order(rng)] * 1001}),
-        "application/json",
-    ),
-    ("bare order, no envelope", lambda rng: _dump(random_order(rng)), "application/json"),
-]
-
-
-def invalid_request(rng: random.Random) -> tuple[str, str, str, bytes, str]:
-    """(path, stats name, kind, body, content type) of one invalid request; 4 in 5 are single."""
-    if rng.random() < 0.8:
-        kind, build, content_type = rng.choice(INVALID_PREDICT)
-        return "/v1/predict", NAME_INVALID_PREDICT, kind, build(rng), content_type
-    kind, build, content_type = rng.choice(INVALID_BATCH)
-    return "/v1/predict/batch", NAME_INVALID_BATCH, kind, build(rng), content_type
 
 
 def think_time() -> tuple[float, float]:
@@ -164,6 +156,11 @@ def _loopback_only(environment: Any, **_: Any) -> None:
         raise SystemExit(
             f"refusing to load {host}: loopback hosts only (127.0.0.0/8, localhost, [::1])"
         )
+    if host:
+        try:  # fail at start, not in every user, when the contract cannot be read
+            mix_for(host)
+        except ContractUnavailable as exc:
+            raise SystemExit(f"cannot build the payloads: {exc}") from None
 
 
 class DeliveryEtaClient(FastHttpUser):
@@ -173,12 +170,13 @@ class DeliveryEtaClient(FastHttpUser):
 
     def on_start(self) -> None:
         self.rng = random.Random()
+        self.mix = mix_for(self.host or "")
 
     @task(WEIGHT_PREDICT)
     def predict(self) -> None:
         with self.client.post(
             "/v1/predict",
-            data=_dump(random_order(self.rng)),
+            data=_dump(self.mix.random_order(self.rng)),
             headers=JSON_HEADERS,
             name=NAME_PREDICT,
             catch_response=True,
@@ -192,7 +190,7 @@ class DeliveryEtaClient(FastHttpUser):
 
     @task(WEIGHT_BATCH)
     def predict_batch(self) -> None:
-        orders = random_batch(self.rng)
+        orders = self.mix.random_batch(self.rng)
         with self.client.post(
             "/v1/predict/batch",
             data=_dump({"orders": orders}),
@@ -217,15 +215,23 @@ class DeliveryEtaClient(FastHttpUser):
 
     @task(WEIGHT_INVALID)
     def invalid(self) -> None:
-        path, name, kind, body, content_type = invalid_request(self.rng)
+        bad = self.mix.invalid_request(self.rng)
         with self.client.post(
-            path,
-            data=body,
-            headers={"Content-Type": content_type},
-            name=name,
+            bad.path,
+            data=bad.body,
+            headers={"Content-Type": bad.content_type},
+            name=bad.name,
             catch_response=True,
         ) as response:
-            if 400 <= response.status_code < 500:
-                response.success()  # refused, as it must be
+            status = response.status_code
+            if not 400 <= status < 500:
+                response.failure(f"invalid payload ({bad.kind}) answered HTTP {status}")
+            elif (
+                status == 400
+                and bad.field
+                and bad.field_named
+                and bad.field not in (response.text or "")
+            ):
+                response.failure(f"invalid payload ({bad.kind}): the 400 does not name {bad.field}")
             else:
-                response.failure(f"invalid payload ({kind}) answered HTTP {response.status_code}")
+                response.success()  # refused, as it must be

@@ -3,7 +3,9 @@
     python loadtest/lone_batch.py --url http://127.0.0.1:3000 [--rows 1000] [--calls 40]
 
 Sends the same body ``--calls`` times, one at a time on one keep-alive connection, drops the
-first 5 (warm-up) and prints the p50 and the minimum. Loopback only, like every load here.
+first 5 (warm-up) and prints the p50 and the minimum. The body's orders are random orders of the
+contract the service serves (``GET /contract``; ``models.contract.bodies``). Loopback only,
+like every load here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ import http.client
 import json
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from models.contract.bodies import OrderGenerator
+from models.contract.served import fetch_contract, load_ids
 
 
 def main() -> None:
@@ -24,18 +32,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=40)
     args = parser.parse_args()
-    rng = random.Random(1)
-    orders = [
-        {
-            "restaurant_id": f"r_{rng.randint(0, 330):04d}",
-            "driver_id": f"d_{rng.randint(0, 880):04d}",
-            "distance_km": round(rng.uniform(0.3, 12), 2),
-            "is_peak_hour": rng.randint(0, 1),
-            "order_value": round(rng.uniform(5, 85), 2),
-        }
-        for _ in range(args.rows)
-    ]
-    body = json.dumps({"orders": orders})
+    contract = fetch_contract(args.url)
+    generator = OrderGenerator(contract, load_ids(args.url, contract))
+    body = json.dumps({"orders": generator.orders(random.Random(1), args.rows)})
     target = urlsplit(args.url)
     connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80)
     latencies_ms = []

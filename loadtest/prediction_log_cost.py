@@ -25,6 +25,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.contract import FeatureContract, default_contract
+from models.contract.bodies import derived_ids
 from serving.pipeline.prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
@@ -38,17 +40,28 @@ from tests.harness.redis_server import RedisServer
 MODEL_VERSION = "delivery_eta:5lz6bbxggczb6ax4"  # a real tag's length
 
 
-def _blocks(total_rows: int, rows_per_block: int) -> list[PredictionBlock]:
+def _blocks(
+    total_rows: int, rows_per_block: int, contract: FeatureContract | None = None
+) -> list[PredictionBlock]:
+    """Blocks of the contract's width (default: the default contract), with entity ids
+    shaped like its examples (``r_0042`` -> ``r_0000`` .. ``r_0799``)."""
+    contract = contract or default_contract()
     rng = np.random.default_rng(0)
+    pools = {
+        field: derived_ids(str(getattr(contract.fields[field], "example", field)), 800)
+        for field in contract.entity_fields
+    }
     blocks = []
     for _ in range(total_rows // rows_per_block):
         key, _ = new_prediction_ids(rows_per_block)
-        features = rng.uniform(0, 50, (rows_per_block, 5))
+        features = rng.uniform(0, 50, (rows_per_block, len(contract.feature_names)))
         outputs = rng.uniform(5, 90, (rows_per_block, 3))
-        # Ids shaped as the generated world's (serving.schema's example: r_0042, d_0117).
-        restaurants = [f"r_{n:04d}" for n in rng.integers(0, 500, rows_per_block)]
-        drivers = [f"d_{n:04d}" for n in rng.integers(0, 800, rows_per_block)]
-        entity_ids = encode_entity_ids(restaurants, drivers)
+        entity_ids = encode_entity_ids(
+            [
+                [pool[n] for n in rng.integers(0, len(pool), rows_per_block)]
+                for pool in pools.values()
+            ]
+        )
         blocks.append(
             PredictionBlock(key, time.time(), MODEL_VERSION, features, outputs, entity_ids)
         )

@@ -24,12 +24,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.schema import ORDER_EXAMPLE as ORDER
+from models.contract.bodies import example_order
+from models.contract.served import fetch_contract
 
 
-def _predict_latencies(host: str, port: int, seconds: float) -> list[float]:
+def _predict_latencies(host: str, port: int, seconds: float, body: str) -> list[float]:
     connection = http.client.HTTPConnection(host, port, timeout=60)
-    body, headers = json.dumps(ORDER), {"content-type": "application/json"}
+    headers = {"content-type": "application/json"}
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -75,18 +76,21 @@ def main() -> None:
     args = parser.parse_args()
     target = urlsplit(args.url)
     host, port = target.hostname or "127.0.0.1", target.port or 80
+    order = example_order(fetch_contract(args.url))  # the served contract's example
     for i in range(args.warm_series):  # on today's code each makes a new series
         connection = http.client.HTTPConnection(host, port, timeout=60)
         connection.request(
             "POST",
             "/v1/predict",
-            json.dumps({**ORDER, f"warm_{i}": 1}),
+            json.dumps({**order, f"warm_{i}": 1}),
             {"content-type": "application/json"},
         )
         connection.getresponse().read()
         connection.close()
 
-    print("alone:        ", _summary(_predict_latencies(host, port, args.seconds)))
+    print(
+        "alone:        ", _summary(_predict_latencies(host, port, args.seconds, json.dumps(order)))
+    )
     stop, counts = threading.Event(), []
     scrapers = [
         threading.Thread(target=_scrape_loop, args=(host, port, args.metrics_token, stop, counts))
@@ -95,7 +99,7 @@ def main() -> None:
     for thread in scrapers:
         thread.start()
     try:
-        with_scrapers = _predict_latencies(host, port, args.seconds)
+        with_scrapers = _predict_latencies(host, port, args.seconds, json.dumps(order))
     finally:
         stop.set()
         for thread in scrapers:

@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
-from loadtest.bench.probes import PROBE_ORDER
 from loadtest.bench.processes import TICKS, machine_busy_ticks, tree_cpu_ticks
 from loadtest.bench.wrk import parse_wrk, run_wrk
+from loadtest.wrk_bodies import WrkBodies, write_wrk_bodies
 from tests.harness.local_server import (
     ROOT,
     free_port,
@@ -71,7 +71,8 @@ class Job:
 
     path: str
     script: Path | None
-    script_args: tuple[str, ...]
+    rows: int | None
+    """Orders per body (a batch), or None for single orders (``WrkBodies.script_args``)."""
     connections: int
     rows_per_request: int
 
@@ -81,10 +82,10 @@ class Job:
 
 
 JOBS = {
-    "single": Job("/v1/predict", SINGLE_SCRIPT, (), 64, 1),
-    "batch": Job("/v1/predict/batch", BATCH_SCRIPT, (str(BATCH_ROWS),), 8, BATCH_ROWS),
+    "single": Job("/v1/predict", SINGLE_SCRIPT, None, 64, 1),
+    "batch": Job("/v1/predict/batch", BATCH_SCRIPT, BATCH_ROWS, 8, BATCH_ROWS),
     # one client, one request at a time: the latency a lone caller sees, no queueing in it
-    "lone": Job("/v1/predict", None, (), 1, 1),
+    "lone": Job("/v1/predict", None, None, 1, 1),
 }
 LONE_REQUESTS = 300
 
@@ -274,17 +275,19 @@ def measure(
     target: Target,
     duration_s: int,
     settle_s: float,
+    bodies: WrkBodies,
 ) -> RunRecord:
+    """One run of ``job_name`` against ``target``, with ``bodies`` (the served contract's)."""
     job = JOBS[job_name]
     before = scrape(target.url)
     niced_before = niced_thread_ticks(target.pid)
     if job.script is None:
-        return _measure_lone(round_, config, target, before, niced_before, settle_s)
+        return _measure_lone(round_, config, target, before, niced_before, settle_s, bodies.probe)
     measured = run_wrk(
         target,
         path=job.path,
         script=job.script,
-        script_args=list(job.script_args),
+        script_args=bodies.script_args(job.rows),
         connections=job.connections,
         duration_s=duration_s,
         threads=2,
@@ -317,8 +320,10 @@ def _measure_lone(
     before: ShadowCounters,
     niced_before: int,
     settle_s: float,
+    body: bytes,
 ) -> RunRecord:
-    """``LONE_REQUESTS`` single predictions one after another on one keep-alive connection."""
+    """``LONE_REQUESTS`` single predictions of ``body`` one after another on one keep-alive
+    connection."""
     server_before, busy_before, own_before = (
         sum(tree_cpu_ticks(target.pid).values()),
         machine_busy_ticks(),
@@ -330,9 +335,7 @@ def _measure_lone(
     try:
         for _ in range(LONE_REQUESTS):
             sent = time.perf_counter()
-            connection.request(
-                "POST", "/v1/predict", PROBE_ORDER, {"Content-Type": "application/json"}
-            )
+            connection.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             timings.append((time.perf_counter() - sent) * 1000.0)
@@ -802,10 +805,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for target in targets.values():
             wait_ready(target.url, 180, procs[target.name])
         print(f"servers ready: {', '.join(f'{n} {t.url}' for n, t in targets.items())}", flush=True)
+        # The same bodies for every configuration: the champion's served contract.
+        bodies = write_wrk_bodies(
+            next(iter(targets.values())).url, args.out / "bodies", [BATCH_ROWS]
+        )
         # warm-up (first batches, allocator, caches), which also proves the shadow is on
         for name, target in targets.items():
             for job in args.jobs:
-                warm = measure(-1, job, name, target, args.warmup, 0.3)
+                warm = measure(-1, job, name, target, args.warmup, 0.3, bodies)
                 if name != OFF and warm.counters.rows.get("scored", 0.0) <= 0:
                     raise RuntimeError(
                         f"{name}: the challenger scored no rows during warm-up "
@@ -818,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for round_ in range(args.rounds):
             for job in args.jobs:
                 for name in round_order(args.configs, round_):
-                    record = measure(round_, job, name, targets[name], args.duration, 0.3)
+                    record = measure(round_, job, name, targets[name], args.duration, 0.3, bodies)
                     records.append(record)
                     print(run_line(record), flush=True)
     finally:

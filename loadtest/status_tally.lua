@@ -1,11 +1,12 @@
--- wrk script: randomised /v1/predict orders (predict.lua) plus a tally of every response
--- status, and of 503s that lack Retry-After. Prints "status <code> <count>" lines at the end.
--- Usage (from the repo root): wrk -t2 -c512 -d10s --timeout 30s -s loadtest/status_tally.lua URL
-dofile("loadtest/predict.lua")
+-- wrk script: /v1/predict orders from a bodies file (predict.lua) plus a tally of every
+-- response status, and of 503s that lack Retry-After. Prints "status <code> <count>" lines.
+-- Usage: wrk -t2 -c512 -d10s --timeout 30s -s loadtest/status_tally.lua URL -- BODIES_FILE
+dofile((debug.getinfo(1, "S").source:sub(2):match("^(.*/)") or "") .. "predict.lua")
 
 local threads = {}
+local load_init = init
 function setup(thread) table.insert(threads, thread) end
-function init(args) counts = {}; retry_after_missing = 0 end
+function init(args) load_init(args); counts = {}; retry_after_missing = 0 end
 
 function response(status, headers, body)
   counts[status] = (counts[status] or 0) + 1

@@ -30,7 +30,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from sklearn.ensemble import GradientBoostingRegressor
 
-from models.features import compute_entity_features, training_frame
+from models.contract import default_contract
+from models.features import TARGET, compute_entity_features, training_frame
 from models.training.config import TrainingConfig
 from models.training.dataset import generate_splits
 
@@ -47,15 +48,18 @@ TRAINING_ORDERS = int(os.environ.get("TUTORIAL_TRAINING_ORDERS", "80000"))
 def fit_model(n_orders: int = TRAINING_ORDERS) -> dict[str, Any]:
     """Fit the model on the synthetic history: ``{"model", "restaurant_avg", "driver_avg",
     "default_avg"}`` (the averages come from the earlier history days, like the service's)."""
+    # The project's code builds the training matrix (the default contract's five inputs, in
+    # the order ``features`` below sends them); the app itself is written by hand.
+    contract = default_contract()
     splits = generate_splits(TrainingConfig(n_orders=n_orders))
-    averages = compute_entity_features(splits["history"])
-    features = training_frame(splits["train"], averages).to_numpy()
-    target = splits["train"]["delivery_time_minutes"].to_numpy()
+    averages = compute_entity_features(splits["history"], contract)
+    features = training_frame(splits["train"], contract, averages).to_numpy()
+    target = splits["train"][TARGET].to_numpy()
     model = GradientBoostingRegressor(n_estimators=100, random_state=0).fit(features, target)
     return {
         "model": model,
-        "restaurant_avg": averages.restaurant_avg_delivery_time,
-        "driver_avg": averages.driver_avg_delivery_time,
+        "restaurant_avg": averages.tables["restaurant_avg_delivery_time"],
+        "driver_avg": averages.tables["driver_avg_delivery_time"],
         "default_avg": averages.defaults["restaurant_avg_delivery_time"],
     }
 

@@ -1,12 +1,22 @@
 """Golden requests: send checked-in orders to a deployed service and check every answer.
 
     python deploy/canary/canary.py --url http://127.0.0.1:3000          # exit 1 on any regression
-    python deploy/canary/canary.py --url ... --regenerate               # rewrite expected ranges
+    python deploy/canary/canary.py --url ... --regenerate [--golden F]  # golden orders + ranges
 
-Each golden order carries its entity averages, so the expected range depends only on the model's
-function of the features -- not on which entity snapshot a deployment holds. Ranges are the
-reference model's prediction +- max(3 min, 12 %): a new model that moves a typical order by
-more than that is a regression worth a human look before it takes traffic.
+The golden orders are request bodies of the service's feature contract. Before sending anything
+the canary reads the contract the service serves (``GET /contract``; ``--contract FILE``
+instead) and checks that every golden order is valid for it: golden orders written for another
+contract are refused (exit 2), naming the order and the fields, with the command that writes
+golden orders for this one. ``golden_orders.json`` holds the default contract's.
+
+``--regenerate`` builds the golden orders from the served contract
+(``models.contract.bodies.golden_variations``: the example order, then one order per cohort band
+of each number field and per value of each boolean and category field) and records the
+reference model's answers. Entity ids are ones no feature store holds (or the golden order
+carries its entity averages), so the expected range depends only on the model -- not on which
+entity snapshot a deployment holds. Ranges are the reference model's prediction +- max(3 min,
+12 %): a new model that moves a typical order by more than that is a regression worth a human
+look before it takes traffic.
 """
 
 from __future__ import annotations
@@ -19,6 +29,11 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from models.contract import FeatureContract
+from models.contract.bodies import golden_variations, order_problems
+from models.contract.served import ContractUnavailable, resolve_contract
+
 GOLDEN = Path(__file__).with_name("golden_orders.json")
 PREDICTION_FIELDS = {
     "predicted_delivery_time_min": float,
@@ -29,53 +44,22 @@ PREDICTION_FIELDS = {
     "latency_ms": float,
     "features_source": dict,
 }
-SEED_ORDERS: list[dict[str, Any]] = [
-    {
-        "name": "short off-peak, quick kitchen",
-        "distance_km": 1.2,
-        "is_peak_hour": 0,
-        "order_value": 18.0,
-        "restaurant_avg_delivery_time": 24.0,
-        "driver_avg_delivery_time": 26.0,
-    },
-    {
-        "name": "typical dinner peak",
-        "distance_km": 3.5,
-        "is_peak_hour": 1,
-        "order_value": 32.0,
-        "restaurant_avg_delivery_time": 33.0,
-        "driver_avg_delivery_time": 33.0,
-    },
-    {
-        "name": "long distance, slow driver",
-        "distance_km": 9.0,
-        "is_peak_hour": 0,
-        "order_value": 40.0,
-        "restaurant_avg_delivery_time": 30.0,
-        "driver_avg_delivery_time": 42.0,
-    },
-    {
-        "name": "big order, slow kitchen, peak",
-        "distance_km": 2.5,
-        "is_peak_hour": 1,
-        "order_value": 180.0,
-        "restaurant_avg_delivery_time": 45.0,
-        "driver_avg_delivery_time": 31.0,
-    },
-    {
-        "name": "far and peak",
-        "distance_km": 14.0,
-        "is_peak_hour": 1,
-        "order_value": 25.0,
-        "restaurant_avg_delivery_time": 34.0,
-        "driver_avg_delivery_time": 35.0,
-    },
-]
+MARGIN_MIN, MARGIN_SHARE = 3.0, 0.12
+"""An expected range is the reference prediction +- max(3 min, 12 %)."""
 
 
-def _order(golden: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in golden.items() if k not in ("name", "expected_min", "expected_max")}
-    return {"restaurant_id": "canary_r", "driver_id": "canary_d", **body}
+def invalid_golden(contract: FeatureContract, golden: list[dict[str, Any]]) -> list[str]:
+    """One line per golden order the contract would refuse, naming the order and the fields."""
+    lines = []
+    for case in golden:
+        order = case.get("order")
+        if not isinstance(order, dict):
+            lines.append(f"{case.get('name', '?')}: no order")
+            continue
+        problems = order_problems(contract, order)
+        if problems:
+            lines.append(f"{case['name']}: {'; '.join(problems)}")
+    return lines
 
 
 def check(url: str, golden: list[dict[str, Any]]) -> list[str]:
@@ -83,7 +67,7 @@ def check(url: str, golden: list[dict[str, Any]]) -> list[str]:
     problems = []
     with httpx.Client(base_url=url, timeout=10) as client:
         for case in golden:
-            response = client.post("/v1/predict", json=_order(case))
+            response = client.post("/v1/predict", json=case["order"])
             if response.status_code != 200:
                 problems.append(
                     f"{case['name']}: HTTP {response.status_code} {response.text[:200]}"
@@ -108,26 +92,28 @@ def check(url: str, golden: list[dict[str, Any]]) -> list[str]:
             print(
                 f"  {case['name']:<32} {point:6.2f} min  expected [{case['expected_min']}, {case['expected_max']}]"
             )
-        batch = client.post("/v1/predict/batch", json={"orders": [_order(c) for c in golden]})
+        batch = client.post("/v1/predict/batch", json={"orders": [c["order"] for c in golden]})
         if batch.status_code != 200 or len(batch.json().get("predictions", [])) != len(golden):
             problems.append(f"batch: HTTP {batch.status_code}")
     return problems
 
 
-def regenerate(url: str) -> list[dict[str, Any]]:
-    """Expected ranges from the service at ``url`` (the reference model)."""
+def regenerate(url: str, contract: FeatureContract) -> list[dict[str, Any]]:
+    """Golden orders of ``contract`` with their expected ranges from the service at ``url``
+    (the reference model)."""
     golden = []
     with httpx.Client(base_url=url, timeout=10) as client:
-        for seed in SEED_ORDERS:
+        for name, order in golden_variations(contract):
             point = (
-                client.post("/v1/predict", json=_order(seed))
+                client.post("/v1/predict", json=order)
                 .raise_for_status()
                 .json()["predicted_delivery_time_min"]
             )
-            margin = max(3.0, 0.12 * point)
+            margin = max(MARGIN_MIN, MARGIN_SHARE * point)
             golden.append(
                 {
-                    **seed,
+                    "name": name,
+                    "order": order,
                     "expected_min": round(point - margin, 1),
                     "expected_max": round(point + margin, 1),
                 }
@@ -135,21 +121,49 @@ def regenerate(url: str) -> list[dict[str, Any]]:
     return golden
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Check (exit 0 pass, 1 regression), or regenerate; exit 2 when nothing could be checked
+    (the contract cannot be read, or the golden orders are not valid for it)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", required=True)
     parser.add_argument("--golden", type=Path, default=GOLDEN)
+    parser.add_argument(
+        "--contract", type=Path, help="the served contract from a file, not GET /contract"
+    )
     parser.add_argument("--regenerate", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    url = args.url.rstrip("/")
+    try:
+        contract = resolve_contract(url=url, contract_file=args.contract)
+    except ContractUnavailable as exc:
+        print(f"canary: cannot read the served contract: {exc}", file=sys.stderr)
+        return 2
     if args.regenerate:
-        args.golden.write_text(json.dumps(regenerate(args.url), indent=2) + "\n")
-        print(f"wrote {args.golden}")
+        golden = regenerate(url, contract)
+        args.golden.write_text(json.dumps(golden, indent=2) + "\n")
+        print(f"wrote {len(golden)} golden orders of the served contract to {args.golden}")
         return 0
     golden = json.loads(args.golden.read_text())
-    print(f"canary: {len(golden)} golden orders -> {args.url}")
-    problems = check(args.url.rstrip("/"), golden)
+    refused = invalid_golden(contract, golden)
+    if refused:
+        print(
+            f"canary: {args.golden} does not fit the contract {url} serves "
+            f"({len(refused)} of {len(golden)} golden orders invalid):",
+            file=sys.stderr,
+        )
+        for line in refused:
+            print(f"  {line}", file=sys.stderr)
+        print(
+            "canary: write golden orders for this contract from a reference deployment: "
+            "python deploy/canary/canary.py --url URL --regenerate --golden OTHER.json "
+            "(then make canary GOLDEN=OTHER.json)",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"canary: {len(golden)} golden orders -> {url}")
+    problems = check(url, golden)
     for problem in problems:
         print(f"REGRESSION {problem}")
     print("CANARY: " + ("PASS" if not problems else f"FAIL ({len(problems)} problems)"))

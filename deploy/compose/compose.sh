@@ -12,6 +12,9 @@ export API_IMAGE="${2:?usage: compose.sh up|test|down IMAGE}"
 export API_PORT="${API_PORT:-3000}" REDIS_PORT="${REDIS_PORT:-6379}" PROM_PORT="${PROM_PORT:-9090}"
 export BASE_IMAGE="${BASE_IMAGE:-delivery-eta-base:bookworm-py311}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+# The project's Python builds request bodies from the served feature contract.
+PY="${PY:-$ROOT/.venv/bin/python}"
 PROJECT=delivery-eta
 RUNDIR="${TMPDIR:-/tmp}/delivery-eta-compose"
 export PROM_CONFIG="$RUNDIR/prometheus.yml"
@@ -79,9 +82,14 @@ wait_ready() {
 
 redis_cli() { dc exec -T redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
+# Bodies and entity names from the contract the API serves (GET /contract):
+# python -m models.contract.served example|entities --url URL (module docstring).
+contract_tool() { (cd "$ROOT" && "$PY" -m models.contract.served "$@"); }
+
+# predict ORDER FEATURE: the predicted minutes and where FEATURE (an entity aggregate) came from.
 predict() {
   http -f -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:$API_PORT/v1/predict" \
-    | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["predicted_delivery_time_min"], p["features_source"]["driver_avg_delivery_time"])'
+    | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["predicted_delivery_time_min"], p["features_source"][sys.argv[1]])' "$2"
 }
 
 case "$CMD" in
@@ -117,20 +125,28 @@ case "$CMD" in
     health="$(http -f "http://127.0.0.1:$API_PORT/health")"
     log "health: $health"
     python3 -c 'import json,sys; h=json.loads(sys.argv[1]); fs=h["feature_store"]; assert fs["backend"]=="redis" and fs["state"]=="ready", fs' "$health"
-    order='{"restaurant_id": "r_0001", "driver_id": "d_0001", "distance_km": 3.2, "is_peak_hour": 1, "order_value": 25.0}'
-    read -r before source <<<"$(predict "$order")"
-    [ "$source" = "online" ] || { log "FAIL: driver feature came from '$source', not the store"; exit 1; }
-    # The proof that the value comes from Redis: change the driver's average in
-    # Redis, predict again, expect a different ETA; then put the value back.
-    keys="$(redis_cli --scan --pattern 'delivery_eta:*:driver:d_0001')"
+    api="http://127.0.0.1:$API_PORT"
+    # The served contract's last entity field: its id, its key in Redis, its aggregate.
+    read -r field entity feature <<<"$(contract_tool entities --url "$api" | tail -n 1)" \
+      || { log "FAIL: cannot read the contract from $api/contract"; exit 1; }
+    [ -n "${feature:-}" ] || { log "FAIL: the served contract has no entity field: nothing is read from Redis"; exit 1; }
+    # One id the store holds, from its keys (delivery_eta:<snapshot>:<entity>:<id>).
+    # (No `| head`: under pipefail a SIGPIPE'd redis-cli would fail the script.)
+    keys="$(redis_cli --scan --pattern "delivery_eta:*:$entity:*" --count 1000)"
     key="$(printf '%s\n' "$keys" | tr -d '\r' | sed -n 1p)"
-    [ -n "$key" ] || { log "FAIL: no driver key for d_0001 in Redis"; exit 1; }
+    [ -n "$key" ] || { log "FAIL: no $entity key in Redis"; exit 1; }
+    id="${key#*:"$entity":}"
+    order="$(contract_tool example --url "$api" --set "$field=\"$id\"")"
+    read -r before source <<<"$(predict "$order" "$feature")"
+    [ "$source" = "online" ] || { log "FAIL: $feature came from '$source', not the store"; exit 1; }
+    # The proof that the value comes from Redis: change the entity's average in
+    # Redis, predict again, expect a different ETA; then put the value back.
     orig="$(redis_cli GET "$key" | tr -d '\r')"
     redis_cli SET "$key" 95.0 >/dev/null
-    read -r after _ <<<"$(predict "$order")"
+    read -r after _ <<<"$(predict "$order" "$feature")"
     redis_cli SET "$key" "$orig" >/dev/null
-    read -r restored _ <<<"$(predict "$order")"
-    log "ETA with d_0001 avg $orig: $before min; with 95.0 in Redis: $after min; restored: $restored min"
+    read -r restored _ <<<"$(predict "$order" "$feature")"
+    log "ETA with $field $id avg $orig: $before min; with 95.0 in Redis: $after min; restored: $restored min"
     python3 -c 'import sys; b,a,r=map(float,sys.argv[1:]); assert a>b+1 and abs(r-b)<1e-6, (b,a,r)' "$before" "$after" "$restored" \
       || { log "FAIL: the prediction did not follow the Redis value"; exit 1; }
     # Prometheus scrapes every 5 s; give it a few rounds to report the target up.
@@ -144,7 +160,7 @@ case "$CMD" in
     done
     [ -n "$up" ] || { log "FAIL: Prometheus does not scrape delivery-eta successfully: $targets"; exit 1; }
     log "prometheus: target delivery-eta (127.0.0.1:$API_PORT/metrics) is up"
-    echo "compose-test: PASS  predictions read Redis (ETA $before -> $after min when the driver's average changed)"
+    echo "compose-test: PASS  predictions read Redis (ETA $before -> $after min when $field $id's average changed)"
     ;;
   down)
     render_prometheus_config

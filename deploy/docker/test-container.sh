@@ -20,6 +20,9 @@ START_GOAL_S="${START_GOAL_S:-10}"
 WORKERS="${WORKERS:-2}"
 NAME="delivery-eta-test-$$"
 HOST=127.0.0.1
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# The project's Python builds the request bodies from the served feature contract.
+PY="${PY:-$ROOT/.venv/bin/python}"
 
 log() { printf '[test-container] %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; docker logs --tail 60 "$NAME" >&2 2>&1 || true; exit 1; }
@@ -32,6 +35,8 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || { log "image $IMAGE not found (
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 
 url() { printf 'http://%s:%s%s' "$HOST" "$PORT" "$1"; }
+# Bodies of the contract the image serves (GET /contract): python -m models.contract.served.
+contract_tool() { (cd "$ROOT" && "$PY" -m models.contract.served "$@"); }
 # curl is on the host; --noproxy so a proxy setting can't divert loopback calls.
 http() { curl --noproxy '*' -sS --max-time 10 "$@"; }
 
@@ -64,7 +69,7 @@ t1="$(date +%s.%N)"
 START_S="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 log "start -> ready: ${START_S} s (goal <= ${START_GOAL_S} s)"
 
-ORDER='{"restaurant_id": "r_0001", "driver_id": "d_0001", "distance_km": 3.2, "is_peak_hour": 1, "order_value": 25.0}'
+ORDER="$(contract_tool example --url "$(url '')")" || fail "GET /contract (the served contract's example order)"
 out="$(http -f -H 'Content-Type: application/json' -d "$ORDER" "$(url /v1/predict)")" || fail "POST /v1/predict"
 python3 - "$out" <<'PY' || fail "bad /v1/predict response: $out"
 import json, sys
@@ -74,7 +79,9 @@ assert p["predicted_delivery_time_min"] > 0 and p["model_version"].startswith("d
 PY
 log "predict: $(python3 -c 'import json,sys; p=json.loads(sys.argv[1]); print(p["predicted_delivery_time_min"], "min", p["model_version"])' "$out")"
 
-BATCH="{\"orders\": [$ORDER, {\"restaurant_id\": \"r_0002\", \"driver_id\": \"new_driver\", \"distance_km\": 7.9, \"is_peak_hour\": 0, \"order_value\": 12.5}, $ORDER]}"
+# The example, then the same with entity ids no store holds (the default path), then the example.
+UNKNOWN="$(contract_tool example --url "$(url '')" --unknown-entities)" || fail "GET /contract"
+BATCH="{\"orders\": [$ORDER, $UNKNOWN, $ORDER]}"
 out="$(http -f -H 'Content-Type: application/json' -d "$BATCH" "$(url /v1/predict/batch)")" || fail "POST /v1/predict/batch"
 python3 - "$out" <<'PY' || fail "bad /v1/predict/batch response: $out"
 import json, sys

@@ -6,6 +6,10 @@ files for exactly the modules serving imports, so the runtime image (read-only r
 PYTHONDONTWRITEBYTECODE=1) starts from bytecode without carrying bytecode for the
 thousands of library modules it never loads.
 
+The orders are the served model's: its contract from ``GET /contract``, the bodies from
+``models.contract.bodies`` (the bento's own source) -- the example order, a batch with
+unknown entities and random orders, and one order missing a field (the 400 path).
+
 Usage: python warmup.py BENTO_DIR
 """
 
@@ -13,21 +17,38 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
-ORDER = {
-    "restaurant_id": "r_0001",
-    "driver_id": "d_0001",
-    "distance_km": 3.2,
-    "is_peak_hour": 1,
-    "order_value": 25.0,
-}
+# The bento's source (BENTO_DIR/src): this file is src/deploy/docker/warmup.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from models.contract.bodies import (
+    OrderGenerator,
+    example_order,
+    order_breaks,
+    unknown_id,
+)
+from models.contract.served import fetch_contract
+
+
+def warmup_bodies(url: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """(one order, a batch, one invalid order) of the contract the server at ``url`` serves."""
+    contract = fetch_contract(url)
+    rng = random.Random(0)
+    order = example_order(contract)
+    unknown = {**order, **{f: unknown_id(contract, f, rng) for f in contract.entity_fields}}
+    batch = [order, unknown, *OrderGenerator(contract).orders(rng, 8)]
+    missing = next(b for b in order_breaks(contract) if b.kind.startswith("missing "))
+    return order, batch, missing.broken(order)
 
 
 def free_port() -> int:
@@ -52,12 +73,17 @@ def main(bento_dir: str) -> int:
         with urllib.request.urlopen(base + path, timeout=10) as r:
             return r.read()
 
-    def post(path: str, body: object) -> bytes:
+    def post(path: str, body: object, expect: int = 200) -> bytes:
         req = urllib.request.Request(
             base + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.read()
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != expect:
+                raise
+            return exc.read()
 
     try:
         deadline = time.monotonic() + 120
@@ -71,8 +97,11 @@ def main(bento_dir: str) -> int:
                 if time.monotonic() > deadline:
                     raise RuntimeError("server not ready within 120 s") from None
                 time.sleep(0.2)
-        post("/v1/predict", ORDER)
-        post("/v1/predict/batch", {"orders": [ORDER, {**ORDER, "driver_id": "new_driver"}]})
+        order, batch, invalid = warmup_bodies(base)
+        post("/v1/predict", order)
+        post("/v1/predict/batch", {"orders": batch})
+        post("/v1/predict", invalid, expect=400)
+        # (GET /contract was read by warmup_bodies.)
         for path in ("/livez", "/health", "/metrics", "/docs.json"):
             get(path)
     except Exception as exc:
@@ -88,7 +117,7 @@ def main(bento_dir: str) -> int:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    print("warm-up: predict, batch, livez, health, metrics, docs.json served")
+    print("warm-up: predict, batch, a refusal, livez, health, metrics, docs.json, contract served")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -31,6 +32,7 @@ from loadtest.bench.report import Summary, bench_header, render, report_text, wr
 from loadtest.bench.runs import Run
 from loadtest.bench.targets import source_state, start_targets
 from loadtest.bench.workers import TargetSpec, describe_workers, parse_workers, target_specs
+from loadtest.wrk_bodies import write_wrk_bodies
 
 
 def _ints(text: str) -> list[int]:
@@ -197,13 +199,17 @@ def benchmark(
     with contextlib.ExitStack() as stack:
         order, tag = start_targets(stack, args.specs, plan.out, args.variant_env)
         print(f"model {tag}; servers: " + ", ".join(f"{t.name}={t.url}" for t in order), flush=True)
+        # Every target gets the same bodies: the service's contract, its model's known ids.
+        service = next(t for t in order if t.server == SERVICE)
+        bodies = write_wrk_bodies(service.url, plan.out / "bodies", plan.batch_rows)
+        plan = dataclasses.replace(plan, bodies=bodies)
         idle: dict[str, dict[str, float]] = {t.name: {} for t in order}
-        probe_idle(order, "fresh", idle)
+        probe_idle(plan, order, "fresh", idle)
         cold = cold_starts(plan, order)
         runs = measure_rounds(plan, order)
         # Right after the last load: a dispatcher that remembers the waits it saw under load
         # keeps lone requests waiting that long.
-        probe_idle(order, "after load", idle)
+        probe_idle(plan, order, "after load", idle)
     return tag, cold + runs, idle
 
 

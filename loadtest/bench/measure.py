@@ -11,6 +11,7 @@ from loadtest.bench.common import COLD_CONNECTIONS, REPO_ROOT, Target
 from loadtest.bench.probes import batch_metrics, sequential_p50_ms
 from loadtest.bench.runs import Run
 from loadtest.bench.wrk import Measured, parse_wrk, run_wrk
+from loadtest.wrk_bodies import WrkBodies
 
 SINGLE_SCRIPT = REPO_ROOT / "loadtest" / "predict.lua"
 BATCH_SCRIPT = REPO_ROOT / "loadtest" / "bench.lua"
@@ -28,6 +29,8 @@ class Plan:
     connections: Sequence[int]
     batch_rows: Sequence[int]
     batch_connections: int
+    bodies: WrkBodies | None = None
+    """The bodies files, written from the service's contract once it runs."""
 
 
 def batch_targets(order: Sequence[Target]) -> list[Target]:
@@ -35,11 +38,13 @@ def batch_targets(order: Sequence[Target]) -> list[Target]:
     return [t for t in order if t.has_batch_route]
 
 
-def _wrk_job(kind: str, rows: int) -> tuple[str, Path, list[str]]:
-    """(path, Lua script, script arguments) for a ``single`` or ``batch`` run."""
+def _wrk_job(plan: Plan, kind: str, rows: int) -> tuple[str, Path, list[str]]:
+    """(path, Lua script, script arguments: its bodies file) for a ``single`` or ``batch``
+    run."""
+    assert plan.bodies is not None, "write the bodies files first (loadtest.wrk_bodies)"
     if kind == "single":
-        return "/v1/predict", SINGLE_SCRIPT, []
-    return "/v1/predict/batch", BATCH_SCRIPT, [str(rows)]
+        return "/v1/predict", SINGLE_SCRIPT, plan.bodies.script_args()
+    return "/v1/predict/batch", BATCH_SCRIPT, plan.bodies.script_args(rows)
 
 
 def _process_spread(measured: Measured) -> dict[str, float]:
@@ -65,7 +70,7 @@ def measure(
     plan: Plan, kind: str, target: Target, conns: int, rows: int, rnd: int, duration: int
 ) -> Run:
     """One wrk run against ``target``; its output is kept in ``<out>/wrk/``."""
-    path, script, script_args = _wrk_job(kind, rows)
+    path, script, script_args = _wrk_job(plan, kind, rows)
     has_batches = target.reports_batching
     before = batch_metrics(target.url) if has_batches else (0.0, 0.0)
     measured = run_wrk(
@@ -171,7 +176,10 @@ def measure_rounds(plan: Plan, order: Sequence[Target]) -> list[Run]:
     return runs
 
 
-def probe_idle(order: Sequence[Target], when: str, idle: dict[str, dict[str, float]]) -> None:
+def probe_idle(
+    plan: Plan, order: Sequence[Target], when: str, idle: dict[str, dict[str, float]]
+) -> None:
     """Record each target's p50 of lone sequential requests under ``idle[name][when]``."""
+    assert plan.bodies is not None
     for target in order:
-        idle[target.name][when] = sequential_p50_ms(target.url)
+        idle[target.name][when] = sequential_p50_ms(target.url, plan.bodies.probe)

@@ -9,20 +9,11 @@ import time
 import urllib.request
 from urllib.parse import urlsplit
 
-PROBE_ORDER = json.dumps(
-    {
-        "restaurant_id": "r_0042",
-        "driver_id": "d_0117",
-        "distance_km": 3.2,
-        "is_peak_hour": 1,
-        "order_value": 27.5,
-    }
-).encode()
 
-
-def sequential_p50_ms(url: str, requests: int = 60) -> float:
-    """Median latency of one-at-a-time predictions on one keep-alive connection: what a
-    lone client sees when nothing else is queued."""
+def sequential_p50_ms(url: str, body: bytes, requests: int = 60) -> float:
+    """Median latency of one-at-a-time predictions of ``body`` (one order of the served
+    contract: ``WrkBodies.probe``) on one keep-alive connection: what a lone client sees when
+    nothing else is queued."""
     parts = urlsplit(url)
     if parts.hostname is None:
         raise ValueError(f"no host in {url!r}")
@@ -31,9 +22,7 @@ def sequential_p50_ms(url: str, requests: int = 60) -> float:
     try:
         for _ in range(requests):
             started = time.perf_counter()
-            connection.request(
-                "POST", "/v1/predict", PROBE_ORDER, {"Content-Type": "application/json"}
-            )
+            connection.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             timings.append((time.perf_counter() - started) * 1000.0)

@@ -4,6 +4,7 @@ batching-off and variant twins), the tutorial app and the two framework floors."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from loadtest.bench.common import (
 )
 from loadtest.bench.probes import model_version
 from loadtest.bench.workers import TargetSpec
+from models.contract import default_contract
+from models.contract.compat import compare_contracts
+from models.contract.served import fetch_contract
 from tests.harness.local_server import (
     free_port,
     private_bentoml_home,
@@ -39,6 +43,9 @@ UVICORN_APPS = {
     FASTAPI_FLOOR: "loadtest.floors.fastapi_floor:app",
 }
 BENTOML_FLOOR_SERVICE = "loadtest.floors.bentoml_floor:BentoMLFloor"
+SERVED_CONTRACT_FILE = "served-contract.json"
+"""The service's contract, written into the results folder once it runs: the floors validate
+the same order (``FLOOR_CONTRACT``)."""
 
 
 @dataclass(frozen=True)
@@ -103,14 +110,18 @@ def launch(
 
     The service's twins are pinned to ``model_tag`` (the version the first service loaded; the
     variant may re-pin). Every BentoML server gets a private home."""
+    served = out / SERVED_CONTRACT_FILE
+    floor_env = {"FLOOR_CONTRACT": str(served)} if served.is_file() else {}
     if spec.server in UVICORN_APPS:
         env = {"TUTORIAL_MODEL_PATH": str(tutorial_model_path(out))}
+        if spec.server == FASTAPI_FLOOR:
+            env.update(floor_env)
         return Launch(uvicorn_command(UVICORN_APPS[spec.server], port, spec.workers), env)
     if spec.server in (BENTOML_FLOOR, BENTOML_FLOOR_NO_TRACING):
         # A home of its own too, but empty: the floor loads no model.
         home = out / f"home-{spec.name}"
         home.mkdir(parents=True, exist_ok=True)
-        env = {"BENTOML_HOME": str(home), "BENTOML_FLOOR_WORKERS": str(spec.workers)}
+        env = {"BENTOML_HOME": str(home), "BENTOML_FLOOR_WORKERS": str(spec.workers), **floor_env}
         if spec.server == BENTOML_FLOOR_NO_TRACING:
             env["BENTOML_FLOOR_TRACING"] = "off"
         return Launch(bentoml_floor_command(port), env)
@@ -218,11 +229,23 @@ def start_targets(
     """Start every target of ``specs``, stopped when ``stack`` closes.
 
     The first service target starts alone: the model version it loads pins all the service's
-    twins (the same model in every BentoML server of the service). Then the others start
-    together. Returns the targets in ``specs`` order and that model version."""
+    twins (the same model in every BentoML server of the service), and the contract it serves
+    is what the floors validate (:data:`SERVED_CONTRACT_FILE`). Then the others start
+    together. Returns the targets in ``specs`` order and that model version. The tutorial app
+    is the default contract's hand-written reference: a service serving another contract is
+    benchmarked without it."""
     first = next(s for s in specs if s.server == SERVICE)
     (service,) = start_group(stack, [first], out, None, variant_env)
     tag = model_version(service.url)
+    contract = fetch_contract(service.url)
+    if compare_contracts(default_contract(), contract).changes and any(
+        s.server == TUTORIAL for s in specs
+    ):
+        raise RuntimeError(
+            f"{tag} serves another contract than the default one; the tutorial app serves the "
+            f"default contract's API only: leave it out (--targets without {TUTORIAL})"
+        )
+    (out / SERVED_CONTRACT_FILE).write_text(json.dumps(contract.metadata()))
     if any(s.server == TUTORIAL for s in specs):
         fit_tutorial_model(out)
     rest = start_group(stack, [s for s in specs if s is not first], out, tag, variant_env)

@@ -1,5 +1,5 @@
-"""``python -m models.promotion promote [--tag T] [--min-shadow-rows N [--shadow-hours H]] |
-rollback | status`` (``make promote`` etc.)."""
+"""``python -m models.promotion promote [--tag T] [--min-shadow-rows N [--shadow-hours H]]
+[--allow-api-break] | rollback | status`` (``make promote`` etc.)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="H",
         help="with --min-shadow-rows: only blocks logged in the last H hours (default: all kept)",
     )
+    prom.add_argument(
+        "--allow-api-break",
+        action="store_true",
+        help="promote a candidate whose feature contract breaks production's API (a new "
+        "required field, a removed field, a narrowed range or category set; docs/shadow.md)",
+    )
     sub.add_parser("rollback", help="restore the previous production model")
     sub.add_parser("status", help="list versions and their stages")
     args = parser.parse_args(argv)
@@ -79,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runtime=runtime,
                 min_shadow_rows=args.min_shadow_rows,
                 read_live=read_live,
+                allow_api_break=args.allow_api_break,
             )
             print(result.comparison.table())
             print(result.summary())

@@ -8,6 +8,12 @@ single-row inference latency <= ``LATENCY_TOLERANCE`` x production's (``predict_
 row through the runtime the service uses -- the compiled TL2cgen library by default -- with the
 calls of the two models interleaved so that machine noise hits both alike).
 
+A candidate whose feature contract breaks production's API -- a new required field, a removed
+field, a kind changed, a range narrowed, a category value removed (``models.contract.compat``,
+docs/shadow.md "Contracts of two models") -- is refused unless the caller allows the break
+(``--allow-api-break``); a widening passes with a note. Each model is evaluated through its own
+contract: the holdout is joined into each model's inputs by that model's contract.
+
 Optionally the gate also asks for **live evidence** (``--min-shadow-rows N``): at least N
 labelled rows of the prediction log where the candidate scored the request as the challenger
 beside production as the champion (``models.live_comparison``), with the candidate's live MAE
@@ -26,7 +32,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from models.features import training_frame
+from models.contract import FeatureContract
+from models.contract.bodies import example_order
+from models.contract.compat import Compatibility, compare_contracts
+from models.features import ORDER_TS, TARGET, training_frame
 from models.live_comparison import CONFIDENCE_Z, MIN_PAIRS_FOR_CI, LiveComparison, PairComparison
 from models.runtime_selection import select_runtime
 from models.settings import ModelRuntime
@@ -60,14 +69,27 @@ def regenerate_holdout(training_config: dict[str, Any]) -> tuple[pd.DataFrame, p
     return parts["train"], parts["holdout"]
 
 
+def missing_columns(contract: FeatureContract, orders: pd.DataFrame) -> list[str]:
+    """The columns a model of ``contract`` needs (its fields and the target) that ``orders``
+    lacks."""
+    return [c for c in (*contract.fields, TARGET) if c not in orders.columns]
+
+
 def _stored_holdout(candidate: ModelArtifact, data: dict[str, Any]) -> pd.DataFrame:
-    """The holdout a file-trained candidate stored beside itself, checked against its sha256."""
+    """The holdout a file-trained candidate stored beside itself, checked against its sha256
+    and against the candidate's contract (it must hold every field)."""
     path = candidate.path / str(data.get("holdout_file", HOLDOUT_FILE))
     if not path.is_file():
         raise LifecycleError(f"{candidate.tag} was trained on a file but has no {path.name}")
     if sha256_file(path) != data.get("holdout_sha256"):
         raise LifecycleError(f"{candidate.tag}: {path.name} does not match its recorded sha256")
-    return read_stored_holdout(path)
+    holdout = read_stored_holdout(path)
+    missing = missing_columns(candidate.contract, holdout)
+    if missing:
+        raise LifecycleError(
+            f"{candidate.tag}: {path.name} lacks its contract's columns {missing}; retrain it"
+        )
+    return holdout
 
 
 def _holdout_for(candidate: ModelArtifact) -> pd.DataFrame:
@@ -85,7 +107,7 @@ def _holdout_for(candidate: ModelArtifact) -> pd.DataFrame:
             f"cannot reproduce {candidate.tag}'s data: regenerated holdout has {len(holdout)} "
             f"rows, its metadata records {expected_rows}"
         )
-    fingerprint = training_data_fingerprint(train, candidate.entities)
+    fingerprint = training_data_fingerprint(train, candidate.contract, candidate.entities)
     if fingerprint != candidate.metadata.get("training_data_sha256"):
         raise LifecycleError(
             f"cannot reproduce {candidate.tag}'s data: regenerated training rows do not match its "
@@ -95,11 +117,22 @@ def _holdout_for(candidate: ModelArtifact) -> pd.DataFrame:
 
 
 def holdout_mae(artifact: ModelArtifact, holdout: pd.DataFrame) -> float:
-    """MAE (minutes) of ``artifact`` on ``holdout`` orders, joined with its own entity features."""
-    features = training_frame(holdout, artifact.entities).to_numpy()
+    """MAE (minutes) of ``artifact`` on ``holdout`` orders, joined into its inputs by its own
+    contract and entity features."""
+    features = training_frame(holdout, artifact.contract, artifact.entities).to_numpy()
     with threadpool_limits(1):
         point = artifact.model.predict_rows(features)[:, 0]
-    return float(np.mean(np.abs(holdout["delivery_time_minutes"].to_numpy() - point)))
+    return float(np.mean(np.abs(holdout[TARGET].to_numpy() - point)))
+
+
+def latency_row(artifact: ModelArtifact, orders: pd.DataFrame) -> np.ndarray:
+    """One model-input row of ``artifact``: the first of ``orders`` if they hold its contract's
+    fields, else its contract's example order."""
+    contract = artifact.contract
+    if missing_columns(contract, orders):
+        example = example_order(contract)
+        orders = pd.DataFrame([{**example, ORDER_TS: pd.Timestamp(0, tz="UTC"), TARGET: 0.0}])
+    return training_frame(orders.iloc[[0]], contract, artifact.entities).to_numpy()
 
 
 def serving_predict_rows(
@@ -126,8 +159,8 @@ def single_row_latencies_ms(
     if calls < 1:
         raise ValueError("calls must be >= 1")
     predictors = [serving_predict_rows(a, runtime) for a in artifacts]
-    # The same order for every model, each joined with its own entity features.
-    rows = [training_frame(row_orders.iloc[[0]], a.entities).to_numpy() for a in artifacts]
+    # The same order for every model, each joined by its own contract and entity features.
+    rows = [latency_row(a, row_orders) for a in artifacts]
     timings = [np.empty(calls) for _ in artifacts]
     order = list(range(len(artifacts)))
     with threadpool_limits(1):
@@ -148,7 +181,9 @@ class ModelScore:
 
     tag: str
     stage: str | None
-    mae: float
+    mae: float | None
+    """None when the holdout lacks a field of this model's contract (only production, when the
+    candidate removed a field and the break was allowed)."""
     p50_ms: float
     p95_ms: float
     latency_calls: int
@@ -211,12 +246,23 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     live: LiveEvidence | None = None
     """The live shadow evidence, when the gate was asked for it (and there is a production)."""
+    contract: Compatibility | None = None
+    """The candidate's contract against production's (None: no production)."""
+    api_break_allowed: bool = False
+    """The caller allowed a contract that breaks production's API (``--allow-api-break``)."""
+
+    @property
+    def contract_ok(self) -> bool:
+        """No API break, or one the caller allowed."""
+        return self.contract is None or self.contract.compatible or self.api_break_allowed
 
     @property
     def passed(self) -> bool:
         """Promote? Always true for a first promotion (no production to compare with)."""
         live_ok = self.live is None or self.live.mae_ok
-        return self.production is None or (self.mae_ok and self.latency_ok and live_ok)
+        return self.production is None or (
+            self.mae_ok and self.latency_ok and live_ok and self.contract_ok
+        )
 
     @property
     def evidence(self) -> str:
@@ -240,6 +286,12 @@ class Comparison:
         if self.live is not None and self.live.enough_rows:
             checks.append(("live shadow MAE", self.live.mae_ok))
         reasons = []
+        if not self.contract_ok and self.contract is not None:
+            reasons.append(
+                f"API break in {', '.join(self.contract.broken_fields)}: its contract would "
+                "refuse requests production accepts (--allow-api-break, make promote "
+                "ALLOW_API_BREAK=1, to promote anyway)"
+            )
         failed = [name for name, ok in checks if not ok]
         if failed:
             reasons.append(f"{' and '.join(failed)} over the gate")
@@ -266,7 +318,7 @@ class Comparison:
             "| | candidate | production | ratio | gate | result |",
             "|---|---|---|---|---|---|",
             f"| tag | {c.tag} | {p.tag if p else '(none)'} | | | |",
-            f"| holdout MAE (min) | {c.mae:.4f} | {cell(p.mae if p else None, 4)} | "
+            f"| holdout MAE (min) | {cell(c.mae, 4)} | {cell(p.mae if p else None, 4)} | "
             f"{cell(self.mae_ratio, 3)} | <= {MAE_TOLERANCE:.2f} | {verdict(self.mae_ok)} |",
             f"| p95 1-row latency (ms) | {c.p95_ms:.3f} | {cell(p.p95_ms if p else None, 3)} | "
             f"{cell(self.p95_ratio, 3)} | <= {LATENCY_TOLERANCE:.2f} | {verdict(self.latency_ok)} |",
@@ -275,9 +327,21 @@ class Comparison:
         if self.live is not None:
             lines[1:1] = [self._live_summary(self.live)]
             lines += self._live_rows(self.live)
+        if self.contract is not None:
+            lines += ["", self._contract_summary(self.contract)]
+            lines += [f"  {line}" for line in self.contract.lines()]
         lines += ["", f"Evidence: {self.evidence}", f"Decision: {self.decision}"]
         lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def _contract_summary(self, contract: Compatibility) -> str:
+        """The contract comparison in one line (its changes follow, one per line)."""
+        if not contract.changes:
+            return "Contract: the same API as production"
+        if contract.compatible:
+            return "Contract: widens production's API (every request of today stays valid)"
+        verdict = "allowed (--allow-api-break)" if self.api_break_allowed else "FAIL"
+        return f"Contract: breaks production's API -- {verdict}"
 
     @staticmethod
     def _live_summary(live: LiveEvidence) -> str:
@@ -324,6 +388,7 @@ def compare(
     runtime: ModelRuntime = "tl2cgen",
     min_shadow_rows: int | None = None,
     live: LiveComparison | None = None,
+    allow_api_break: bool = False,
 ) -> Comparison:
     """Evaluate ``candidate_tag`` (and ``production_tag``, if any) on the same holdout.
 
@@ -336,6 +401,12 @@ def compare(
     labelled rows where the candidate shadowed production, and its MAE on them within
     ``MAE_TOLERANCE`` x production's. A first promotion has no production to compare with: the
     evidence is then not applied (and a note says so).
+
+    The candidate's contract is compared with production's (``compare_contracts``): an API break
+    refuses it unless ``allow_api_break``. Production is scored on the candidate's holdout
+    through its own contract; when the holdout lacks one of production's fields (the candidate
+    removed it) production's MAE cannot be measured and the MAE check is not applied (a note
+    says so) -- a removed field is a break, so this needs ``allow_api_break``.
     """
     if latency_calls < 200:
         raise ValueError("latency_calls must be >= 200 for a stable p95")
@@ -397,8 +468,28 @@ def compare(
                 min_shadow_rows, window, live.pair(production.tag, candidate.tag)
             )
 
+    compatibility = None
+    if production is not None:
+        compatibility = compare_contracts(production.contract, candidate.contract)
+        if compatibility.breaks and allow_api_break:
+            notes.append(
+                f"API break allowed: clients of {production.tag} must change before it is "
+                f"served ({', '.join(compatibility.broken_fields)})"
+            )
     artifacts = [candidate] + ([production] if production is not None else [])
-    maes = [holdout_mae(a, holdout) for a in artifacts]
+    maes: list[float | None] = []
+    for artifact in artifacts:
+        missing = missing_columns(artifact.contract, holdout)
+        if missing:
+            notes.append(
+                f"{artifact.tag} cannot be scored on this holdout (it lacks {missing}): "
+                "its MAE is not measured and the MAE check is not applied"
+            )
+            maes.append(None)
+        else:
+            maes.append(holdout_mae(artifact, holdout))
+    if maes[0] is None:
+        raise LifecycleError(f"the holdout lacks {candidate.tag}'s columns")
     latencies = single_row_latencies_ms(artifacts, holdout, calls=latency_calls, runtime=runtime)
     scores = [
         ModelScore(
@@ -415,9 +506,10 @@ def compare(
     mae_ratio = p95_ratio = None
     mae_ok = latency_ok = True
     if prod_score is not None:
-        mae_ratio = cand_score.mae / prod_score.mae
+        if prod_score.mae is not None and cand_score.mae is not None:
+            mae_ratio = cand_score.mae / prod_score.mae
+            mae_ok = cand_score.mae <= MAE_TOLERANCE * prod_score.mae
         p95_ratio = cand_score.p95_ms / prod_score.p95_ms
-        mae_ok = cand_score.mae <= MAE_TOLERANCE * prod_score.mae
         latency_ok = cand_score.p95_ms <= LATENCY_TOLERANCE * prod_score.p95_ms
     return Comparison(
         candidate=cand_score,
@@ -431,4 +523,6 @@ def compare(
         latency_ok=latency_ok,
         notes=notes,
         live=evidence,
+        contract=compatibility,
+        api_break_allowed=allow_api_break,
     )

@@ -61,8 +61,19 @@ def _gate_labels(comparison: Comparison) -> dict[str, str]:
     }
     if comparison.production is not None:
         labels["gate_compared_with"] = comparison.production.tag
-        labels["gate_mae_ratio"] = f"{comparison.mae_ratio:.4f}"
+        if comparison.mae_ratio is not None:
+            labels["gate_mae_ratio"] = f"{comparison.mae_ratio:.4f}"
         labels["gate_p95_ratio"] = f"{comparison.p95_ratio:.4f}"
+    contract = comparison.contract
+    if contract is not None:
+        # same | widened | break | break-allowed: the API change this promotion made.
+        labels["gate_contract"] = (
+            "same"
+            if not contract.changes
+            else "widened"
+            if contract.compatible
+            else ("break-allowed" if comparison.api_break_allowed else "break")
+        )
     live = comparison.live
     if live is not None:
         labels["gate_live_rows"] = str(live.rows)
@@ -79,6 +90,7 @@ def promote(
     runtime: ModelRuntime = "tl2cgen",
     min_shadow_rows: int | None = None,
     read_live: Callable[[], LiveComparison] | None = None,
+    allow_api_break: bool = False,
 ) -> PromotionResult:
     """Compare a candidate with production and, if the gate passes, make it production.
 
@@ -90,6 +102,9 @@ def promote(
     With ``min_shadow_rows`` the gate also asks the prediction log for live evidence:
     ``read_live`` returns its comparison (``compare_live`` of the service's log), read once the
     candidate and production are known; see :func:`models.promotion.gate.compare`.
+
+    A candidate whose contract breaks production's API (``models.contract.compat``) is refused
+    unless ``allow_api_break``.
     """
     if (min_shadow_rows is None) != (read_live is None):
         raise ValueError("min_shadow_rows and read_live go together")
@@ -115,6 +130,7 @@ def promote(
             runtime=runtime,
             min_shadow_rows=min_shadow_rows,
             live=None if read_live is None else read_live(),
+            allow_api_break=allow_api_break,
         )
         gate = _gate_labels(comparison)
         if not comparison.passed:

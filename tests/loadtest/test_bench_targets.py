@@ -19,7 +19,7 @@ from loadtest.bench.common import (
     TUTORIAL,
     VARIANT,
 )
-from loadtest.bench.targets import launch, tutorial_model_path
+from loadtest.bench.targets import SERVED_CONTRACT_FILE, launch, tutorial_model_path
 from loadtest.bench.workers import TargetSpec, describe_workers, parse_workers, target_specs
 
 
@@ -96,6 +96,22 @@ def test_launch_of_each_server(tmp_path: Path) -> None:
     assert off.env["DELIVERY_ETA_MAX_BATCH_SIZE"] == "1"
     assert off.env["DELIVERY_ETA_MODEL_TAG"] == "m:1"
     assert off.env["BENTOML_HOME"] != service.env["BENTOML_HOME"]
+    assert "FLOOR_CONTRACT" not in floor.env  # no service ran yet: the default contract
+
+
+def test_the_floors_validate_the_contract_the_service_serves(tmp_path: Path) -> None:
+    (tmp_path / SERVED_CONTRACT_FILE).write_text("{}")  # written once the service runs
+    served = str(tmp_path / SERVED_CONTRACT_FILE)
+    for server in (FASTAPI_FLOOR, BENTOML_FLOOR, BENTOML_FLOOR_NO_TRACING):
+        assert (
+            launch(TargetSpec(server, server, 1), 4010, tmp_path, "m:1", {}).env["FLOOR_CONTRACT"]
+            == served
+        )
+    for server in (TUTORIAL, SERVICE):  # the tutorial is the default contract's, by hand
+        assert (
+            "FLOOR_CONTRACT"
+            not in launch(TargetSpec(server, server, 1), 4011, tmp_path, "m:1", {}).env
+        )
 
 
 def test_default_targets_and_baseline() -> None:

@@ -1,11 +1,12 @@
 """The benchmark's reference servers for real: the tutorial app and the two framework floors,
 started as ``make bench`` starts them (one worker each, free loopback ports), answer one
-prediction each; the floors validate the service's ``Order`` contract."""
+prediction each; the floors validate the order of the service's feature contract."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import random
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,8 +19,17 @@ from loadtest.bench.common import BENTOML_FLOOR, FASTAPI_FLOOR, TUTORIAL, Target
 from loadtest.bench.targets import start_group, tutorial_model_path
 from loadtest.bench.workers import TargetSpec
 from loadtest.floors.order import Order as FloorOrder
-from serving.schema import ORDER_EXAMPLE
-from serving.schema import Order as ServiceOrder
+from loadtest.floors.order import order_model
+from models.contract import FeatureContract, default_contract
+from models.contract.bodies import (
+    OrderGenerator,
+    example_order,
+    invalid_predict_variants,
+    order_problems,
+)
+from tests.models.contract.mixed_contract import MIXED
+
+ORDER_EXAMPLE = example_order(default_contract())
 
 # ~2k training rows: the fit at start-up takes about a second (the bench fits ~19k, once).
 SMALL_FIT_ORDERS = "8000"
@@ -69,13 +79,14 @@ def test_answers_a_prediction_and_refuses_a_bad_order(
     assert status == 200, body
     assert set(body) >= RESPONSE_FIELDS
     assert body["confidence_interval_lower"] < body["predicted_delivery_time_min"]
-    status, _ = _post(f"{url}/v1/predict", {**ORDER_EXAMPLE, "distance_km": -1})
+    distance = default_contract().fields_of_kind("number")[0]
+    status, _ = _post(f"{url}/v1/predict", {**ORDER_EXAMPLE, distance: -1})
     assert 400 <= status < 500
 
 
 @pytest.mark.server
 def test_tutorial_batch_takes_the_services_batch_body(servers: dict[str, Target]) -> None:
-    orders = [ORDER_EXAMPLE, {**ORDER_EXAMPLE, "driver_id": "new_driver", "is_peak_hour": 0}]
+    orders = OrderGenerator(default_contract()).orders(random.Random(1), 2)
     status, body = _post(f"{servers[TUTORIAL].url}/v1/predict/batch", {"orders": orders})
     assert status == 200, body
     assert len(body["predictions"]) == 2
@@ -89,14 +100,27 @@ def test_tutorial_cached_its_fitted_model(servers: dict[str, Target], out: Path)
     assert tutorial_model_path(out).stat().st_size > 0
 
 
-def _contract(model: type) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    return {"properties": schema["properties"], "required": schema["required"]}
+@pytest.mark.parametrize("contract", [default_contract(), MIXED], ids=["default", "mixed"])
+def test_a_floor_accepts_and_refuses_what_the_contract_does(contract: FeatureContract) -> None:
+    """The floors validate what the service validates: built from the same contract."""
+    model = order_model(contract)
+    assert model.model_config.get("strict") and model.model_config.get("extra") == "forbid"
+    rng = random.Random(5)
+    orders = OrderGenerator(contract).orders(rng, 2000)
+    for order in orders:
+        model.model_validate_json(json.dumps(order))
+    for variant in invalid_predict_variants(contract):
+        body = variant.body(orders, rng)
+        with pytest.raises(ValueError):  # pydantic's ValidationError is a ValueError
+            model.model_validate_json(body)
+    required = model.model_json_schema()["required"]
+    assert required == [n for n, s in contract.fields.items() if s.required]
 
 
-def test_floor_order_is_the_services_order() -> None:
-    """The floors validate exactly what the service validates (a copy, kept in step here)."""
-    assert _contract(FloorOrder) == _contract(ServiceOrder)
-    assert (
-        FloorOrder.model_config.get("strict") and FloorOrder.model_config.get("extra") == "forbid"
-    )
+def test_the_floor_of_the_default_contract_has_the_apis_fields() -> None:
+    schema = FloorOrder.model_json_schema()
+    assert list(schema["properties"]) == [
+        *default_contract().fields,
+        *default_contract().entity_features,
+    ]
+    assert all(order_problems(default_contract(), o) == [] for o in [ORDER_EXAMPLE])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -16,9 +17,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from models.contract.bodies import OrderGenerator, example_order, unknown_id
 from models.store.artifact import load_artifact
+from serving.pipeline.prediction_log.export import SERVED_COLUMNS, training_columns
 from tests.harness.local_server import ROOT, LocalServer
-from tests.service.conftest import ORDER
 
 pytestmark = pytest.mark.server
 
@@ -41,22 +43,21 @@ def test_the_export_gives_back_the_labelled_requests_in_the_training_schema(
     registered: Any,
     tmp_path: Path,
 ) -> None:
-    entities = load_artifact(registered.tag).entities
+    artifact = load_artifact(registered.tag)
+    contract, entities = artifact.contract, artifact.entities
+    rng = random.Random(23)
+    first, last = contract.entity_fields[0], contract.entity_fields[-1]
+    known = {
+        f: sorted(entities.tables[contract.entity_feature(f)])[:50] for f in contract.entity_fields
+    }
+    example = {**example_order(contract), **{f: ids[0] for f, ids in known.items()}}
     singles = [
-        ORDER,  # known entities: their online averages
-        {**ORDER, "restaurant_id": "export.r-1", "driver_id": "export:d_1", "is_peak_hour": 0},
-        {**ORDER, "distance_km": 7.5, "order_value": 61.25, "restaurant_avg_delivery_time": 55.0},
+        example,  # known entities: their online averages
+        {**example, first: "export.r-1", last: "export:d_1"},  # unknown: the defaults
+        {**example, contract.entity_feature(first): 55.0},  # an override
     ]
-    batch = [
-        {
-            "restaurant_id": f"r_{i:04d}",
-            "driver_id": f"d_{i + 10:04d}" if i != 3 else "export-unknown-driver",
-            "distance_km": 1.5 + i,
-            "is_peak_hour": i % 2,
-            "order_value": 10.0 + 7 * i,
-        }
-        for i in range(5)
-    ]
+    batch = OrderGenerator(contract, known, override_share=0.0, unknown_share=0.0).orders(rng, 5)
+    batch[3][last] = unknown_id(contract, last, rng)
     predicted_from = time.time()
     answers = []
     for order in singles:
@@ -97,14 +98,12 @@ def test_the_export_gives_back_the_labelled_requests_in_the_training_schema(
     summary = json.loads(result.stdout)
     assert summary["rows_written"] >= len(labelled)  # other tests label predictions too
     frame = pd.read_parquet(out)
-    assert list(frame.columns)[:7] == [
-        "created_at",
-        "restaurant_id",
-        "driver_id",
-        "distance_km",
-        "is_peak_hour",
-        "order_value",
-        "delivery_time_min",
+    # The served model's contract gives the columns: the training file's, then what was served.
+    assert list(frame.columns) == [
+        *training_columns(contract),
+        *SERVED_COLUMNS,
+        *contract.entity_features,
+        "labelled_at",
     ]
     ours = {answer["prediction_id"]: position for position, answer in enumerate(answers)}
     exported = frame[frame["prediction_id"].isin(ours)].set_index("prediction_id")
@@ -112,12 +111,10 @@ def test_the_export_gives_back_the_labelled_requests_in_the_training_schema(
     for prediction_id, row in exported.iterrows():
         position = ours[str(prediction_id)]
         order, answer = orders[position], answers[position]
-        assert row["restaurant_id"] == order["restaurant_id"]
-        assert row["driver_id"] == order["driver_id"]
-        assert row["distance_km"] == order["distance_km"]
-        assert row["is_peak_hour"] == order["is_peak_hour"]
-        assert row["order_value"] == order["order_value"]
-        assert row["delivery_time_min"] == labelled[position]
+        for name, spec in contract.fields.items():  # the request as it was sent
+            sent = order.get(name, getattr(spec, "default", None))
+            assert row[name] == (bool(sent) if spec.kind == "boolean" else sent), name
+        assert row[contract.target.column] == labelled[position]
         assert row["model_version"] == answer["model_version"] == registered.tag
         for name in (
             "predicted_delivery_time_min",
@@ -127,22 +124,19 @@ def test_the_export_gives_back_the_labelled_requests_in_the_training_schema(
             assert row[name] == pytest.approx(answer[name], abs=1e-9), name
         # The entity averages the model was served: the request's, the online store's, or
         # the defaults, as the response said.
-        for name, table in (
-            ("restaurant_avg_delivery_time", entities.restaurant_avg_delivery_time),
-            ("driver_avg_delivery_time", entities.driver_avg_delivery_time),
-        ):
+        for field in contract.entity_fields:
+            name = contract.entity_feature(field)
             source = answer["features_source"][name]
-            entity = order[name.split("_avg")[0] + "_id"]
             served = {
                 "request": order.get(name),
-                "online": table.get(entity),
+                "online": entities.tables[name].get(order[field]),
                 "default": entities.defaults[name],
             }[source]
             assert row[name] == pytest.approx(served, abs=1e-9), (name, source)
-        assert predicted_from - 1e-3 <= row["created_at"].timestamp() <= predicted_until + 1e-3
+        created = row[contract.timestamp.column].timestamp()
+        assert predicted_from - 1e-3 <= created <= predicted_until + 1e-3
         assert labelled_from - 1e-3 <= row["labelled_at"].timestamp() <= labelled_until + 1e-3
-    sources = {answers[p]["features_source"]["restaurant_avg_delivery_time"] for p in labelled}
+    first_feature, last_feature = contract.entity_feature(first), contract.entity_feature(last)
+    sources = {answers[p]["features_source"][first_feature] for p in labelled}
     assert {"online", "request"} <= sources  # the override and the store both checked
-    assert "default" in {
-        answers[p]["features_source"]["driver_avg_delivery_time"] for p in labelled
-    }
+    assert "default" in {answers[p]["features_source"][last_feature] for p in labelled}

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadtest.wrk_bodies import write_wrk_bodies
 from tests.harness.local_server import ROOT, LocalServer, local_server
 
 CONNECTIONS = 512
@@ -43,6 +44,7 @@ def _overload(server: LocalServer) -> tuple[dict[int, int], int, str, list[Probe
         pytest.fail("wrk not installed: run `make system-deps`")
     probes: list[Probe] = []
     stop = threading.Event()
+    bodies = write_wrk_bodies(server.url, server.log_path.parent / "wrk-bodies")
 
     def probe() -> None:
         while not stop.is_set():
@@ -68,6 +70,8 @@ def _overload(server: LocalServer) -> tuple[dict[int, int], int, str, list[Probe
                 "-s",
                 "loadtest/status_tally.lua",
                 f"{server.url}/v1/predict",
+                "--",
+                *bodies.script_args(),
             ],
             cwd=ROOT,
             capture_output=True,

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from examples.warehouse_export import order_export
+from models.contract import FeatureContract, default_contract
 from tests.harness.local_server import ROOT, local_server
 
 BATCHES, BATCH_ROWS = 20, 40
@@ -30,7 +31,17 @@ def _run(command: list[str], home: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
+def _order(row: dict[str, object], contract: FeatureContract) -> dict[str, object]:
+    """A row of the order file as the API takes it (the file holds the request's columns)."""
+    kinds = {"number": float, "integer": int, "boolean": bool, "entity": str}
+    return {
+        name: kinds.get(spec.kind, lambda v: v)(row[name])  # type: ignore[operator]
+        for name, spec in contract.fields.items()
+    }
+
+
 def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
+    contract = default_contract()  # train.py without CONTRACT=
     world = order_export(24_000, days=48, seed=31)  # one world: its past and its future
     history, future = world.iloc[:20_000], world.iloc[20_000:]
     history.to_csv(tmp_path / "history.csv", index=False)
@@ -56,20 +67,12 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for batch in range(BATCHES):
                 rows = future.iloc[batch * BATCH_ROWS : (batch + 1) * BATCH_ROWS]
-                orders = [
-                    {
-                        "restaurant_id": r.restaurant_id,
-                        "driver_id": r.driver_id,
-                        "distance_km": float(r.distance_km),
-                        "is_peak_hour": int(r.is_peak_hour),
-                        "order_value": float(r.order_value),
-                    }
-                    for r in rows.itertuples()
-                ]
+                orders = [_order(r, contract) for r in rows.to_dict("records")]
                 answer = client.post("/v1/predict/batch", json={"orders": orders})
                 assert answer.status_code == 200, answer.text
+                actuals = rows[contract.target.column]
                 for order, prediction, actual in zip(
-                    orders, answer.json()["predictions"], rows["delivery_time_min"], strict=True
+                    orders, answer.json()["predictions"], actuals, strict=True
                 ):
                     sent[prediction["prediction_id"]] = {**order, "actual": float(actual)}
             for prediction_id, order in sent.items():
@@ -103,8 +106,9 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
     assert set(labels["prediction_id"]) == set(sent)
     by_id = labels.set_index("prediction_id")
     for prediction_id, order in list(sent.items())[::97]:
-        assert by_id.loc[prediction_id, "restaurant_id"] == order["restaurant_id"]
-        assert by_id.loc[prediction_id, "delivery_time_min"] == order["actual"]
+        for name in contract.fields:  # the request as sent, in the training file's columns
+            assert by_id.loc[prediction_id, name] == order[name], name
+        assert by_id.loc[prediction_id, contract.target.column] == order["actual"]
 
     store = home / "models" / "delivery_eta"
     infos = [yaml.safe_load((v / "model.yaml").read_text()) for v in store.iterdir() if v.is_dir()]
@@ -114,5 +118,5 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
     ranges = recorded["split_time_ranges"]
     # The holdout is the newest labelled orders, newer than every training order.
     assert pd.Timestamp(ranges["holdout"][0]) > pd.Timestamp(ranges["train"][1])
-    assert pd.Timestamp(ranges["holdout"][0]) >= labels["created_at"].min()
+    assert pd.Timestamp(ranges["holdout"][0]) >= labels[contract.timestamp.column].min()
     assert 0 < candidate["metadata"]["row_counts"]["holdout"] <= 0.2 * 800

@@ -1,13 +1,25 @@
 """Export the predictions that received feedback as Parquet, in the training schema.
 
     python -m serving.pipeline.prediction_log.export --out labels.parquet [--since HOURS]
-        [--backend sqlite|redis] [--path DB] [--redis-url URL] [--redis-prefix PREFIX]
+        [--contract CONTRACT.yaml] [--backend sqlite|redis] [--path DB] [--redis-url URL]
+        [--redis-prefix PREFIX]
 
-One row per labelled prediction: the order as it was predicted (``created_at``, the entity ids,
-the request's features), the actual delivery time from ``POST /v1/feedback`` as the target
-(``delivery_time_min``), then what was served (prediction, interval, entity averages, model
-version) and when the label arrived (``labelled_at``). ``train.py --data`` reads the first
-seven columns (:data:`TRAINING_COLUMNS`) and ignores the rest.
+One row per labelled prediction, its columns from the feature contract: the order as it was
+predicted -- the timestamp column (when it was predicted), every request field in the
+contract's order (entity ids as sent; the other fields decoded from the logged model input,
+categories back to their values), the actual delivery time from ``POST /v1/feedback`` as the
+target column -- then what was served (prediction id, model version, prediction and interval,
+each entity aggregate's served value) and when the label arrived (``labelled_at``).
+``train.py --data labels.parquet --contract`` the same contract reads the first columns
+(:func:`training_columns`) and ignores the rest.
+
+Which contract: ``--contract FILE``, else the contract of the model the service serves
+(``DELIVERY_ETA_MODEL_TAG``, else the production model) from the model store, else the default
+contract. Each block is checked against the contract of the model that made it (read from the
+model store, once per version): a block whose model has other inputs is skipped and counted
+(``skipped_other_contract``), like a block without ids; a block whose model is not in this
+machine's store is exported when its rows have the contract's width, and counted
+(``rows_model_not_stored``).
 
 The export streams: labels are read in pages (:data:`LABEL_PAGE`), their blocks fetched a
 group at a time (:data:`BLOCK_GROUP`) and the rows written as Parquet row groups, so memory does
@@ -27,7 +39,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -39,49 +51,70 @@ import pyarrow.parquet as pq
 import redis
 from pydantic import ValidationError
 
-from models.features import FEATURE_NAMES
+from models.contract import (
+    CategoryField,
+    ContractError,
+    FeatureContract,
+    contract_from_metadata,
+    default_contract,
+    load_contract,
+)
+from models.contract.bodies import value_problem
+from models.features import FeatureAssembler
 from serving.pipeline.prediction_log.records import decode_entity_ids, split_prediction_id
 from serving.pipeline.prediction_log.sqlite_log import has_entity_ids_column
 from serving.settings import ServiceSettings
 
 _T = TypeVar("_T")
 
-TRAINING_COLUMNS: tuple[str, ...] = (
-    "created_at",
-    "restaurant_id",
-    "driver_id",
-    "distance_km",
-    "is_peak_hour",
-    "order_value",
-    "delivery_time_min",
-)
-"""The training schema's columns, in order (one row per delivered order): the keys of
-``models.training.order_history.ORDER_HISTORY_SCHEMA``, written out so the serving package
-does not import the trainer; tests/serving/pipeline/test_prediction_log_export.py ties them."""
-
 _UTC_US = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema(
-    [
-        pa.field("created_at", _UTC_US, nullable=False),
-        pa.field("restaurant_id", pa.string(), nullable=False),
-        pa.field("driver_id", pa.string(), nullable=False),
-        pa.field("distance_km", pa.float64(), nullable=False),
-        pa.field("is_peak_hour", pa.int64(), nullable=False),
-        pa.field("order_value", pa.float64(), nullable=False),
-        pa.field("delivery_time_min", pa.float64(), nullable=False),
-        # What was served, and when the label came (extras: the trainer ignores them).
-        pa.field("prediction_id", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("predicted_delivery_time_min", pa.float64(), nullable=False),
-        pa.field("confidence_interval_lower", pa.float64(), nullable=False),
-        pa.field("confidence_interval_upper", pa.float64(), nullable=False),
-        pa.field("restaurant_avg_delivery_time", pa.float64(), nullable=False),
-        pa.field("driver_avg_delivery_time", pa.float64(), nullable=False),
-        # Null only for Redis labels joined by a version that did not record the time.
-        pa.field("labelled_at", _UTC_US, nullable=True),
-    ]
+SERVED_COLUMNS = (
+    "prediction_id",
+    "model_version",
+    "predicted_delivery_time_min",
+    "confidence_interval_lower",
+    "confidence_interval_upper",
 )
-"""The exported file's schema: :data:`TRAINING_COLUMNS`, then the extras."""
+"""What was served, after the training columns (then each entity aggregate, then
+``labelled_at``): extras the trainer ignores."""
+
+
+def training_columns(contract: FeatureContract) -> tuple[str, ...]:
+    """The training file's columns of ``contract``, in order: its timestamp column, every
+    request field as declared, its target column (what ``train.py --data`` reads)."""
+    return (contract.timestamp.column, *contract.fields, contract.target.column)
+
+
+def _field_type(spec: Any) -> pa.DataType:
+    if spec.kind in ("entity",):
+        return pa.string()
+    if spec.kind == "number":
+        return pa.float64()
+    if spec.kind == "integer":
+        return pa.int64()
+    if spec.kind == "boolean":
+        return pa.bool_()
+    assert isinstance(spec, CategoryField)
+    levels = spec.levels()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
+        return pa.int64()
+    return pa.string()
+
+
+def export_schema(contract: FeatureContract) -> pa.Schema:
+    """The exported file's schema: :func:`training_columns`, then the extras."""
+    fields = [pa.field(contract.timestamp.column, _UTC_US, nullable=False)]
+    fields += [
+        pa.field(name, _field_type(spec), nullable=False) for name, spec in contract.fields.items()
+    ]
+    fields.append(pa.field(contract.target.column, pa.float64(), nullable=False))
+    fields += [pa.field(name, pa.string(), nullable=False) for name in SERVED_COLUMNS[:2]]
+    fields += [pa.field(name, pa.float64(), nullable=False) for name in SERVED_COLUMNS[2:]]
+    fields += [pa.field(name, pa.float64(), nullable=False) for name in contract.entity_features]
+    # Null only for Redis labels joined by a version that did not record the time.
+    fields.append(pa.field("labelled_at", _UTC_US, nullable=True))
+    return pa.schema(fields)
+
 
 LABEL_PAGE = 10_000
 """Labels read from the log at a time (SQLite), or block keys scanned at a time (Redis)."""
@@ -90,8 +123,61 @@ BLOCK_GROUP = 100
 ROW_GROUP_ROWS = 10_000
 """Rows buffered before they are written out as one Parquet row group."""
 
-# Where each exported feature sits in a stored row (FEATURE_NAMES order).
-_FEATURE_COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
+ModelContracts = Callable[[str], FeatureContract | None]
+"""Model version -> the contract it was trained with (None: not in this machine's store)."""
+
+
+def inputs_signature(contract: FeatureContract) -> tuple[object, ...]:
+    """What decides how a logged row decodes: the model inputs, each direct field's kind (and
+    a category's levels), the entity fields. Two contracts with equal signatures log rows the
+    same way (their bounds or descriptions may differ)."""
+    direct = tuple(
+        (name, spec.kind, spec.levels() if isinstance(spec, CategoryField) else None)
+        for name, spec in contract.fields.items()
+        if spec.kind != "entity"
+    )
+    return (contract.feature_names, contract.entity_fields, direct)
+
+
+def store_contracts() -> ModelContracts:
+    """Model version -> its stored contract, read from the model store once per version."""
+    cache: dict[str, FeatureContract | None] = {}
+
+    def lookup(version: str) -> FeatureContract | None:
+        if version not in cache:
+            cache[version] = _stored_contract(version)
+        return cache[version]
+
+    return lookup
+
+
+def _stored_contract(version: str) -> FeatureContract | None:
+    import bentoml  # the model store: only when the export runs
+
+    try:
+        stored = bentoml.models.get(version)
+    except (bentoml.exceptions.BentoMLException, ValueError):
+        return None
+    try:
+        return contract_from_metadata(stored.info.metadata) or default_contract()
+    except ContractError:
+        return None
+
+
+def served_contract(contracts: ModelContracts) -> tuple[FeatureContract, str]:
+    """The contract of the model the service serves (its settings, else the production model),
+    and where it came from; the default contract when that model is not in the store."""
+    from models.settings import ModelSettings
+    from models.store.stages import LifecycleError, resolve_serving_tag
+
+    try:
+        tag = resolve_serving_tag(ModelSettings().model_tag)
+    except (LifecycleError, ValidationError):
+        tag = None
+    found = None if tag is None else contracts(tag)
+    if found is None:
+        return default_contract(), "default contract (no served model in the model store)"
+    return found, f"contract of the served model {tag}"
 
 
 class ExportError(Exception):
@@ -140,6 +226,14 @@ class ExportSummary:
     """Labels of predictions logged before the entity ids were kept."""
     skipped_block_missing: int = 0
     """Labels whose prediction is no longer in the log (evicted, expired)."""
+    skipped_other_contract: int = 0
+    """Labels of blocks whose model has other inputs than the export's contract (or whose
+    values the contract refuses): they cannot be rows of this file."""
+    rows_model_not_stored: int = 0
+    """Rows written from blocks whose model is not in this machine's model store: taken to
+    have the export contract's inputs, as their width matches."""
+    contract: str = ""
+    """Which contract gave the columns."""
     since_hours: float | None = None
     message: str = field(default="")
 
@@ -148,7 +242,7 @@ class _ParquetRows:
     """Rows buffered column by column and written as row groups to a temporary file beside
     ``out``, which :meth:`commit` renames onto ``out`` (a failed export leaves nothing)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, contract: FeatureContract) -> None:
         if out.is_dir():
             raise ExportError(f"--out {out} is a directory")
         try:
@@ -162,54 +256,80 @@ class _ParquetRows:
         self._out = out
         self._tmp = Path(handle.name)
         handle.close()
-        self._writer = pq.ParquetWriter(self._tmp, SCHEMA)
-        self._columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        self.contract = contract
+        self.schema = export_schema(contract)
+        self._assembler = FeatureAssembler(contract)
+        # Where each entity aggregate sits in a logged row (the contract's feature order).
+        self._aggregate_column = {
+            name: contract.feature_names.index(name) for name in contract.entity_features
+        }
+        self._string_categories = {
+            name
+            for name, spec in contract.fields.items()
+            if isinstance(spec, CategoryField) and self.schema.field(name).type == pa.string()
+        }
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.written = 0
 
-    def add(
-        self, block: StoredBlock, labels: Sequence[Label], ids: tuple[list[str], list[str]]
-    ) -> None:
-        """Append the rows of ``block`` that ``labels`` name (rows within the block)."""
+    def rows(
+        self, block: StoredBlock, labels: Sequence[Label], ids: list[list[str]]
+    ) -> list[tuple[Label, dict[str, Any]]]:
+        """Each label's request field values (decoded from the logged model input, ids from
+        ``ids``)."""
+        features = np.frombuffer(block.features, dtype="<f8").reshape(block.rows, -1)
+        picked = features[[label.row for label in labels]]
+        values = self._assembler.request_values(picked)
+        entity_ids = dict(zip(self.contract.entity_fields, ids, strict=True))
+        out = []
+        for i, label in enumerate(labels):
+            row = {}
+            for name in self.contract.fields:
+                if name in entity_ids:
+                    row[name] = entity_ids[name][label.row]
+                else:
+                    row[name] = values[name][i]
+            out.append((label, row))
+        return out
+
+    def add(self, block: StoredBlock, rows: Sequence[tuple[Label, dict[str, Any]]]) -> None:
+        """Append ``rows`` (from :meth:`rows`) of ``block``."""
         features = np.frombuffer(block.features, dtype="<f8").reshape(block.rows, -1)
         outputs = np.frombuffer(block.outputs, dtype="<f8").reshape(block.rows, 3)
-        restaurants, drivers = ids
-        columns = self._columns
-        for label in labels:
-            values = features[label.row].tolist()
+        contract, columns = self.contract, self._columns
+        for label, values in rows:
+            logged = features[label.row].tolist()
             point, lower, upper = outputs[label.row].tolist()
-            columns["created_at"].append(block.created_at)
-            columns["restaurant_id"].append(restaurants[label.row])
-            columns["driver_id"].append(drivers[label.row])
-            columns["distance_km"].append(values[_FEATURE_COLUMN["distance_km"]])
-            columns["is_peak_hour"].append(round(values[_FEATURE_COLUMN["is_peak_hour"]]))
-            columns["order_value"].append(values[_FEATURE_COLUMN["order_value"]])
-            columns["delivery_time_min"].append(label.actual)
+            columns[contract.timestamp.column].append(block.created_at)
+            for name, value in values.items():
+                columns[name].append(str(value) if name in self._string_categories else value)
+            columns[contract.target.column].append(label.actual)
             columns["prediction_id"].append(label.prediction_id)
             columns["model_version"].append(block.model_version)
             columns["predicted_delivery_time_min"].append(point)
             columns["confidence_interval_lower"].append(lower)
             columns["confidence_interval_upper"].append(upper)
-            for name in ("restaurant_avg_delivery_time", "driver_avg_delivery_time"):
-                columns[name].append(values[_FEATURE_COLUMN[name]])
+            for name, column in self._aggregate_column.items():
+                columns[name].append(logged[column])
             columns["labelled_at"].append(label.labelled_at)
-        if len(columns["created_at"]) >= ROW_GROUP_ROWS:
+        if len(columns["prediction_id"]) >= ROW_GROUP_ROWS:
             self._write_buffered()
 
     def _write_buffered(self) -> None:
-        rows = len(self._columns["created_at"])
+        rows = len(self._columns["prediction_id"])
         if not rows:
             return
         arrays = []
-        for column in SCHEMA:
+        for column in self.schema:
             values = self._columns[column.name]
             if column.type == _UTC_US:
                 micros = [None if v is None else round(v * 1e6) for v in values]
                 arrays.append(pa.array(micros, type=pa.int64()).cast(_UTC_US))
             else:
                 arrays.append(pa.array(values, type=column.type))
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=SCHEMA))
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.written += rows
-        self._columns = {name: [] for name in SCHEMA.names}
+        self._columns = {name: [] for name in self.schema.names}
 
     def commit(self) -> None:
         """Write what is buffered, close the file and move it onto ``out``."""
@@ -225,15 +345,37 @@ class _ParquetRows:
             self._tmp.unlink(missing_ok=True)
 
 
-def write_export(
-    pages: Iterable[Sequence[LabelledBlock]], out: Path, summary: ExportSummary
-) -> ExportSummary:
-    """Write the labelled rows of ``pages`` to ``out`` as Parquet; counts into ``summary``.
+def _valid_rows(
+    contract: FeatureContract, rows: list[tuple[Label, dict[str, Any]]]
+) -> list[tuple[Label, dict[str, Any]]]:
+    """The rows whose values ``contract`` accepts (a block of a model with a wider range may
+    hold values the export's contract refuses; the trainer would refuse the file)."""
+    return [
+        (label, values)
+        for label, values in rows
+        if not any(value_problem(contract.fields[name], value) for name, value in values.items())
+    ]
 
-    Streams: each page is turned into rows and written (in row groups of
-    :data:`ROW_GROUP_ROWS`) before the next one is read.
+
+def write_export(
+    pages: Iterable[Sequence[LabelledBlock]],
+    out: Path,
+    summary: ExportSummary,
+    contract: FeatureContract | None = None,
+    model_contracts: ModelContracts | None = None,
+) -> ExportSummary:
+    """Write the labelled rows of ``pages`` to ``out`` as Parquet, in ``contract``'s columns
+    (default: the default contract); counts into ``summary``.
+
+    ``model_contracts`` gives each block's model's contract (default: none known, every block
+    is taken as written by ``contract``'s model when its width matches). Streams: each page is
+    turned into rows and written (in row groups of :data:`ROW_GROUP_ROWS`) before the next one
+    is read.
     """
-    parquet = _ParquetRows(out)
+    contract = contract or default_contract()
+    lookup = model_contracts or (lambda version: None)
+    signature, width = inputs_signature(contract), len(contract.feature_names)
+    parquet = _ParquetRows(out, contract)
     try:
         for page in pages:
             for labelled in page:
@@ -245,15 +387,30 @@ def write_export(
                 in_block = [label for label in labelled.labels if label.row < block.rows]
                 # A row past the block's end has no prediction (feedback never joins one).
                 summary.skipped_block_missing += len(labelled.labels) - len(in_block)
-                ids = (
-                    None
-                    if block.entity_ids is None
-                    else decode_entity_ids(block.entity_ids, block.rows)
-                )
+                if not in_block:
+                    continue
+                fields = len(contract.entity_fields)
+                ids: list[list[str]] | None = []  # a contract without entities needs none
+                if fields:
+                    stored = block.entity_ids
+                    ids = None if stored is None else decode_entity_ids(stored, block.rows, fields)
                 if ids is None:
                     summary.skipped_no_ids += len(in_block)
                     continue
-                parquet.add(block, in_block, ids)
+                model = lookup(block.model_version)
+                if (model is not None and inputs_signature(model) != signature) or len(
+                    block.features
+                ) != 8 * width * block.rows:
+                    summary.skipped_other_contract += len(in_block)
+                    continue
+                rows = parquet.rows(block, in_block, ids)
+                if model != contract:
+                    kept = _valid_rows(contract, rows)
+                    summary.skipped_other_contract += len(rows) - len(kept)
+                    rows = kept
+                if model is None:
+                    summary.rows_model_not_stored += len(rows)
+                parquet.add(block, rows)
         parquet.commit()
     except BaseException:
         parquet.abort()
@@ -458,16 +615,29 @@ def export_labels(
     redis_url: str | None = None,
     redis_prefix: str = "delivery_eta:block:",
     since_hours: float | None = None,
+    contract: FeatureContract | None = None,
+    model_contracts: ModelContracts | None = None,
 ) -> ExportSummary:
     """Export the labelled predictions of one log to ``out``; :class:`ExportError` if it
-    cannot run."""
+    cannot run.
+
+    ``contract`` gives the columns (default: the served model's, :func:`served_contract`);
+    ``model_contracts`` each block's model's contract (default: the model store's,
+    :func:`store_contracts`).
+    """
     since = None if since_hours is None else time.time() - since_hours * 3600
-    summary = ExportSummary(out=str(out), backend=backend, since_hours=since_hours)
+    lookup = model_contracts or store_contracts()
+    if contract is None:
+        contract, which = served_contract(lookup)
+    else:
+        which = "given contract"
+    summary = ExportSummary(out=str(out), backend=backend, since_hours=since_hours, contract=which)
     if backend == "sqlite":
         assert path is not None
         db = open_sqlite_log(path)
         try:
-            return write_export(sqlite_labelled_blocks(db, since, legacy=summary), out, summary)
+            blocks = sqlite_labelled_blocks(db, since, legacy=summary)
+            return write_export(blocks, out, summary, contract, lookup)
         except sqlite3.Error as exc:
             raise ExportError(
                 f"reading prediction log {path} failed: {type(exc).__name__}: {exc}"
@@ -478,7 +648,8 @@ def export_labels(
     client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         client.ping()
-        return write_export(redis_labelled_blocks(client, redis_prefix, since), out, summary)
+        blocks = redis_labelled_blocks(client, redis_prefix, since)
+        return write_export(blocks, out, summary, contract, lookup)
     except redis.RedisError as exc:
         raise ExportError(
             f"prediction log redis {redacted_url(redis_url)} failed: {type(exc).__name__}: {exc}"
@@ -536,10 +707,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--since", type=float, metavar="HOURS", help="only labels given in the last HOURS"
     )
+    parser.add_argument(
+        "--contract",
+        type=Path,
+        help="feature contract (YAML) giving the columns; default: the served model's",
+    )
     args = parser.parse_args(argv)
     try:
         if args.since is not None and not args.since > 0:
             raise ExportError("--since must be a positive number of hours")
+        contract = None
+        if args.contract is not None:
+            try:
+                contract = load_contract(args.contract)
+            except ContractError as exc:
+                raise ExportError(" ".join(str(exc).split())) from exc
         settings = service_log_settings(
             backend=args.backend,
             path=args.path,
@@ -554,6 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_url=None if redis_url is None else str(redis_url),
             redis_prefix=settings.prediction_log_redis_prefix,
             since_hours=args.since,
+            contract=contract,
         )
     except ExportError as exc:
         print(f"export-labels: {exc}", file=sys.stderr, flush=True)

@@ -1,11 +1,13 @@
-"""The label export: predictions that received feedback -> Parquet in the training schema, from
-the SQLite and the Redis log; blocks without ids and blocks gone are counted, not written; files
-from before the ids open, migrate and export; the log is read in pages; the command line."""
+"""The label export: predictions that received feedback -> Parquet in the training schema of the
+contract, from the SQLite and the Redis log; blocks without ids, blocks gone and blocks of a model
+with other inputs are counted, not written; files from before the ids open, migrate and export;
+the log is read in pages; the command line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from models.training.order_history import ORDER_HISTORY_SCHEMA
+from models.contract import FeatureContract, default_contract, parse_contract
+from models.contract.bodies import OrderGenerator
+from models.features import FeatureAssembler, OnlineValues
 from serving.pipeline.prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
@@ -31,35 +37,19 @@ from serving.pipeline.prediction_log import (
 )
 from serving.pipeline.prediction_log import export as export_module
 from serving.pipeline.prediction_log.export import (
+    SERVED_COLUMNS,
     export_labels,
+    export_schema,
     main,
     redis_labelled_blocks,
     sqlite_labelled_blocks,
+    training_columns,
+    write_export,
 )
 from tests.harness.local_server import ROOT
+from tests.models.contract.mixed_contract import MIXED
 
-# The trainer's own schema: an export train.py --data would refuse fails here.
-TRAINING_COLUMNS = list(ORDER_HISTORY_SCHEMA)
-EXTRA_COLUMNS = [
-    "prediction_id",
-    "model_version",
-    "predicted_delivery_time_min",
-    "confidence_interval_lower",
-    "confidence_interval_upper",
-    "restaurant_avg_delivery_time",
-    "driver_avg_delivery_time",
-    "labelled_at",
-]
-FLOAT_COLUMNS = [
-    "distance_km",
-    "order_value",
-    "delivery_time_min",
-    "predicted_delivery_time_min",
-    "confidence_interval_lower",
-    "confidence_interval_upper",
-    "restaurant_avg_delivery_time",
-    "driver_avg_delivery_time",
-]
+DEFAULT = default_contract()
 MODEL = "delivery_eta:v1"
 # The block schema of the code before entity ids were kept, verbatim.
 OLD_SCHEMA = [
@@ -76,83 +66,115 @@ OLD_SCHEMA = [
 class Logged:
     """One request as the service logs it, and what the export must give back for its rows."""
 
+    contract: FeatureContract
     block: PredictionBlock
     ids: list[str]
-    restaurants: list[str]
-    drivers: list[str]
+    orders: list[dict[str, Any]]
+
+    def entity_ids(self, field: str) -> list[str]:
+        return [order[field] for order in self.orders]
 
     def expected(self, row: int, actual: float) -> dict[str, object]:
+        """The exported row of ``row`` labelled ``actual``: the request as sent (a boolean
+        as true/false, an unseen category as its ``other`` value, an optional field left
+        out as its default), then what was served."""
+        contract, order = self.contract, self.orders[row]
         features, outputs = self.block.features[row], self.block.outputs[row]
-        return {
-            "created_at": pd.Timestamp(self.block.created_at, unit="s", tz="UTC"),
-            "restaurant_id": self.restaurants[row],
-            "driver_id": self.drivers[row],
-            "distance_km": features[0],
-            "is_peak_hour": int(features[1]),
-            "order_value": features[2],
-            "delivery_time_min": actual,
-            "prediction_id": self.ids[row],
-            "model_version": self.block.model_version,
-            "predicted_delivery_time_min": outputs[0],
-            "confidence_interval_lower": outputs[1],
-            "confidence_interval_upper": outputs[2],
-            "restaurant_avg_delivery_time": features[3],
-            "driver_avg_delivery_time": features[4],
+        values: dict[str, object] = {
+            contract.timestamp.column: pd.Timestamp(self.block.created_at, unit="s", tz="UTC")
         }
+        for name, spec in contract.fields.items():
+            value = order.get(name, getattr(spec, "default", None))
+            if spec.kind == "boolean":
+                value = bool(value)
+            elif spec.kind == "category" and value not in spec.values:  # type: ignore[union-attr]
+                value = spec.other_value  # type: ignore[union-attr]
+            if spec.kind == "category" and export_schema(contract).field(name).type == "string":
+                value = str(value)
+            values[name] = value
+        values[contract.target.column] = actual
+        served = dict(zip(SERVED_COLUMNS, [self.ids[row], self.block.model_version], strict=False))
+        served |= dict(zip(SERVED_COLUMNS[2:], outputs, strict=True))
+        aggregates = {
+            name: features[contract.feature_names.index(name)] for name in contract.entity_features
+        }
+        return values | served | aggregates
 
 
 def _logged(
-    rows: int, seed: int, *, with_ids: bool = True, created_at: float | None = None
+    rows: int,
+    seed: int,
+    *,
+    with_ids: bool = True,
+    created_at: float | None = None,
+    contract: FeatureContract = DEFAULT,
+    model: str = MODEL,
 ) -> Logged:
-    """Row i of request ``seed``: distinct features, outputs and entity ids (all allowed
-    id characters: letters, digits, ``_ . : -``)."""
+    """Request ``seed`` of ``rows`` random valid orders, assembled into the model input as the
+    service does (each entity aggregate sent as an override, so every row's differs); ids use
+    every allowed character (letters, digits, ``_ . : -``)."""
     key, ids = new_prediction_ids(rows)
-    rng = np.random.default_rng(seed)
-    features = np.column_stack(
-        [
-            rng.uniform(0.1, 50, rows),
-            rng.integers(0, 2, rows).astype(float),
-            rng.uniform(0, 500, rows),
-            rng.uniform(10, 60, rows),
-            rng.uniform(10, 60, rows),
-        ]
+    rng = random.Random(seed)
+    generator = OrderGenerator(contract, override_share=1.0)
+    orders = generator.orders(rng, rows)
+    for i, order in enumerate(orders):
+        for n, field in enumerate(contract.entity_fields):
+            order[field] = f"{'rD'[n % 2]}-{seed}.{i}:{n}_x"
+    fields = [*contract.fields, *contract.entity_features]
+    defaults = {n: getattr(s, "default", None) for n, s in contract.fields.items()}
+    namespaces = [
+        SimpleNamespace(**{f: order.get(f, defaults.get(f)) for f in fields}) for order in orders
+    ]
+    features, _ = FeatureAssembler(contract).assemble(
+        namespaces,
+        OnlineValues.missing(contract.entity_features, rows, failed=False),
+        dict.fromkeys(contract.entity_features, 30.0),
     )
-    outputs = rng.uniform(5, 90, (rows, 3))
-    restaurants = [f"r_{seed}.{i}" for i in range(rows)]
-    drivers = [f"D-{seed}:{i}" for i in range(rows)]
-    entity_ids = encode_entity_ids(restaurants, drivers) if with_ids else None
+    outputs = np.random.default_rng(seed).uniform(5, 90, (rows, 3))
+    columns = [[order[field] for order in orders] for field in contract.entity_fields]
+    entity_ids = encode_entity_ids(columns) if with_ids else None
     block = PredictionBlock(
-        key, created_at or time.time(), MODEL, features, outputs, entity_ids=entity_ids
+        key, created_at or time.time(), model, features, outputs, entity_ids=entity_ids
     )
-    return Logged(block, ids, restaurants, drivers)
+    return Logged(contract, block, ids, orders)
 
 
-def _read(out: Path) -> pd.DataFrame:
-    """The exported file, checked for the training schema's columns and types."""
+def _read(out: Path, contract: FeatureContract = DEFAULT) -> pd.DataFrame:
+    """The exported file, checked for the contract's training columns and their types."""
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == TRAINING_COLUMNS + EXTRA_COLUMNS
-    for name in ("created_at", "labelled_at"):
+    extras = [*SERVED_COLUMNS, *contract.entity_features, "labelled_at"]
+    assert list(frame.columns) == [*training_columns(contract), *extras]
+    for name in (contract.timestamp.column, "labelled_at"):
         assert isinstance(frame[name].dtype, pd.DatetimeTZDtype), frame[name].dtype
         assert str(frame[name].dtype.tz) == "UTC"
         assert frame[name].dtype.unit in ("ns", "us")
-    for name in ("restaurant_id", "driver_id", "prediction_id", "model_version"):
+    for name in (*contract.entity_fields, "prediction_id", "model_version"):
         assert pd.api.types.is_string_dtype(frame[name]), (name, frame[name].dtype)
-    for name in FLOAT_COLUMNS:
+    floats = [*SERVED_COLUMNS[2:], *contract.entity_features, contract.target.column]
+    floats += contract.fields_of_kind("number")
+    for name in floats:
         assert frame[name].dtype == np.float64, (name, frame[name].dtype)
-    assert frame["is_peak_hour"].dtype == np.int64
-    assert set(frame["is_peak_hour"]) <= {0, 1}
+    for name in contract.fields_of_kind("integer"):
+        spec = contract.fields[name]
+        assert frame[name].dtype == np.int64
+        assert frame[name].between(spec.minimum, spec.maximum).all()  # type: ignore[union-attr]
+    for name in contract.fields_of_kind("boolean"):
+        assert frame[name].dtype == np.bool_
     return frame
 
 
 def _check_rows(
-    frame: pd.DataFrame, expected: dict[str, dict[str, object]], labelled: tuple[float, float]
+    frame: pd.DataFrame,
+    expected: dict[str, dict[str, object]],
+    labelled: tuple[float, float],
+    contract: FeatureContract = DEFAULT,
 ) -> None:
     """Exactly the ``expected`` rows (by prediction id), with the logged values."""
     assert sorted(frame["prediction_id"]) == sorted(expected)
     for row in frame.to_dict("records"):
         want = expected[row["prediction_id"]]
         for name, value in want.items():
-            if name == "created_at":  # stored as float seconds, exported in microseconds
+            if name == contract.timestamp.column:  # float seconds, exported in microseconds
                 assert abs(row[name] - value) < pd.Timedelta(microseconds=2), (name, row, value)
             else:  # the logged float64 values, exactly
                 assert row[name] == value, (name, row[name], value)
@@ -169,12 +191,132 @@ def _summary(summary: export_module.ExportSummary) -> tuple[int, int, int, int]:
 
 
 def test_entity_ids_round_trip_and_a_wrong_count_is_refused() -> None:
-    restaurants, drivers = ["r_1", "r.2", "R:3"], ["d-1", "d_2", "D.3"]
-    stored = encode_entity_ids(restaurants, drivers)
+    first, second = ["r_1", "r.2", "R:3"], ["d-1", "d_2", "D.3"]
+    stored = encode_entity_ids([first, second])
     assert stored == b"r_1\nr.2\nR:3\nd-1\nd_2\nD.3"
-    assert decode_entity_ids(stored, 3) == (restaurants, drivers)
-    assert decode_entity_ids(stored, 2) is None
-    assert decode_entity_ids(encode_entity_ids(["r"], ["d"]), 1) == (["r"], ["d"])
+    assert decode_entity_ids(stored, 3, 2) == [first, second]
+    assert decode_entity_ids(stored, 2, 2) is None
+    assert decode_entity_ids(stored, 3, 3) is None
+    assert decode_entity_ids(encode_entity_ids([["r"], ["d"]]), 1, 2) == [["r"], ["d"]]
+
+
+def test_the_training_columns_are_the_contracts() -> None:
+    # The default contract's file, as train.py --data has always read it.
+    assert training_columns(DEFAULT) == (
+        DEFAULT.timestamp.column,
+        *DEFAULT.fields,
+        DEFAULT.target.column,
+    )
+    assert training_columns(MIXED) == (
+        "ordered_at",
+        "store_id",
+        "weather",
+        "vehicle",
+        "city_tier",
+        "items",
+        "festival",
+        "rating",
+        "courier_id",
+        "minutes",
+    )
+    types = {f.name: str(f.type) for f in export_schema(MIXED)}
+    assert (types["weather"], types["vehicle"], types["city_tier"]) == ("string", "string", "int64")
+    assert (types["items"], types["festival"], types["rating"]) == ("int64", "bool", "double")
+    assert [n for n in types if n.endswith("_avg_delivery_time")] == [
+        "store_avg_delivery_time",
+        "courier_avg_delivery_time",
+    ]
+
+
+def _pages(*logged: tuple[Logged, dict[int, float]]) -> list[list[export_module.LabelledBlock]]:
+    """One page of labelled blocks, as the log readers yield them."""
+    return [
+        [
+            export_module.LabelledBlock(
+                export_module.StoredBlock(
+                    item.block.created_at,
+                    item.block.model_version,
+                    len(item.block),
+                    *item.block.encoded(),
+                    item.block.entity_ids,
+                ),
+                [
+                    export_module.Label(item.ids[row], row, actual, item.block.created_at + 1)
+                    for row, actual in labels.items()
+                ],
+            )
+            for item, labels in logged
+        ]
+    ]
+
+
+def test_every_kind_of_field_is_exported_as_it_was_sent(tmp_path: Path) -> None:
+    out = tmp_path / "labels.parquet"
+    logged = _logged(400, 1, contract=MIXED, model="delivery_eta:mixed")
+    labels = {row: 20.0 + row / 10 for row in range(0, 400, 3)}
+
+    summary = write_export(
+        _pages((logged, labels)),
+        out,
+        export_module.ExportSummary(str(out), "sqlite"),
+        MIXED,
+        {"delivery_eta:mixed": MIXED}.get,
+    )
+
+    assert (summary.rows_written, summary.skipped_other_contract) == (len(labels), 0)
+    frame = _read(out, MIXED)
+    expected = {logged.ids[row]: logged.expected(row, actual) for row, actual in labels.items()}
+    created = logged.block.created_at
+    _check_rows(frame, expected, (created + 1, created + 1), MIXED)
+    # The random orders reached every value: unseen vehicles came back as "other".
+    assert set(frame["weather"]) == {"sunny", "rain", "fog"}
+    assert set(frame["vehicle"]) == {"bike", "car", "other"}
+    assert set(frame["city_tier"]) == {1, 2, 3} and set(frame["festival"]) == {True, False}
+
+
+def test_blocks_of_a_model_with_other_inputs_are_skipped_and_counted(tmp_path: Path) -> None:
+    out = tmp_path / "labels.parquet"
+    ours, other = _logged(3, 1), _logged(4, 2, contract=MIXED, model="delivery_eta:mixed")
+    unknown = _logged(2, 3, model="delivery_eta:gone")  # its model is not in the store
+    # Same inputs as the default, a narrower range: rows it refuses cannot train.
+    narrower_text = (
+        (ROOT / "models" / "contract" / "default.yaml")
+        .read_text()
+        .replace("maximum: 50\n", "maximum: 4\n")
+    )
+    narrower = parse_contract(narrower_text)
+    wide = _logged(30, 4, model="delivery_eta:wide")
+    contracts = {MODEL: DEFAULT, "delivery_eta:mixed": MIXED, "delivery_eta:wide": DEFAULT}
+    labels = [
+        (ours, {0: 30.0, 2: 31.0}),
+        (other, {1: 20.0, 3: 21.0}),
+        (unknown, {1: 40.0}),
+        (wide, dict.fromkeys(range(30), 25.0)),
+    ]
+
+    summary = write_export(
+        _pages(*labels),
+        out,
+        export_module.ExportSummary(str(out), "sqlite"),
+        narrower,
+        contracts.get,
+    )
+
+    distance = narrower.fields_of_kind("number")[0]
+    kept = [
+        (item, row)
+        for item, rows in labels
+        if item is not other
+        for row in rows
+        if item.orders[row][distance] <= 4
+    ]
+    assert 0 < len(kept) < 33  # the narrower range dropped some rows, kept others
+    assert summary.labels_seen == 35
+    assert summary.skipped_other_contract == 35 - len(kept)
+    assert summary.rows_written == len(kept)
+    assert summary.rows_model_not_stored == sum(1 for item, _ in kept if item is unknown)
+    frame = _read(out, narrower)
+    assert sorted(frame["prediction_id"]) == sorted(item.ids[row] for item, row in kept)
 
 
 # -- SQLite -----------------------------------------------------------------------------------
@@ -394,12 +536,8 @@ async def test_sqlite_export_reads_more_labels_than_one_page(tmp_path: Path) -> 
     expected |= {logged.ids[0]: logged.expected(0, 25.0) for logged in singles}
     for row in frame.sample(200, random_state=0).to_dict("records"):
         want = expected[row["prediction_id"]]
-        assert (row["restaurant_id"], row["driver_id"]) == (
-            want["restaurant_id"],
-            want["driver_id"],
-        )
-        assert row["distance_km"] == want["distance_km"]
-        assert row["delivery_time_min"] == want["delivery_time_min"]
+        for name in (*DEFAULT.fields, DEFAULT.target.column):
+            assert row[name] == want[name], name
     assert set(frame["prediction_id"]) == set(expected)
     assert pq.ParquetFile(out).num_row_groups >= 2  # written as it went, not all at the end
 
@@ -482,7 +620,8 @@ async def test_redis_export_scans_in_pages_and_keeps_labels_without_a_time(
     frame = _read(out)
     untimed = frame[frame["prediction_id"] == legacy.ids[0]]
     assert len(untimed) == 1 and pd.isna(untimed["labelled_at"].iloc[0])
-    assert untimed["restaurant_id"].iloc[0] == legacy.restaurants[0]
+    first_entity = DEFAULT.entity_fields[0]
+    assert untimed[first_entity].iloc[0] == legacy.entity_ids(first_entity)[0]
     timed = frame[frame["prediction_id"] != legacy.ids[0]]
     _check_rows(timed, expected, (0, time.time()))
     # Labels given before --since, and those without a time on predictions made before it, go.
@@ -550,6 +689,9 @@ async def test_the_command_line_reads_the_service_settings_and_says_what_it_did(
         "labels_seen": 1,
         "skipped_no_ids": 0,
         "skipped_block_missing": 0,
+        "skipped_other_contract": 0,
+        "rows_model_not_stored": 1,
+        "contract": "default contract (no served model in the model store)",
         "since_hours": None,
         "message": "wrote 1 labelled predictions",
     }
@@ -568,7 +710,7 @@ async def test_an_export_without_labels_writes_an_empty_file_with_the_schema(
 
     said = json.loads(capsys.readouterr().out)
     assert said["rows_written"] == 0 and "empty file with the schema" in said["message"]
-    assert pq.read_schema(out).names == TRAINING_COLUMNS + EXTRA_COLUMNS
+    assert pq.read_schema(out).names == export_schema(DEFAULT).names
     assert _read(out).empty
 
 
@@ -599,3 +741,48 @@ def test_the_command_line_refuses_in_one_line(
     )
     _refused(_main(capsys, "--out", str(out), "--path", str(log), "--since", "0"), "--since")
     assert not out.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_export_is_a_training_file(tmp_path: Path) -> None:
+    """What train.py --data reads: the trainer's own check accepts the exported file, every
+    row, with the values the requests sent."""
+    from models.training.order_history import read_order_history
+
+    out = tmp_path / "labels.parquet"
+    logged = _logged(300, 9)
+    labels = {row: 15.0 + row / 7 for row in range(300)}
+    write_export(
+        _pages((logged, labels)),
+        out,
+        export_module.ExportSummary(str(out), "sqlite"),
+        DEFAULT,
+        {MODEL: DEFAULT}.get,
+    )
+
+    orders, report, _ = read_order_history(out, min_rows=1, min_days=0)
+
+    assert report.rows_dropped == 0 and len(orders) == 300
+    first = DEFAULT.entity_fields[0]
+    assert sorted(orders[first].astype(str)) == sorted(o[first] for o in logged.orders)
+
+
+def test_a_contract_without_entities_needs_no_ids(tmp_path: Path) -> None:
+    out = tmp_path / "labels.parquet"
+    plain = parse_contract(
+        """
+target: {column: minutes}
+timestamp: {column: at}
+fields:
+  weather: {kind: category, values: [sunny, rain], example: rain}
+  km: {kind: number, minimum: 0, maximum: 30, example: 2.5}
+"""
+    )
+    logged = _logged(6, 3, contract=plain, with_ids=False)
+    labels = {0: 12.0, 5: 40.0}
+    summary = write_export(
+        _pages((logged, labels)), out, export_module.ExportSummary(str(out), "sqlite"), plain
+    )
+    assert (summary.rows_written, summary.skipped_no_ids) == (2, 0)
+    frame = _read(out, plain)
+    assert list(frame.columns[:4]) == ["at", "weather", "km", "minutes"]
+    assert list(frame["minutes"]) == [12.0, 40.0]
