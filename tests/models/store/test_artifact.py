@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
-from models.features import FEATURE_NAMES
+from models.contract import default_contract
 from models.store.artifact import ENTITY_FILE, MODEL_FILE, ModelArtifactError, load_artifact
 from tests.harness.model_copies import copy_model
+
+FEATURE_NAMES = default_contract().feature_names
 
 
 def test_registered_model_loads_with_its_metadata(registered) -> None:  # type: ignore[no-untyped-def]
