@@ -41,7 +41,7 @@ def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Pat
     (version_dir,) = [p for p in (tmp_path / "models" / "delivery_eta").iterdir() if p.is_dir()]
     info = yaml.safe_load((version_dir / "model.yaml").read_text())
     del info["metadata"]["reference_stats"]  # as written by an older version of this code
-    (version_dir / "model.yaml").write_text(yaml.safe_dump(info))
+    (version_dir / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
 
     upgraded = _train(tmp_path, "--if-missing")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]

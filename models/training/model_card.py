@@ -117,7 +117,8 @@ def _segment_table(segments: list[dict[str, Any]]) -> str:
     ]
     if any(s["rows"] < SEGMENT_MIN_ROWS for s in segments):
         lines.append(
-            f"\n\\* fewer than {SEGMENT_MIN_ROWS} holdout orders: the coverage is mostly noise."
+            f"\n\\* fewer than {SEGMENT_MIN_ROWS:,} holdout orders: the coverage may stray "
+            "from the target by sampling noise alone."
         )
     return "\n".join(lines)
 
