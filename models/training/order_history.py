@@ -524,7 +524,7 @@ def _check_category(
     else:
         row_levels[empty] = levels.index(str(spec.default))
         checker.note(name, f"empty, given the default {spec.default!r}", empty)
-    return pd.Series(pd.Categorical.from_codes(row_levels, categories=levels))
+    return pd.Series(pd.Categorical.from_codes(row_levels, categories=pd.Index(levels)))
 
 
 def _check_numbers(
@@ -543,7 +543,8 @@ def _check_numbers(
     if spec is None or spec.required:
         checker.check(name, "empty or NaN", missing)
     else:
-        values = values.mask(missing, float(spec.default))  # type: ignore[arg-type]
+        assert spec.default is not None  # the contract gives every optional field one
+        values = values.mask(missing, float(spec.default))
         checker.note(name, f"empty, given the default {spec.default!r}", missing.to_numpy())
     checker.check(name, "infinite", np.isinf(values))
     finite = np.isfinite(values)
@@ -563,24 +564,25 @@ def _check_numbers(
 
 def _constant_column(spec: Any, rows: int) -> pd.Series:
     """An absent optional field's column: its default on every row."""
+    default: Any = spec.default  # the contract gives every optional field one
     if isinstance(spec, CategoryField):
         levels = [str(v) for v in spec.levels()]
-        codes = np.full(rows, levels.index(str(spec.default)), dtype=np.int64)
-        return pd.Series(pd.Categorical.from_codes(codes, categories=levels))
+        codes = np.full(rows, levels.index(str(default)), dtype=np.int64)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(levels)))
     if isinstance(spec, IntegerField | BooleanField):
-        return pd.Series(np.full(rows, int(spec.default), dtype=np.int64))
-    return pd.Series(np.full(rows, float(spec.default), dtype=np.float64))
+        return pd.Series(np.full(rows, int(default)), dtype="int64")
+    return pd.Series(np.full(rows, float(default)), dtype="float64")
 
 
 def _check_rows(table: pa.Table, contract: FeatureContract) -> tuple[pd.DataFrame, _Checker]:
     checker = _Checker(table.num_rows)
     ts = contract.timestamp.column
-    created_at = _as_timestamps(table[ts])
-    raw_created = table[ts].is_null().to_numpy(zero_copy_only=False)
-    checker.check(ts, "empty", raw_created)
-    checker.check(ts, "not a timestamp", created_at.isna().to_numpy() & ~raw_created)
+    order_times = _as_timestamps(table[ts])
+    raw_missing = table[ts].is_null().to_numpy(zero_copy_only=False)
+    checker.check(ts, "empty", raw_missing)
+    checker.check(ts, "not a timestamp", order_times.isna().to_numpy() & ~raw_missing)
 
-    frame = pd.DataFrame({ORDER_TS: created_at})
+    frame = pd.DataFrame({ORDER_TS: order_times})
     for name, spec in contract.fields.items():
         if name not in table.column_names:  # an optional field the file does not have
             frame[name] = _constant_column(spec, table.num_rows)

@@ -109,7 +109,10 @@ def test_the_default_contract_is_todays_five_fields() -> None:
     )
     assert contract.monotonic_constraints == (1, 1, 1, 1, 1)
     assert contract.categorical_mask == (False,) * 5
-    assert (contract.target.column, contract.timestamp.column) == ("delivery_time_min", "created_at")
+    assert (contract.target.column, contract.timestamp.column) == (
+        "delivery_time_min",
+        "created_at",
+    )
     assert [contract.entity_key(f) for f in contract.entity_fields] == ["restaurant", "driver"]
     peak = contract.fields["is_peak_hour"]
     assert isinstance(peak, IntegerField) and (peak.minimum, peak.maximum) == (0, 1)
@@ -190,8 +193,9 @@ def test_an_error_names_the_file_the_line_and_the_field() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     text = (
-        EVERY_KIND.replace("    values: [clear, rain]\n    example: rain", "    values: [clear]\n"
-        "    example: snow")
+        EVERY_KIND.replace(
+            "    values: [clear, rain]\n    example: rain", "    values: [clear]\n    example: snow"
+        )
         .replace("kind: boolean", "kind: flag")
         .replace("    maximum: 30\n", "    maximum: 30\n    colour: red\n")
     )

@@ -87,5 +87,5 @@ def test_the_linear_baseline_keeps_its_name_for_the_default_contract() -> None:
 
 
 def test_the_synthetic_history_cannot_train_a_contract_with_other_fields() -> None:
-    with pytest.raises(ValueError, match="no column for field.*weather"):
+    with pytest.raises(ValueError, match=r"no column for field.*weather"):
         train_model(TrainingConfig.small(), rich_contract())

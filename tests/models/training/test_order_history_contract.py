@@ -154,9 +154,7 @@ def test_every_kind_of_bad_value_is_reported_at_once(tmp_path: Path, orders: pd.
         "pass --drop-invalid",
     ):
         assert expected in message, message
-    frame, report, _ = read_order_history(
-        _csv(tmp_path, bad), rich_contract(), drop_invalid=True
-    )
+    frame, report, _ = read_order_history(_csv(tmp_path, bad), rich_contract(), drop_invalid=True)
     assert report.rows_dropped == 11 and len(frame) == len(orders) - 11
     assert set(frame["weather"].astype(str)) == {"clear", "rain", "storm"}
 

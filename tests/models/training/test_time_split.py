@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from examples.warehouse_export import order_export
-from models.training.dataset import SPLIT_NAMES, TimeSplit, split_by_time
 from models.contract import default_contract
 from models.features import ORDER_TS
+from models.training.dataset import SPLIT_NAMES, TimeSplit, split_by_time
 from models.training.order_history import internal_names
 
 
