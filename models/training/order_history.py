@@ -484,7 +484,8 @@ def _check_category(
     its text is the same, or -- for numbers such as 1/2/3 -- when it is the same whole number
     (``1``, ``"1"`` and ``1.0`` are one value)."""
     levels = [str(v) for v in spec.levels()]
-    index = {text: i for i, text in enumerate(str(v) for v in spec.values)}
+    # Every level matches itself: "other" written back by the label export is not unseen.
+    index = {text: i for i, text in enumerate(levels)}
     values = _as_text_categories(column)
     distinct = [str(v) for v in values.cat.categories]
     per_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)  # last: missing (code -1)

@@ -9,6 +9,7 @@ import pytest
 from models.contract import default_contract, parse_contract
 from models.training.config import TrainingConfig
 from models.training.fit import SEGMENT_MIN_ROWS, category_inputs, linear_baseline, train_model
+from models.training.model_card import render_markdown
 from tests.models.training.contract_orders import CONTRACT_YAML, rich_contract, rich_training
 
 
@@ -89,3 +90,30 @@ def test_the_linear_baseline_keeps_its_name_for_the_default_contract() -> None:
 def test_the_synthetic_history_cannot_train_a_contract_with_other_fields() -> None:
     with pytest.raises(ValueError, match=r"no column for field.*weather"):
         train_model(TrainingConfig.small(), rich_contract())
+
+
+def test_the_model_card_lists_the_contracts_fields_and_names_no_other() -> None:
+    result = rich_training()
+    metadata = {
+        "metrics": result.metrics,
+        "interval": {"level": result.model.interval_level},
+        "training_data_sha256": result.data_hash,
+        "row_counts": result.n_rows,
+        "training_config": {"seed": 0, "history_fraction": 0.4},
+        "segments": result.segments,
+    }
+    card = render_markdown("delivery_eta:test", metadata, rich_contract())
+    assert "| `weather` | category | `clear`, `rain`, `storm`; any other value is refused |" in card
+    assert "any other value counts as `other`" in card  # vehicle
+    assert "| `items` | integer | 1 to 30 | `items` | increasing | yes |" in card
+    assert "| `festival` | boolean | true/false or 1/0 |" in card
+    assert (
+        "| `prep_estimate_min` | number | 0 to 120 | `prep_estimate_min` | none | no (default"
+        in (card)
+    )
+    assert "`store_id` | entity |" in card and "`store_avg_delivery_time`" in card
+    assert "splits `weather`, `vehicle`, `city_tier` as native categories" in card
+    assert "baseline: `distance_km`-only linear" in card
+    assert "| weather: storm |" in card
+    for name in ("restaurant", "driver", "peak", "order_value"):
+        assert name not in card, name

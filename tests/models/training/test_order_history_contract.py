@@ -75,6 +75,10 @@ def test_a_valid_file_reads_every_kind_in_the_training_names(
     assert report.mapped_to_other() == {"vehicle": vans}
     assert f"vehicle: {vans:,} row(s) with a value the contract does not list" in report.text()
     assert "'van'" in report.text()
+    # "other" itself (as the label export writes a mapped value back) is a level, not unseen.
+    exported = orders.replace({"vehicle": {"van": "other"}})
+    again, report, _ = read_order_history(_csv(tmp_path, exported, "labels.csv"), rich_contract())
+    assert report.mapped_to_other() == {} and (again["vehicle"] == "other").sum() == vans
 
 
 def test_csv_and_parquet_read_the_same_orders(tmp_path: Path, orders: pd.DataFrame) -> None:
