@@ -41,6 +41,7 @@ system-deps:
 
 DATA   ?=
 LABELS ?=
+CONTRACT ?=
 TRAIN_ARGS ?=
 # Drafts a contract (docs/contract.md) from an order history; review it, then train with it.
 CONTRACT_ARGS ?=
@@ -48,16 +49,16 @@ contract: env ## draft a feature contract from DATA=orders.csv|.parquet|dir (OUT
 	@test -n "$(DATA)" || { echo "usage: make contract DATA=orders.csv [OUT=contract.yaml] [CONTRACT_ARGS='--target COL --timestamp COL --force']" >&2; exit 2; }
 	$(PY) -m models.contract draft $(DATA) --out $(or $(OUT),contract.yaml) $(CONTRACT_ARGS)
 
-train: env ## train and register a candidate: synthetic data, or DATA=orders.csv|.parquet|dir
-	$(PY) train.py $(if $(DATA),--data $(DATA)) $(if $(LABELS),--labels $(LABELS)) $(TRAIN_ARGS)
+train: env ## train and register a candidate: synthetic data, or DATA=orders.csv|.parquet|dir [CONTRACT=contract.yaml]
+	$(PY) train.py $(if $(DATA),--data $(DATA)) $(if $(LABELS),--labels $(LABELS)) $(if $(CONTRACT),--contract $(CONTRACT)) $(TRAIN_ARGS)
 
 # Closing the loop: the service's labelled predictions + the order history -> a candidate whose
 # holdout is the newest labelled orders, then the promotion gate against production.
-retrain: env ## DATA=history [LABELS=out.parquet]: export labels, train on both, gate vs production
-	@test -n "$(DATA)" || { echo "usage: make retrain DATA=orders.parquet [LABELS=labels.parquet]" >&2; exit 2; }
+retrain: env ## DATA=history [LABELS=out.parquet] [CONTRACT=contract.yaml]: export labels, train on both, gate vs production
+	@test -n "$(DATA)" || { echo "usage: make retrain DATA=orders.parquet [LABELS=labels.parquet] [CONTRACT=contract.yaml]" >&2; exit 2; }
 	@mkdir -p $(dir $(or $(LABELS),reports/labels.parquet))
 	$(PY) -m serving.pipeline.prediction_log.export --out $(or $(LABELS),reports/labels.parquet) $(if $(CONTRACT),--contract $(CONTRACT))
-	$(PY) train.py --data $(DATA) --labels $(or $(LABELS),reports/labels.parquet) $(TRAIN_ARGS)
+	$(PY) train.py --data $(DATA) --labels $(or $(LABELS),reports/labels.parquet) $(if $(CONTRACT),--contract $(CONTRACT)) $(TRAIN_ARGS)
 	$(PY) -m models.promotion promote
 
 serve: env ## train if the store has no model, then serve on http://$(HOST):$(PORT)

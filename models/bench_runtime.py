@@ -3,8 +3,9 @@
     BENTOML_HOME=/root/bentoml .venv/bin/python -m models.bench_runtime
     .venv/bin/python -m models.bench_runtime --tag delivery_eta:<version> --compile-variants
 
-Rows are the model's own holdout orders (regenerated from its metadata), sampled per batch
-size. Each variant produces the full ``(n, 3)`` point/lower/upper output. Every round times
+Rows are the model's own holdout orders (stored beside a file-trained model, else regenerated
+from its metadata), sampled per batch size. Each variant produces the full ``(n, 3)``
+point/lower/upper output. Every round times
 each variant for at least ``--budget-ms`` (alternating the order of variants between rounds,
 so that load from other processes on a shared machine falls on all of them alike); the table
 shows the median over rounds of us/row and, in brackets, the median of the per-round ratios to
@@ -41,6 +42,7 @@ from models.features import training_frame
 from models.model import DeliveryTimeModel
 from models.store.artifact import ModelArtifact, load_artifact
 from models.store.stages import resolve_serving_tag
+from models.training.from_files import HOLDOUT_FILE, read_stored_holdout
 from models.treelite_runtime import TreeliteRuntime
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -64,7 +66,7 @@ def _gtil(model: DeliveryTimeModel, threads: int, dtype: type = np.float64) -> P
     ]
 
     def call(rows: np.ndarray) -> np.ndarray:
-        x: np.ndarray = np.ascontiguousarray(rows, dtype=dtype)
+        x: np.ndarray = np.ascontiguousarray(model.unfitted_as_missing(rows), dtype=dtype)
         return model.combine(*(treelite.gtil.predict(p, x, nthread=threads) for p in parts))
 
     return call
@@ -77,7 +79,7 @@ def _gtil_combined(model: DeliveryTimeModel) -> Predict:
     shift = np.array(base_scores)
 
     def call(rows: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(rows, dtype=np.float64)
+        x = np.ascontiguousarray(model.unfitted_as_missing(rows), dtype=np.float64)
         raw = treelite.gtil.predict(combined, x, nthread=1).reshape(-1, 3) + shift
         return model.combine_stacked(raw)
 
@@ -91,6 +93,7 @@ def _tl2cgen_public(runtime: CompiledRuntime, dtype: str) -> Predict:
     shift = runtime._shift
 
     def call(rows: np.ndarray) -> np.ndarray:
+        rows = runtime.model.unfitted_as_missing(rows)
         x = np.ascontiguousarray(rows, dtype=np.float32 if dtype == "float32" else np.float64)
         raw = runtime._predictor.predict(tl2cgen.DMatrix(x), pred_margin=True).reshape(-1, 3)
         return runtime.model.combine_stacked(raw.astype(np.float64) + shift)
@@ -147,10 +150,16 @@ def variants(artifact: ModelArtifact, workdir: Path, compile_variants: bool) -> 
 
 
 def holdout_rows(artifact: ModelArtifact) -> np.ndarray:
-    from models.promotion.gate import regenerate_holdout
+    """The model's holdout as model input: the one stored beside a file-trained model, else
+    regenerated from the synthetic generator's config."""
+    data = artifact.metadata.get("training_data", {})
+    if isinstance(data, dict) and data.get("kind") == "file":
+        holdout = read_stored_holdout(artifact.path / str(data.get("holdout_file", HOLDOUT_FILE)))
+    else:
+        from models.promotion.gate import regenerate_holdout
 
-    _, holdout = regenerate_holdout(artifact.metadata["training_config"])
-    return training_frame(holdout, artifact.entities).to_numpy()
+        _, holdout = regenerate_holdout(artifact.metadata["training_config"])
+    return training_frame(holdout, artifact.contract, artifact.entities).to_numpy()
 
 
 def measure(

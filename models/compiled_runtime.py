@@ -115,13 +115,17 @@ def combined_treelite_model(model: DeliveryTimeModel) -> tuple[Any, list[float]]
 
 
 def probe_rows(model: DeliveryTimeModel, rows: int, seed: int = 0) -> np.ndarray:
-    """Rows that exercise every split: each feature takes its split thresholds, the next
-    doubles either side of them, and extremes (0, negatives, 1e300, the largest doubles).
+    """Rows that exercise every split: each number takes its split thresholds, the next
+    doubles either side of them, and extremes (0, negatives, 1e300, the largest doubles); each
+    category takes every code its contract allows (``0..levels-1``), and nothing else.
 
     Exactly at a threshold is where a compiled ``<=`` that rounded its constant, or a quantizer
-    off by one bin, would send a row down the other branch.
+    off by one bin, would send a row down the other branch. A category's splits are lists of
+    codes, not thresholds; a code outside ``0..levels-1`` never reaches the model (the API
+    and the training check refuse it), and sklearn and Treelite legitimately differ on one.
     """
     rng = np.random.default_rng(seed)
+    levels = model.category_levels or (0,) * len(model.feature_names)
     thresholds: list[set[float]] = [set() for _ in model.feature_names]
     for part in _treelite_models(model):
         for tree_id in range(part.num_tree):
@@ -135,7 +139,10 @@ def probe_rows(model: DeliveryTimeModel, rows: int, seed: int = 0) -> np.ndarray
                 thresholds[int(feature)].add(float(value))
     extremes = [0.0, -0.0, -1.0, 1e-300, 1e300, -1e300, np.finfo(np.float64).max]
     columns = []
-    for values in thresholds:
+    for values, codes in zip(thresholds, levels, strict=True):
+        if codes:
+            columns.append(rng.integers(0, codes, size=rows).astype(np.float64))
+            continue
         at = np.array(sorted(values), dtype=np.float64)
         candidates = np.concatenate(
             [at, np.nextafter(at, np.inf), np.nextafter(at, -np.inf), np.array(extremes)]
@@ -275,7 +282,7 @@ class CompiledRuntime:
 
     def predict_rows(self, features: np.ndarray) -> np.ndarray:
         """Same contract as :meth:`DeliveryTimeModel.predict_rows`."""
-        rows = np.ascontiguousarray(features, dtype=np.float64)
+        rows = self.model.unfitted_as_missing(np.ascontiguousarray(features, dtype=np.float64))
         raw = self.raw_outputs(rows)
         misread = _misread_rows(rows)
         if misread.any():

@@ -24,6 +24,15 @@ class DeliveryTimeModel:
     interval_correction: float
     feature_names: tuple[str, ...]
     interval_level: float = 0.90
+    # Class-level defaults: models pickled before categories existed load with "no categories".
+    category_levels: tuple[int, ...] = ()
+    """Per model input, how many codes it takes when it is a category (codes ``0..levels-1``,
+    the contract's ``category_levels``), 0 for a number; empty when no input is a category."""
+    unfitted_category_codes: tuple[tuple[int, ...], ...] = ()
+    """Per model input, the category codes the trees never saw in training (a declared value no
+    training row had, or ``other`` when every value was known); empty when there are none.
+    sklearn reads such a code as missing; :meth:`unfitted_as_missing` lets the Treelite and
+    TL2cgen evaluators read it the same way."""
 
     def predict_rows(self, features: np.ndarray) -> np.ndarray:
         """Predict for a float matrix in ``feature_names`` order.
@@ -36,6 +45,23 @@ class DeliveryTimeModel:
             self.lower_model.predict(features),
             self.upper_model.predict(features),
         )
+
+    def unfitted_as_missing(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` with every category code in :attr:`unfitted_category_codes` set to NaN (a
+        copy; ``rows`` itself when there are none, as for every model without categories).
+
+        sklearn evaluates a category code it was not fitted on as a missing value; Treelite's
+        import of the same trees routes it by the split's category list instead, which can
+        differ. Evaluators other than sklearn call this first so that every runtime gives
+        sklearn's answer for every code the contract allows.
+        """
+        if not self.unfitted_category_codes:
+            return rows
+        out = np.array(rows, dtype=np.float64, copy=True, order="C")
+        for column, codes in enumerate(self.unfitted_category_codes):
+            if codes:
+                out[np.isin(out[:, column], codes), column] = np.nan
+        return out
 
     def combine(self, point: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         """Raw outputs of the three regressors -> ``(n, 3)`` point, lower, upper."""

@@ -29,7 +29,8 @@ class TreeliteRuntime:
         """Same contract as :meth:`DeliveryTimeModel.predict_rows`."""
         if len(features) > self.max_rows:
             return self.model.predict_rows(features)
-        rows = np.ascontiguousarray(features, dtype=np.float64)
+        # A category code the trees never saw: missing, as sklearn reads it.
+        rows = self.model.unfitted_as_missing(np.ascontiguousarray(features, dtype=np.float64))
         # nthread=1: the service runs one model thread per worker; more would oversubscribe.
         point, lower, upper = (treelite.gtil.predict(t, rows, nthread=1) for t in self._trees)
         return self.model.combine(point, lower, upper)

@@ -1,4 +1,5 @@
-"""train.py as `make serve` runs it: trains into an empty store once, then leaves it alone."""
+"""train.py as `make serve` and `make train` run it: trains into an empty store once, then
+leaves it alone; trains on a file against a contract, or refuses and registers nothing."""
 
 import os
 import subprocess
@@ -41,7 +42,7 @@ def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Pat
     (version_dir,) = [p for p in (tmp_path / "models" / "delivery_eta").iterdir() if p.is_dir()]
     info = yaml.safe_load((version_dir / "model.yaml").read_text())
     del info["metadata"]["reference_stats"]  # as written by an older version of this code
-    (version_dir / "model.yaml").write_text(yaml.safe_dump(info))
+    (version_dir / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
 
     upgraded = _train(tmp_path, "--if-missing")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
@@ -66,7 +67,7 @@ def test_train_on_a_csv_export_reports_segments_and_records_the_data(tmp_path: P
     out = trained.stdout
     assert "20,000 rows read" in out and "ignored extra columns: order_id, city" in out
     assert "Bayes floor unknown (real data)" in out
-    for segment in ("hour: peak", "distance: 2-5 km", "entities: restaurant or driver unknown"):
+    for segment in ("peak: peak", "distance: distance_2_5km", "entity: entity_unknown"):
         assert segment in out
     (version,) = _store_versions(tmp_path)
     info = yaml.safe_load((version / "model.yaml").read_text())
@@ -114,3 +115,81 @@ def test_bad_arguments_exit_2_without_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file or directory" in missing.stderr
     assert "Traceback" not in missing.stderr + split.stderr + labels_only.stderr
     assert _store_versions(tmp_path) == []
+
+
+def _rich_files(tmp_path: Path, rows: int = 8000) -> tuple[Path, Path]:
+    from tests.models.training.contract_orders import CONTRACT_YAML, rich_orders
+
+    data, contract = tmp_path / "orders.csv", tmp_path / "contract.yaml"
+    rich_orders(rows, days=30, seed=5).to_csv(data, index=False)
+    contract.write_text(CONTRACT_YAML)
+    return data, contract
+
+
+def test_train_on_a_file_with_its_own_contract(tmp_path: Path) -> None:
+    import pandas as pd
+    import yaml
+
+    data, contract = _rich_files(tmp_path)
+    trained = _train(tmp_path, "--data", str(data), "--contract", str(contract))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    out = trained.stdout
+    assert "row(s) with a value the contract does not list, mapped to 'other'" in out
+    for segment in ("weather: storm", "vehicle: other", "city_tier: 2"):
+        assert segment in out
+    (version,) = _store_versions(tmp_path)
+    metadata = yaml.safe_load((version / "model.yaml").read_text())["metadata"]
+    assert list(metadata["feature_contract"]["fields"]) == list(
+        yaml.safe_load(contract.read_text())["fields"]
+    )
+    assert metadata["training_data"]["schema"]["weather"] == "one of: clear, rain, storm"
+    assert "compiled_library" in metadata  # parity with sklearn passed at registration
+    holdout = pd.read_parquet(version / "holdout.parquet")
+    assert list(holdout.columns)[1:-1] == list(metadata["feature_contract"]["fields"])
+    card = (tmp_path / "card" / "model_card.md").read_text()
+    assert "| `weather` | category | `clear`, `rain`, `storm`; any other value is refused |" in card
+
+
+def test_a_contract_problem_exits_2_and_registers_nothing(tmp_path: Path) -> None:
+    data, contract = _rich_files(tmp_path, rows=100)
+    contract.write_text(
+        contract.read_text()
+        .replace("maximum: 40", "maximum: -1")
+        .replace("kind: boolean", "kind: flag")
+    )
+    refused = _train(tmp_path, "--data", str(data), "--contract", str(contract))
+    assert refused.returncode == 2
+    assert "cannot use this contract, nothing registered" in refused.stderr
+    assert f"{contract}:" in refused.stderr and "fields.distance_km" in refused.stderr
+    assert "fields.festival" in refused.stderr  # every problem at once
+    assert "Traceback" not in refused.stderr
+    assert _store_versions(tmp_path) == []
+
+
+def test_a_file_missing_a_declared_column_is_refused_naming_it(tmp_path: Path) -> None:
+    import pandas as pd
+
+    data, contract = _rich_files(tmp_path, rows=3000)
+    pd.read_csv(data).drop(columns="weather").to_csv(data, index=False)
+    refused = _train(tmp_path, "--data", str(data), "--contract", str(contract))
+    assert refused.returncode == 2
+    assert "missing column 'weather': one of: clear, rain, storm" in refused.stderr
+    assert _store_versions(tmp_path) == []
+    synthetic = _train(tmp_path, "--contract", str(contract))
+    assert synthetic.returncode == 2
+    assert "synthetic order history has no column for field(s) store_id, items" in synthetic.stderr
+    assert _store_versions(tmp_path) == []
+
+
+def test_make_passes_the_contract_to_train_and_retrain() -> None:
+    for target in ("train", "retrain"):
+        dry = subprocess.run(
+            ["make", "-n", target, "DATA=orders.csv", "CONTRACT=mine.yaml"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert dry.returncode == 0, dry.stderr
+        (line,) = [cmd for cmd in dry.stdout.splitlines() if "train.py" in cmd]
+        assert "--data orders.csv" in line and "--contract mine.yaml" in line

@@ -315,7 +315,7 @@ def _field_problems(spec: Any) -> list[str]:
     if spec.kind == "category":
         if len({str(v) for v in spec.values}) != len(spec.values):
             problems.append("values must be unique")
-        if spec.on_unseen == "other" and spec.other_value in spec.values:
+        if spec.on_unseen == "other" and spec.other_value in {str(v) for v in spec.values}:
             problems.append(f"other_value {spec.other_value!r} is also one of the values")
         for what in ("example", "default"):
             value = getattr(spec, what)

@@ -27,9 +27,12 @@ _MEASURE = (
 )
 
 
-def measure(data: Path, home: Path) -> dict[str, float]:
-    """Run ``train.py --data`` once; wall seconds and peak RSS (MiB) of the training process."""
+def measure(data: Path, home: Path, contract: Path | None = None) -> dict[str, float]:
+    """Run ``train.py --data`` once (with ``--contract`` when given); wall seconds and peak
+    RSS (MiB) of the training process."""
     command = [sys.executable, "train.py", "--data", str(data), "--card-dir", ""]
+    if contract is not None:
+        command += ["--contract", str(contract.resolve())]
     wrapper = [sys.executable, "-c", _MEASURE, *command]
     env_run = subprocess.run(
         wrapper,
@@ -50,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--formats", nargs="+", default=["csv", "parquet"])
     parser.add_argument("--days", type=int, default=180)
+    parser.add_argument(
+        "--contract",
+        type=Path,
+        help="train against this contract (default: the default contract, whose columns the "
+        "generated export has)",
+    )
     args = parser.parse_args(argv)
     print("| rows | format | file MiB | wall s | rows/s | peak RSS MiB |")
     print("|--:|---|--:|--:|--:|--:|")
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     export.to_parquet(files[fmt], index=False)
             del export
             for fmt, path in files.items():
-                result = measure(path, Path(tmp) / f"home-{fmt}")
+                result = measure(path, Path(tmp) / f"home-{fmt}", args.contract)
                 result["rows"] = rows
                 print(
                     f"| {rows:,} | {fmt} | {path.stat().st_size / 2**20:,.0f} | "

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from models.contract import FeatureContract
-from models.features import TARGET, EntityFeatures, training_frame
+from models.features import ORDER_TS, TARGET, EntityFeatures, training_frame
 from models.training.config import TrainingConfig
 from models.training.synthetic_orders import generate_order_history
 
 
 def split_rows(orders: pd.DataFrame, history_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
     """Time split: earliest days -> entity history; the rest -> train / calibration / holdout."""
-    days = orders["order_ts"].dt.normalize()
+    days = orders[ORDER_TS].dt.normalize()
     cutoff = days.min() + (days.max() - days.min()) * history_fraction
     history = orders[days < cutoff]
     later = orders[days >= cutoff].sample(frac=1.0, random_state=seed)
@@ -86,7 +86,7 @@ MIN_ROWS_PER_SPLIT = 50
 def _cut_at_timestamps(orders: pd.DataFrame, shares: list[float]) -> list[pd.DataFrame]:
     """Split time-sorted ``orders`` into contiguous parts of about ``shares`` of the rows,
     moving each cut past orders with the same timestamp."""
-    times = orders["order_ts"].array.asi8  # int64 view; to_numpy() of zoned times is objects
+    times = orders[ORDER_TS].array.asi8  # int64 view; to_numpy() of zoned times is objects
     cuts, position = [0], 0.0
     for share in shares[:-1]:
         position += share
@@ -117,9 +117,9 @@ def split_by_time(
         result = dict(zip(SPLIT_NAMES, parts, strict=True))
     else:
         older_labels, holdout = _cut_at_timestamps(labels, [1 - split.holdout, split.holdout])
-        start = holdout["order_ts"].min() if len(holdout) else labels["order_ts"].max()
-        earlier = pd.concat([orders[orders["order_ts"] < start], older_labels])
-        earlier = earlier.sort_values("order_ts", kind="stable").reset_index(drop=True)
+        start = holdout[ORDER_TS].min() if len(holdout) else labels[ORDER_TS].max()
+        earlier = pd.concat([orders[orders[ORDER_TS] < start], older_labels])
+        earlier = earlier.sort_values(ORDER_TS, kind="stable").reset_index(drop=True)
         rest = split.history + split.train + split.calibration
         parts = _cut_at_timestamps(
             earlier, [split.history / rest, split.train / rest, split.calibration / rest]

@@ -1,8 +1,11 @@
-"""Read a user's order history (CSV, Parquet, or a directory of Parquet) and check every row.
+"""Read a user's order history (CSV, Parquet, or a directory of Parquet) and check every row
+against a feature contract.
 
-The file holds one row per delivered order in :data:`ORDER_HISTORY_SCHEMA`. Reading is
-columnar (pyarrow): only the schema's columns are read, ids become dictionary-encoded
-categoricals, so memory grows with the rows times the seven columns, not with the file's width.
+The file holds one row per delivered order with the contract's columns
+(:func:`order_history_schema`): the order time (``contract.timestamp.column``), every field of
+the contract, and the target (``contract.target.column``). Reading is columnar (pyarrow): only
+those columns are read, ids and categories become dictionary-encoded categoricals, so memory
+grows with the rows times the contract's columns, not with the file's width.
 
 Every check runs before anything is trained and all of them are reported at once: a user
 fixing an export should see every problem in one run, not one per run.
@@ -13,9 +16,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,39 +28,97 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from models.contract import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN, default_contract
-
-# TEMPORARY (issue 23 in progress): the default contract's bounds, until the check is driven
-# by the contract.
-_C = default_contract()
-DISTANCE_KM_RANGE = (_C.fields["distance_km"].minimum, _C.fields["distance_km"].maximum)  # type: ignore[union-attr]
-ORDER_VALUE_RANGE = (_C.fields["order_value"].minimum, _C.fields["order_value"].maximum)  # type: ignore[union-attr]
-DELIVERY_TIME_MIN_RANGE = (_C.target.minimum, _C.target.maximum)
+from models.contract import (
+    ENTITY_ID_MAX_LENGTH,
+    ENTITY_ID_PATTERN,
+    BooleanField,
+    CategoryField,
+    EntityField,
+    FeatureContract,
+    IntegerField,
+    NumberField,
+    default_contract,
+)
+from models.features import ORDER_TS, TARGET
 
 logger = logging.getLogger(__name__)
 
-ORDER_HISTORY_SCHEMA: dict[str, str] = {
-    "created_at": "timestamp the order was placed (ISO 8601; without an offset it is UTC)",
-    "restaurant_id": "restaurant id, 1-64 characters of A-Z a-z 0-9 _ . : -",
-    "driver_id": "driver id, same alphabet",
-    "distance_km": f"number, {DISTANCE_KM_RANGE[0]}-{DISTANCE_KM_RANGE[1]}",
-    "is_peak_hour": "0 or 1 (true/false accepted)",
-    "order_value": f"number, {ORDER_VALUE_RANGE[0]}-{ORDER_VALUE_RANGE[1]}",
-    "delivery_time_min": (
-        f"actual minutes from order to door, {DELIVERY_TIME_MIN_RANGE[0]}-"
-        f"{DELIVERY_TIME_MIN_RANGE[1]}"
-    ),
-}
-"""The columns a training file must have, and what each must hold."""
-
-# The file's names -> the names the training code uses (the generator's, older than the schema).
-INTERNAL_NAMES = {"created_at": "order_ts", "delivery_time_min": "delivery_time_minutes"}
 SAMPLE_ROWS = 5
 """Offending row numbers shown per problem."""
+SAMPLE_VALUES = 5
+"""Offending values shown per problem (a category's unknown values)."""
+SHOWN_ALLOWED_VALUES = 30
+"""A category's allowed values listed in a problem (the rest are counted)."""
 
 
 class OrderHistoryError(ValueError):
     """The order history cannot be trained on; ``str()`` is the whole report."""
+
+
+def order_history_schema(contract: FeatureContract) -> dict[str, str]:
+    """The columns a training file of ``contract`` must have, in order (the timestamp, every
+    field, the target), and what each must hold. Shown in error messages and recorded with
+    the model."""
+    schema = {contract.timestamp.column: contract.timestamp.description}
+    for name, spec in contract.fields.items():
+        schema[name] = _describe(spec)
+    target = contract.target
+    schema[target.column] = (
+        f"{target.description}, number {_number(target.minimum)}-{_number(target.maximum)}"
+    )
+    return schema
+
+
+def internal_names(contract: FeatureContract) -> dict[str, str]:
+    """The file's timestamp and target column names -> the training code's (``ORDER_TS``,
+    ``TARGET``); fields keep their names."""
+    return {contract.timestamp.column: ORDER_TS, contract.target.column: TARGET}
+
+
+def _number(value: float) -> str:
+    """``50.0`` -> ``50``, ``0.1`` -> ``0.1``: bounds as a person writes them."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _truthy_range(spec: Any) -> bool:
+    """True for fields whose file values may be written true/false: booleans, and integers
+    bounded within 0..1 (a 0/1 flag declared as an integer)."""
+    if isinstance(spec, BooleanField):
+        return True
+    return isinstance(spec, IntegerField) and spec.minimum >= 0 and spec.maximum <= 1
+
+
+def _allowed_text(spec: CategoryField) -> str:
+    shown = ", ".join(str(v) for v in spec.values[:SHOWN_ALLOWED_VALUES])
+    more = len(spec.values) - SHOWN_ALLOWED_VALUES
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _describe(spec: Any) -> str:
+    if isinstance(spec, EntityField):
+        what = f"id, 1-{ENTITY_ID_MAX_LENGTH} characters of A-Z a-z 0-9 _ . : -"
+    elif isinstance(spec, CategoryField):
+        what = f"one of: {_allowed_text(spec)}"
+        if spec.on_unseen == "other":
+            what += f" (any other value counts as {spec.other_value!r})"
+    elif _truthy_range(spec):
+        what = "0 or 1 (true/false accepted)"
+    elif isinstance(spec, IntegerField):
+        what = f"whole number, {_number(spec.minimum)}-{_number(spec.maximum)}"
+    else:
+        what = f"number, {_number(spec.minimum)}-{_number(spec.maximum)}"
+    if spec.description:
+        what = f"{spec.description}: {what}"
+    if not spec.required:
+        default = getattr(spec, "default", None)
+        what += f"; optional (absent or empty: {default!r})"
+    return what
+
+
+ORDER_HISTORY_SCHEMA: dict[str, str] = order_history_schema(default_contract())
+""":func:`order_history_schema` of the default contract (the file ``make train DATA=`` reads
+without ``CONTRACT=``)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +137,19 @@ class Problem:
         return f"{self.column}: {self.rows:,} row(s) {self.what} (rows {shown}{more})"
 
 
+@dataclass(frozen=True)
+class Note:
+    """Rows taken as the contract says rather than as the file wrote them: an optional field's
+    empty cells given its default, a category's unseen values mapped to ``other``."""
+
+    column: str
+    what: str
+    rows: int
+
+    def __str__(self) -> str:
+        return f"{self.column}: {self.rows:,} row(s) {self.what}"
+
+
 @dataclass
 class ValidationReport:
     """What the check of a file found, and what was kept."""
@@ -85,6 +161,10 @@ class ValidationReport:
     fatal: list[str] = field(default_factory=list)
     """Problems no row dropping can fix (missing columns, too little data)."""
     extra_columns: list[str] = field(default_factory=list)
+    absent_optional: dict[str, Any] = field(default_factory=dict)
+    """Optional fields whose column the file lacks -> the default every row takes."""
+    notes: list[Note] = field(default_factory=list)
+    """Counted over the kept rows."""
     rows_dropped: int = 0
     rows_kept: int = 0
 
@@ -94,6 +174,11 @@ class ValidationReport:
         lines = [f"order history {self.source}: {read}"]
         if self.extra_columns:
             lines.append(f"  ignored extra columns: {', '.join(self.extra_columns)}")
+        lines += [
+            f"  optional column {name!r} absent: every row takes its default {default!r}"
+            for name, default in self.absent_optional.items()
+        ]
+        lines += [f"  {note}" for note in self.notes]
         lines += [f"  - {problem}" for problem in self.problems]
         lines += [f"  - {message}" for message in self.fatal]
         if self.rows_dropped:
@@ -102,6 +187,13 @@ class ValidationReport:
                 f"kept {self.rows_kept:,}"
             )
         return "\n".join(lines)
+
+    def mapped_to_other(self) -> dict[str, int]:
+        """Per category field with ``on_unseen: other``: kept rows whose value was mapped."""
+        return {n.column: n.rows for n in self.notes if n.what.startswith(_MAPPED)}
+
+
+_MAPPED = "with a value the contract does not list, mapped to"
 
 
 @dataclass(frozen=True)
@@ -144,8 +236,10 @@ def fingerprint_files(files: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_columns(fmt: str, files: list[Path]) -> tuple[list[str], list[str]]:
-    """(columns of the data, fatal problems: a schema column twice in a file, or missing
+def _file_columns(
+    fmt: str, files: list[Path], schema: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """(columns of the data, fatal problems: a declared column twice in a file, or missing
     from some files of a directory)."""
     per_file: dict[Path, list[str]] = {}
     for file in files:
@@ -162,11 +256,11 @@ def _file_columns(fmt: str, files: list[Path]) -> tuple[list[str], list[str]]:
     fatal = []
     for file, columns in per_file.items():
         names += [n for n in columns if n not in names]
-        for name in ORDER_HISTORY_SCHEMA:
+        for name in schema:
             if columns.count(name) > 1:
                 fatal.append(f"{file.name}: column {name!r} appears {columns.count(name)} times")
     if len(files) > 1:
-        for name in ORDER_HISTORY_SCHEMA:
+        for name in schema:
             lacking = [f.name for f, cols in per_file.items() if name not in cols]
             if name in names and lacking:
                 shown = ", ".join(lacking[:SAMPLE_ROWS]) + (", ..." if len(lacking) > 5 else "")
@@ -174,44 +268,58 @@ def _file_columns(fmt: str, files: list[Path]) -> tuple[list[str], list[str]]:
     return names, fatal
 
 
-def _missing_columns(columns: list[str]) -> tuple[list[str], list[str]]:
-    """(messages for missing schema columns, extra columns)."""
-    extra = [c for c in columns if c not in ORDER_HISTORY_SCHEMA]
+def _missing_columns(
+    columns: list[str], contract: FeatureContract, schema: dict[str, str]
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(messages for missing declared columns, extra columns, absent optional fields -> their
+    default)."""
+    extra = [c for c in columns if c not in schema]
     messages = []
-    for name in ORDER_HISTORY_SCHEMA:
+    absent: dict[str, Any] = {}
+    for name in schema:
         if name in columns:
+            continue
+        spec = contract.fields.get(name)
+        if spec is not None and not spec.required:
+            absent[name] = getattr(spec, "default", None)
             continue
         near = difflib.get_close_matches(name, extra, n=1, cutoff=0.75) or [
             c for c in extra if c.strip().lower() == name
         ]
         hint = f" (found {near[0]!r}: misspelt?)" if near else ""
-        messages.append(f"missing column {name!r}{hint}: {ORDER_HISTORY_SCHEMA[name]}")
-    return messages, extra
+        messages.append(f"missing column {name!r}{hint}: {schema[name]}")
+    return messages, extra, absent
 
 
-def _normalised(table: pa.Table) -> pa.Table:
-    """One type per column whatever the file wrote: ids as text, numbers and flags as float64,
-    times as UTC microseconds; anything else as text, checked value by value later. Files of
-    one directory can then be joined, and a column of an unusable type (a list, a struct,
-    bytes that are not UTF-8) is reported, not a traceback."""
+def _is_number_type(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_boolean(kind)
+    )
+
+
+def _normalised(table: pa.Table, contract: FeatureContract, schema: dict[str, str]) -> pa.Table:
+    """One type per column whatever the file wrote: ids and categories as text, numbers and
+    flags as float64, times as UTC microseconds; anything else as text, checked value by value
+    later. Files of one directory can then be joined, and a column of an unusable type (a
+    list, a struct, bytes that are not UTF-8) is reported, not a traceback."""
+    timestamp = contract.timestamp.column
     columns = {}
     for name in table.column_names:
         column = table[name]
         kind = column.type
         if pa.types.is_dictionary(kind):
             column, kind = column.cast(kind.value_type), kind.value_type
-        if name in ("restaurant_id", "driver_id"):
+        spec = contract.fields.get(name)
+        if isinstance(spec, EntityField | CategoryField):
             target = pa.string()
-        elif name == "created_at" and pa.types.is_timestamp(kind):
+        elif name == timestamp and pa.types.is_timestamp(kind):
             target = pa.timestamp("us", tz=kind.tz or "UTC")
-        elif name == "created_at" and pa.types.is_date(kind):
+        elif name == timestamp and pa.types.is_date(kind):
             target = pa.timestamp("us")
-        elif name != "created_at" and (
-            pa.types.is_integer(kind)
-            or pa.types.is_floating(kind)
-            or pa.types.is_decimal(kind)
-            or pa.types.is_boolean(kind)
-        ):
+        elif name != timestamp and _is_number_type(kind):
             target = pa.float64()
         else:
             target = pa.string()
@@ -219,37 +327,47 @@ def _normalised(table: pa.Table) -> pa.Table:
             column = column.cast(target, safe=False)
             if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
                 column.validate(full=True)  # the cast does not check the bytes are UTF-8
-            if name == "created_at" and pa.types.is_timestamp(target):
+            if name == timestamp and pa.types.is_timestamp(target):
                 # Naive times are UTC (the schema's rule); zoned ones are converted to it.
                 column = column.cast(pa.timestamp("us", tz=target.tz or "UTC"))
         except (pa.ArrowException, ValueError) as exc:
             raise OrderHistoryError(
-                f"column {name!r} holds {kind}, which cannot be read as "
-                f"{ORDER_HISTORY_SCHEMA[name]} ({exc})"
+                f"column {name!r} holds {kind}, which cannot be read as {schema[name]} ({exc})"
             ) from None
         columns[name] = column
     return pa.table(columns)
 
 
-def _read_table(fmt: str, files: list[Path]) -> pa.Table:
-    columns = list(ORDER_HISTORY_SCHEMA)
+def _read_table(
+    fmt: str,
+    files: list[Path],
+    columns: list[str],
+    contract: FeatureContract,
+    schema: dict[str, str],
+) -> pa.Table:
+    text_columns = {
+        name: pa.string()
+        for name in columns
+        if isinstance(contract.fields.get(name), EntityField | CategoryField)
+    }
     tables = []
     for file in files:
         try:
             if fmt == "parquet":
                 table = pq.read_table(file, columns=columns)
             else:
-                # Ids stay text even when they look numeric; everything else is inferred, and a
-                # column with any unparseable value comes back as text, checked value by value
+                # Ids and categories stay text even when they look numeric (a category of
+                # 1/2/3 is matched as text below); everything else is inferred, and a column
+                # with any unparseable value comes back as text, checked value by value
                 # below. Only an empty cell is missing: "NA" or "null" are valid ids.
                 convert = pa_csv.ConvertOptions(
                     include_columns=columns,
-                    column_types={"restaurant_id": pa.string(), "driver_id": pa.string()},
+                    column_types=text_columns,
                     null_values=[""],
                     strings_can_be_null=True,
                 )
                 table = pa_csv.read_csv(file, convert_options=convert)
-            tables.append(_normalised(table.select(columns)))
+            tables.append(_normalised(table.select(columns), contract, schema))
         except (pa.ArrowException, OSError) as exc:
             raise OrderHistoryError(f"cannot read {file} as {fmt}: {exc}") from None
         except OrderHistoryError as exc:
@@ -281,8 +399,9 @@ def _parse_timestamps(column: pa.ChunkedArray) -> pd.Series:
     return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
 
 
-def _as_numbers(column: pa.ChunkedArray) -> tuple[pd.Series, pd.Series]:
-    """(float values, mask of values that are present but not numbers)."""
+def _as_numbers(column: pa.ChunkedArray, truthy: bool) -> tuple[pd.Series, pd.Series]:
+    """(float values, mask of values that are present but not numbers). With ``truthy``,
+    ``true``/``false`` text reads as 1/0."""
     if pa.types.is_boolean(column.type):
         return column.to_pandas().astype("float64"), pd.Series(False, index=range(len(column)))
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
@@ -290,7 +409,8 @@ def _as_numbers(column: pa.ChunkedArray) -> tuple[pd.Series, pd.Series]:
         return values, pd.Series(False, index=values.index)
     text = column.cast(pa.string()).to_pandas()
     lowered = text.str.strip().str.lower()
-    text = text.mask(lowered == "true", "1").mask(lowered == "false", "0")
+    if truthy:
+        text = text.mask(lowered == "true", "1").mask(lowered == "false", "0")
     values = pd.to_numeric(text, errors="coerce").astype("float64")
     not_numbers = values.isna() & text.notna() & ~lowered.isin(["nan", "inf", "-inf", "infinity"])
     values = values.mask(lowered.isin(["inf", "infinity"]), np.inf)
@@ -298,16 +418,28 @@ def _as_numbers(column: pa.ChunkedArray) -> tuple[pd.Series, pd.Series]:
     return values, not_numbers
 
 
-def _as_ids(column: pa.ChunkedArray) -> pd.Series:
+def _as_text_categories(column: pa.ChunkedArray) -> pd.Series:
+    """Dictionary-encoded text (every value of one column checked once, not once per row)."""
     return column.cast(pa.string()).dictionary_encode().to_pandas()
 
 
+def _whole_number_text(text: str) -> str | None:
+    """``"1.0"`` -> ``"1"``; None for text that is not a whole number."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return str(int(number)) if math.isfinite(number) and number.is_integer() else None
+
+
 class _Checker:
-    """Collects per-row problems as boolean masks, reported with examples."""
+    """Collects per-row problems as boolean masks, reported with examples, and notes (rows
+    taken as the contract says), counted over the kept rows at the end."""
 
     def __init__(self, n_rows: int) -> None:
         self.bad = np.zeros(n_rows, dtype=bool)
         self.problems: list[Problem] = []
+        self.notes: list[tuple[str, str, np.ndarray]] = []
 
     def check(self, column: str, what: str, mask: pd.Series | np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -317,53 +449,157 @@ class _Checker:
             self.problems.append(Problem(column, what, count, examples))
             self.bad |= mask
 
+    def note(self, column: str, what: str, mask: np.ndarray) -> None:
+        if mask.any():
+            self.notes.append((column, what, mask))
 
-def _check_rows(table: pa.Table) -> tuple[pd.DataFrame, _Checker]:
-    checker = _Checker(table.num_rows)
-    created_at = _as_timestamps(table["created_at"])
-    raw_created = table["created_at"].is_null().to_numpy(zero_copy_only=False)
-    checker.check("created_at", "empty", raw_created)
-    checker.check("created_at", "not a timestamp", created_at.isna().to_numpy() & ~raw_created)
+    def counted_notes(self, kept: np.ndarray) -> list[Note]:
+        counted = [Note(c, what, int((mask & kept).sum())) for c, what, mask in self.notes]
+        return [note for note in counted if note.rows]
 
-    frame = pd.DataFrame({"created_at": created_at})
-    for name in ("restaurant_id", "driver_id"):
-        ids = _as_ids(table[name])
-        # Checked once per distinct id, then mapped to rows through the category codes.
-        codes = ids.cat.codes.to_numpy()
-        text = pd.Series(ids.cat.categories, dtype="string")
-        empty = text.str.strip().str.len() == 0
-        too_long = text.str.len() > ENTITY_ID_MAX_LENGTH
-        bad_chars = ~text.str.fullmatch(ENTITY_ID_PATTERN).fillna(False) & ~empty
-        checker.check(name, "empty", (codes == -1) | np.isin(codes, np.flatnonzero(empty)))
-        for what, per_category in (
-            (f"longer than {ENTITY_ID_MAX_LENGTH} characters", too_long),
-            ("with characters outside A-Z a-z 0-9 _ . : -", bad_chars & ~too_long),
-        ):
-            flagged = np.flatnonzero(per_category.to_numpy())
-            checker.check(name, what, np.isin(codes, flagged))
-        frame[name] = ids
 
-    bounds = {
-        "distance_km": DISTANCE_KM_RANGE,
-        "order_value": ORDER_VALUE_RANGE,
-        "delivery_time_min": DELIVERY_TIME_MIN_RANGE,
-        "is_peak_hour": (0, 1),
-    }
-    for name, (low, high) in bounds.items():
-        values, not_numbers = _as_numbers(table[name])
-        missing = values.isna() & ~not_numbers
-        checker.check(name, "not a number", not_numbers)
+def _check_entity(name: str, column: pa.ChunkedArray, checker: _Checker) -> pd.Series:
+    ids = _as_text_categories(column)
+    # Checked once per distinct id, then mapped to rows through the category codes.
+    codes = ids.cat.codes.to_numpy()
+    text = pd.Series(ids.cat.categories, dtype="string")
+    empty = text.str.strip().str.len() == 0
+    too_long = text.str.len() > ENTITY_ID_MAX_LENGTH
+    bad_chars = ~text.str.fullmatch(ENTITY_ID_PATTERN).fillna(False) & ~empty
+    checker.check(name, "empty", (codes == -1) | np.isin(codes, np.flatnonzero(empty)))
+    for what, per_category in (
+        (f"longer than {ENTITY_ID_MAX_LENGTH} characters", too_long),
+        ("with characters outside A-Z a-z 0-9 _ . : -", bad_chars & ~too_long),
+    ):
+        flagged = np.flatnonzero(per_category.to_numpy())
+        checker.check(name, what, np.isin(codes, flagged))
+    return ids
+
+
+def _check_category(
+    name: str, spec: CategoryField, column: pa.ChunkedArray, checker: _Checker
+) -> pd.Series:
+    """The column as a categorical over the contract's levels (as text: ``str(value)``, the
+    form ``models.features.category_codes`` maps). A file value matches a declared value when
+    its text is the same, or -- for numbers such as 1/2/3 -- when it is the same whole number
+    (``1``, ``"1"`` and ``1.0`` are one value)."""
+    levels = [str(v) for v in spec.levels()]
+    # Every level matches itself: "other" written back by the label export is not unseen.
+    index = {text: i for i, text in enumerate(levels)}
+    values = _as_text_categories(column)
+    distinct = [str(v) for v in values.cat.categories]
+    per_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)  # last: missing (code -1)
+    empty_distinct, unseen = [], []
+    for i, text in enumerate(distinct):
+        if not text.strip():
+            empty_distinct.append(i)
+            continue
+        level = index.get(text)
+        if level is None:
+            whole = _whole_number_text(text)
+            level = index.get(whole) if whole is not None else None
+        if level is None:
+            unseen.append(i)
+        else:
+            per_distinct[i] = level
+    codes = values.cat.codes.to_numpy()
+    empty = (codes == -1) | np.isin(codes, empty_distinct)
+    unseen_rows = np.isin(codes, unseen)
+    if unseen:
+        found = ", ".join(repr(distinct[i]) for i in unseen[:SAMPLE_VALUES])
+        more = ", ..." if len(unseen) > SAMPLE_VALUES else ""
+        if spec.on_unseen == "other":
+            per_distinct[unseen] = levels.index(str(spec.other_value))
+            checker.note(
+                name, f"{_MAPPED} {spec.other_value!r} (values {found}{more})", unseen_rows
+            )
+        else:
+            checker.check(
+                name,
+                f"not one of the contract's values ({_allowed_text(spec)}): found {found}{more}",
+                unseen_rows,
+            )
+    row_levels = per_distinct[codes]  # code -1 (missing) takes the last entry: -1
+    if spec.required:
+        checker.check(name, "empty", empty)
+    else:
+        row_levels[empty] = levels.index(str(spec.default))
+        checker.note(name, f"empty, given the default {spec.default!r}", empty)
+    return pd.Series(pd.Categorical.from_codes(row_levels, categories=pd.Index(levels)))
+
+
+def _check_numbers(
+    name: str,
+    spec: NumberField | IntegerField | BooleanField | None,
+    bounds: tuple[float, float],
+    column: pa.ChunkedArray,
+    checker: _Checker,
+) -> pd.Series:
+    """A number, whole number or 0/1 column (``spec`` None: the target), as float64; whole
+    kinds as int64."""
+    low, high = bounds
+    values, not_numbers = _as_numbers(column, truthy=_truthy_range(spec))
+    missing = values.isna() & ~not_numbers
+    checker.check(name, "not a number", not_numbers)
+    if spec is None or spec.required:
         checker.check(name, "empty or NaN", missing)
-        checker.check(name, "infinite", np.isinf(values))
-        finite = np.isfinite(values)
-        checker.check(name, f"outside {low}-{high}", finite & ((values < low) | (values > high)))
-        if name == "is_peak_hour":
-            checker.check(name, "not 0 or 1", finite & (values > 0) & (values < 1))
-        frame[name] = values
-    peak = frame["is_peak_hour"].to_numpy()
-    frame["is_peak_hour"] = np.where(np.isfinite(peak), peak, 0).round().astype("int64")
+    else:
+        assert spec.default is not None  # the contract gives every optional field one
+        values = values.mask(missing, float(spec.default))
+        checker.note(name, f"empty, given the default {spec.default!r}", missing.to_numpy())
+    checker.check(name, "infinite", np.isinf(values))
+    finite = np.isfinite(values)
+    checker.check(
+        name,
+        f"outside {_number(low)}-{_number(high)}",
+        finite & ((values < low) | (values > high)),
+    )
+    if isinstance(spec, IntegerField | BooleanField):
+        inside = finite & (values >= low) & (values <= high)
+        what = "not 0 or 1" if _truthy_range(spec) else "not a whole number"
+        checker.check(name, what, inside & (values != np.round(values)))
+        whole = np.where(np.isfinite(values), values, 0).round().astype("int64")
+        return pd.Series(whole, index=values.index)
+    return values
 
-    # Same order twice (every schema column equal): a double-counted export, not two orders.
+
+def _constant_column(spec: Any, rows: int) -> pd.Series:
+    """An absent optional field's column: its default on every row."""
+    default: Any = spec.default  # the contract gives every optional field one
+    if isinstance(spec, CategoryField):
+        levels = [str(v) for v in spec.levels()]
+        codes = np.full(rows, levels.index(str(default)), dtype=np.int64)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(levels)))
+    if isinstance(spec, IntegerField | BooleanField):
+        return pd.Series(np.full(rows, int(default)), dtype="int64")
+    return pd.Series(np.full(rows, float(default)), dtype="float64")
+
+
+def _check_rows(table: pa.Table, contract: FeatureContract) -> tuple[pd.DataFrame, _Checker]:
+    checker = _Checker(table.num_rows)
+    ts = contract.timestamp.column
+    order_times = _as_timestamps(table[ts])
+    raw_missing = table[ts].is_null().to_numpy(zero_copy_only=False)
+    checker.check(ts, "empty", raw_missing)
+    checker.check(ts, "not a timestamp", order_times.isna().to_numpy() & ~raw_missing)
+
+    frame = pd.DataFrame({ORDER_TS: order_times})
+    for name, spec in contract.fields.items():
+        if name not in table.column_names:  # an optional field the file does not have
+            frame[name] = _constant_column(spec, table.num_rows)
+        elif isinstance(spec, EntityField):
+            frame[name] = _check_entity(name, table[name], checker)
+        elif isinstance(spec, CategoryField):
+            frame[name] = _check_category(name, spec, table[name], checker)
+        else:
+            bounds = (0.0, 1.0) if isinstance(spec, BooleanField) else (spec.minimum, spec.maximum)
+            frame[name] = _check_numbers(name, spec, bounds, table[name], checker)
+    target = contract.target
+    frame[TARGET] = _check_numbers(
+        target.column, None, (target.minimum, target.maximum), table[target.column], checker
+    )
+
+    # Same order twice (every declared column equal): a double-counted export, not two orders.
     duplicated = frame.duplicated(keep="first").to_numpy()
     checker.check("(all columns)", "duplicating an earlier row", duplicated & ~checker.bad)
     return frame, checker
@@ -371,31 +607,46 @@ def _check_rows(table: pa.Table) -> tuple[pd.DataFrame, _Checker]:
 
 def read_order_history(
     path: str | Path,
+    contract: FeatureContract | None = None,
     *,
     drop_invalid: bool = False,
     min_rows: int = 1000,
     min_days: float = 14.0,
 ) -> tuple[pd.DataFrame, ValidationReport, DataSource]:
-    """Read and check an order history; raise :class:`OrderHistoryError` with the full report.
+    """Read and check an order history against ``contract`` (default: the default contract);
+    raise :class:`OrderHistoryError` with the full report.
 
-    Returns the orders sorted by time, in the training code's names (``order_ts``,
-    ``delivery_time_minutes``), the report, and the source's fingerprint. With
-    ``drop_invalid`` rows with bad values are dropped and counted instead of failing; missing
-    columns and too few rows or days still fail.
+    Returns the orders sorted by time -- columns ``ORDER_TS``, the contract's fields in
+    declared order (entities and categories as pandas categoricals, categories over the
+    contract's levels as text), ``TARGET`` -- the report, and the source's fingerprint. An
+    optional field whose column the file lacks takes its default on every row (the report
+    says so). With ``drop_invalid`` rows with bad values are dropped and counted instead of
+    failing; missing columns and too few rows or days still fail.
     """
+    contract = contract or default_contract()
+    schema = order_history_schema(contract)
     root = Path(path)
     fmt, files = resolve_files(root)
     report = ValidationReport(source=str(root))
-    columns, column_problems = _file_columns(fmt, files)
-    missing, report.extra_columns = _missing_columns(columns)
-    if missing or column_problems:
-        report.fatal += missing + column_problems
+    columns, column_problems = _file_columns(fmt, files, schema)
+    missing, report.extra_columns, report.absent_optional = _missing_columns(
+        columns, contract, schema
+    )
+    reserved = [
+        f"field {name!r} has the training code's internal name for the "
+        f"{'order time' if name == ORDER_TS else 'target'}: rename the field in the contract"
+        for name in contract.fields
+        if name in (ORDER_TS, TARGET)
+    ]
+    if missing or column_problems or reserved:
+        report.fatal += reserved + missing + column_problems
         raise OrderHistoryError(report.text())
 
+    present = [name for name in schema if name in columns]
     size_mib = sum(f.stat().st_size for f in files) / 2**20
     logger.info("reading %s (%d %s file(s), %.0f MiB)", root, len(files), fmt, size_mib)
     started = time.perf_counter()
-    table = _read_table(fmt, files)
+    table = _read_table(fmt, files, present, contract, schema)
     report.rows_read = table.num_rows
     logger.info(
         "read %s rows x %d columns from %d %s file(s) in %.1f s",
@@ -406,19 +657,22 @@ def read_order_history(
         time.perf_counter() - started,
     )
     started = time.perf_counter()
-    frame, checker = _check_rows(table)
+    frame, checker = _check_rows(table, contract)
     del table
     report.problems = checker.problems
     logger.info("checked %s rows in %.1f s", f"{len(frame):,}", time.perf_counter() - started)
+    kept = np.ones(len(frame), dtype=bool)
     if checker.problems and drop_invalid:
         report.rows_dropped = int(checker.bad.sum())
-        frame = frame[~checker.bad]
+        kept = ~checker.bad
+        frame = frame[kept]
     report.rows_kept = len(frame)
+    report.notes = checker.counted_notes(kept)
 
     if len(frame) < min_rows:
         report.fatal.append(f"too few valid rows: {len(frame):,} (need at least {min_rows:,})")
     if len(frame):
-        span_days = (frame["created_at"].max() - frame["created_at"].min()) / pd.Timedelta(days=1)
+        span_days = (frame[ORDER_TS].max() - frame[ORDER_TS].min()) / pd.Timedelta(days=1)
         if span_days < min_days:
             report.fatal.append(
                 f"too few days: the orders span {span_days:.1f} days (need at least {min_days:g} "
@@ -429,11 +683,9 @@ def read_order_history(
             report.fatal.append("fix the rows above, or pass --drop-invalid to train without them")
         raise OrderHistoryError(report.text())
 
-    frame = frame[list(ORDER_HISTORY_SCHEMA)].rename(columns=INTERNAL_NAMES)
-    frame["is_peak_hour"] = frame["is_peak_hour"].astype("int64")
-    for name in ("restaurant_id", "driver_id"):
+    for name in contract.entity_fields:
         frame[name] = frame[name].cat.remove_unused_categories()
-    frame = frame.sort_values("order_ts", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(ORDER_TS, kind="stable").reset_index(drop=True)
     source = DataSource(
         path=str(root.resolve()),
         format=fmt,

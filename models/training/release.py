@@ -40,9 +40,15 @@ def train_and_register(
 
     Without ``data`` the model trains on the synthetic history of ``config``; with it, on the
     user's order history (its holdout is stored beside the model for the promotion gate).
-    ``contract`` (default: the default contract) declares the features; it is stored in the
-    model's metadata and becomes the API of the service that serves it.
+    ``contract`` declares the features (default: the one ``data`` was checked against, else
+    the default contract); it is stored in the model's metadata and becomes the API of the
+    service that serves it. Raises :class:`ValueError` when ``contract`` is not the contract
+    ``data`` was checked against, or (synthetic data) declares a field the generator lacks.
     """
+    if data is not None:
+        if contract is not None and contract != data.contract:
+            raise ValueError("the data was checked against another contract than the one given")
+        contract = data.contract
     contract = contract or default_contract()
     extra: dict[str, bytes] = {}
     if data is None:
@@ -54,7 +60,7 @@ def train_and_register(
     else:
         result = fit_and_evaluate(data.parts, config, contract)
         training_data = data.metadata()
-        extra[HOLDOUT_FILE] = holdout_parquet(data.parts["holdout"], config.seed)
+        extra[HOLDOUT_FILE] = holdout_parquet(data.parts["holdout"], config.seed, contract)
         training_data["holdout_file"] = HOLDOUT_FILE
         training_data["holdout_sha256"] = hashlib.sha256(extra[HOLDOUT_FILE]).hexdigest()
     metadata = {
@@ -80,7 +86,7 @@ def train_and_register(
     card_files: dict[str, bytes] = {}
 
     def model_card(tag: str) -> dict[str, bytes]:
-        card = render_markdown(tag, {**metadata, "feature_names": list(contract.feature_names)})
+        card = render_markdown(tag, metadata, contract)
         card_files.update(plots, **{"model_card.md": card.encode()}, **extra)
         return card_files
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.drift_stats import bin_shares, psi, reference_bins
+from models.drift_stats import bin_shares, category_bins, psi, reference_bins
 
 
 def test_reference_bins_are_deciles_for_continuous_and_values_for_discrete() -> None:
@@ -27,3 +27,12 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:
     shifted = bin_shares(rng.lognormal(1.0, 0.6, size=2_000) * 2, reference["inner_edges"])
     assert psi(same, np.array(reference["shares"])) < 0.05
     assert psi(shifted, np.array(reference["shares"])) > 0.2
+
+
+def test_category_bins_are_one_share_per_category() -> None:
+    codes = np.array([0, 0, 1, 3, 3, 3, 3, 3], dtype=float)
+    bins = category_bins(codes, 4)
+    assert bins["inner_edges"] == [0.5, 1.5, 2.5]
+    assert bins["shares"] == [0.25, 0.125, 0.0, 0.625]
+    moved = bin_shares(np.array([2.0] * 8), bins["inner_edges"])
+    assert psi(moved, np.array(bins["shares"])) > 1

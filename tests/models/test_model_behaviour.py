@@ -7,7 +7,9 @@ prediction. Invariance: a row's prediction does not depend on what else is in th
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES
+from models.contract import default_contract
+
+FEATURE_NAMES = default_contract().feature_names
 
 BASE = dict(zip(FEATURE_NAMES, [3.0, 0, 30.0, 32.0, 32.0], strict=True))
 

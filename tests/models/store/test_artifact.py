@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
-from models.features import FEATURE_NAMES
+from models.contract import default_contract
 from models.store.artifact import ENTITY_FILE, MODEL_FILE, ModelArtifactError, load_artifact
 from tests.harness.model_copies import copy_model
+
+FEATURE_NAMES = default_contract().feature_names
 
 
 def test_registered_model_loads_with_its_metadata(registered) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +55,7 @@ def test_feature_list_mismatch_is_refused(registered, tmp_path: Path) -> None:  
     tag, path = copy_model(registered, tmp_path, "tamper")
     info = yaml.safe_load((path / "model.yaml").read_text())
     info["metadata"]["feature_names"] = list(reversed(FEATURE_NAMES))
-    (path / "model.yaml").write_text(yaml.safe_dump(info))
+    (path / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     with pytest.raises(ModelArtifactError, match="trained on features"):
         load_artifact(tag)
 
@@ -84,7 +86,7 @@ def _repickle_under(module: str, registered, tmp_path: Path, monkeypatch) -> str
     assert module.encode() in (path / MODEL_FILE).read_bytes()
     info = yaml.safe_load((path / "model.yaml").read_text())
     info["metadata"]["artifact_sha256"][MODEL_FILE] = sha256_file(path / MODEL_FILE)
-    (path / "model.yaml").write_text(yaml.safe_dump(info))
+    (path / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     monkeypatch.delitem(sys.modules, module, raising=False)
     return tag
 
