@@ -67,7 +67,7 @@ def _gtil(model: DeliveryTimeModel, threads: int, dtype: type = np.float64) -> P
 
     def call(rows: np.ndarray) -> np.ndarray:
         x: np.ndarray = np.ascontiguousarray(model.unfitted_as_missing(rows), dtype=dtype)
-        return model.combine(*(treelite.gtil.predict(p, x, nthread=threads) for p in parts))
+        return model.combine(*(treelite.gtil.predict(p, x, nthread=threads) for p in parts), rows)
 
     return call
 
@@ -81,7 +81,7 @@ def _gtil_combined(model: DeliveryTimeModel) -> Predict:
     def call(rows: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(model.unfitted_as_missing(rows), dtype=np.float64)
         raw = treelite.gtil.predict(combined, x, nthread=1).reshape(-1, 3) + shift
-        return model.combine_stacked(raw)
+        return model.combine_stacked(raw, rows)
 
     return call
 
@@ -93,10 +93,10 @@ def _tl2cgen_public(runtime: CompiledRuntime, dtype: str) -> Predict:
     shift = runtime._shift
 
     def call(rows: np.ndarray) -> np.ndarray:
-        rows = runtime.model.unfitted_as_missing(rows)
-        x = np.ascontiguousarray(rows, dtype=np.float32 if dtype == "float32" else np.float64)
+        missing = runtime.model.unfitted_as_missing(rows)
+        x = np.ascontiguousarray(missing, dtype=np.float32 if dtype == "float32" else np.float64)
         raw = runtime._predictor.predict(tl2cgen.DMatrix(x), pred_margin=True).reshape(-1, 3)
-        return runtime.model.combine_stacked(raw.astype(np.float64) + shift)
+        return runtime.model.combine_stacked(raw.astype(np.float64) + shift, rows)
 
     return call
 

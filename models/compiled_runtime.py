@@ -282,12 +282,13 @@ class CompiledRuntime:
 
     def predict_rows(self, features: np.ndarray) -> np.ndarray:
         """Same contract as :meth:`DeliveryTimeModel.predict_rows`."""
-        rows = self.model.unfitted_as_missing(np.ascontiguousarray(features, dtype=np.float64))
+        features = np.ascontiguousarray(features, dtype=np.float64)
+        rows = self.model.unfitted_as_missing(features)
         raw = self.raw_outputs(rows)
         misread = _misread_rows(rows)
         if misread.any():
             raw[misread] = _sklearn_raw(self.model, rows[misread])
-        return self.model.combine_stacked(raw)
+        return self.model.combine_stacked(raw, features)
 
     def raw_outputs(self, rows: np.ndarray) -> np.ndarray:
         """``(n, 3)`` regressor outputs (base scores included) of C-contiguous float64 rows."""

@@ -18,7 +18,7 @@ def reference_bins(values: np.ndarray, n_bins: int = 10) -> dict[str, list[float
     """Inner bin edges (quantiles) and the share of ``values`` in each of the len+1 bins.
 
     Outer bins are open-ended, so traffic outside the training range still lands in a bin.
-    Discrete features (few distinct values, e.g. ``is_peak_hour``) get one bin per value.
+    Discrete features (few distinct values, e.g. a 0/1 flag) get one bin per value.
     """
     distinct = np.unique(values)
     if len(distinct) <= n_bins:

@@ -33,6 +33,10 @@ class DeliveryTimeModel:
     training row had, or ``other`` when every value was known); empty when there are none.
     sklearn reads such a code as missing; :meth:`unfitted_as_missing` lets the Treelite and
     TL2cgen evaluators read it the same way."""
+    category_corrections: tuple[tuple[int, tuple[float, ...]], ...] = ()
+    """Per category input (its column), each code's own interval correction
+    (``models.intervals.category_corrections``); a row is widened by the largest correction of
+    its codes instead of ``interval_correction``. Empty without categories."""
 
     def predict_rows(self, features: np.ndarray) -> np.ndarray:
         """Predict for a float matrix in ``feature_names`` order.
@@ -44,6 +48,7 @@ class DeliveryTimeModel:
             self.point_model.predict(features),
             self.lower_model.predict(features),
             self.upper_model.predict(features),
+            features,
         )
 
     def unfitted_as_missing(self, rows: np.ndarray) -> np.ndarray:
@@ -63,21 +68,40 @@ class DeliveryTimeModel:
                 out[np.isin(out[:, column], codes), column] = np.nan
         return out
 
-    def combine(self, point: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        """Raw outputs of the three regressors -> ``(n, 3)`` point, lower, upper."""
+    def combine(
+        self, point: np.ndarray, lower: np.ndarray, upper: np.ndarray, features: np.ndarray
+    ) -> np.ndarray:
+        """Raw outputs of the three regressors for ``features`` -> ``(n, 3)`` point, lower,
+        upper."""
         return self.combine_stacked(
             np.column_stack(
                 [np.asarray(v, dtype=np.float64).reshape(-1) for v in (point, lower, upper)]
-            )
+            ),
+            features,
         )
 
-    def combine_stacked(self, raw: np.ndarray) -> np.ndarray:
-        """``(n, 3)`` float64 raw outputs (point, lower, upper), turned in place into the
-        ``(n, 3)`` prediction: the interval widened by the correction, clipped to contain the
-        point and to stay >= 0."""
+    def corrections(self, features: np.ndarray) -> float | np.ndarray:
+        """The interval correction of each row of ``features``: the largest of its category
+        codes' own corrections, or the one overall correction for a model without them."""
+        if not self.category_corrections:
+            return self.interval_correction
+        widest = np.zeros(len(features), dtype=np.float64)
+        for column, table in self.category_corrections:
+            codes = features[:, column]
+            known = np.isfinite(codes) & (codes >= 0) & (codes < len(table))
+            per_row = np.full(len(features), self.interval_correction)
+            per_row[known] = np.asarray(table)[codes[known].astype(np.int64)]
+            np.maximum(widest, per_row, out=widest)
+        return widest
+
+    def combine_stacked(self, raw: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` float64 raw outputs (point, lower, upper) of ``features``, turned in place
+        into the ``(n, 3)`` prediction: the interval widened by the rows' corrections
+        (:meth:`corrections`), clipped to contain the point and to stay >= 0."""
         point, lower, upper = raw[:, 0], raw[:, 1], raw[:, 2]
-        lower -= self.interval_correction
-        upper += self.interval_correction
+        correction = self.corrections(features)
+        lower -= correction
+        upper += correction
         np.minimum(lower, point, out=lower)
         np.maximum(lower, 0.0, out=lower)
         np.maximum(upper, point, out=upper)

@@ -33,4 +33,4 @@ class TreeliteRuntime:
         rows = self.model.unfitted_as_missing(np.ascontiguousarray(features, dtype=np.float64))
         # nthread=1: the service runs one model thread per worker; more would oversubscribe.
         point, lower, upper = (treelite.gtil.predict(t, rows, nthread=1) for t in self._trees)
-        return self.model.combine(point, lower, upper)
+        return self.model.combine(point, lower, upper, features)

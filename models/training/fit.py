@@ -21,7 +21,7 @@ from models.features import (
     compute_entity_features,
     training_frame,
 )
-from models.intervals import coverage, cqr_correction
+from models.intervals import category_corrections, coverage, cqr_correction
 from models.model import DeliveryTimeModel
 from models.training.config import TrainingConfig
 from models.training.dataset import generate_splits, training_data_fingerprint
@@ -231,13 +231,19 @@ def fit_and_evaluate(
 
     logger.info("[4/4] calibrating the interval on %s rows", f"{len(frames['calibration']):,}")
     x_cal = frames["calibration"].to_numpy()
-    correction = cqr_correction(
-        target["calibration"],
-        fitted["lower"].predict(x_cal),
-        fitted["upper"].predict(x_cal),
-        INTERVAL_LEVEL,
-    )
+    cal_lower, cal_upper = fitted["lower"].predict(x_cal), fitted["upper"].predict(x_cal)
+    correction = cqr_correction(target["calibration"], cal_lower, cal_upper, INTERVAL_LEVEL)
     category_levels, unfitted_codes = category_inputs(contract, x_train)
+    category_columns = {c: n for c, n in enumerate(category_levels) if n}
+    per_category = category_corrections(
+        target["calibration"],
+        cal_lower,
+        cal_upper,
+        {column: x_cal[:, column] for column in category_columns},
+        category_columns,
+        INTERVAL_LEVEL,
+        correction,
+    )
     model = DeliveryTimeModel(
         point_model=fitted["point"],
         lower_model=fitted["lower"],
@@ -247,6 +253,7 @@ def fit_and_evaluate(
         interval_level=INTERVAL_LEVEL,
         category_levels=category_levels,
         unfitted_category_codes=unfitted_codes,
+        category_corrections=per_category,
     )
 
     x_hold = frames["holdout"].to_numpy()
