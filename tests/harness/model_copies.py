@@ -19,5 +19,5 @@ def copy_model(registered: Any, tmp_path: Path, prefix: str) -> tuple[str, Path]
     shutil.copytree(source, target)
     info = yaml.safe_load((target / "model.yaml").read_text())
     info["version"] = version
-    (target / "model.yaml").write_text(yaml.safe_dump(info))
+    (target / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     return f"delivery_eta:{version}", target

@@ -33,7 +33,7 @@ def _changed(contract: FeatureContract, **fields: Any) -> FeatureContract:
         else:
             data["fields"][name] = spec
     data["examples"] = []
-    return parse_contract(yaml.safe_dump(data))
+    return parse_contract(yaml.safe_dump(data, sort_keys=False))
 
 
 def _problem(served: FeatureContract, challenger: FeatureContract) -> str:
