@@ -19,7 +19,12 @@ from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
 from models.store.stages import LifecycleError, resolve_challenger_tag, resolve_serving_tag
 from serving.pipeline.batching import AdaptiveBatcher
-from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from serving.pipeline.feature_store import (
+    EmbeddedFeatureStore,
+    FeatureStore,
+    RedisFeatureStore,
+    shared_entity_keys,
+)
 from serving.pipeline.prediction_log import (
     LogObserver,
     PredictionBlock,
@@ -77,6 +82,9 @@ def load_served_model(settings: ServiceSettings) -> ModelArtifact:
         )
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
+    shared = shared_entity_keys(artifact.contract)
+    if shared is not None and settings.feature_store_backend == "redis":
+        refuse_to_start(f"model {artifact.tag}: {shared}")
     return artifact
 
 

@@ -101,6 +101,17 @@ def snapshot_id(entities: EntityFeatures) -> str:
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
+def shared_entity_keys(contract: FeatureContract) -> str | None:
+    """Why ``contract``'s entities cannot share one Redis namespace (two entity fields with the
+    same key would overwrite each other's ids), or None."""
+    keys = [contract.entity_key(field) for field in contract.entity_fields]
+    shared = sorted({key for key in keys if keys.count(key) > 1})
+    if not shared:
+        return None
+    fields = [f for f in contract.entity_fields if contract.entity_key(f) in shared]
+    return f"entity fields {fields} share the feature-store key(s) {shared}: give each its own key"
+
+
 @dataclass(frozen=True)
 class SnapshotKeys:
     """Where one feature snapshot lives in Redis: a key prefix per entity field (in the
@@ -113,11 +124,11 @@ class SnapshotKeys:
     @classmethod
     def of(cls, entities: EntityFeatures, contract: FeatureContract) -> SnapshotKeys:
         """The keys of ``entities`` (the snapshot of a model trained with ``contract``)."""
+        problem = shared_entity_keys(contract)
+        if problem is not None:
+            raise ValueError(problem)
         base = f"{KEY_PREFIX}:{snapshot_id(entities)}"
         keys = [contract.entity_key(field) for field in contract.entity_fields]
-        if len(set(keys)) != len(keys):
-            # Two tables under one prefix would overwrite each other's ids.
-            raise ValueError(f"entity fields share a feature-store key: {keys}")
         prefixes = {
             field: f"{base}:{key}:" for field, key in zip(contract.entity_fields, keys, strict=True)
         }

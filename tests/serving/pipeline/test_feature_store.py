@@ -9,6 +9,7 @@ from serving.pipeline.feature_store import (
     EmbeddedFeatureStore,
     RedisFeatureStore,
     materialize,
+    shared_entity_keys,
     snapshot_id,
 )
 
@@ -142,3 +143,26 @@ async def test_another_models_snapshot_is_not_read(redis_server) -> None:  # typ
         assert list(found.values["restaurant_avg_delivery_time"]) == [None]
     finally:
         await store.close()
+
+
+def test_entities_sharing_a_key_cannot_share_one_redis_namespace() -> None:
+    contract = parse_contract(
+        """
+target: {column: minutes}
+timestamp: {column: placed_at}
+fields:
+  pickup_id: {kind: entity, example: p_1, key: site, feature: pickup_minutes}
+  dropoff_id: {kind: entity, example: d_1, key: site, feature: dropoff_minutes}
+  km: {kind: number, minimum: 0, maximum: 30, example: 2}
+"""
+    )
+    problem = shared_entity_keys(contract)
+    assert problem is not None and "['site']" in problem and "pickup_id" in problem
+    entities = EntityFeatures(
+        tables={feature: {} for feature in contract.entity_features},
+        defaults=dict.fromkeys(contract.entity_features, 30.0),
+        history_end="2026-03-01 00:00:00",
+    )
+    with pytest.raises(ValueError, match="share the feature-store key"):
+        materialize(entities, contract, "redis://127.0.0.1:1/0")
+    assert shared_entity_keys(CONTRACT) is None
