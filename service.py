@@ -2,7 +2,9 @@
 
 Start-up (module import, in the serving process and again in each worker) reads the settings
 once and loads + verifies the model (``serving.startup``); any mismatch refuses to start with a
-one-line reason. Each worker then builds its own request pipeline (``serving.pipeline``).
+one-line reason. The model's feature contract is the API: the request models are built from it
+(``serving.schema``) and ``GET /contract`` publishes it for tools. Each worker then builds its
+own request pipeline (``serving.pipeline``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
 from serving.pipeline.prediction_log import PredictionLogUnavailable
 from serving.schema import (
-    ORDER_EXAMPLE,
     BatchPrediction,
-    Feedback,
     FeedbackReceipt,
-    Order,
     Prediction,
+    batch_example,
+    feedback_model,
+    order_model,
 )
 from serving.shutdown import DrainingMiddleware
 from serving.shutdown import install as install_graceful_shutdown
@@ -52,7 +54,8 @@ from serving.startup import (
     load_settings,
     load_shadow_model,
 )
-from serving.telemetry.logs import configure_logging
+from serving.telemetry.labels import FieldLabels
+from serving.telemetry.logs import configure_logging, use_field_labels
 
 SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
@@ -61,26 +64,22 @@ install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
 if SETTINGS.raise_open_files_limit:
     raise_open_files_limit()
 ARTIFACT = load_served_model(SETTINGS)
-CHALLENGER = load_shadow_model(SETTINGS)
+CHALLENGER = load_shadow_model(SETTINGS, ARTIFACT)
 check_prediction_log(SETTINGS)
 
+# The served model's contract is the API: request models, their labels in metrics, /contract.
+Order = order_model(ARTIFACT.contract)
+Feedback = feedback_model(ARTIFACT.contract)
+FIELD_LABELS = FieldLabels.of(Order, Feedback)
+use_field_labels(FIELD_LABELS)
+CONTRACT_DOCUMENT = ARTIFACT.contract.metadata()
+
 BatchOrders = Annotated[
-    list[Order],
+    list[Order],  # type: ignore[valid-type]
     Field(
         min_length=1,
         max_length=SETTINGS.max_batch_rows,
-        json_schema_extra={
-            "example": [
-                ORDER_EXAMPLE,
-                {
-                    **ORDER_EXAMPLE,
-                    "driver_id": "new_driver",
-                    "distance_km": 7.9,
-                    "is_peak_hour": 0,
-                    "driver_avg_delivery_time": 31.0,
-                },
-            ]
-        },
+        json_schema_extra={"example": batch_example(ARTIFACT.contract)},
     ),
 ]
 
@@ -111,6 +110,11 @@ async def _health(_: Request) -> JSONResponse:
     return JSONResponse(service.health())
 
 
+async def _contract(_: Request) -> JSONResponse:
+    # What tools (canary, load tests, warm-up) build their request bodies from.
+    return JSONResponse(CONTRACT_DOCUMENT)
+
+
 def _request_finished(
     info: RequestInfo, status: int, latency_ms: float, category: str | None
 ) -> None:
@@ -123,7 +127,15 @@ def _request_finished(
             )
 
 
-@bentoml.asgi_app(Starlette(routes=[Route("/health", _health, methods=["GET"])]), path="/")
+@bentoml.asgi_app(
+    Starlette(
+        routes=[
+            Route("/health", _health, methods=["GET"]),
+            Route("/contract", _contract, methods=["GET"]),
+        ]
+    ),
+    path="/",
+)
 @bentoml.service(
     name="delivery_eta",
     workers=SETTINGS.workers,
@@ -158,7 +170,7 @@ class DeliveryETA:
     def __init__(self) -> None:
         self.started_at = time.time()
         self.feature_store = build_feature_store(SETTINGS, ARTIFACT)
-        self.metrics = build_metrics(ARTIFACT, self.feature_store, CHALLENGER)
+        self.metrics = build_metrics(ARTIFACT, self.feature_store, CHALLENGER, FIELD_LABELS)
         worker = bentoml.server_context
         self.pipeline = build_pipeline(
             SETTINGS,
@@ -302,7 +314,7 @@ install_http_edge(
     known_paths(
         bentoml_fixed_paths(),
         (api.route for api in DeliveryETA.apis.values()),
-        ["/health"],  # the Starlette app mounted at "/"
+        ["/health", "/contract"],  # the Starlette app mounted at "/"
     ),
     count_refusal,
 )

@@ -128,7 +128,7 @@ def train(args: argparse.Namespace) -> int:
 
 def materialize_cmd(args: argparse.Namespace) -> int:
     artifact = load_artifact(_served_tag(args.model_tag))
-    written = materialize(artifact.entities, args.redis_url)
+    written = materialize(artifact.entities, artifact.contract, args.redis_url)
     print(json.dumps({"model": artifact.tag, "redis_keys_written": written}))
     return 0
 

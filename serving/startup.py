@@ -13,12 +13,18 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from models.features import FEATURE_NAMES
+from models.cohorts import Cohorts
+from models.features import FeatureAssembler
 from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
 from models.store.stages import LifecycleError, resolve_challenger_tag, resolve_serving_tag
 from serving.pipeline.batching import AdaptiveBatcher
-from serving.pipeline.feature_store import EmbeddedFeatureStore, FeatureStore, RedisFeatureStore
+from serving.pipeline.feature_store import (
+    EmbeddedFeatureStore,
+    FeatureStore,
+    RedisFeatureStore,
+    shared_entity_keys,
+)
 from serving.pipeline.prediction_log import (
     LogObserver,
     PredictionBlock,
@@ -28,9 +34,10 @@ from serving.pipeline.prediction_log import (
     unusable_reason,
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
-from serving.pipeline.shadow import ShadowScorer
+from serving.pipeline.shadow import ChallengerInputs, ShadowScorer, challenger_input_problems
 from serving.settings import ServiceSettings
 from serving.telemetry.drift_monitor import DriftMonitor
+from serving.telemetry.labels import NO_FIELDS, FieldLabels
 from serving.telemetry.metrics import (
     CHALLENGER,
     CHAMPION,
@@ -75,12 +82,20 @@ def load_served_model(settings: ServiceSettings) -> ModelArtifact:
         )
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
+    shared = shared_entity_keys(artifact.contract)
+    if shared is not None and settings.feature_store_backend == "redis":
+        refuse_to_start(f"model {artifact.tag}: {shared}")
     return artifact
 
 
-def load_shadow_model(settings: ServiceSettings) -> ModelArtifact | None:
+def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> ModelArtifact | None:
     """The challenger ``shadow_model_tag`` names, loaded and verified like the served model
-    (its runtime probed too); None without one; a refusal naming the setting otherwise."""
+    (its runtime probed too); None without one; a refusal naming the setting otherwise.
+
+    A challenger whose contract needs a field the requests to ``served`` do not carry (or
+    values its API does not guarantee) is refused too, naming the field: it would otherwise
+    score garbage, silently (``serving.pipeline.shadow.challenger_input_problems``).
+    """
     if settings.shadow_model_tag is None:
         return None
     try:
@@ -93,6 +108,12 @@ def load_shadow_model(settings: ServiceSettings) -> ModelArtifact | None:
         )
     except (ModelArtifactError, LifecycleError) as exc:
         refuse_to_start(f"shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): {exc}")
+    problems = challenger_input_problems(served.contract, artifact.contract)
+    if problems:
+        refuse_to_start(
+            f"shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): {artifact.tag} cannot score the "
+            f"requests {served.tag} serves: " + "; ".join(problems)
+        )
     return artifact
 
 
@@ -100,9 +121,12 @@ def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> F
     """The online feature store the settings name, for ``artifact``'s feature snapshot."""
     if settings.feature_store_backend == "redis":
         return RedisFeatureStore(
-            str(settings.redis_url), artifact.entities, settings.feature_store_timeout_ms / 1000
+            str(settings.redis_url),
+            artifact.entities,
+            artifact.contract,
+            settings.feature_store_timeout_ms / 1000,
         )
-    return EmbeddedFeatureStore(artifact.entities)
+    return EmbeddedFeatureStore(artifact.entities, artifact.contract)
 
 
 def check_prediction_log(settings: ServiceSettings) -> None:
@@ -153,11 +177,19 @@ def build_prediction_log(
 
 
 def build_metrics(
-    artifact: ModelArtifact, feature_store: FeatureStore, challenger: ModelArtifact | None = None
+    artifact: ModelArtifact,
+    feature_store: FeatureStore,
+    challenger: ModelArtifact | None = None,
+    field_labels: FieldLabels = NO_FIELDS,
 ) -> MetricsRecorder:
-    """This worker's metric recorder, with the loaded models published (``model_info``)."""
+    """This worker's metric recorder, with the loaded models published (``model_info``);
+    ``field_labels``: the served API's request fields (``FieldLabels.of``)."""
     metrics = MetricsRecorder(
-        artifact.tag, feature_store.backend, None if challenger is None else challenger.tag
+        artifact.tag,
+        feature_store.backend,
+        None if challenger is None else challenger.tag,
+        contract=artifact.contract,
+        field_labels=field_labels,
     )
     for role, loaded in ((CHAMPION, artifact), (CHALLENGER, challenger)):
         if loaded is not None:
@@ -200,6 +232,10 @@ def build_pipeline(
     shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None
     if challenger is not None and challenger_model is not None:
         shadow_predict = challenger_model.predict_rows
+        # load_shadow_model refused a challenger the requests cannot feed.
+        shadow_inputs = ChallengerInputs.needed(
+            artifact.contract, artifact.entities, challenger.contract, challenger.entities
+        )
 
         def shadow(sink: Callable[[PredictionBlock], None]) -> ShadowScorer:
             return ShadowScorer(
@@ -214,6 +250,7 @@ def build_pipeline(
                 metrics=metrics,
                 nice=settings.shadow_nice,
                 native_threads=settings.model_threads,
+                inputs=shadow_inputs,
             )
 
     pipeline = PredictionPipeline(
@@ -228,6 +265,7 @@ def build_pipeline(
             max_wait_ms=settings.max_batch_wait_ms,
             tag_columns=1,
         ),
+        assembler=FeatureAssembler(artifact.contract),
         defaults=artifact.entities.defaults,
         bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
         prediction_log=build_prediction_log(
@@ -235,9 +273,10 @@ def build_pipeline(
         ),
         drift=DriftMonitor(
             artifact.metadata["reference_stats"],
-            FEATURE_NAMES,
+            artifact.contract.feature_names,
             settings.drift_window_rows,
             artifact.metadata.get("cohort_reference"),
+            Cohorts(artifact.contract),
         ),
         metrics=metrics,
         shadow=shadow,

@@ -37,6 +37,24 @@ def registered(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 
 
 @pytest.fixture(scope="session")
+def kitchen_model():  # type: ignore[no-untyped-def]
+    """A model trained with a contract of its own (``tests/harness/contract_models.py``:
+    categories, a 0/1 boolean, an optional field, another entity), registered once per session."""
+    from tests.harness.contract_models import kitchen_contract, kitchen_orders, register
+
+    return register(kitchen_contract(), kitchen_orders())
+
+
+@pytest.fixture(scope="session")
+def subset_model():  # type: ignore[no-untyped-def]
+    """A challenger for ``kitchen_model``: trained on a subset of its fields, in another order,
+    with wider bounds and one more category value, on the same orders."""
+    from tests.harness.contract_models import kitchen_orders, register, subset_contract
+
+    return register(subset_contract(), kitchen_orders())
+
+
+@pytest.fixture(scope="session")
 def server(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:  # type: ignore[no-untyped-def]
     """The service with the session's model and the embedded feature store."""
     workdir = tmp_path_factory.mktemp("server")

@@ -15,7 +15,7 @@ import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 """Characters an entity id may hold (ids become Redis keys and log lines)."""
@@ -28,6 +28,8 @@ MAX_FIELDS = 64
 MAX_COHORTS_PER_DIMENSION = 12
 """Cohort names become metric label values: a bounded set, fixed by the contract."""
 MAX_COHORT_DIMENSIONS = 4
+MAX_EXAMPLES = 8
+"""Most further example orders (``examples``) one contract may declare."""
 OTHER_VALUE_DEFAULT = "other"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 """Field, feature and cohort names: snake_case identifiers (they become Python attributes,
@@ -172,10 +174,16 @@ class FeatureContract(_Strict):
     target: TargetSpec
     timestamp: TimestampSpec
     fields: dict[Name, FieldSpec] = Field(min_length=1, max_length=MAX_FIELDS)
+    examples: list[dict[Name, Any]] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+    """Further example orders, each given as its differences from the fields' examples (an
+    entity aggregate may be given too, as the request's override): the API's batch example
+    and the tools' bodies (:meth:`example_orders`)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureContract:
         problems = []
+        for index, example in enumerate(self.examples):
+            problems += [f"examples.{index}: {p}" for p in self._example_problems(example)]
         file_columns = {self.target.column, self.timestamp.column}
         if len(file_columns) < 2:
             problems.append("target.column and timestamp.column must differ")
@@ -296,6 +304,29 @@ class FeatureContract(_Strict):
     def example_order(self) -> dict[str, Any]:
         """One order of every field's example value (the API's and the load tests' body)."""
         return {name: spec.example for name, spec in self.fields.items()}
+
+    def example_orders(self) -> list[dict[str, Any]]:
+        """:meth:`example_order`, then each of ``examples`` applied to it."""
+        first = self.example_order()
+        return [first, *({**first, **changes} for changes in self.examples)]
+
+    def _example_problems(self, example: dict[str, Any]) -> list[str]:
+        problems = []
+        for name, value in example.items():
+            if name in self.fields:
+                spec = self.fields[name]
+                try:
+                    type(spec).model_validate({**spec.model_dump(), "example": value})
+                except ValidationError as exc:
+                    message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    problems.append(f"{name}: {message}")
+            elif name in self.entity_features:
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if not number or not 0 < value <= self.target.maximum:
+                    problems.append(f"{name}: {value!r} is not in 0..{self.target.maximum}")
+            else:
+                problems.append(f"{name}: not a field or an entity aggregate of this contract")
+        return problems
 
     def metadata(self) -> dict[str, Any]:
         """The contract as stored in a model's metadata (no None: BentoML's metadata holds

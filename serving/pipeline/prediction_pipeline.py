@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic_core import to_json
 
-from models.cohorts import cohort_codes
+from models.cohorts import Cohorts
 from models.features import (
-    ENTITY_FEATURES,
+    DEFAULT_SOURCE_CODE,
     FEATURE_SOURCES,
+    FeatureAssembler,
     FeatureSource,
-    assemble_feature_columns,
     source_counts,
 )
 from serving.middleware.request_context import annotate
@@ -31,17 +32,19 @@ from serving.pipeline.prediction_log import (
     encode_entity_ids,
     new_prediction_ids,
 )
-from serving.pipeline.prediction_log.records import DEFAULT_SOURCE_CODE
 from serving.pipeline.shadow import ShadowScorer
-from serving.schema import Order, Prediction
+from serving.schema import Prediction
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.metrics import CHAMPION, MetricsRecorder
 
 # Drift is re-scored after this many new rows: often enough for alerts, cheap per request.
 DRIFT_SCORE_EVERY_ROWS = 200
 COHORT_DRIFT_EVERY_S = 5.0
-"""Cohort drift (``models.cohorts.cohort_drift``) is re-scored at most this often per worker;
+"""Cohort drift (``models.cohorts.Cohorts.drift``) is re-scored at most this often per worker;
 Prometheus scrapes every 15 s."""
+MAX_PRECOMPUTED_SOURCE_MAPS = 729
+"""``features_source`` mappings built once, up front: every combination of sources for up to
+six entity features (3**6); with more, each row's mapping is built when answered."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,32 @@ class Bounds:
     ceiling_min: float
 
 
-# The features_source mapping of every combination of source codes (9), built once and shared
-# by every row with that combination.
-_SOURCE_MAPS: dict[tuple[int, ...], dict[str, FeatureSource]] = {
-    codes: dict(zip(ENTITY_FEATURES, (FEATURE_SOURCES[c] for c in codes), strict=True))
-    for codes in itertools.product(range(len(FEATURE_SOURCES)), repeat=len(ENTITY_FEATURES))
-}
+SourceMaps = Mapping[tuple[int, ...], dict[str, FeatureSource]]
+"""A row's source codes (one per entity feature) -> its ``features_source`` mapping."""
+
+
+class _SourceMapsBuiltPerRow(dict[tuple[int, ...], dict[str, FeatureSource]]):
+    """Too many combinations to build up front: each missing one is built, not kept (a
+    request must not grow what a worker holds)."""
+
+    def __init__(self, entity_features: Sequence[str]) -> None:
+        super().__init__()
+        self._names = tuple(entity_features)
+
+    def __missing__(self, codes: tuple[int, ...]) -> dict[str, FeatureSource]:
+        return dict(zip(self._names, (FEATURE_SOURCES[c] for c in codes), strict=True))
+
+
+def source_maps(entity_features: Sequence[str]) -> SourceMaps:
+    """The ``features_source`` mapping of every combination of source codes, built once and
+    shared by every row with that combination (9 for two entity features)."""
+    combinations = len(FEATURE_SOURCES) ** len(entity_features)
+    if combinations > MAX_PRECOMPUTED_SOURCE_MAPS:
+        return _SourceMapsBuiltPerRow(entity_features)
+    return {
+        codes: dict(zip(entity_features, (FEATURE_SOURCES[c] for c in codes), strict=True))
+        for codes in itertools.product(range(len(FEATURE_SOURCES)), repeat=len(entity_features))
+    }
 
 
 @dataclass(frozen=True)
@@ -69,13 +92,16 @@ class PredictionBatch:
     outputs: np.ndarray
     """(n, 3): point, lower, upper (after clamping)."""
     source_codes: np.ndarray
-    """(n, len(ENTITY_FEATURES)): index into ``FEATURE_SOURCES`` per entity feature."""
+    """(n, entity features): index into ``FEATURE_SOURCES`` per entity feature."""
     latency_ms: float
+    sources: SourceMaps
+    """:func:`source_maps` of the contract's entity features."""
 
     def __len__(self) -> int:
         return len(self.prediction_ids)
 
     def _rows(self) -> list[dict[str, object]]:
+        sources = self.sources
         return [
             {
                 "predicted_delivery_time_min": point,
@@ -84,7 +110,7 @@ class PredictionBatch:
                 "model_version": self.model_version,
                 "prediction_id": pid,
                 "latency_ms": self.latency_ms,
-                "features_source": _SOURCE_MAPS[tuple(codes)],
+                "features_source": sources[tuple(codes)],
             }
             for pid, (point, lower, upper), codes in zip(
                 self.prediction_ids,
@@ -120,6 +146,7 @@ class PredictionPipeline:
         model_version: str,
         feature_store: FeatureStore,
         batcher: AdaptiveBatcher,
+        assembler: FeatureAssembler,
         defaults: dict[str, float],
         bounds: Bounds,
         prediction_log: PredictionLog | None = None,
@@ -127,13 +154,17 @@ class PredictionPipeline:
         metrics: MetricsRecorder | None = None,
         shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None,
     ) -> None:
-        """``shadow(sink)``, when given, builds the challenger's scorer around ``sink`` (where
-        its blocks go: the prediction log)."""
+        """``assembler`` builds the model input of the served contract (its cohorts slice the
+        metrics and drift); ``shadow(sink)``, when given, builds the challenger's scorer around
+        ``sink`` (where its blocks go: the prediction log)."""
         self.model_version = model_version
         self.feature_store = feature_store
         self.prediction_log = prediction_log
         self.shadow = None if shadow is None else shadow(self._log_block)
         self._batcher = batcher
+        self._assembler = assembler
+        self._cohorts = Cohorts(assembler.contract)
+        self._sources = source_maps(assembler.contract.entity_features)
         self._defaults = defaults
         self._bounds = bounds
         self._drift = drift
@@ -160,17 +191,17 @@ class PredictionPipeline:
         if self.prediction_log is not None:
             self.prediction_log.append(block)
 
-    async def predict(self, orders: Sequence[Order]) -> PredictionBatch:
-        """Predict every order; all rows of one call go to the model in the same batch."""
+    async def predict(self, orders: Sequence[Any]) -> PredictionBatch:
+        """Predict every order (validated request models of the served contract); all rows of
+        one call go to the model in the same batch."""
         started = time.perf_counter()
-        restaurant_ids = [o.restaurant_id for o in orders]
-        driver_ids = [o.driver_id for o in orders]
-        online = await self.feature_store.lookup(restaurant_ids, driver_ids)
+        entity_ids = self._assembler.entity_ids(orders)
+        online = await self.feature_store.lookup(entity_ids)
         looked_up = time.perf_counter()
-        features, source_codes = assemble_feature_columns(orders, online, self._defaults)
+        features, source_codes = self._assembler.assemble(orders, online, self._defaults)
         # Known: no entity feature fell back to the default, the highest source code (a test
         # in tests/serving/pipeline/test_prediction_pipeline.py holds that order).
-        entity_known = source_codes.max(axis=1) < DEFAULT_SOURCE_CODE
+        entity_known = np.asarray((source_codes < DEFAULT_SOURCE_CODE).all(axis=1))
         # The cohort tag rides with the rows to the model call's observers (_after_model_call).
         scored = await self._batcher.predict(features, entity_known[:, None])
         outputs = scored.outputs  # clamped, counted
@@ -187,12 +218,14 @@ class PredictionPipeline:
                 features,
                 outputs,
                 # The ids too: features hold the entities' averages, retraining needs the ids.
-                encode_entity_ids(restaurant_ids, driver_ids),
+                encode_entity_ids(list(entity_ids.values())),
                 feature_sources=source_codes,
                 call=ModelCall(round(scored.call_seconds * 1000, 4), scored.call_rows),
             )
             if self.shadow is not None:
-                self.shadow.submit(block, entity_known)  # logs it, after the challenger if any
+                # Logs it, after the challenger if any (which may build its own input from the
+                # orders: another contract, other entity tables).
+                self.shadow.submit(block, entity_known, orders)
             else:
                 self._log_block(block)
         annotate(
@@ -201,7 +234,9 @@ class PredictionPipeline:
             features_source=_source_summary(source_codes),
             **({"feature_store": "failed"} if online.failed else {}),
         )
-        return PredictionBatch(self.model_version, ids, outputs, source_codes, latency_ms)
+        return PredictionBatch(
+            self.model_version, ids, outputs, source_codes, latency_ms, self._sources
+        )
 
     async def feedback(self, prediction_id: str, actual_minutes: float) -> FeedbackResult:
         """Join an actual delivery time to its prediction (idempotent)."""
@@ -225,7 +260,7 @@ class PredictionPipeline:
         """Clamp one model call's outputs, observe them and the call (metrics, drift); the
         batcher runs this once per call on the merged batch of every request in it."""
         outputs, clamped = self._clamp(outputs)
-        cohorts = cohort_codes(features, tags[:, 0] > 0.5)
+        cohorts = self._cohorts.codes(features, tags[:, 0] > 0.5)
         if self._metrics is not None:
             self._metrics.model_call(CHAMPION, seconds, len(features))
             self._metrics.predictions(outputs, cohorts, clamped)
@@ -255,7 +290,7 @@ class PredictionPipeline:
             self._rows_since_drift = 0
             scores = self._drift.scores()
             if scores is not None and self._metrics is not None:
-                # Cohort PSIs move slowly and cost ~0.5 ms (8 cohorts over the window): at most
+                # Cohort PSIs move slowly and cost ~0.5 ms (8 cohorts by default): at most
                 # once per COHORT_DRIFT_EVERY_S, not on every 1000-row request.
                 now = time.monotonic()
                 cohort_psi: tuple[dict[str, float], dict[str, float]] = ({}, {})

@@ -13,6 +13,14 @@ shadow work while the champion is overloaded (it shed a request in the last seco
 rows wait for it than one full batch: ``dropped_overload``). A challenger that raises costs its
 rows' shadow answers (``failed``), never a client's answer: the blocks are logged without them.
 Each predicted row of a worker with a challenger is counted under exactly one outcome.
+
+A challenger trained with another contract scores the same orders only if the requests carry
+everything it needs: :func:`challenger_input_problems` names each field they do not (a required
+field the served API lacks, a field of another kind, values or bounds the served API accepts and
+the challenger does not), and the service refuses to start (docs/shadow.md). When they do but
+the two models' inputs differ (feature order or subset, category levels, entity tables),
+:class:`ChallengerInputs` builds the challenger's own input from the same validated orders; the
+champion's matrix is reused only when the inputs are the same.
 """
 
 from __future__ import annotations
@@ -23,13 +31,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from models.cohorts import cohort_codes
+from models.contract import CategoryField, FeatureContract, IntegerField, NumberField
+from models.features import EntityFeatures, FeatureAssembler
+from serving.pipeline.feature_store import lookup_tables
 from serving.pipeline.prediction_log import ModelCall, PredictionBlock, ShadowScores
 from serving.pipeline.prediction_log.queue import RateLimitedWarning
 from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
@@ -38,6 +50,10 @@ logger = logging.getLogger("serving.pipeline.shadow")
 
 MAX_ROWS_PER_CALL = 4096
 """Most rows one challenger call scores; a larger backlog goes in several calls."""
+
+_Queued = tuple[PredictionBlock, np.ndarray, Sequence[Any]]
+"""A block waiting for the challenger, its rows' entity-known flags and (when the challenger
+builds its own input) its orders."""
 
 
 def shadow_selected(block_key: str, fraction: float) -> bool:
@@ -51,6 +67,139 @@ def shadow_selected(block_key: str, fraction: float) -> bool:
     if fraction <= 0.0:
         return False
     return int(block_key[-7:], 16) < fraction * 16**7
+
+
+def challenger_input_problems(served: FeatureContract, challenger: FeatureContract) -> list[str]:
+    """Why requests to a model of contract ``served`` cannot feed a challenger of contract
+    ``challenger``, one problem per field (empty: every field it needs is carried, within the
+    values it was trained on)."""
+    problems = []
+    for name, wanted in challenger.fields.items():
+        given = served.fields.get(name)
+        if given is None:
+            if wanted.required:
+                problems.append(
+                    f"field {name!r} ({wanted.kind}) is required by the challenger "
+                    "and not in the served API: requests do not carry it"
+                )
+            continue  # optional: the challenger takes its default
+        if given.kind != wanted.kind:
+            problems.append(
+                f"field {name!r} is {wanted.kind} for the challenger, {given.kind} in the "
+                "served API"
+            )
+        elif isinstance(given, NumberField | IntegerField) and isinstance(
+            wanted, NumberField | IntegerField
+        ):
+            low, high, w_low, w_high = given.minimum, given.maximum, wanted.minimum, wanted.maximum
+            if low < w_low or high > w_high:
+                problems.append(
+                    f"field {name!r}: the served API accepts {low:g}..{high:g}, the challenger "
+                    f"was trained on {w_low:g}..{w_high:g}"
+                )
+        elif isinstance(given, CategoryField) and isinstance(wanted, CategoryField):
+            if wanted.on_unseen == "other":
+                continue  # any value: the challenger's "other" takes what it does not know
+            if given.on_unseen == "other":
+                problems.append(
+                    f"field {name!r}: the served API accepts any value, the challenger only "
+                    f"{list(wanted.values)}"
+                )
+                continue
+            unknown = [v for v in given.values if v not in wanted.values]
+            if unknown:
+                problems.append(
+                    f"field {name!r}: the served API accepts {unknown}, values the challenger "
+                    "was not trained on (it refuses unseen values)"
+                )
+    return problems
+
+
+def _input_layout(contract: FeatureContract) -> tuple[tuple[Any, ...], ...]:
+    """What decides a model's input matrix besides the entity tables: per input column, its
+    name and kind, a category's levels, an aggregate's entity field."""
+    layout: list[tuple[Any, ...]] = []
+    for name in contract.direct_fields:
+        spec = contract.fields[name]
+        levels = spec.levels() if isinstance(spec, CategoryField) else ()
+        layout.append((name, spec.kind, levels))
+    for entity, feature in zip(contract.entity_fields, contract.entity_features, strict=True):
+        layout.append((feature, "entity", entity))
+    return tuple(layout)
+
+
+class _OrderView:
+    """An order of the served API as the challenger's assembler reads it: attributes the
+    served request model lacks take the challenger's value for them (a default, or None for an
+    aggregate override the requests cannot send)."""
+
+    __slots__ = ("_absent", "_order")
+
+    def __init__(self, order: Any, absent: Mapping[str, Any]) -> None:
+        self._order = order
+        self._absent = absent
+
+    def __getattr__(self, name: str) -> Any:
+        absent = self._absent
+        return absent[name] if name in absent else getattr(self._order, name)
+
+
+@dataclass(frozen=True)
+class ChallengerInputs:
+    """The challenger's own model input, built from the champion's validated orders with the
+    challenger's contract (its assembler) and entity tables (its embedded snapshot)."""
+
+    assembler: FeatureAssembler
+    entities: EntityFeatures
+    absent: dict[str, Any]
+    """Attributes the challenger reads that the served request model has not, and their
+    values (:class:`_OrderView`)."""
+    _tables: list[tuple[str, str, Mapping[str, float]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        contract = self.assembler.contract
+        tables = [
+            (entity, feature, self.entities.tables[feature])
+            for entity, feature in zip(
+                contract.entity_fields, contract.entity_features, strict=True
+            )
+        ]
+        object.__setattr__(self, "_tables", tables)
+
+    @classmethod
+    def needed(
+        cls,
+        served: FeatureContract,
+        served_entities: EntityFeatures,
+        challenger: FeatureContract,
+        challenger_entities: EntityFeatures,
+    ) -> ChallengerInputs | None:
+        """The challenger's own inputs, or None when its input is the champion's (same
+        layout, same entity tables): the champion's matrix is then scored as it is.
+        ``challenger_input_problems`` must have found nothing."""
+        if _input_layout(served) == _input_layout(challenger) and (
+            served_entities.tables == challenger_entities.tables
+            and served_entities.defaults == challenger_entities.defaults
+        ):
+            return None
+        carried = {*served.fields, *served.entity_features}
+        absent: dict[str, Any] = {
+            name: getattr(spec, "default", None)
+            for name, spec in challenger.fields.items()
+            if name not in carried
+        }
+        absent |= {name: None for name in challenger.entity_features if name not in carried}
+        return cls(FeatureAssembler(challenger), challenger_entities, absent)
+
+    def matrix(self, orders: Sequence[Any]) -> np.ndarray:
+        """The challenger's input for ``orders`` (its feature order; aggregates: the request's
+        override when the served API carries it, else the challenger's table, else its
+        default)."""
+        if self.absent:
+            orders = [_OrderView(order, self.absent) for order in orders]
+        online = lookup_tables(self._tables, self.assembler.entity_ids(orders))
+        features, _ = self.assembler.assemble(orders, online, self.entities.defaults)
+        return features
 
 
 def _lower_priority(nice: int, threads: int) -> None:
@@ -81,7 +230,10 @@ class ShadowScorer:
         metrics: MetricsRecorder | None = None,
         nice: int = 0,
         native_threads: int = 1,
+        inputs: ChallengerInputs | None = None,
     ) -> None:
+        """``inputs``: how the challenger's input is built from the orders when it is not the
+        champion's matrix (``ChallengerInputs.needed``)."""
         self.model_version = model_version
         self._predict_rows = predict_rows
         self._sink = sink
@@ -91,7 +243,8 @@ class ShadowScorer:
         self._interval_s = interval_s
         self._overloaded = overloaded
         self._metrics = metrics
-        self._pending: deque[tuple[PredictionBlock, np.ndarray]] = deque()
+        self._inputs = inputs
+        self._pending: deque[_Queued] = deque()
         self._pending_rows = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -109,9 +262,14 @@ class ShadowScorer:
         """Rows waiting for the challenger."""
         return self._pending_rows
 
-    def submit(self, block: PredictionBlock, entity_known: np.ndarray) -> None:
+    def submit(
+        self, block: PredictionBlock, entity_known: np.ndarray, orders: Sequence[Any] = ()
+    ) -> None:
         """Queue an answered request's block for the challenger, or log it without a shadow
-        answer (not selected, overload, queue full: counted). Never blocks, never raises."""
+        answer (not selected, overload, queue full: counted). Never blocks, never raises.
+
+        ``orders`` are the block's validated orders: kept while queued only when the
+        challenger builds its own input from them."""
         rows = len(block)
         if not shadow_selected(block.block_key, self._fraction):
             self._pass_through(block, "not_selected")
@@ -127,7 +285,7 @@ class ShadowScorer:
                 rows,
             )
             return
-        self._pending.append((block, entity_known))
+        self._pending.append((block, entity_known, orders if self._inputs is not None else ()))
         self._pending_rows += rows  # the gauge is set once per round, not per request
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._score_forever())
@@ -157,7 +315,7 @@ class ShadowScorer:
             self._report_queue()  # the queue as this round found it
             remaining = len(self._pending)
             while remaining > 0:
-                taken: list[tuple[PredictionBlock, np.ndarray]] = []
+                taken: list[_Queued] = []
                 rows = 0
                 while remaining > 0 and (
                     not taken or rows + len(self._pending[0][0]) <= MAX_ROWS_PER_CALL
@@ -170,8 +328,8 @@ class ShadowScorer:
                 await self._score(taken)
             self._report_queue()
 
-    async def _score(self, taken: list[tuple[PredictionBlock, np.ndarray]]) -> None:
-        blocks = [block for block, _ in taken]
+    async def _score(self, taken: list[_Queued]) -> None:
+        blocks = [block for block, _, _ in taken]
         loop = asyncio.get_running_loop()
         try:
             outputs, call = await loop.run_in_executor(self._executor, self._score_rows, taken)
@@ -199,16 +357,20 @@ class ShadowScorer:
             )
             start = end
 
-    def _score_rows(
-        self, taken: list[tuple[PredictionBlock, np.ndarray]]
-    ) -> tuple[np.ndarray, ModelCall]:
+    def _score_rows(self, taken: list[_Queued]) -> tuple[np.ndarray, ModelCall]:
         """The challenger's outputs for every queued row, and its call; observed in metrics.
 
-        Runs in the shadow thread: the stacking, the checks and the metrics (cohorts, the
-        difference histogram) cost as much as the model call, and at the thread's lower
-        priority they do not take the event loop's time.
+        Runs in the shadow thread: the stacking (or the challenger's own assembly), the checks
+        and the metrics (cohorts, the difference histogram) cost as much as the model call, and
+        at the thread's lower priority they do not take the event loop's time.
         """
-        features = np.concatenate([block.features for block, _ in taken])
+        champion_features = np.concatenate([block.features for block, _, _ in taken])
+        features = champion_features
+        if self._inputs is not None:
+            orders = [order for _, _, block_orders in taken for order in block_orders]
+            if len(orders) != len(features):
+                raise ValueError(f"{len(orders)} orders queued for {len(features)} rows")
+            features = self._inputs.matrix(orders)
         started = time.perf_counter()
         raw = self._predict_rows(features)
         seconds = time.perf_counter() - started
@@ -218,10 +380,13 @@ class ShadowScorer:
                 f"challenger returned {outputs.shape} outputs, not finite ({len(features)}, 3)"
             )
         if self._metrics is not None:
-            champion_points = np.concatenate([block.outputs[:, 0] for block, _ in taken])
-            known = np.concatenate([known for _, known in taken])
+            champion_points = np.concatenate([block.outputs[:, 0] for block, _, _ in taken])
+            known = np.concatenate([known for _, known, _ in taken])
+            # The served contract's cohorts of the same rows: both models' answers are sliced
+            # alike (the cohort label values are the served contract's).
+            cohorts = self._metrics.cohorts.codes(champion_features, known)
             self._metrics.model_call(CHALLENGER, seconds, len(features))
-            self._metrics.predictions(outputs, cohort_codes(features, known), role=CHALLENGER)
+            self._metrics.predictions(outputs, cohorts, role=CHALLENGER)
             self._metrics.shadow_difference(champion_points, outputs[:, 0])
             self._metrics.shadow_rows("scored", len(features))
         return outputs, ModelCall(ms=round(seconds * 1000, 4), rows=len(features))

@@ -14,7 +14,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
 from serving.middleware.request_context import annotate, current_request, replace_error_body
-from serving.telemetry.labels import field_label
+from serving.telemetry.labels import NO_FIELDS, FieldLabels
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")
 
@@ -43,9 +43,11 @@ def _listed_error(error: Mapping[str, Any]) -> dict[str, Any]:
     return listed
 
 
-def validation_error_answer(exc: ValidationError) -> tuple[bytes, str, set[str]]:
+def validation_error_answer(
+    exc: ValidationError, labels: FieldLabels = NO_FIELDS
+) -> tuple[bytes, str, set[str]]:
     """What one invalid request costs: the 400 body, the log line's ``error`` text and the
-    ``field`` labels to count, each bounded whatever the number of bad fields.
+    ``field`` labels (of ``labels``) to count, each bounded whatever the number of bad fields.
 
     The body keeps BentoML's shape (``error`` and ``detail``, the entries ``exc.errors()``
     gives without input and context) with at most ``MAX_LISTED_ERRORS`` entries, plus
@@ -65,7 +67,7 @@ def validation_error_answer(exc: ValidationError) -> tuple[bytes, str, set[str]]
     )
     if count > len(listed):
         summary += f"; and {count - len(listed)} more"
-    fields = {field_label(tuple(error["loc"])) for error in errors}
+    fields = {labels.of_location(tuple(error["loc"])) for error in errors}
     return json.dumps(body, separators=(",", ":")).encode(), summary, fields
 
 
@@ -78,10 +80,15 @@ class ClientErrorFilter(logging.Filter):
     send the bounded answer of :func:`validation_error_answer` instead.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels = NO_FIELDS
+        """The served API's field labels (:func:`use_field_labels`, once the model is loaded)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ValidationError):
-            body, summary, fields = validation_error_answer(exc)
+            body, summary, fields = validation_error_answer(exc, self.labels)
             annotate(error=summary, invalid_fields=fields)
             replace_error_body(400, body)
             return False
@@ -158,6 +165,20 @@ def configure_logging(level: str) -> None:
         our.setLevel(level)
         our.propagate = False
     # BentoML 1.4 logs every failed request there at ERROR with a traceback, client mistakes too.
+    _client_error_filter()
+
+
+def _client_error_filter() -> ClientErrorFilter:
     bentoml_logger = bentoml_request_error_logger()
-    if not any(isinstance(f, ClientErrorFilter) for f in bentoml_logger.filters):
-        bentoml_logger.addFilter(ClientErrorFilter())
+    for installed in bentoml_logger.filters:
+        if isinstance(installed, ClientErrorFilter):
+            return installed
+    created = ClientErrorFilter()
+    bentoml_logger.addFilter(created)
+    return created
+
+
+def use_field_labels(labels: FieldLabels) -> None:
+    """Count invalid fields under the served API's field names (the request models are built
+    from the model's contract, after logging is configured)."""
+    _client_error_filter().labels = labels

@@ -2,7 +2,9 @@
 :class:`MetricsRecorder`, which is the only code that updates them.
 
 Every name here is part of the monitoring contract used by deploy/monitoring (rules, alerts,
-dashboard); renaming one breaks them.
+dashboard); renaming one breaks them. Label values that name a feature, a cohort or a request
+field come from the served model's feature contract (``models.contract``), never from a
+request: the series they make are bounded by the contract whatever the traffic.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import bentoml
 import numpy as np
 
 from framework_internals import observe_many, observe_total
-from models.cohorts import COHORTS, cohort_codes
-from models.features import ENTITY_FEATURES, FEATURE_SOURCES, source_counts
+from models.cohorts import ENTITY_DIMENSION, Cohorts
+from models.contract import FeatureContract
+from models.features import FEATURE_SOURCES, source_counts
 from serving.pipeline.prediction_log import (
     EVICTION_REASONS,
     RECORD_OUTCOMES,
@@ -24,7 +27,7 @@ from serving.pipeline.prediction_log import (
     PredictionRecord,
     RecordOutcome,
 )
-from serving.telemetry.labels import FIELD_LABELS, OTHER_FIELD, route_label
+from serving.telemetry.labels import NO_FIELDS, FieldLabels, route_label
 
 Role = Literal["champion", "challenger"]
 CHAMPION: Role = "champion"
@@ -184,7 +187,7 @@ SHADOW_QUEUE_ROWS = bentoml.metrics.Gauge(
     multiprocess_mode="livesum",
 )
 
-# --- Cohorts (models/cohorts.py: a fixed set of 8, never a request's value) --------------------
+# --- Cohorts (models/cohorts.py: a set fixed by the contract, never a request's value) ---------
 
 # A summary (count and sum: the mean per cohort), not a histogram: 8 cohorts x 9 bucket writes
 # per model call measured ~0.3 ms per 1000-row call; the shape within a cohort is watched by
@@ -220,16 +223,31 @@ COHORT_MIX_PSI = bentoml.metrics.Gauge(
 
 
 class MetricsRecorder:
-    """Metric updates for the loaded model versions (label children resolved once)."""
+    """Metric updates for the loaded model versions (label children resolved once).
+
+    ``contract`` is the served model's: its entity aggregates are the ``feature`` label of the
+    lookups, its cohorts the ``cohort`` label (the challenger's answers are sliced by the same
+    cohorts of the same rows). ``field_labels`` are the served API's request fields.
+    """
 
     def __init__(
-        self, model_version: str, backend: str, challenger_version: str | None = None
+        self,
+        model_version: str,
+        backend: str,
+        challenger_version: str | None = None,
+        *,
+        contract: FeatureContract,
+        field_labels: FieldLabels = NO_FIELDS,
     ) -> None:
         self.model_version = model_version
         self.challenger_version = challenger_version
         self._versions = {CHAMPION: model_version}
         if challenger_version is not None:
             self._versions[CHALLENGER] = challenger_version
+        self.cohorts = Cohorts(contract)
+        """The served contract's cohorts; prediction rows are coded with them."""
+        self.field_labels = field_labels
+        self._entity_features = contract.entity_features
         # labels() costs a lock and a dict lookup per call: resolve the children once (it
         # showed up at ~4 % of a worker's time under load).
         self._predicted = self._by_role(PREDICTED_MINUTES)
@@ -239,7 +257,7 @@ class MetricsRecorder:
         self._cohort_predicted = {
             role: [
                 COHORT_PREDICTED_MINUTES.labels(model_version=version, role=role, cohort=cohort)
-                for cohort in COHORTS
+                for cohort in self.cohorts.names
             ]
             for role, version in self._versions.items()
         }
@@ -247,7 +265,7 @@ class MetricsRecorder:
         self._store_fallbacks = FEATURE_STORE_FALLBACKS.labels(backend=backend)
         self._lookups = {
             (feature, source): FEATURE_LOOKUPS.labels(feature=feature, source=source)
-            for feature in ENTITY_FEATURES
+            for feature in contract.entity_features
             for source in FEATURE_SOURCES
         }
         self._shadow_rows = {
@@ -305,7 +323,7 @@ class MetricsRecorder:
         role: Role = "champion",
     ) -> None:
         """Predicted minutes and interval widths of one model call's rows, overall and per
-        cohort (``cohorts``: ``models.cohorts.cohort_codes``); clamped counts by bound."""
+        cohort (``cohorts``: :attr:`cohorts`' codes of the rows); clamped counts by bound."""
         observe_many(self._predicted[role], outputs[:, 0])
         observe_many(self._width[role], outputs[:, 2] - outputs[:, 1])
         children = self._cohort_predicted[role]
@@ -315,7 +333,7 @@ class MetricsRecorder:
                 children[code].observe(point)
         else:
             # Every row is in one cohort per dimension: one count and one sum per cohort.
-            counts = np.bincount(cohorts.ravel(), minlength=len(COHORTS)).tolist()
+            counts = np.bincount(cohorts.ravel(), minlength=len(children)).tolist()
             totals = np.bincount(
                 cohorts.ravel(), weights=np.repeat(outputs[:, 0], cohorts.shape[1])
             ).tolist()
@@ -348,11 +366,11 @@ class MetricsRecorder:
 
     def feature_lookup(self, seconds: float, failed: bool, source_codes: np.ndarray) -> None:
         """One store lookup's duration and outcome, and where each entity feature came from
-        (``source_codes`` as ``models.features.assemble_feature_columns`` returns them)."""
+        (``source_codes`` as ``FeatureAssembler.assemble`` returns them)."""
         self._store_latency.observe(seconds)
         if failed:
             self._store_fallbacks.inc()
-        for column, name in enumerate(ENTITY_FEATURES):
+        for column, name in enumerate(self._entity_features):
             counts = source_counts(source_codes[:, column])
             for source, count in zip(FEATURE_SOURCES, counts, strict=True):
                 if count:
@@ -364,7 +382,8 @@ class MetricsRecorder:
         cohort_psi: Mapping[str, float] | None = None,
         mix_psi: Mapping[str, float] | None = None,
     ) -> None:
-        """Latest PSI per feature and for the prediction; per cohort and per dimension's mix."""
+        """Latest PSI per feature and for the prediction; per cohort and per dimension's mix
+        (the names are the drift monitor's: the contract's features, cohorts, dimensions)."""
         for name, value in scores.items():
             if name == "predicted_delivery_time_min":
                 PREDICTION_PSI.labels(model_version=self.model_version).set(value)
@@ -383,7 +402,7 @@ class MetricsRecorder:
         if result.status != "joined" or result.record is None or result.actual is None:
             return
         record, actual = result.record, result.actual
-        cohorts = record_cohorts(record)
+        cohorts = record_cohorts(record, self.cohorts)
         answers: list[tuple[Role, str, float, float, float]] = [
             (CHAMPION, version, record.predicted, record.lower, record.upper)
         ]
@@ -415,18 +434,23 @@ class MetricsRecorder:
         route = route_label(route)
         if category is not None:
             ERRORS.labels(route=route, category=category).inc()
-        for name in {name if name in FIELD_LABELS else OTHER_FIELD for name in invalid_fields}:
+        for name in {self.field_labels.known(name) for name in invalid_fields}:
             VALIDATION_ERRORS.labels(route=route, field=name).inc()
 
 
-def record_cohorts(record: PredictionRecord) -> list[str]:
-    """The cohorts of one logged prediction: peak and distance from its features, and the
-    entity cohort when the block kept its feature sources (older blocks: those two only)."""
+def record_cohorts(record: PredictionRecord, cohorts: Cohorts) -> list[str]:
+    """The cohorts of one logged prediction: one per dimension from its features, the entity
+    one only when the block kept its feature sources. None when its features are not the
+    served contract's (a row logged by a model of another contract before a promotion)."""
+    if len(record.features) != len(cohorts.contract.feature_names):
+        return []
     features = np.asarray([record.features])
-    codes = cohort_codes(features, np.array([bool(record.entity_known)]))[0].tolist()
+    codes = cohorts.codes(features, np.array([bool(record.entity_known)]))[0].tolist()
+    names = [cohorts.names[code] for code in codes]
     if record.entity_known is None:
-        codes = codes[:2]
-    return [COHORTS[code] for code in codes]
+        entity = cohorts.dimensions.get(ENTITY_DIMENSION, ())
+        names = [name for name in names if name not in entity]
+    return names
 
 
 # --- Prediction log (serving/pipeline/prediction_log) -------------------------------------------

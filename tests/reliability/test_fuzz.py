@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from models.features import ENTITY_FEATURES
+from models.contract import default_contract
 from tests.harness.local_server import LocalServer
 from tests.reliability.conftest import KNOWN_ORDER, wait_until
 
@@ -60,6 +60,7 @@ ROUTES = ("/v1/predict", "/v1/predict/batch", "/v1/feedback")
 POSITIVE_CASES = int(os.environ.get("FUZZ_POSITIVE_CASES", "1000"))
 NEGATIVE_CASES = int(os.environ.get("FUZZ_NEGATIVE_CASES", "400"))
 MIN_CASES_PER_ROUTE = 1000
+ENTITY_FEATURES = default_contract().entity_features  # the session's model's contract
 REJECTION_STATUSES = {400, 413, 415}
 JSON_HEADERS = {"Content-Type": "application/json"}
 # Fields pydantic validates in lax mode as numbers / the 0-1 literal (see _lax_equivalent).

@@ -64,7 +64,8 @@ def _redis_backed(
     registered: Any, redis_server: Any, tmp_path: Path, **extra: str
 ) -> dict[str, str]:
     """Materialise the session model's features into ``redis_server``; settings to serve from it."""
-    materialize(load_artifact(registered.tag).entities, redis_server.url)
+    artifact = load_artifact(registered.tag)
+    materialize(artifact.entities, artifact.contract, redis_server.url)
     return server_env(
         registered,
         tmp_path,
@@ -77,7 +78,7 @@ def _redis_backed(
 def test_predictions_survive_a_redis_outage_and_recover(
     registered: Any, redis_server: Any, tmp_path: Path, record_figure: Any
 ) -> None:
-    entities = load_artifact(registered.tag).entities
+    artifact = load_artifact(registered.tag)
     env = _redis_backed(
         registered, redis_server, tmp_path, DELIVERY_ETA_FEATURE_STORE_TIMEOUT_MS="100"
     )
@@ -109,7 +110,7 @@ def test_predictions_survive_a_redis_outage_and_recover(
 
             restart_at = time.monotonic()
             redis_server.start()
-            materialize(entities, redis_server.url)
+            materialize(artifact.entities, artifact.contract, redis_server.url)
             materialized_at = time.monotonic()
 
             def recovered() -> bool:

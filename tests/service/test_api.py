@@ -1,10 +1,12 @@
 """Every route of the running service, as a client sees it."""
 
+import json
 import uuid
 
 import httpx
 import pytest
 
+from models.contract import default_contract, parse_contract
 from tests.service.conftest import ORDER
 
 PREDICTION_KEYS = {
@@ -108,3 +110,13 @@ def test_openapi_docs_have_realistic_examples(client: httpx.Client) -> None:
     assert schemas["OrderIODescriptor"]["example"]["restaurant_id"] == "r_0042"
     batch_example = schemas["predict_batch__Input"]["properties"]["orders"]["example"]
     assert [order["driver_id"] for order in batch_example] == ["d_0117", "new_driver"]
+
+
+def test_the_served_contract_is_published_for_tools(client: httpx.Client) -> None:
+    published = client.get("/contract")
+    assert published.status_code == 200
+    contract = parse_contract(json.dumps(published.json()))  # JSON is YAML: tools read it so
+    assert contract == default_contract()  # the session's model was trained without CONTRACT
+    assert list(published.json()["fields"]) == list(default_contract().fields)  # field order
+    # Beside /health, not an API route: the /v1 document (and its snapshot) is unchanged.
+    assert "/contract" not in client.get("/docs.json").json()["paths"]

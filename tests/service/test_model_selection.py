@@ -40,7 +40,7 @@ def two_stage_home(registered: Any, tmp_path_factory: pytest.TempPathFactory) ->
         info["version"] = version
         info["labels"] = {**info["labels"], "stage": stage}
         info["creation_time"] = (created + timedelta(minutes=minutes)).isoformat()
-        (target / "model.yaml").write_text(yaml.safe_dump(info))
+        (target / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
         tags[stage] = f"{MODEL_NAME}:{version}"
     return {"home": home, **tags}
 
@@ -98,7 +98,7 @@ def test_serves_the_production_model_not_latest_and_respawned_workers_keep_it(
             info = yaml.safe_load(original)
             info["labels"]["stage"] = "production"
             info["creation_time"] = datetime.now(UTC).isoformat()
-            candidate_yaml.write_text(yaml.safe_dump(info))
+            candidate_yaml.write_text(yaml.safe_dump(info, sort_keys=False))
             killed = _workers(server)
             assert len(killed) == 2, [p.cmdline() for p in killed]
             for worker in killed:

@@ -7,7 +7,7 @@ the same entity features from its store as training did.
 import httpx
 import numpy as np
 
-from models.features import FEATURE_NAMES
+from models.contract import default_contract
 
 ROWS = 300
 
@@ -37,7 +37,8 @@ def test_api_matches_offline_pipeline_on_holdout_rows(client: httpx.Client, regi
         ]
     )
 
-    features = holdout[[f"feature_{name}" for name in FEATURE_NAMES]].to_numpy()
+    names = default_contract().feature_names  # the session's model's contract
+    features = holdout[[f"feature_{name}" for name in names]].to_numpy()
     offline = registered.result.model.predict_rows(features)
     np.testing.assert_allclose(served, offline, rtol=0, atol=1e-6)
     np.testing.assert_allclose(served[:, 0], holdout["predicted"].to_numpy(), rtol=0, atol=1e-6)

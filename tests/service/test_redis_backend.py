@@ -20,8 +20,8 @@ def test_redis_backend_serves_online_features_and_survives_an_outage(
     tmp_path,
     readiness_requires_store: bool,  # type: ignore[no-untyped-def]
 ) -> None:
-    entities = load_artifact(registered.tag).entities
-    materialize(entities, redis_server.url)
+    artifact = load_artifact(registered.tag)
+    materialize(artifact.entities, artifact.contract, redis_server.url)
     env = {
         "DELIVERY_ETA_READINESS_REQUIRES_STORE": str(readiness_requires_store).lower(),
         "DELIVERY_ETA_MODEL_TAG": registered.tag,
@@ -51,7 +51,7 @@ def test_redis_backend_serves_online_features_and_survives_an_outage(
         assert client.get("/livez").status_code == 200
 
         redis_server.start()
-        materialize(entities, redis_server.url)
+        materialize(artifact.entities, artifact.contract, redis_server.url)
         deadline = time.monotonic() + 10
         while client.get("/health").json()["feature_store"]["state"] != "ready":
             assert time.monotonic() < deadline, "did not recover after Redis came back"

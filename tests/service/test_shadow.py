@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
-from models.cohorts import COHORTS
+from models.cohorts import Cohorts
+from models.contract import default_contract
 from serving.pipeline.prediction_log.compare import LogLocation, compare_live
 from tests.harness.local_server import ROOT, LocalServer, local_server
 from tests.harness.model_copies import copy_model
@@ -163,7 +164,8 @@ def test_a_worse_challenger_is_shown_worse_on_the_same_labelled_requests(
         assert _metric(client, "delivery_eta_shadow_absolute_difference_minutes_count") == ORDERS
         # 240 orders of all kinds made no label value outside the fixed sets.
         text = client.get("/metrics").text
-        assert set(re.findall(r'cohort="([^"]*)"', text)) <= set(COHORTS)
+        cohorts = Cohorts(default_contract()).names  # the served model's contract's cohorts
+        assert set(re.findall(r'cohort="([^"]*)"', text)) <= set(cohorts)
         assert set(re.findall(r'role="([^"]*)"', text)) == {"champion", "challenger"}
         assert set(re.findall(r'model_version="([^"]*)"', text)) == {registered.tag, worse.tag}
 

@@ -61,7 +61,7 @@ def test_artifact_not_matching_its_metadata_refuses_to_start(
     else:
         with (target / "model.joblib").open("ab") as handle:
             handle.write(b"corrupted")
-    (target / "model.yaml").write_text(yaml.safe_dump(info))
+    (target / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     line = _refusal(_serve({"DELIVERY_ETA_MODEL_TAG": f"delivery_eta:{version}"}))
     assert ("trained on features" if tamper == "feature_names" else "sha256") in line
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from examples.warehouse_export import order_export
-from models.features import FEATURE_NAMES
+from models.contract import default_contract
 from models.training.config import TrainingConfig
 from models.training.from_files import load_file_training_data
 from models.training.release import RegisteredModel, train_and_register
@@ -70,7 +70,8 @@ def test_served_predictions_match_the_offline_holdout(
     served = np.array([p["predicted_delivery_time_min"] for p in predictions])
     np.testing.assert_allclose(served, holdout["predicted"].to_numpy(), rtol=0, atol=1e-6)
     assert {p["model_version"] for p in predictions} == {registered.tag}
-    features = holdout[[f"feature_{name}" for name in FEATURE_NAMES]].to_numpy()
+    names = default_contract().feature_names  # a file without CONTRACT: the default's
+    features = holdout[[f"feature_{name}" for name in names]].to_numpy()
     np.testing.assert_allclose(
         served, registered.result.model.predict_rows(features)[:, 0], rtol=0, atol=1e-6
     )
@@ -81,8 +82,8 @@ def test_the_files_entities_are_served_from_the_online_store(
 ) -> None:
     registered, client = trained_on_file
     entities = registered.result.entities
-    restaurant = next(iter(entities.restaurant_avg_delivery_time))
-    driver = next(iter(entities.driver_avg_delivery_time))
+    restaurant = next(iter(entities.tables["restaurant_avg_delivery_time"]))
+    driver = next(iter(entities.tables["driver_avg_delivery_time"]))
     assert restaurant.startswith("rest-") and driver.startswith("drv-")  # the file's ids
     order = {"distance_km": 3.0, "is_peak_hour": 0, "order_value": 30.0}
     known = client.post(

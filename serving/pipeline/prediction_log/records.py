@@ -99,7 +99,7 @@ class PredictionRecord:
     upper: float
     shadow: ShadowPrediction | None = None
     entity_known: bool | None = None
-    """Whether both entity features came from the request or the online store (the entity
+    """Whether every entity feature came from the request or the online store (the entity
     cohort, ``models.cohorts``); None in blocks written before the sources were kept."""
 
 
@@ -134,15 +134,16 @@ class PredictionBlock:
     created_at: float
     model_version: str
     features: np.ndarray
-    """(n, features) model input, in ``FEATURE_NAMES`` order."""
+    """(n, features) model input, in the contract's ``feature_names`` order."""
     outputs: np.ndarray
     """(n, 3): point, lower, upper."""
     entity_ids: bytes | None = None
     """The rows' entity ids, one column per entity field (:func:`encode_entity_ids`); None in
     blocks written before they were kept (their rows cannot be exported for retraining)."""
     feature_sources: np.ndarray | None = None
-    """(n, len(ENTITY_FEATURES)) int8 source codes (``models.features.FEATURE_SOURCES``): where
-    each entity feature came from. None in blocks written before they were kept."""
+    """(n, entity features) int8 source codes (``models.features.FEATURE_SOURCES``): where each
+    of the contract's entity features came from. None in blocks written before they were
+    kept."""
     call: ModelCall | None = None
     """The champion's model call for these rows; None in blocks written before it was kept."""
     shadow: ShadowScores | None = None

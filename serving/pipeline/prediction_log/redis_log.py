@@ -36,8 +36,9 @@ class RedisPredictionLog(BufferedLog):
     """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
     block's field ``actual:<row>`` (and its time ``labelled_at:<row>``), set with HSETNX so
     exactly one replica joins it. The hash's ``entity_ids`` field (not in blocks written by
-    older versions) holds the rows' restaurant and driver ids; ``inference_ms``/``inference_rows``
-    the champion's model call, and ``shadow_*`` the challenger's outputs and call, when set."""
+    older versions) holds the rows' entity ids (one column per entity field); ``inference_ms``
+    and ``inference_rows`` the champion's model call, and ``shadow_*`` the challenger's outputs
+    and call, when set."""
 
     backend = "redis"
     store_errors = (redis.RedisError, OSError, TimeoutError)

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from models.contract import default_contract
 from serving.middleware.openapi import (
     EDGE_STATUSES,
     ERROR_RESPONSE,
@@ -24,8 +25,17 @@ from serving.middleware.openapi import (
     to_openapi_30,
     v1_document,
 )
-from serving.schema import BatchPrediction, Feedback, FeedbackReceipt, Order, Prediction
+from serving.schema import (
+    BatchPrediction,
+    FeedbackReceipt,
+    Prediction,
+    feedback_model,
+    order_model,
+)
 from serving.telemetry.logs import MAX_LISTED_ERRORS, validation_error_answer
+
+Order = order_model(default_contract())
+Feedback = feedback_model(default_contract())
 
 
 # The /v1 routes of service.py with the same schemas (service.py itself needs a model to import).

@@ -60,7 +60,7 @@ def _block(rows: int, id_chars: int = 6) -> tuple[PredictionBlock, list[str]]:
     outputs = np.tile([20.0, 15.0, 30.0], (rows, 1))
     restaurants = [f"r_{i:0{id_chars - 2}d}" for i in range(rows)]
     drivers = [f"d_{i:0{id_chars - 2}d}" for i in range(rows)]
-    entity_ids = encode_entity_ids(restaurants, drivers)
+    entity_ids = encode_entity_ids([restaurants, drivers])
     return PredictionBlock(key, time.time(), "delivery_eta:v1", features, outputs, entity_ids), ids
 
 

@@ -18,24 +18,25 @@ import numpy as np
 import prometheus_client
 import pytest
 
-from models.features import FEATURE_NAMES, FEATURE_SOURCES
+from models.contract import default_contract
+from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
 from serving.middleware.request_context import request_scope
-from serving.pipeline.prediction_log.records import DEFAULT_SOURCE_CODE
 from serving.pipeline.prediction_pipeline import (
     DRIFT_SCORE_EVERY_ROWS,
     PredictionPipeline,
 )
-from serving.schema import BatchPrediction, Order
+from serving.schema import BatchPrediction, order_model
 from serving.settings import ServiceSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
 from tests.harness.local_server import free_port
 
 KNOWN = {"restaurant_id": "r_0001", "driver_id": "d_0002"}  # in every generated world
 UNKNOWN = {"restaurant_id": "r_unknown", "driver_id": "d_unknown"}
+Order = order_model(default_contract())  # the session's model has the default contract
 
 
-def _order(ids: dict[str, str], **extra: Any) -> Order:
+def _order(ids: dict[str, str], **extra: Any) -> Any:
     return Order(distance_km=3.2, is_peak_hour=1, order_value=25.0, **ids, **extra)
 
 
@@ -105,14 +106,14 @@ async def test_features_come_from_the_request_the_store_or_the_defaults(
         {"restaurant_avg_delivery_time": "online", "driver_avg_delivery_time": "request"},
     ]
     # The same numbers as the model called directly on rows joined by hand, in input order.
-    entities = artifact.entities
+    tables, defaults = artifact.entities.tables, artifact.entities.defaults
     rows = np.array(
         [
-            [3.2, 1, 25.0, entities.restaurant_avg_delivery_time["r_0001"],
-             entities.driver_avg_delivery_time["d_0002"]],
-            [3.2, 1, 25.0, entities.defaults["restaurant_avg_delivery_time"],
-             entities.defaults["driver_avg_delivery_time"]],
-            [3.2, 1, 25.0, entities.restaurant_avg_delivery_time["r_0001"], 55.0],
+            [3.2, 1, 25.0, tables["restaurant_avg_delivery_time"]["r_0001"],
+             tables["driver_avg_delivery_time"]["d_0002"]],
+            [3.2, 1, 25.0, defaults["restaurant_avg_delivery_time"],
+             defaults["driver_avg_delivery_time"]],
+            [3.2, 1, 25.0, tables["restaurant_avg_delivery_time"]["r_0001"], 55.0],
         ]
     )  # fmt: skip
     expected = artifact.model.predict_rows(rows)
@@ -171,7 +172,7 @@ async def test_predictions_are_logged_and_join_their_delayed_labels(
     assert joined.status == "joined" and joined.record is not None
     assert joined.record.predicted == pytest.approx(prediction.predicted_delivery_time_min)
     assert joined.record.features[:3] == [3.2, 1.0, 25.0]
-    assert len(joined.record.features) == len(FEATURE_NAMES)
+    assert len(joined.record.features) == len(artifact.contract.feature_names)
     assert (await pipeline.feedback(prediction.prediction_id, 31.0)).status == "duplicate"
     assert (await pipeline.feedback(prediction.prediction_id, 40.0)).status == "conflict"
     missing = await pipeline.feedback("00000000-0000-4000-8000-000000000000", 31.0)
@@ -255,5 +256,5 @@ async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_
 
 
 def test_default_is_the_highest_source_code() -> None:
-    # The pipeline tells known entities by `codes.max(axis=1) < DEFAULT_SOURCE_CODE`.
+    # The pipeline tells known entities by every code being below DEFAULT_SOURCE_CODE.
     assert len(FEATURE_SOURCES) - 1 == DEFAULT_SOURCE_CODE

@@ -10,6 +10,7 @@ import numpy as np
 import prometheus_client
 import pytest
 
+from models.contract import default_contract
 from serving.pipeline.prediction_log import PredictionBlock, new_prediction_ids
 from serving.pipeline.shadow import ShadowScorer, shadow_selected
 from serving.telemetry.metrics import SHADOW_OUTCOMES, MetricsRecorder
@@ -47,7 +48,12 @@ def _scorer(
         sink=logged.append,
         clamp=lambda outputs: np.clip(outputs, 1, 240),
         overloaded=overloaded,
-        metrics=MetricsRecorder("delivery_eta:champion", "embedded", "delivery_eta:challenger"),
+        metrics=MetricsRecorder(
+            "delivery_eta:champion",
+            "embedded",
+            "delivery_eta:challenger",
+            contract=default_contract(),
+        ),
         **options,
     )
 

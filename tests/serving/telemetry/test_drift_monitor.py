@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
-from models.cohorts import COHORTS, cohort_codes, cohort_reference
-from models.drift_stats import reference_bins
-from models.features import FEATURE_NAMES
+from models.cohorts import Cohorts
+from models.contract import default_contract
+from models.drift_stats import category_bins, reference_bins
 from serving.telemetry.drift_monitor import MIN_ROWS_FOR_PSI, DriftMonitor
+
+CONTRACT = default_contract()
+FEATURE_NAMES = CONTRACT.feature_names
 
 
 def _no_cohorts(rows: int) -> np.ndarray:
@@ -54,22 +57,43 @@ def test_monitor_scores_cohort_drift_when_the_model_recorded_a_cohort_reference(
     reference = {name: reference_bins(features[:, i]) for i, name in enumerate(FEATURE_NAMES)} | {
         "predicted_delivery_time_min": reference_bins(points)
     }
+    cohorts = Cohorts(CONTRACT)
     with_cohorts = DriftMonitor(
-        reference, FEATURE_NAMES, 2_000, cohort_reference(features, points, known)
+        reference, FEATURE_NAMES, 2_000, cohorts.reference(features, points, known), cohorts
     )
-    without = DriftMonitor(reference, FEATURE_NAMES, 2_000)  # a model from before cohorts
+    # A model from before cohorts were recorded: no reference, no cohort PSI.
+    without = DriftMonitor(reference, FEATURE_NAMES, 2_000, None, cohorts)
     live, live_known = _orders(rng, 2_000, far_share=0.5)  # far orders: 10 % -> 50 %
     live_points = 20 + 2 * live[:, 0]
     for monitor in (with_cohorts, without):
-        monitor.observe(live, live_points, cohort_codes(live, live_known))
+        monitor.observe(live, live_points, cohorts.codes(live, live_known))
     cohort_psi, mix_psi = with_cohorts.cohort_scores()
     assert mix_psi["distance"] > 0.2 and mix_psi["peak"] < 0.05 and mix_psi["entity"] < 0.05
-    assert set(cohort_psi) <= set(COHORTS)
+    assert set(cohort_psi) <= set(cohorts.names)
     # Within a distance band predictions did not move; peak and off-peak mix the bands, so
     # their prediction distributions did.
     assert cohort_psi["distance_0_2km"] < 0.1 and cohort_psi["distance_10km_plus"] < 0.1
     assert cohort_psi["peak"] > 0.2 and cohort_psi["off_peak"] > 0.2
     assert without.cohort_scores() == ({}, {})
+
+
+def test_a_category_drifts_by_its_shares_of_values() -> None:
+    # Training stores one bin per category value: the PSI compares the values' shares.
+    rng = np.random.default_rng(4)
+    trained = rng.choice(3, 20_000, p=[0.6, 0.3, 0.1]).astype(float)
+    reference = {
+        "weather": category_bins(trained, 3),
+        "predicted_delivery_time_min": reference_bins(trained),
+    }
+    assert len(reference["weather"]["shares"]) == 3
+    calm, stormy = (DriftMonitor(reference, ["weather"], 1_000) for _ in range(2))
+    same = rng.choice(3, 1_000, p=[0.6, 0.3, 0.1]).astype(float)
+    shifted = rng.choice(3, 1_000, p=[0.3, 0.3, 0.4]).astype(float)
+    calm.observe(same[:, None], same, np.zeros((1_000, 0)))
+    stormy.observe(shifted[:, None], shifted, np.zeros((1_000, 0)))
+    calm_scores, stormy_scores = calm.scores(), stormy.scores()
+    assert calm_scores is not None and stormy_scores is not None
+    assert calm_scores["weather"] < 0.02 < 0.2 < stormy_scores["weather"]
 
 
 def _orders(rng: np.random.Generator, rows: int, far_share: float) -> tuple[np.ndarray, np.ndarray]:

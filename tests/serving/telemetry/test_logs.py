@@ -14,15 +14,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from framework_internals import bentoml_request_error_logger
+from models.contract import default_contract
 from serving.middleware.request_context import RequestContextMiddleware
-from serving.schema import Order
+from serving.schema import feedback_model, order_model
+from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import (
     MAX_LINE_BYTES,
     MAX_LISTED_ERRORS,
     BoundedJsonFormatter,
     configure_logging,
+    use_field_labels,
     validation_error_answer,
 )
+
+Order = order_model(default_contract())
+LABELS = FieldLabels.of(Order, feedback_model(default_contract()))
 
 ORDER = {
     "restaurant_id": "r_1",
@@ -41,7 +47,7 @@ def _errors(unknown_keys: int, key_chars: int = 8) -> ValidationError:
 
 
 def test_the_answer_lists_the_first_errors_and_counts_them_all() -> None:
-    body, summary, fields = validation_error_answer(_errors(5000))
+    body, summary, fields = validation_error_answer(_errors(5000), LABELS)
     answer = json.loads(body)
     assert answer["error_count"] == 5001
     assert answer["error"] == "5001 validation error for Order"
@@ -54,7 +60,7 @@ def test_the_answer_lists_the_first_errors_and_counts_them_all() -> None:
 
 
 def test_a_huge_key_is_shortened_in_the_answer() -> None:
-    body, summary, fields = validation_error_answer(_errors(1, key_chars=900_000))
+    body, summary, fields = validation_error_answer(_errors(1, key_chars=900_000), LABELS)
     assert len(body) < 1000 and len(summary) < 500
     assert fields == {"distance_km", "other"}
 
@@ -71,6 +77,7 @@ async def _bentoml_like_400(request: Request) -> JSONResponse:
 
 async def test_the_request_context_sends_the_bounded_answer_instead(capsys) -> None:  # type: ignore[no-untyped-def]
     configure_logging("INFO")
+    use_field_labels(LABELS)
     finished = []
     app = RequestContextMiddleware(
         Starlette(routes=[Route("/v1/predict", _bentoml_like_400, methods=["POST"])]),
