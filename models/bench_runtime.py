@@ -67,7 +67,8 @@ def _gtil(model: DeliveryTimeModel, threads: int, dtype: type = np.float64) -> P
 
     def call(rows: np.ndarray) -> np.ndarray:
         x: np.ndarray = np.ascontiguousarray(model.unfitted_as_missing(rows), dtype=dtype)
-        return model.combine(*(treelite.gtil.predict(p, x, nthread=threads) for p in parts), rows)
+        point, lower, upper = (treelite.gtil.predict(p, x, nthread=threads) for p in parts)
+        return model.combine(point, lower, upper, rows)
 
     return call
 

@@ -53,7 +53,7 @@ class Cohorts:
             spec = self.contract.fields[name]
             column = self.contract.feature_names.index(name)
             cohort = getattr(spec, "cohort", None)
-            if spec.kind in ("number", "integer"):
+            if spec.kind in ("number", "integer") and cohort is not None:
                 edges = np.asarray(cohort.edges, dtype=np.float64)
             elif isinstance(spec, CategoryField):
                 # Codes 0..k-1: the inner edges between them give one band per code.
@@ -76,7 +76,7 @@ class Cohorts:
         """
         codes = np.empty((len(features), len(self._columns)), dtype=np.int64)
         for d, (column, edges) in enumerate(self._columns):
-            if column is None:
+            if column is None or edges is None:
                 codes[:, d] = ~np.asarray(entity_known, dtype=bool)
             else:
                 codes[:, d] = np.searchsorted(edges, features[:, column], side="right")

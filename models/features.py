@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -110,7 +111,8 @@ def training_frame(
     for name in contract.direct_fields:
         spec = contract.fields[name]
         # An optional field the orders do not carry takes its default, as the API does.
-        values = orders[name] if name in orders else pd.Series(spec.default, index=orders.index)
+        default = getattr(spec, "default", None)
+        values = orders[name] if name in orders else pd.Series(default, index=orders.index)
         if isinstance(spec, CategoryField):
             frame[name] = category_codes(values, spec)
         else:
@@ -172,7 +174,7 @@ class FeatureAssembler:
 
     def entity_ids(self, orders: Sequence[Any]) -> dict[str, list[str]]:
         """Each entity field's ids, in order (what the feature store is asked for)."""
-        return {name: [getattr(o, name) for o in orders] for name in self.contract.entity_fields}
+        return {name: list(map(attrgetter(name), orders)) for name in self.contract.entity_fields}
 
     def assemble(
         self, orders: Sequence[Any], online: OnlineValues, defaults: Mapping[str, float]
@@ -184,20 +186,21 @@ class FeatureAssembler:
         contract = self.contract
         matrix = np.empty((len(orders), len(contract.feature_names)), dtype=np.float64)
         for column, name in enumerate(contract.direct_fields):
+            values = map(attrgetter(name), orders)  # map + attrgetter: no per-row frame
             category = self._category_codes.get(name)
             if category is None:
-                matrix[:, column] = [getattr(o, name) for o in orders]
+                matrix[:, column] = list(values)
             else:
                 index, other = category
                 if other is None:
-                    matrix[:, column] = [index[getattr(o, name)] for o in orders]
+                    matrix[:, column] = [index[v] for v in values]
                 else:
-                    matrix[:, column] = [index.get(getattr(o, name), other) for o in orders]
+                    matrix[:, column] = [index.get(v, other) for v in values]
         first = len(contract.direct_fields)
         codes = np.empty((len(orders), len(contract.entity_features)), dtype=np.int8)
         for column, name in enumerate(contract.entity_features):
             # float arrays turn None into NaN: "not given" / "not found" become one vector test.
-            requested = np.array([getattr(o, name) for o in orders], dtype=np.float64)
+            requested = np.array(list(map(attrgetter(name), orders)), dtype=np.float64)
             found = np.array(online.values[name], dtype=np.float64)
             has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
             matrix[:, first + column] = np.where(
