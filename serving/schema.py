@@ -120,7 +120,8 @@ def order_model(contract: FeatureContract) -> type[BaseModel]:
     """
     fields: dict[str, Any] = {name: _request_field(spec) for name, spec in contract.fields.items()}
     # Entity averages are minutes: bounds reject nonsense (negative, days) rather than clamp it.
-    minutes = Annotated[float, Field(gt=0, le=_bound(contract.target.maximum), allow_inf_nan=False)]
+    low, high = contract.override_bounds()
+    minutes = Annotated[float, Field(gt=_bound(low), le=_bound(high), allow_inf_nan=False)]
     for entity in contract.entity_fields:
         fields[contract.entity_feature(entity)] = (minutes | None, None)
     return create_model(

@@ -14,6 +14,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from models.cohorts import Cohorts
+from models.contract.compat import challenger_input_problems
 from models.features import FeatureAssembler
 from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
@@ -34,7 +35,7 @@ from serving.pipeline.prediction_log import (
     unusable_reason,
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
-from serving.pipeline.shadow import ChallengerInputs, ShadowScorer, challenger_input_problems
+from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
 from serving.settings import ServiceSettings
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
@@ -94,7 +95,7 @@ def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> Model
 
     A challenger whose contract needs a field the requests to ``served`` do not carry (or
     values its API does not guarantee) is refused too, naming the field: it would otherwise
-    score garbage, silently (``serving.pipeline.shadow.challenger_input_problems``).
+    score garbage, silently (``models.contract.compat.challenger_input_problems``).
     """
     if settings.shadow_model_tag is None:
         return None

@@ -26,7 +26,6 @@ from models.contract import (
     NumberField,
     default_contract,
 )
-from models.contract.bodies import override_bounds
 from models.contract.served import load_contract_file
 
 EntityId = Annotated[
@@ -57,7 +56,7 @@ def _annotation(spec: Any) -> Any:
 def order_model(contract: FeatureContract) -> type[BaseModel]:
     """The pydantic model of one order of ``contract``: every field (required, or with its
     default), then each entity's optional override."""
-    low, high = override_bounds(contract)
+    low, high = contract.override_bounds()
     minutes = Annotated[float, Field(gt=low, le=high, allow_inf_nan=False)]
     fields: dict[str, Any] = {}
     for name, spec in contract.fields.items():

@@ -58,12 +58,6 @@ def override_fields(contract: FeatureContract) -> tuple[str, ...]:
     return contract.entity_features
 
 
-def override_bounds(contract: FeatureContract) -> tuple[float, float]:
-    """An override's allowed range: above 0 (exclusive) up to the target's maximum (minutes,
-    like the aggregate it replaces)."""
-    return 0.0, float(contract.target.maximum)
-
-
 def request_fields(contract: FeatureContract) -> tuple[str, ...]:
     """Every key a body may carry: the contract's fields, then the overrides."""
     return (*contract.fields, *override_fields(contract))
@@ -97,7 +91,7 @@ def order_problems(contract: FeatureContract, order: Mapping[str, Any]) -> list[
         problem = value_problem(spec, order[name])
         if problem:
             problems.append(f"{name}: {problem}")
-    low, high = override_bounds(contract)
+    low, high = contract.override_bounds()
     for name in override_fields(contract):
         value = order.get(name)
         if value is None:
@@ -387,7 +381,7 @@ def order_breaks(contract: FeatureContract) -> list[OrderBreak]:
                 OrderBreak(f"{name} too long", name, _set(name, "x" * (ENTITY_ID_MAX_LENGTH + 1))),
                 OrderBreak(f"{name} empty", name, _set(name, "")),
             ]
-    _, high = override_bounds(contract)
+    _, high = contract.override_bounds()
     for feature in override_fields(contract):
         breaks += [
             OrderBreak(f"{feature} override above {high:g}", feature, _set(feature, high + 1)),

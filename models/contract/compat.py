@@ -20,7 +20,12 @@ wider range, new category values, unseen values now mapped to ``other`` instead 
 an optional field's default changed (clients that leave it out get another value).
 
 Pure: the promotion gate (``make promote``) refuses a breaking candidate unless
-``--allow-api-break``; the shadow check may reuse it.
+``--allow-api-break``.
+
+The shadow's rule (:func:`challenger_input_problems`) is the other side of the same question:
+not whether clients' requests stay valid, but whether the requests the served API accepts can
+feed a challenger -- fields the challenger does not read are fine, one it needs and the
+requests lack is not.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.contract.bodies import override_bounds
 from models.contract.spec import CategoryField, FeatureContract, IntegerField, NumberField
 
 Severity = Literal["break", "widening"]
@@ -198,7 +202,7 @@ def _override_changes(current: FeatureContract, new: FeatureContract) -> list[Co
                     "override removed: clients that send it get a 400 (unknown field)",
                 )
             )
-    old_high, new_high = override_bounds(current)[1], override_bounds(new)[1]
+    old_high, new_high = current.override_bounds()[1], new.override_bounds()[1]
     kept = [f for f in current.entity_features if f in new_overrides]
     if kept and new_high < old_high:
         for feature in kept:
@@ -216,3 +220,49 @@ def _override_changes(current: FeatureContract, new: FeatureContract) -> list[Co
 def _listed(values: list[Any], most: int = 8) -> str:
     shown = ", ".join(repr(v) for v in values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+def challenger_input_problems(served: FeatureContract, challenger: FeatureContract) -> list[str]:
+    """Why requests to a model of contract ``served`` cannot feed a challenger of contract
+    ``challenger``, one problem per field (empty: every field it needs is carried, within the
+    values it was trained on)."""
+    problems = []
+    for name, wanted in challenger.fields.items():
+        given = served.fields.get(name)
+        if given is None:
+            if wanted.required:
+                problems.append(
+                    f"field {name!r} ({wanted.kind}) is required by the challenger "
+                    "and not in the served API: requests do not carry it"
+                )
+            continue  # optional: the challenger takes its default
+        if given.kind != wanted.kind:
+            problems.append(
+                f"field {name!r} is {wanted.kind} for the challenger, {given.kind} in the "
+                "served API"
+            )
+        elif isinstance(given, NumberField | IntegerField) and isinstance(
+            wanted, NumberField | IntegerField
+        ):
+            low, high, w_low, w_high = given.minimum, given.maximum, wanted.minimum, wanted.maximum
+            if low < w_low or high > w_high:
+                problems.append(
+                    f"field {name!r}: the served API accepts {low:g}..{high:g}, the challenger "
+                    f"was trained on {w_low:g}..{w_high:g}"
+                )
+        elif isinstance(given, CategoryField) and isinstance(wanted, CategoryField):
+            if wanted.on_unseen == "other":
+                continue  # any value: the challenger's "other" takes what it does not know
+            if given.on_unseen == "other":
+                problems.append(
+                    f"field {name!r}: the served API accepts any value, the challenger only "
+                    f"{list(wanted.values)}"
+                )
+                continue
+            unknown = [v for v in given.values if v not in wanted.values]
+            if unknown:
+                problems.append(
+                    f"field {name!r}: the served API accepts {unknown}, values the challenger "
+                    "was not trained on (it refuses unseen values)"
+                )
+    return problems

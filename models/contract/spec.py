@@ -218,6 +218,11 @@ class FeatureContract(_Strict):
 
     # -- derived views (computed once per contract; the contract is frozen) ------------------
 
+    def override_bounds(self) -> tuple[float, float]:
+        """An entity override's range: above the first (exclusive) up to the second -- minutes,
+        like the aggregate it replaces, bounded by the target's maximum."""
+        return 0.0, float(self.target.maximum)
+
     def fields_of_kind(self, *kinds: str) -> list[str]:
         """Names of the fields of these kinds, in declared order."""
         return [name for name, spec in self.fields.items() if spec.kind in kinds]

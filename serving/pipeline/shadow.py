@@ -15,7 +15,7 @@ rows' shadow answers (``failed``), never a client's answer: the blocks are logge
 Each predicted row of a worker with a challenger is counted under exactly one outcome.
 
 A challenger trained with another contract scores the same orders only if the requests carry
-everything it needs: :func:`challenger_input_problems` names each field they do not (a required
+everything it needs: :func:`models.contract.compat.challenger_input_problems` names each field they do not (a required
 field the served API lacks, a field of another kind, values or bounds the served API accepts and
 the challenger does not), and the service refuses to start (docs/shadow.md). When they do but
 the two models' inputs differ (feature order or subset, category levels, entity tables),
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from models.contract import CategoryField, FeatureContract, IntegerField, NumberField
+from models.contract import CategoryField, FeatureContract
 from models.features import EntityFeatures, FeatureAssembler
 from serving.pipeline.feature_store import lookup_tables
 from serving.pipeline.prediction_log import ModelCall, PredictionBlock, ShadowScores
@@ -67,52 +67,6 @@ def shadow_selected(block_key: str, fraction: float) -> bool:
     if fraction <= 0.0:
         return False
     return int(block_key[-7:], 16) < fraction * 16**7
-
-
-def challenger_input_problems(served: FeatureContract, challenger: FeatureContract) -> list[str]:
-    """Why requests to a model of contract ``served`` cannot feed a challenger of contract
-    ``challenger``, one problem per field (empty: every field it needs is carried, within the
-    values it was trained on)."""
-    problems = []
-    for name, wanted in challenger.fields.items():
-        given = served.fields.get(name)
-        if given is None:
-            if wanted.required:
-                problems.append(
-                    f"field {name!r} ({wanted.kind}) is required by the challenger "
-                    "and not in the served API: requests do not carry it"
-                )
-            continue  # optional: the challenger takes its default
-        if given.kind != wanted.kind:
-            problems.append(
-                f"field {name!r} is {wanted.kind} for the challenger, {given.kind} in the "
-                "served API"
-            )
-        elif isinstance(given, NumberField | IntegerField) and isinstance(
-            wanted, NumberField | IntegerField
-        ):
-            low, high, w_low, w_high = given.minimum, given.maximum, wanted.minimum, wanted.maximum
-            if low < w_low or high > w_high:
-                problems.append(
-                    f"field {name!r}: the served API accepts {low:g}..{high:g}, the challenger "
-                    f"was trained on {w_low:g}..{w_high:g}"
-                )
-        elif isinstance(given, CategoryField) and isinstance(wanted, CategoryField):
-            if wanted.on_unseen == "other":
-                continue  # any value: the challenger's "other" takes what it does not know
-            if given.on_unseen == "other":
-                problems.append(
-                    f"field {name!r}: the served API accepts any value, the challenger only "
-                    f"{list(wanted.values)}"
-                )
-                continue
-            unknown = [v for v in given.values if v not in wanted.values]
-            if unknown:
-                problems.append(
-                    f"field {name!r}: the served API accepts {unknown}, values the challenger "
-                    "was not trained on (it refuses unseen values)"
-                )
-    return problems
 
 
 def _input_layout(contract: FeatureContract) -> tuple[tuple[Any, ...], ...]:

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from models.contract import FeatureContract, default_contract, parse_contract
+from models.contract.compat import challenger_input_problems
 from models.features import EntityFeatures, training_frame
 from models.store.artifact import load_artifact
 from serving.pipeline.prediction_pipeline import PredictionPipeline
-from serving.pipeline.shadow import ChallengerInputs, challenger_input_problems
+from serving.pipeline.shadow import ChallengerInputs
 from serving.schema import order_model
 from serving.settings import ServiceSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
