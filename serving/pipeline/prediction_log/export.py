@@ -420,6 +420,12 @@ def write_export(
         summary.message = f"wrote {summary.rows_written} labelled predictions"
     else:
         summary.message = "no labelled predictions to export: wrote an empty file with the schema"
+    if summary.skipped_other_contract:
+        # Easy to miss in a JSON line: the export's contract is not the one that made them.
+        summary.message += (
+            f"; {summary.skipped_other_contract} label(s) skipped: their model's inputs are not "
+            "this export's contract (pass --contract, or DELIVERY_ETA_MODEL_TAG of the service)"
+        )
     return summary
 
 
