@@ -94,12 +94,16 @@ def reference_statistics(
 def train_model(config: TrainingConfig, contract: FeatureContract | None = None) -> TrainingResult:
     """Generate the synthetic history of ``config``, then :func:`fit_and_evaluate` it.
 
-    The synthetic history has the default contract's columns: a contract declaring a field it
-    lacks is refused (:class:`ValueError` naming the fields) -- train such a contract on data.
+    The synthetic history has the default contract's columns: an optional field it lacks takes
+    its default on every row (as in a file without that column), a required one is refused
+    (:class:`ValueError` naming the fields) -- train such a contract on data.
     """
     contract = contract or default_contract()
     _, sample = generate_order_history(10, n_restaurants=1, n_drivers=1)
-    lacking = [name for name in contract.fields if name not in sample.columns]
+    lacking = [n for n, s in contract.fields.items() if s.required and n not in sample.columns]
+    defaulted = [n for n in contract.fields if n not in sample.columns and n not in lacking]
+    if defaulted:
+        logger.info("synthetic history: %s take their defaults", ", ".join(defaulted))
     if lacking:
         raise ValueError(
             f"the synthetic order history has no column for field(s) {', '.join(lacking)}: "
