@@ -1,6 +1,11 @@
 """The model: everything that produces, stores and judges a delivery-time model.
 
-- ``features``: the feature contract and the one way rows are built (training and serving);
+- ``contract/``: the feature contract -- request fields and how each becomes a model input,
+  declared once in YAML (``spec``, ``loading``); drafted from an order history (``draft/``,
+  ``make contract``); the compatibility of two models' contracts (``compat``); request bodies
+  derived from a contract (``bodies``) and the tools' client of a service's ``GET /contract``
+  (``served``, the one module here that speaks HTTP, never imported by the server);
+- ``features``: the one way model inputs are built from a contract (training and serving);
 - ``model``: ``DeliveryTimeModel``, point estimate + conformalised 90 % interval
   (``intervals``); ``compiled_runtime`` evaluates the same trees as a TL2cgen-compiled library
   built at registration, ``treelite_runtime`` through Treelite GTIL (small batches), and
@@ -11,6 +16,7 @@
 - ``promotion/``: the gate that compares a candidate with production, promote and roll back;
 - ``settings``: which model to serve and how to evaluate it.
 
-Nothing here knows about HTTP; the serving process imports ``features``, ``model``, the
-runtimes, ``drift_stats``, ``store`` and ``settings``, never ``training`` or ``promotion``.
+Nothing here knows about HTTP but ``contract/served``; the serving process imports
+``contract`` (spec, loading, compat), ``features``, ``model``, the runtimes, ``drift_stats``,
+``cohorts``, ``store`` and ``settings``, never ``training``, ``promotion`` or the draft.
 """
