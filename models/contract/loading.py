@@ -16,6 +16,10 @@ DEFAULT_CONTRACT_PATH = Path(__file__).with_name("default.yaml")
 """Today's five request fields; used when training without ``CONTRACT=``."""
 METADATA_KEY = "feature_contract"
 """Model-metadata key of the contract a model was trained with."""
+FIELD_ORDER_KEY = "feature_contract_field_order"
+"""Model-metadata key of the contract's field order, kept apart from the mapping: the field
+order is the model's input order, and a mapping's key order does not survive every YAML
+writer (``yaml.safe_dump`` sorts keys by default)."""
 MAX_CONTRACT_BYTES = 1 << 20
 
 
@@ -60,12 +64,22 @@ def parse_contract(text: str, source: str = "<contract>") -> FeatureContract:
         raise ContractError("invalid feature contract:\n  " + "\n  ".join(lines)) from None
 
 
+def contract_metadata(contract: FeatureContract) -> dict[str, Any]:
+    """What a model's metadata records of its contract: the contract and its field order."""
+    return {METADATA_KEY: contract.metadata(), FIELD_ORDER_KEY: list(contract.fields)}
+
+
 def contract_from_metadata(metadata: Mapping[str, Any]) -> FeatureContract | None:
-    """The contract stored in a model's metadata; None for a model registered before
-    contracts were stored (it was trained on the default contract's features)."""
+    """The contract stored in a model's metadata (fields in their recorded order); None for a
+    model registered before contracts were stored (it was trained on the default contract's
+    features)."""
     stored = metadata.get(METADATA_KEY)
     if stored is None:
         return None
+    order = metadata.get(FIELD_ORDER_KEY)
+    fields = stored.get("fields") if isinstance(stored, Mapping) else None
+    if isinstance(order, list) and isinstance(fields, Mapping) and set(order) == set(fields):
+        stored = {**stored, "fields": {name: fields[name] for name in order}}
     try:
         return FeatureContract.model_validate(stored)
     except ValidationError as exc:

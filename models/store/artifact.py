@@ -22,14 +22,12 @@ import sklearn
 from models.compiled_runtime import METADATA_KEY as COMPILED_LIBRARY_KEY
 from models.compiled_runtime import build_library
 from models.contract import (
-    METADATA_KEY as CONTRACT_KEY,
-)
-from models.contract import (
     ContractError,
     FeatureContract,
     contract_from_metadata,
     default_contract,
 )
+from models.contract.loading import contract_metadata
 from models.features import EntityFeatures
 from models.model import DeliveryTimeModel
 
@@ -114,7 +112,7 @@ def register_model(
         bento_model.info.metadata.update(
             {
                 **metadata,
-                CONTRACT_KEY: contract.metadata(),
+                **contract_metadata(contract),
                 "feature_names": list(contract.feature_names),
                 "artifact_sha256": {name: sha256_file(root / name) for name in ARTIFACT_FILES},
                 "library_versions": library_versions(),  # type: ignore[dict-item]

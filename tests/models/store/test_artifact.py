@@ -109,3 +109,18 @@ def test_a_model_needing_code_this_version_lacks_is_refused_with_one_line(
     with pytest.raises(ModelArtifactError, match="needs code this version does not have") as info:
         load_artifact(tag)
     assert "\n" not in str(info.value)
+
+
+def test_the_field_order_survives_a_model_yaml_written_with_sorted_keys(
+    registered, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The contract's field order is the model's input order; yaml.safe_dump sorts by default.
+    tag, path = copy_model(registered, tmp_path, "sorted")
+    info = yaml.safe_load((path / "model.yaml").read_text())
+    (path / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=True))
+    assert list(
+        yaml.safe_load((path / "model.yaml").read_text())["metadata"]["feature_contract"]["fields"]
+    ) != list(default_contract().fields)
+    artifact = load_artifact(tag)
+    assert artifact.contract.feature_names == FEATURE_NAMES
+    assert list(artifact.contract.fields) == list(default_contract().fields)
