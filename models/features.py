@@ -209,14 +209,6 @@ class FeatureAssembler:
             codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
         return matrix, codes
 
-    def source_rows(self, codes: np.ndarray) -> list[dict[str, FeatureSource]]:
-        """Per order, where each entity feature came from, from :meth:`assemble`'s codes."""
-        names = self.contract.entity_features
-        return [
-            {name: FEATURE_SOURCES[code] for name, code in zip(names, row, strict=True)}
-            for row in codes.tolist()
-        ]
-
     def request_values(self, features: np.ndarray) -> dict[str, list[Any]]:
         """The request fields' values back from model-input rows (categories decoded): what
         the prediction log exports for retraining (entity ids are kept apart)."""

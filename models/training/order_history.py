@@ -69,12 +69,6 @@ def order_history_schema(contract: FeatureContract) -> dict[str, str]:
     return schema
 
 
-def internal_names(contract: FeatureContract) -> dict[str, str]:
-    """The file's timestamp and target column names -> the training code's (``ORDER_TS``,
-    ``TARGET``); fields keep their names."""
-    return {contract.timestamp.column: ORDER_TS, contract.target.column: TARGET}
-
-
 def _number(value: float) -> str:
     """``50.0`` -> ``50``, ``0.1`` -> ``0.1``: bounds as a person writes them."""
     value = float(value)
@@ -114,11 +108,6 @@ def _describe(spec: Any) -> str:
         default = getattr(spec, "default", None)
         what += f"; optional (absent or empty: {default!r})"
     return what
-
-
-ORDER_HISTORY_SCHEMA: dict[str, str] = order_history_schema(default_contract())
-""":func:`order_history_schema` of the default contract (the file ``make train DATA=`` reads
-without ``CONTRACT=``)."""
 
 
 @dataclass(frozen=True)

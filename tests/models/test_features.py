@@ -12,6 +12,7 @@ import pytest
 
 from models.contract import CategoryField, default_contract
 from models.features import (
+    FEATURE_SOURCES,
     ORDER_TS,
     TARGET,
     EntityFeatures,
@@ -95,10 +96,11 @@ def test_assembly_prefers_request_then_online_then_default() -> None:
     np.testing.assert_array_equal(matrix[0], [2.5, 1, 30.0, 41.0, 21.0])
     np.testing.assert_array_equal(matrix[1, 3:], [12.0, 36.0])
     np.testing.assert_array_equal(matrix[2, 3:], [35.0, 23.0])
-    assert assembler.source_rows(codes) == [
-        {"restaurant_avg_delivery_time": "request", "driver_avg_delivery_time": "online"},
-        {"restaurant_avg_delivery_time": "online", "driver_avg_delivery_time": "default"},
-        {"restaurant_avg_delivery_time": "default", "driver_avg_delivery_time": "online"},
+    # Columns: restaurant, driver; codes index FEATURE_SOURCES (request, online, default).
+    assert [[FEATURE_SOURCES[c] for c in row] for row in codes.tolist()] == [
+        ["request", "online"],
+        ["online", "default"],
+        ["default", "online"],
     ]
 
 

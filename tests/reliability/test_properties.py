@@ -25,7 +25,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from models.contract import CategoryField, FeatureContract, default_contract
-from models.features import EntityFeatures, FeatureAssembler, OnlineValues, training_frame
+from models.features import (
+    FEATURE_SOURCES,
+    EntityFeatures,
+    FeatureAssembler,
+    OnlineValues,
+    training_frame,
+)
 from serving.schema import CATEGORY_TEXT_MAX_LENGTH, order_model
 from tests.harness.contract_models import kitchen_contract
 
@@ -259,7 +265,10 @@ def test_assembly_shape_order_precedence_and_no_nan(
     orders, online, defaults = data.draw(assembly_inputs(contract))
     assembler = FeatureAssembler(contract)
     matrix, codes = assembler.assemble(orders, online, defaults)
-    sources = assembler.source_rows(codes)
+    sources = [
+        dict(zip(contract.entity_features, (FEATURE_SOURCES[c] for c in row), strict=True))
+        for row in codes.tolist()
+    ]
 
     assert matrix.shape == (len(orders), len(contract.feature_names))
     assert matrix.dtype == np.float64
@@ -359,7 +368,7 @@ def test_assembly_of_no_orders_is_an_empty_matrix(contract: FeatureContract) -> 
         dict.fromkeys(contract.entity_features, 1.0),
     )
     assert matrix.shape == (0, len(contract.feature_names))
-    assert assembler.source_rows(codes) == []
+    assert codes.shape == (0, len(contract.entity_features))
 
 
 # A guard that the strategies above really produce what they claim (cheap sanity).

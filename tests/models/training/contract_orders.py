@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 
 from models.contract import FeatureContract, parse_contract
-from models.features import ORDER_TS
+from models.features import ORDER_TS, TARGET
 from models.training.config import TrainingConfig
 from models.training.dataset import TimeSplit, split_by_time
 from models.training.fit import TrainingResult, fit_and_evaluate
-from models.training.order_history import internal_names
 
 CONTRACT_YAML = """\
 version: 1
@@ -133,7 +132,9 @@ def rich_training(rows: int = 40_000, seed: int = 0, vans: bool = True) -> Train
     if not vans:
         orders["vehicle"] = orders["vehicle"].replace("van", "car")
     contract = rich_contract()
-    frame = orders.rename(columns=internal_names(contract))
+    frame = orders.rename(
+        columns={contract.timestamp.column: ORDER_TS, contract.target.column: TARGET}
+    )
     frame[ORDER_TS] = pd.to_datetime(frame[ORDER_TS], utc=True)
     for name in contract.fields_of_kind("category", "entity"):
         frame[name] = frame[name].astype(str)

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from examples.warehouse_export import order_export
+from models.contract import default_contract
 from models.training.order_history import (
-    ORDER_HISTORY_SCHEMA,
     OrderHistoryError,
     fingerprint_files,
+    order_history_schema,
     read_order_history,
 )
 
@@ -164,7 +165,7 @@ def test_unknown_formats_and_paths_are_named(tmp_path: Path) -> None:
 
 
 def test_the_schema_documents_every_column() -> None:
-    assert list(ORDER_HISTORY_SCHEMA) == [
+    assert list(order_history_schema(default_contract())) == [
         "created_at",
         "restaurant_id",
         "driver_id",

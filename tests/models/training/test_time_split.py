@@ -8,14 +8,12 @@ import pandas as pd
 import pytest
 
 from examples.warehouse_export import order_export
-from models.contract import default_contract
-from models.features import ORDER_TS
+from models.features import ORDER_TS, TARGET
 from models.training.dataset import SPLIT_NAMES, TimeSplit, split_by_time
-from models.training.order_history import internal_names
 
 
 def _orders(rows: int, seed: int = 3, days: int = 40) -> pd.DataFrame:
-    names = internal_names(default_contract())
+    names = {"created_at": ORDER_TS, "delivery_time_min": TARGET}
     frame = order_export(rows, days=days, seed=seed).rename(columns=names)
     frame[ORDER_TS] = pd.to_datetime(frame[ORDER_TS], utc=True)
     return frame.sort_values(ORDER_TS, kind="stable").reset_index(drop=True)
