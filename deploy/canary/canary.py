@@ -31,7 +31,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.contract import FeatureContract
-from models.contract.bodies import golden_variations, order_problems
+from models.contract.bodies import golden_variations
+from models.contract.request import order_problems
 from models.contract.served import ContractUnavailable, resolve_contract
 
 GOLDEN = Path(__file__).with_name("golden_orders.json")

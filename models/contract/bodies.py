@@ -24,7 +24,6 @@ from typing import Any
 
 from models.contract.spec import (
     ENTITY_ID_MAX_LENGTH,
-    ENTITY_ID_PATTERN,
     BooleanField,
     CategoryField,
     EntityField,
@@ -66,71 +65,6 @@ def request_fields(contract: FeatureContract) -> tuple[str, ...]:
 def example_order(contract: FeatureContract) -> dict[str, Any]:
     """The contract's example order (every field's example value), as JSON sends it."""
     return dict(contract.example_order())
-
-
-# -- validity (a client-side mirror of the API's validation) ----------------------------------
-
-
-def order_problems(contract: FeatureContract, order: Mapping[str, Any]) -> list[str]:
-    """Why ``order`` would be refused by a service serving ``contract`` (empty: it is valid).
-
-    Mirrors the API's rules (unknown keys refused, required fields present, kinds, bounds,
-    category values, id characters, override range), so a tool can refuse a body before it
-    sends it -- e.g. a golden order written for another contract.
-    """
-    problems = []
-    allowed = set(request_fields(contract))
-    for key in order:
-        if key not in allowed:
-            problems.append(f"{key}: not a field of this contract")
-    for name, spec in contract.fields.items():
-        if name not in order:
-            if spec.required:
-                problems.append(f"{name}: required, missing")
-            continue
-        problem = value_problem(spec, order[name])
-        if problem:
-            problems.append(f"{name}: {problem}")
-    low, high = contract.override_bounds()
-    for name in override_fields(contract):
-        value = order.get(name)
-        if value is None:
-            continue
-        if not _is_number(value) or not math.isfinite(value) or not low < value <= high:
-            problems.append(f"{name}: an override must be a number in ({low:g}, {high:g}]")
-    return problems
-
-
-def value_problem(spec: Any, value: Any) -> str | None:
-    """Why ``value`` is not valid for a field ``spec`` (None: it is)."""
-    if isinstance(spec, NumberField | IntegerField):
-        if isinstance(spec, IntegerField):
-            if isinstance(value, bool) or not isinstance(value, int):
-                return f"{value!r} is not an integer"
-        elif not _is_number(value) or not math.isfinite(value):
-            return f"{value!r} is not a finite number"
-        if not spec.minimum <= value <= spec.maximum:
-            return f"{value!r} is outside {spec.minimum:g}..{spec.maximum:g}"
-        return None
-    if isinstance(spec, BooleanField):
-        if value in (0, 1) and not isinstance(value, float):  # True/False are 1/0 too
-            return None
-        return f"{value!r} is not true/false (or 1/0)"
-    if isinstance(spec, CategoryField):
-        if value in spec.values and type(value) in (str, int) and not isinstance(value, bool):
-            return None
-        if spec.on_unseen == "other" and isinstance(value, str | int):
-            return None
-        return f"{value!r} is not one of {list(spec.values)}"
-    if isinstance(spec, EntityField):
-        if (
-            isinstance(value, str)
-            and 0 < len(value) <= ENTITY_ID_MAX_LENGTH
-            and re.fullmatch(ENTITY_ID_PATTERN, value)
-        ):
-            return None
-        return f"{value!r} is not an id (1-{ENTITY_ID_MAX_LENGTH} of A-Z a-z 0-9 _ . : -)"
-    return None
 
 
 def _is_number(value: Any) -> bool:

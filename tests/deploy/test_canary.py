@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.contract import default_contract
-from models.contract.bodies import order_problems
+from models.contract.request import order_problems
 from tests.harness.contract_stub import contract_stub
 from tests.harness.local_server import ROOT, LocalServer
 from tests.models.contract.mixed_contract import MIXED
@@ -64,8 +64,8 @@ def test_golden_orders_of_another_contract_are_refused_before_anything_is_sent()
     assert "does not fit the contract" in result.stderr
     first = json.loads(GOLDEN.read_text())[0]["name"]
     assert f"{first}: " in result.stderr
-    assert "weather: required, missing" in result.stderr  # the served contract's field
-    assert f"{default_contract().entity_fields[0]}: not a field of this contract" in result.stderr
+    assert "weather: Field required" in result.stderr  # the served contract's field
+    assert f"{default_contract().entity_fields[0]}: Extra inputs are not permitted" in result.stderr
     assert "--regenerate" in result.stderr
     assert not [r for r in stub.requests if r.startswith("POST")]
 

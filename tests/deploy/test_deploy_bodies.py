@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from models.contract import FeatureContract, default_contract
-from models.contract.bodies import order_problems
+from models.contract.request import order_problems
 from tests.harness.contract_stub import contract_stub
 from tests.harness.local_server import ROOT
 from tests.models.contract.mixed_contract import MIXED

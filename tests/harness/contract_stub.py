@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from models.contract import FeatureContract
-from models.contract.bodies import order_problems
+from models.contract.request import order_problems
 
 MAX_BATCH_ROWS = 1000
 

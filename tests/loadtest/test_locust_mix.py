@@ -27,7 +27,8 @@ import json, random, sys
 from loadtest import locustfile as lf
 from loadtest.slo import INVALID_PREFIX
 from models.contract import default_contract, parse_contract
-from models.contract.bodies import order_problems, request_fields
+from models.contract.bodies import request_fields
+from models.contract.request import order_problems
 
 contract = default_contract() if sys.argv[1] == "default" else parse_contract(sys.argv[1])
 mix = lf.Mix(contract)

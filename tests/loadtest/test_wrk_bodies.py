@@ -15,7 +15,7 @@ import pytest
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
 from loadtest.wrk_bodies import BATCH_BODIES, SINGLE_BODIES, write_wrk_bodies
 from models.contract import default_contract
-from models.contract.bodies import order_problems
+from models.contract.request import order_problems
 from tests.harness.contract_stub import contract_stub
 from tests.harness.local_server import ROOT
 from tests.models.contract.mixed_contract import MIXED

@@ -59,7 +59,7 @@ from models.contract import (
     default_contract,
     load_contract,
 )
-from models.contract.bodies import value_problem
+from models.contract.request import value_problem
 from models.features import FeatureAssembler
 from serving.pipeline.prediction_log.records import decode_entity_ids, split_prediction_id
 from serving.pipeline.prediction_log.sqlite_log import has_entity_ids_column

@@ -25,10 +25,10 @@ from models.contract.bodies import (
     invalid_batch_variants,
     invalid_predict_variants,
     order_breaks,
-    order_problems,
     override_fields,
     request_fields,
 )
+from models.contract.request import order_problems
 from models.features import FeatureAssembler, OnlineValues
 from tests.models.contract.mixed_contract import MIXED
 

@@ -8,8 +8,9 @@ import random
 import pytest
 
 from models.contract import FeatureContract, default_contract, parse_contract
-from models.contract.bodies import OrderGenerator, order_problems
+from models.contract.bodies import OrderGenerator
 from models.contract.compat import compare_contracts
+from models.contract.request import order_problems
 from tests.models.contract.mixed_contract import MIXED, MIXED_YAML
 
 

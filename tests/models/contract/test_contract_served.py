@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from models.contract import default_contract
-from models.contract.bodies import order_problems
+from models.contract.request import order_problems
 from models.contract.served import (
     ContractUnavailable,
     fetch_contract,

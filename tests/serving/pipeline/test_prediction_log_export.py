@@ -11,6 +11,7 @@ import random
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -641,14 +642,17 @@ async def test_redis_export_scans_in_pages_and_keeps_labels_without_a_time(
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "serving.pipeline.prediction_log.export", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**(env or {}), "PATH": "/usr/bin:/bin"},
-    )
+    # An empty model store of its own: never the user's ~/bentoml (its models would decide
+    # the export's contract).
+    with tempfile.TemporaryDirectory(prefix="export-cli-home-") as home:
+        return subprocess.run(
+            [sys.executable, "-m", "serving.pipeline.prediction_log.export", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"BENTOML_HOME": home, **(env or {}), "PATH": "/usr/bin:/bin"},
+        )
 
 
 def _refused(result: subprocess.CompletedProcess[str], says: str) -> None:
