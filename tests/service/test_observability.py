@@ -229,6 +229,31 @@ def test_request_id_is_echoed_and_in_the_services_log_lines(observed_server: Loc
     assert "Traceback" not in observed_server.log()
 
 
+
+def test_readme_log_line_example_is_the_real_line(observed_server: LocalServer) -> None:
+    """The README's 400 example: its curl body, sent for real, logs a line with the same
+    fields and the same error as the line the README shows."""
+    readme = (ROOT / "README.md").read_text()
+    errors = readme.split("### Errors", 1)[1]
+    shown = json.loads(
+        next(line for line in errors.splitlines() if '"logger": "delivery_eta.request"' in line)
+    )
+    body = errors.split("-d '", 1)[1].split("'", 1)[0]
+    response = httpx.post(
+        f"{observed_server.url}/v1/predict",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Request-ID": "readme-example"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    time.sleep(0.5)
+    (real,) = [
+        json.loads(line) for line in observed_server.log().splitlines() if "readme-example" in line
+    ]
+    assert set(real) == set(shown)
+    for name in ("level", "logger", "route", "method", "status", "error", "error_category"):
+        assert real[name] == shown[name], name
+
 def _psi(server: LocalServer) -> dict[str, float]:
     # A worker answers from a rendering up to METRICS_CACHE_S old (Prometheus scrapes it every
     # second here): on a quiet machine the whole send takes ~0.1 s, so read after a fresh one.
