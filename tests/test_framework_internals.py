@@ -487,5 +487,5 @@ def test_swagger_ui_assets_are_served_by_a_service_app() -> None:
 
 def test_swagger_ui_assets_fail_loudly_when_bentoml_drops_a_file(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(door, "SWAGGER_UI_FILES", ("no-such-swagger-file.js",))
-    with pytest.raises(door.FrameworkDriftError, match="no-such-swagger-file.js"):
+    with pytest.raises(door.FrameworkDriftError, match=r"no-such-swagger-file\.js"):
         door.swagger_ui_assets()

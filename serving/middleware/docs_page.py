@@ -93,7 +93,8 @@ _PAGE = """\
 
 def docs_page(title: str, version: str, assets: str, spec_url: str = "./docs.json") -> bytes:
     """The page: ``title`` and ``version`` shown at once (before any script runs), Swagger UI
-    from ``assets`` (an absolute path ending in ``/``, loaded relative to the page so that a proxy prefix still works) rendering ``spec_url``."""
+    from ``assets`` (an absolute path ending in ``/``, loaded relative to the page so that a
+    proxy's path prefix still works) rendering ``spec_url``."""
     init = _INIT_SCRIPT % {"spec_url": json.dumps(spec_url)}
     page = _PAGE % {
         "title": html.escape(title),

@@ -50,8 +50,9 @@ def validation_error_answer(
     ``field`` labels (of ``labels``) to count, each bounded whatever the number of bad fields.
 
     The body keeps BentoML's shape (``error``, naming the request body rather than BentoML's
-    wrapper model, and ``detail``, the entries ``exc.errors()`` gives without input and context) with at most ``MAX_LISTED_ERRORS`` entries, plus
-    ``error_count``, the number of errors in all.
+    wrapper model, and ``detail``, the entries ``exc.errors()`` gives without input and
+    context) with at most ``MAX_LISTED_ERRORS`` entries, plus ``error_count``, the number of
+    errors in all.
     """
     errors = exc.errors(include_context=False, include_input=False)
     listed = [_listed_error(error) for error in errors[:MAX_LISTED_ERRORS]]

@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from serving.middleware.docs_page import TITLE
 from tests.harness.local_server import LocalServer
@@ -130,7 +129,7 @@ def test_docs_page_renders_the_project_title_with_nothing_from_outside(
 class _Page(http.server.BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 (the handler's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/html")
         self.send_header("content-length", str(len(self.body)))
