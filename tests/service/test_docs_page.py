@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import jsonschema
 
 from serving.middleware.docs_page import TITLE
 from tests.harness.local_server import LocalServer
@@ -180,3 +181,26 @@ def test_page_is_the_services_and_forbids_other_origins(server: LocalServer) -> 
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
     assert loaded_hosts(answer.text) == set()
     assert httpx.head(f"{server.url}/").status_code == 200
+
+
+def _as_json_schema(node: object) -> object:
+    """An OpenAPI 3.0 schema in JSON Schema form (``nullable: true`` -> a ``null`` type)."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {k: _as_json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in node:
+        converted["type"] = [node["type"], "null"]
+    return converted
+
+
+def test_health_and_contract_are_documented_as_they_answer(server: LocalServer) -> None:
+    document = httpx.get(f"{server.url}/docs.json").json()
+    health = document["components"]["schemas"]["Health"]
+    answer = httpx.get(f"{server.url}/health").json()
+    jsonschema.validate(answer, _as_json_schema(health))
+    assert set(answer) == set(health["properties"])
+    contract = document["paths"]["/contract"]["get"]["responses"]["200"]["content"]
+    assert contract["application/json"]["schema"] == {"type": "object"}
+    assert isinstance(httpx.get(f"{server.url}/contract").json(), dict)
