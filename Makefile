@@ -31,12 +31,13 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 env: $(VENV)/.synced ## create .venv from uv.lock
 
 # Debian packages the tests and load checks run for real: redis-server (feature store and
-# prediction log), wrk (load generator), prometheus + promtool (rule tests, scrape test).
+# prediction log), wrk (load generator), prometheus + promtool (rule tests, scrape test),
+# chromium (the docs page in a real headless browser).
 system-deps:
-	@missing=""; for bin in redis-server wrk prometheus promtool; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	@missing=""; for bin in redis-server wrk prometheus promtool chromium; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus >/dev/null; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus chromium >/dev/null; \
 	fi
 
 DATA   ?=

@@ -40,6 +40,9 @@ Touch-points (why no public API does the job):
    metrics label the raw path before any middleware of ours runs.
 10. ``bentoml_fixed_paths``: the routes BentoML itself serves beside the service's APIs (probes,
    metrics, docs, its bundled static files), for ``serving.edge.paths``.
+11. ``swagger_ui_assets``: the URL prefix under which BentoML serves the Swagger UI files it
+   bundles (``/static_content/``), for the service's own docs page (``serving.middleware.docs_page``):
+   BentoML's page cannot be customised, and no PyPI package in the lock ships Swagger UI.
 """
 
 from __future__ import annotations
@@ -552,3 +555,24 @@ def bentoml_fixed_paths() -> frozenset[str]:
     return frozenset(BENTOML_FIXED_ROUTES) | frozenset(
         path for path in files if (static / path.removeprefix("/static_content/")).is_file()
     )
+
+
+# --------------------------------------------------------------------------- 11. Swagger UI files
+
+SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
+"""The Swagger UI files the docs page loads."""
+
+
+def swagger_ui_assets() -> str:
+    """The URL prefix (``/static_content/``) under which BentoML serves its bundled Swagger UI.
+
+    Raises ``FrameworkDriftError`` if BentoML no longer ships one of ``SWAGGER_UI_FILES`` there
+    (its service app mounts that folder unless the opt-in ``new_index`` feature is enabled).
+    """
+    from bentoml._internal import server as bentoml_server
+
+    static = Path(bentoml_server.__file__).parent / "static_content"
+    missing = [name for name in SWAGGER_UI_FILES if not (static / name).is_file()]
+    if missing:
+        raise FrameworkDriftError(f"BentoML no longer bundles {missing} in {static}")
+    return "/static_content/"

@@ -20,7 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from framework_internals import bentoml_fixed_paths, pin_environment_for_workers
+from framework_internals import (
+    bentoml_fixed_paths,
+    pin_environment_for_workers,
+    swagger_ui_assets,
+)
 from models.settings import ENV_PREFIX
 from serving.accept import install as install_greedy_accept
 from serving.edge import install as install_http_edge
@@ -30,6 +34,7 @@ from serving.edge.paths import UNMATCHED, known_paths
 from serving.edge.refusals import count_refusal, publish_reasons
 from serving.middleware.auth import BearerTokenMiddleware
 from serving.middleware.body_guard import HttpGuardMiddleware
+from serving.middleware.docs_page import DocsPageMiddleware, service_info
 from serving.middleware.openapi import OpenAPIDocumentMiddleware
 from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
 from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
@@ -337,7 +342,16 @@ DeliveryETA.add_asgi_middleware(
     max_object_keys=max(len(model.model_fields) for model in (Order, Feedback)),
     refused=count_refusal,
 )
+
+
+def _service_info() -> dict[str, Any]:
+    # Called as the worker's app starts: BentoML sets the bento version after this import.
+    return service_info(ARTIFACT.tag, bentoml.server_context.bento_version)
+
+
 # /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
 DeliveryETA.add_asgi_middleware(
-    OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict()
+    OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict(), info=_service_info
 )
+# /: the service's own docs page over that document, nothing loaded from outside the host.
+DeliveryETA.add_asgi_middleware(DocsPageMiddleware, info=_service_info, assets=swagger_ui_assets())

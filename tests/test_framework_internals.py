@@ -461,3 +461,31 @@ def test_a_server_not_started_yet_has_no_listening_sockets() -> None:
     # A SIGTERM can reach a worker still loading the model, before uvicorn's startup sets
     # `servers`: its drain must find no socket rather than crash (and never exit).
     assert door.listening_sockets(uvicorn.Server(uvicorn.Config(app=None))) == []
+
+
+# --------------------------------------------------------------------------- 11. Swagger UI files
+
+
+def test_swagger_ui_assets_are_served_by_a_service_app() -> None:
+    from starlette.testclient import TestClient
+
+    @bentoml.service
+    class Tiny:
+        @bentoml.api
+        def echo(self, x: int) -> int:
+            return x
+
+    prefix = door.swagger_ui_assets()
+    with TestClient(Tiny.to_asgi(is_main=True)) as http:
+        answers = {name: http.get(f"{prefix}{name}") for name in door.SWAGGER_UI_FILES}
+    for name, answer in answers.items():
+        assert answer.status_code == 200 and len(answer.content) > 10_000, name
+    # The docs page calls SwaggerUIBundle with these options: the bundle must still read them.
+    bundle = answers["swagger-ui-bundle.js"].text
+    assert "SwaggerUIBundle" in bundle and "validatorUrl" in bundle and "BaseLayout" in bundle
+
+
+def test_swagger_ui_assets_fail_loudly_when_bentoml_drops_a_file(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(door, "SWAGGER_UI_FILES", ("no-such-swagger-file.js",))
+    with pytest.raises(door.FrameworkDriftError, match=r"no-such-swagger-file\.js"):
+        door.swagger_ui_assets()

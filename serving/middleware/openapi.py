@@ -12,6 +12,12 @@ BentoML 1.4 generates ``/docs.json`` from the API signatures, but
   oversized JSON object (``serving/middleware/body_guard.py``), 503 (``service.py``) and, before
   any route, 408/414/431 (``serving/edge/connection.py``).
 
+* names the bodies after BentoML's wrappers (``OrderIODescriptor``, ``predict_batch__Input``)
+  and keeps unused copies of them and of its own error schemas among the components;
+* describes the service as BentoML's (title ``delivery_eta``, version "None", a description
+  of BentoML badges and links) and leaves out the service's own routes (``/health``,
+  ``/contract``).
+
 BentoML has no hook to customise the document (bentoml/BentoML#2975), so
 ``OpenAPIDocumentMiddleware`` answers ``GET /docs.json`` with the generated document passed
 once, at start-up, through ``v1_document``.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -132,7 +139,84 @@ V1_ERROR_STATUSES: dict[str, tuple[int, ...]] = {
     "/v1/feedback": (400, 401, 404, 408, 409, 413, 414, 415, 431, 500, 503),
 }
 
+# Each /v1 route's request and 200-response body, by the name clients know them under (BentoML
+# titles them ``<Model>IODescriptor`` and ``<method>__Input``).
+V1_BODY_NAMES: dict[str, tuple[str, str]] = {
+    "/v1/predict": ("Order", "Prediction"),
+    "/v1/predict/batch": ("BatchRequest", "BatchPrediction"),
+    "/v1/feedback": ("Feedback", "FeedbackReceipt"),
+}
+
+APP_TAG, INFRA_TAG = "Service APIs", "Infrastructure"
+TAGS: list[dict[str, str]] = [
+    {"name": APP_TAG, "description": "Delivery-time predictions and their labels (API v1)."},
+    {"name": INFRA_TAG, "description": "Probes, health, metrics and the feature contract."},
+]
+
+HEALTH_SCHEMA = "Health"
+HEALTH: dict[str, Any] = {
+    "title": HEALTH_SCHEMA,
+    "description": "The service's state; a failing feature store or prediction-log store makes "
+    "it `degraded` (still serving), shutting down `draining`.",
+    "type": "object",
+    "required": ["status", "model_version", "feature_store", "prediction_log"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded", "draining"]},
+        "model_version": {"type": "string", "description": "The served model's store tag."},
+        "model_stage": {"type": "string", "nullable": True},
+        "shadow": {
+            "type": "object",
+            "nullable": True,
+            "description": "The challenger scored off the response path, if any: its "
+            "`model_version`, `fraction`, `queue_rows`, `queue_max_rows`.",
+        },
+        "uptime_s": {"type": "number"},
+        "feature_store": {
+            "type": "object",
+            "description": "`backend` (embedded, redis) and `state`.",
+        },
+        "prediction_log": {
+            "type": "object",
+            "description": "`backend`, `state`, queue and size figures of the store labels "
+            "are joined in.",
+        },
+    },
+}
+
+# The routes the service adds beside BentoML's (service.py), GET only.
+SERVICE_ROUTES: dict[str, dict[str, Any]] = {
+    "/health": {
+        "get": {
+            "tags": [INFRA_TAG],
+            "description": "The service's state: served model, feature store, prediction log, "
+            "shadow. Always 200 while the process serves; read `status`.",
+            "responses": {
+                "200": {
+                    "description": "The state.",
+                    "content": {
+                        JSON: {"schema": {"$ref": f"#/components/schemas/{HEALTH_SCHEMA}"}}
+                    },
+                }
+            },
+        }
+    },
+    "/contract": {
+        "get": {
+            "tags": [INFRA_TAG],
+            "description": "The served model's feature contract: the request fields, their "
+            "kinds and bounds, and examples (docs/contract.md). Tools build bodies from it.",
+            "responses": {
+                "200": {
+                    "description": "The contract.",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
 _NULL = {"type": "null"}
+_REF = re.compile(r"#/components/schemas/([^\"/]+)")
 
 
 def to_openapi_30(schema: Any) -> Any:
@@ -199,49 +283,95 @@ def _error_response(path: str, status: int) -> dict[str, Any]:
     return response
 
 
+def _name_body(schema: dict[str, Any], name: str, components: Mapping[str, Any]) -> None:
+    """Title an inline body schema ``name``; describe it as the component of that name does
+    (BentoML's copy drops the model's docstring)."""
+    schema["title"] = name
+    description = components.get(name, {}).get("description")
+    if description and "description" not in schema:
+        schema["description"] = description
+
+
+def _referenced(document: Mapping[str, Any]) -> set[str]:
+    """Component schemas reachable from the document's paths."""
+    schemas = document["components"]["schemas"]
+    seen: set[str] = set()
+    pending = set(_REF.findall(json.dumps(document["paths"])))
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in schemas:
+            continue
+        seen.add(name)
+        pending |= set(_REF.findall(json.dumps(schemas[name])))
+    return seen
+
+
 def v1_document(
     spec: Mapping[str, Any],
     error_statuses: Mapping[str, tuple[int, ...]] = V1_ERROR_STATUSES,
+    info: Mapping[str, Any] | None = None,
+    body_names: Mapping[str, tuple[str, str]] = V1_BODY_NAMES,
 ) -> dict[str, Any]:
     """BentoML's generated document ``spec``, corrected (a new dict; ``spec`` is untouched).
 
     The whole document is rewritten in OpenAPI 3.0 form (``to_openapi_30``), each /v1 route's
     request body is marked required, and its error responses become exactly
-    ``error_statuses[route]``, all with the ``ErrorResponse`` schema. Raises ``ValueError``
-    if the document's /v1 routes are not those of ``error_statuses``.
+    ``error_statuses[route]``, all with the ``ErrorResponse`` schema. Each /v1 route's request
+    and 200 bodies are titled ``body_names[route]``; ``/health`` and ``/contract`` are added
+    (``SERVICE_ROUTES``); components no path refers to are dropped; ``info`` (title, version,
+    description) replaces BentoML's. Raises ``ValueError`` if the document's /v1 routes are not
+    those of ``error_statuses`` and ``body_names``.
     """
     # A JSON round trip, as served: response codes are ints in BentoML's document object.
     document: dict[str, Any] = to_openapi_30(json.loads(json.dumps(spec)))
     routes = {path for path in document["paths"] if path.startswith("/v1/")}
-    if routes != set(error_statuses):
-        raise ValueError(f"/v1 routes {sorted(routes)} != documented {sorted(error_statuses)}")
-    document["components"]["schemas"][ERROR_SCHEMA] = copy.deepcopy(ERROR_RESPONSE)
+    for documented in (error_statuses, body_names):
+        if routes != set(documented):
+            raise ValueError(f"/v1 routes {sorted(routes)} != documented {sorted(documented)}")
+    if info is not None:
+        document["info"] = dict(info)
+    document["tags"] = copy.deepcopy(TAGS)
+    components = document["components"]["schemas"]
+    components[ERROR_SCHEMA] = copy.deepcopy(ERROR_RESPONSE)
+    components[HEALTH_SCHEMA] = copy.deepcopy(HEALTH)
     for path, statuses in error_statuses.items():
         operation = document["paths"][path]["post"]
         operation["requestBody"]["required"] = True
+        request_name, response_name = body_names[path]
+        _name_body(operation["requestBody"]["content"][JSON]["schema"], request_name, components)
         success = {code: r for code, r in operation["responses"].items() if code.startswith("2")}
+        _name_body(success["200"]["content"][JSON]["schema"], response_name, components)
         operation["responses"] = {
             **success,
             **{str(status): _error_response(path, status) for status in sorted(statuses)},
         }
+    document["paths"].update(copy.deepcopy(SERVICE_ROUTES))
+    kept = _referenced(document)
+    document["components"]["schemas"] = {k: v for k, v in components.items() if k in kept}
     return document
 
 
 class OpenAPIDocumentMiddleware:
-    """Answers ``GET path`` with ``v1_document(spec())``, computed once when the app starts.
+    """Answers ``GET path`` with ``v1_document(spec(), info=info())``, computed once when the
+    app starts (``info`` is called then: the worker knows its bento version only after importing
+    the service).
 
     Should the correction fail, ``path`` answers 500 (as BentoML's own view does when it cannot
     generate the document) and the API itself keeps serving.
     """
 
     def __init__(
-        self, app: ASGIApp, spec: Callable[[], Mapping[str, Any]], path: str = "/docs.json"
+        self,
+        app: ASGIApp,
+        spec: Callable[[], Mapping[str, Any]],
+        path: str = "/docs.json",
+        info: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.path = path
         status, payload = 200, None
         try:
-            payload = v1_document(spec())
+            payload = v1_document(spec(), info=info() if info is not None else None)
         except Exception:
             logger.exception("cannot build the OpenAPI document; %s answers 500", path)
             status, payload = 500, {"error": "Failed to generate OpenAPI spec"}

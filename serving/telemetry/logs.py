@@ -49,15 +49,17 @@ def validation_error_answer(
     """What one invalid request costs: the 400 body, the log line's ``error`` text and the
     ``field`` labels (of ``labels``) to count, each bounded whatever the number of bad fields.
 
-    The body keeps BentoML's shape (``error`` and ``detail``, the entries ``exc.errors()``
-    gives without input and context) with at most ``MAX_LISTED_ERRORS`` entries, plus
-    ``error_count``, the number of errors in all.
+    The body keeps BentoML's shape (``error``, naming the request body rather than BentoML's
+    wrapper model, and ``detail``, the entries ``exc.errors()`` gives without input and
+    context) with at most ``MAX_LISTED_ERRORS`` entries, plus ``error_count``, the number of
+    errors in all.
     """
     errors = exc.errors(include_context=False, include_input=False)
     listed = [_listed_error(error) for error in errors[:MAX_LISTED_ERRORS]]
     count = len(errors)
     body = {
-        "error": f"{count} validation error for {exc.title}",
+        # Not pydantic's "for <model>": the model is BentoML's wrapper (OrderIODescriptor, Input).
+        "error": f"{count} validation error{'' if count == 1 else 's'} in the request body",
         "detail": listed,
         "error_count": count,
     }

@@ -106,9 +106,15 @@ def test_metrics_expose_request_counts_and_batch_sizes(client: httpx.Client) -> 
 
 
 def test_openapi_docs_have_realistic_examples(client: httpx.Client) -> None:
-    schemas = client.get("/docs.json").json()["components"]["schemas"]
-    assert schemas["OrderIODescriptor"]["example"]["restaurant_id"] == "r_0042"
-    batch_example = schemas["predict_batch__Input"]["properties"]["orders"]["example"]
+    paths = client.get("/docs.json").json()["paths"]
+
+    def body(path: str) -> dict:  # type: ignore[type-arg]
+        return paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert body("/v1/predict")["title"] == "Order"
+    assert body("/v1/predict")["example"]["restaurant_id"] == "r_0042"
+    assert body("/v1/predict/batch")["title"] == "BatchRequest"
+    batch_example = body("/v1/predict/batch")["properties"]["orders"]["example"]
     assert [order["driver_id"] for order in batch_example] == ["d_0117", "new_driver"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -17,9 +18,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from models.contract import default_contract
+from serving.middleware.docs_page import service_info
 from serving.middleware.openapi import (
     EDGE_STATUSES,
     ERROR_RESPONSE,
+    SERVICE_ROUTES,
+    V1_BODY_NAMES,
     V1_ERROR_STATUSES,
     OpenAPIDocumentMiddleware,
     to_openapi_30,
@@ -173,9 +177,15 @@ def test_error_responses_use_one_schema_and_503_says_when_to_retry(
 ) -> None:
     for path, statuses in V1_ERROR_STATUSES.items():
         responses = document["paths"][path]["post"]["responses"]
-        assert responses["200"] == to_openapi_30(
-            generated["paths"][path]["post"]["responses"]["200"]
+        # The success answer is BentoML's, renamed (test_bodies_are_named_as_clients_know_them).
+        success, original = (
+            copy.deepcopy(r["200"])
+            for r in (responses, to_openapi_30(generated["paths"][path]["post"]["responses"]))
         )
+        for answer in (success, original):
+            for key in ("title", "description"):
+                answer["content"]["application/json"]["schema"].pop(key, None)
+        assert success == original
         for status in statuses:
             content = responses[str(status)]["content"]
             if status in EDGE_STATUSES:  # the HTTP edge's plain-text answers
@@ -198,7 +208,8 @@ def test_error_responses_use_one_schema_and_503_says_when_to_retry(
 def test_other_paths_keep_their_documentation(
     document: dict[str, Any], generated: dict[str, Any]
 ) -> None:
-    assert set(document["paths"]) == set(generated["paths"])
+    # ... plus the service's own routes (test_service_routes_and_info_are_the_services).
+    assert set(document["paths"]) == set(generated["paths"]) | set(SERVICE_ROUTES)
     for path in generated["paths"]:
         if not path.startswith("/v1/"):
             assert document["paths"][path] == to_openapi_30(generated["paths"][path])
@@ -241,7 +252,7 @@ def test_error_schema_accepts_the_capped_400_of_many_errors() -> None:
 
 def test_error_schema_accepts_nested_locations_and_plain_errors() -> None:
     nested = {
-        "error": "1 validation error for Input",
+        "error": "1 validation error in the request body",
         "detail": [
             {"type": "missing", "loc": ["orders", 3, "distance_km"], "msg": "Field required"}
         ],
@@ -310,3 +321,52 @@ async def test_a_failing_correction_only_costs_the_document(generated: dict[str,
         assert response.status_code == 500
         assert response.json() == {"error": "Failed to generate OpenAPI spec"}
         assert (await client.get("/x")).status_code == 200
+
+
+def test_bodies_are_named_as_clients_know_them(document: dict[str, Any]) -> None:
+    names = {}
+    for path in V1_BODY_NAMES:
+        operation = document["paths"][path]["post"]
+        request = operation["requestBody"]["content"]["application/json"]["schema"]
+        success = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        names[path] = (request["title"], success["title"])
+    assert names == {
+        "/v1/predict": ("Order", "Prediction"),
+        "/v1/predict/batch": ("BatchRequest", "BatchPrediction"),
+        "/v1/feedback": ("Feedback", "FeedbackReceipt"),
+    }
+    # No BentoML wrapper name anywhere; the order keeps its model's description.
+    text = json.dumps(document)
+    assert "IODescriptor" not in text and "__Input" not in text
+    order = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert order["application/json"]["schema"]["description"] == Order.__doc__
+
+
+def test_only_referenced_schemas_are_kept(document: dict[str, Any]) -> None:
+    # BentoML's error schemas and its unused wrapper copies are gone; what paths use stays.
+    assert set(document["components"]["schemas"]) == {
+        "Order",
+        "Prediction",
+        "ErrorResponse",
+        "Health",
+    }
+
+
+def test_service_routes_and_info_are_the_services(generated: dict[str, Any]) -> None:
+    info = service_info("delivery_eta:abc", "not available")
+    document = v1_document(generated, info=info)
+    assert document["info"] == info
+    assert info["title"] == "delivery-eta"
+    assert info["version"] == "1 (model delivery_eta:abc, build dev)"
+    assert "BentoML" not in json.dumps(document["info"]) + json.dumps(document["tags"])
+    assert "![" not in info["description"] and "http" not in info["description"]
+    for path in ("/health", "/contract", "/livez", "/readyz", "/metrics"):
+        assert "200" in document["paths"][path]["get"]["responses"], path
+    health = document["paths"]["/health"]["get"]["responses"]["200"]["content"]
+    assert health["application/json"]["schema"] == {"$ref": "#/components/schemas/Health"}
+    assert service_info("t", "20261207abc")["version"] == "1 (model t, build 20261207abc)"
+
+
+def test_a_route_without_body_names_is_refused(generated: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="documented"):
+        v1_document(generated, body_names={"/v1/predict": ("Order", "Prediction")})

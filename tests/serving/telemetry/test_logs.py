@@ -50,7 +50,7 @@ def test_the_answer_lists_the_first_errors_and_counts_them_all() -> None:
     body, summary, fields = validation_error_answer(_errors(5000), LABELS)
     answer = json.loads(body)
     assert answer["error_count"] == 5001
-    assert answer["error"] == "5001 validation error for Order"
+    assert answer["error"] == "5001 validation errors in the request body"
     assert len(answer["detail"]) == MAX_LISTED_ERRORS
     assert answer["detail"][0]["loc"] == ["distance_km"]
     assert set(answer["detail"][0]) == {"type", "loc", "msg", "url"}
