@@ -7,7 +7,8 @@ contract would refuse (400) or misread requests clients send today:
 - a **new required field** (clients do not send it);
 - a **removed field**, request override included (clients still send it, and the API refuses
   unknown fields);
-- a field's **kind changed** (``number`` -> ``category``, ...);
+- a field's **kind changed** (``number`` -> ``category``, ...), except an ``integer`` of range
+  0..1 becoming a ``boolean`` (which takes 0/1 too, and ``true``/``false``: a widening);
 - an optional field made **required**;
 - a number's or integer's **range narrowed** (minimum raised or maximum lowered);
 - a **category value removed**, or unseen values now **refused** instead of mapped to
@@ -100,7 +101,11 @@ def compare_contracts(current: FeatureContract, new: FeatureContract) -> Compati
             )
             continue
         if spec.kind != old.kind:
-            add(name, "break", f"kind changed from {old.kind} to {spec.kind}")
+            if _is_zero_one(old) and spec.kind == "boolean":
+                # The boolean takes 0 and 1 as well: every request of today stays valid.
+                add(name, "widening", "integer 0..1 now boolean: also takes true/false")
+            else:
+                add(name, "break", f"kind changed from {old.kind} to {spec.kind}")
             continue
         if spec.required and not old.required:
             add(name, "break", "optional before, now required: clients may leave it out")
@@ -217,6 +222,11 @@ def _override_changes(current: FeatureContract, new: FeatureContract) -> list[Co
     return changes
 
 
+def _is_zero_one(spec: Any) -> bool:
+    """An ``integer`` field that takes exactly 0 and 1: a yes/no declared as a number."""
+    return isinstance(spec, IntegerField) and (spec.minimum, spec.maximum) == (0, 1)
+
+
 def _listed(values: list[Any], most: int = 8) -> str:
     shown = ", ".join(repr(v) for v in values[:most])
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
@@ -236,6 +246,10 @@ def challenger_input_problems(served: FeatureContract, challenger: FeatureContra
                     "and not in the served API: requests do not carry it"
                 )
             continue  # optional: the challenger takes its default
+        if {given.kind, wanted.kind} == {"integer", "boolean"} and (
+            _is_zero_one(given) or _is_zero_one(wanted)
+        ):
+            continue  # 0/1 either way: the model reads a boolean as 0/1
         if given.kind != wanted.kind:
             problems.append(
                 f"field {name!r} is {wanted.kind} for the challenger, {given.kind} in the "

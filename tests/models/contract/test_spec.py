@@ -115,7 +115,8 @@ def test_the_default_contract_is_todays_five_fields() -> None:
     )
     assert [contract.entity_key(f) for f in contract.entity_fields] == ["restaurant", "driver"]
     peak = contract.fields["is_peak_hour"]
-    assert isinstance(peak, IntegerField) and (peak.minimum, peak.maximum) == (0, 1)
+    # boolean: the API takes true/false as training files hold them, and 0/1 as before
+    assert isinstance(peak, BooleanField)
 
 
 def test_every_kind_parses_into_its_field_type() -> None:
