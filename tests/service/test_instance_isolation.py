@@ -5,6 +5,7 @@ default (``~/.local/state/...``, left by an older release) is named, not moved."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -65,6 +66,7 @@ def test_two_instances_keep_their_own_prediction_logs(registered: Any, tmp_path:
     base |= {"DELIVERY_ETA_WORKERS": "1", "DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0"}
     servers: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
+    outputs = contextlib.ExitStack()
     try:
         for name, home in homes.items():
             port = free_port()
@@ -73,7 +75,7 @@ def test_two_instances_keep_their_own_prediction_logs(registered: Any, tmp_path:
                 ["make", "--no-print-directory", "serve"],
                 cwd=ROOT,
                 env=env,
-                stdout=(tmp_path / f"serve-{name}.log").open("wb"),
+                stdout=outputs.enter_context((tmp_path / f"serve-{name}.log").open("wb")),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -86,22 +88,23 @@ def test_two_instances_keep_their_own_prediction_logs(registered: Any, tmp_path:
             predicted = client.post(f"{urls['a']}/v1/predict", json=order)
             assert predicted.status_code == 200, predicted.text
             prediction_id = predicted.json()["prediction_id"]
-            deadline = time.monotonic() + 10  # the write queue flushes every 100 ms
-            while _block_key(prediction_id) not in _logged_ids(logs["a"]):
+            label = {"prediction_id": prediction_id, "actual_delivery_time_min": 31.0}
+            # The label to A first, retried while the write queue has not flushed (100 ms), so
+            # that B's answer cannot be a timing accident: a shared log would say "duplicate".
+            deadline = time.monotonic() + 10
+            while (here := client.post(f"{urls['a']}/v1/feedback", json=label)).status_code == 404:
                 assert time.monotonic() < deadline, "the prediction never reached A's log"
                 time.sleep(0.1)
-            label = {"prediction_id": prediction_id, "actual_delivery_time_min": 31.0}
-
             elsewhere = client.post(f"{urls['b']}/v1/feedback", json=label)
-            here = client.post(f"{urls['a']}/v1/feedback", json=label)
 
-        assert elsewhere.status_code == 404, elsewhere.text
         assert here.status_code == 200 and here.json()["status"] == "joined", here.text
-        assert _block_key(prediction_id) not in _logged_ids(logs["b"])
-        assert logs["b"].exists()  # B has a log too: its own, not A's
+        assert elsewhere.status_code == 404, elsewhere.text
+        assert _block_key(prediction_id) in _logged_ids(logs["a"])  # each in its BENTOML_HOME
+        assert logs["b"].exists() and _block_key(prediction_id) not in _logged_ids(logs["b"])
     finally:
         for proc in servers.values():
             stop_process_group(proc)
+        outputs.close()
 
     for name in homes:
         said = (tmp_path / f"serve-{name}.log").read_text(errors="replace")
