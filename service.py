@@ -40,6 +40,7 @@ from serving.middleware.request_context import RequestContextMiddleware, Request
 from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
 from serving.pipeline.prediction_log import PredictionLogUnavailable
+from serving.pipeline.prediction_log.location import log_at_startup
 from serving.schema import (
     BatchPrediction,
     FeedbackReceipt,
@@ -171,6 +172,12 @@ class DeliveryETA:
         pin_environment_for_workers(f"{ENV_PREFIX}MODEL_TAG", ARTIFACT.tag)
         if CHALLENGER is not None:  # "candidate" too: workers score with the one resolved here
             pin_environment_for_workers(f"{ENV_PREFIX}SHADOW_MODEL_TAG", CHALLENGER.tag)
+
+    @bentoml.on_deployment
+    def name_prediction_log() -> None:
+        """Say once, in the serving process, which prediction log this instance writes (and
+        whether the old shared default still holds predictions): docs/prediction-log.md."""
+        log_at_startup(SETTINGS)
 
     def __init__(self) -> None:
         self.started_at = time.time()

@@ -29,6 +29,24 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
+LEGACY_PREDICTION_LOG_PATH = Path("~/.local/state/delivery-eta/predictions.sqlite3")
+"""The default prediction log before it moved under ``BENTOML_HOME`` (``~``: the user's home,
+expanded when used): one file shared by every instance of the user, whatever its model store.
+Nothing reads it unless told to (``serving.pipeline.prediction_log.location`` names it)."""
+
+
+def bentoml_home() -> Path:
+    """BentoML's home, as BentoML computes it: ``$BENTOML_HOME``, else ``~/bentoml``."""
+    home = os.environ.get("BENTOML_HOME", os.path.join("~", "bentoml"))
+    # Absolute: the path is printed, and a relative home means the directory it was read in.
+    return Path(os.path.expanduser(os.path.expandvars(home))).absolute()
+
+
+def default_prediction_log_path() -> Path:
+    """The SQLite prediction log of the instance whose model store is :func:`bentoml_home`."""
+    return bentoml_home() / "delivery-eta" / "predictions.sqlite3"
+
+
 class ServiceSettings(ModelSettings):
     """Runtime configuration of the prediction service (env prefix ``DELIVERY_ETA_``); the model
     selection fields come from :class:`models.settings.ModelSettings`."""
@@ -83,10 +101,13 @@ class ServiceSettings(ModelSettings):
     prediction_log_backend: Literal["sqlite", "redis"] = "sqlite"
     """Where predictions wait for feedback: a local SQLite file, or Redis shared by replicas."""
 
-    prediction_log_path: Path = (
-        Path.home() / ".local" / "state" / "delivery-eta" / "predictions.sqlite3"
-    )
-    """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica)."""
+    prediction_log_path: Path = Field(default_factory=default_prediction_log_path)
+    """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica).
+    Default: ``$BENTOML_HOME/delivery-eta/predictions.sqlite3`` (``BENTOML_HOME`` defaults to
+    ``~/bentoml``, as in BentoML), so each instance -- each model store -- has its own log:
+    the feedback for a prediction reaches the instance that made it, and ``make export-labels``
+    reads the labels of the models in the same store. It used to be
+    :data:`LEGACY_PREDICTION_LOG_PATH`, one file for every instance of the user."""
 
     prediction_log_retention_hours: float = Field(default=6.0, gt=0)
     """How long a prediction can still receive feedback. 6 h: a delivery ends within the

@@ -23,9 +23,12 @@ def _read_service_log(hours: float | None) -> LiveComparison:
     gate is asked for live evidence, and not by the promotion modules."""
     from serving.pipeline.prediction_log.compare import CompareError, compare_live
     from serving.pipeline.prediction_log.export import ExportError, service_log_settings
+    from serving.pipeline.prediction_log.location import announce
 
     try:
-        return compare_live(service_log_settings(), hours)
+        settings = service_log_settings()
+        announce(settings, "promote")  # which log the live evidence comes from
+        return compare_live(settings, hours)
     except (CompareError, ExportError) as exc:
         raise LifecycleError(f"cannot read the live shadow evidence: {exc}") from exc
 

@@ -607,3 +607,12 @@ def test_production_uses_redis_feature_store() -> None:
         for d in docs
         if d["kind"] != "Namespace"
     )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_sqlite_prediction_log_is_on_the_state_volume(target: str) -> None:
+    """The default prediction log is under BENTOML_HOME, a small emptyDir for BentoML's own
+    files: the pods name theirs on the state volume sized for it (test_writable_dirs_are_volumes
+    checks that it is one)."""
+    path = _settings(target).get("DELIVERY_ETA_PREDICTION_LOG_PATH", "")
+    assert path.startswith("/var/lib/delivery-eta/"), f"{target}: prediction log at {path!r}"

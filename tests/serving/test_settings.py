@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import ServiceSettings, available_cpus
+from serving.settings import LEGACY_PREDICTION_LOG_PATH, ServiceSettings, available_cpus
 
 
 def test_defaults_serve_the_production_model_from_the_embedded_store() -> None:
@@ -62,6 +62,33 @@ def test_prediction_log_defaults_keep_labels_hours_not_a_week() -> None:
     assert settings.prediction_log_retention_hours * 60 >= settings.prediction_ceiling_min
     assert settings.prediction_log_queue_rows >= settings.max_batch_rows
     assert settings.prediction_log_batch_sample_rate == 1
+
+
+def test_the_default_prediction_log_is_the_instances_own_under_bentoml_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two instances with their own BENTOML_HOME (model store) get their own log; the default
+    follows BentoML's: $BENTOML_HOME, else ~/bentoml -- never a file every instance shares."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "a"))
+    a = ServiceSettings().prediction_log_path
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "b"))
+    b = ServiceSettings().prediction_log_path
+    assert (a, b) == (
+        tmp_path / "a" / "delivery-eta" / "predictions.sqlite3",
+        tmp_path / "b" / "delivery-eta" / "predictions.sqlite3",
+    )
+    monkeypatch.delenv("BENTOML_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    home_default = tmp_path / "user" / "bentoml" / "delivery-eta" / "predictions.sqlite3"
+    assert ServiceSettings().prediction_log_path == home_default
+    monkeypatch.setenv("BENTOML_HOME", "~/elsewhere")  # expanded, as BentoML does
+    assert ServiceSettings().prediction_log_path.parent == tmp_path / "user" / "elsewhere" / (
+        "delivery-eta"
+    )
+    assert LEGACY_PREDICTION_LOG_PATH.expanduser() != home_default
+    # The setting still wins, and the default is computed when the settings are read.
+    monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_PATH", str(tmp_path / "mine.sqlite3"))
+    assert ServiceSettings().prediction_log_path == tmp_path / "mine.sqlite3"
 
 
 @pytest.mark.parametrize(

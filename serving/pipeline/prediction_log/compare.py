@@ -32,9 +32,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import redis
@@ -45,10 +44,9 @@ from serving.pipeline.prediction_log.export import (
     batched,
     glob_escape,
     open_sqlite_log,
-    redacted_url,
     service_log_settings,
 )
-from serving.pipeline.prediction_log.redis_log import DEFAULT_KEY_PREFIX
+from serving.pipeline.prediction_log.location import LogLocation, announce, redacted_url
 from serving.pipeline.prediction_log.sqlite_log import block_columns
 from serving.settings import ServiceSettings
 
@@ -73,35 +71,6 @@ _CALL_COLUMNS = (
 
 class CompareError(Exception):
     """The comparison cannot run (no log, not a log, unreachable, bad settings): one line."""
-
-
-@dataclass(frozen=True)
-class LogLocation:
-    """Which prediction log to read."""
-
-    backend: Literal["sqlite", "redis"]
-    path: Path | None = None
-    """The SQLite file (backend ``sqlite``)."""
-    redis_url: str | None = None
-    """The Redis holding the log (backend ``redis``)."""
-    redis_prefix: str = DEFAULT_KEY_PREFIX
-
-    @classmethod
-    def of(cls, settings: ServiceSettings) -> LogLocation:
-        """The log the service with ``settings`` writes."""
-        url = settings.prediction_log_redis_url or settings.redis_url
-        return cls(
-            backend=settings.prediction_log_backend,
-            path=settings.prediction_log_path,
-            redis_url=None if url is None else str(url),
-            redis_prefix=settings.prediction_log_redis_prefix,
-        )
-
-    def describe(self) -> str:
-        """The log in words, without a password."""
-        if self.backend == "sqlite":
-            return f"sqlite log {self.path}"
-        return f"redis log {redacted_url(self.redis_url or '')}, keys {self.redis_prefix}*"
 
 
 def compare_live(
@@ -369,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except ExportError as exc:
             raise CompareError(str(exc)) from exc
+        announce(settings, "compare")
         result = compare_live(settings, args.hours)
     except CompareError as exc:
         print(f"compare: {exc}", file=sys.stderr, flush=True)

@@ -61,6 +61,7 @@ from models.contract import (
 )
 from models.contract.request import value_problem
 from models.features import FeatureAssembler
+from serving.pipeline.prediction_log.location import announce, redacted_url
 from serving.pipeline.prediction_log.records import decode_entity_ids, split_prediction_id
 from serving.pipeline.prediction_log.sqlite_log import has_entity_ids_column
 from serving.settings import ServiceSettings
@@ -664,14 +665,6 @@ def export_labels(
         client.close()
 
 
-def redacted_url(url: str) -> str:
-    """``url`` without its password (for messages)."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
-
-
 def service_log_settings(
     *,
     backend: str | None = None,
@@ -734,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_url=args.redis_url,
             redis_prefix=args.redis_prefix,
         )
+        announce(settings, "export-labels")
         redis_url = settings.prediction_log_redis_url or settings.redis_url
         summary = export_labels(
             args.out,

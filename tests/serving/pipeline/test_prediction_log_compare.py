@@ -316,10 +316,13 @@ def _main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Complete
 
 
 def _refused(result: subprocess.CompletedProcess[str], says: str) -> None:
+    """Exit 2 with one line saying why, after at most the line naming the log it read."""
     assert result.returncode == 2, result
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("compare: ") and says in result.stderr, result.stderr
+    *read, refusal = result.stderr.splitlines()
+    assert len(read) <= 1 and all(line.startswith("compare: reading the ") for line in read)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert refusal.startswith("compare: ") and says in refusal, result.stderr
 
 
 async def test_the_command_line_prints_the_table_and_json_for_the_services_log(
@@ -331,7 +334,7 @@ async def test_the_command_line_prints_the_table_and_json_for_the_services_log(
 
     table = _cli(env=env)
 
-    assert table.returncode == 0 and table.stderr == "", table
+    assert table.returncode == 0 and table.stderr == f"compare: reading the sqlite log {path}\n"
     print("\n" + table.stdout)
     text = table.stdout
     assert f"last 24 h (sqlite log {path})" in text
@@ -365,6 +368,7 @@ async def test_the_command_line_reads_a_redis_log(
     }
     result = _cli("--json", env=env)
     assert result.returncode == 0, result
+    assert result.stderr.startswith("compare: reading the redis log redis://127.0.0.1:")
     document = json.loads(result.stdout)
     assert document["pairs"][0]["labelled_shadowed_rows"] == 80
     assert document["source"].startswith("redis log redis://127.0.0.1:")
@@ -378,7 +382,7 @@ async def test_no_challenger_data_is_not_an_error_and_says_how_to_get_some(
         path, [LoggedRequest(CHAMPION, intervals([25.0, 35.0], 3), np.array([np.nan, 30.0]))]
     )
     result = _main(capsys, "--path", str(path))
-    assert result.returncode == 0 and result.stderr == "", result
+    assert result.returncode == 0 and result.stderr == f"compare: reading the sqlite log {path}\n"
     assert "no challenger data in the blocks created in the last 24 h" in result.stdout
     assert f"{CHAMPION}: 2 rows" in result.stdout
     assert "DELIVERY_ETA_SHADOW_MODEL_TAG" in result.stdout
