@@ -285,11 +285,16 @@ def _error_response(path: str, status: int) -> dict[str, Any]:
 
 def _name_body(schema: dict[str, Any], name: str, components: Mapping[str, Any]) -> None:
     """Title an inline body schema ``name``; describe it as the component of that name does
-    (BentoML's copy drops the model's docstring)."""
+    (BentoML's copy drops the model's docstring), and take that component's fields: BentoML's
+    copy keeps only the first ``anyOf`` branch of each (a boolean's "or 0/1" was lost)."""
     schema["title"] = name
-    description = components.get(name, {}).get("description")
+    component = components.get(name, {})
+    description = component.get("description")
     if description and "description" not in schema:
         schema["description"] = description
+    fields = component.get("properties")
+    if isinstance(fields, dict) and set(fields) == set(schema.get("properties", {})):
+        schema["properties"] = copy.deepcopy(fields)
 
 
 def _referenced(document: Mapping[str, Any]) -> set[str]:

@@ -124,5 +124,5 @@ def test_the_served_contract_is_published_for_tools(client: httpx.Client) -> Non
     contract = parse_contract(json.dumps(published.json()))  # JSON is YAML: tools read it so
     assert contract == default_contract()  # the session's model was trained without CONTRACT
     assert list(published.json()["fields"]) == list(default_contract().fields)  # field order
-    # Beside /health, not an API route: the /v1 document (and its snapshot) is unchanged.
-    assert "/contract" not in client.get("/docs.json").json()["paths"]
+    # Documented beside /health (a service route, not a /v1 one).
+    assert "/contract" in client.get("/docs.json").json()["paths"]

@@ -13,7 +13,7 @@ INVALID_ORDERS = {
     "distance too small": ({**ORDER, "distance_km": 0.05}, "distance_km"),
     "distance too large": ({**ORDER, "distance_km": 50.1}, "distance_km"),
     "peak not 0/1": ({**ORDER, "is_peak_hour": 2}, "is_peak_hour"),
-    "peak as boolean": ({**ORDER, "is_peak_hour": True}, "is_peak_hour"),
+    "peak as string": ({**ORDER, "is_peak_hour": "true"}, "is_peak_hour"),
     "distance as numeric string": ({**ORDER, "distance_km": "3.5"}, "distance_km"),
     "order value as boolean": ({**ORDER, "order_value": False}, "order_value"),
     "negative order value": ({**ORDER, "order_value": -1}, "order_value"),
@@ -59,6 +59,18 @@ def test_nan_and_infinity_are_rejected(client: httpx.Client, raw: str, field: st
     response = client.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert any(field in d["loc"] for d in response.json()["detail"])
+
+
+def test_peak_hour_takes_true_false_and_0_1_alike(client: httpx.Client) -> None:
+    """is_peak_hour is a boolean that also takes 0/1, as the training files hold it."""
+    answers = [
+        client.post("/v1/predict", json={**ORDER, "is_peak_hour": value})
+        for value in (True, 1, False, 0)
+    ]
+    assert [a.status_code for a in answers] == [200] * 4
+    minutes = [a.json()["predicted_delivery_time_min"] for a in answers]
+    assert minutes[0] == minutes[1] and minutes[2] == minutes[3]
+    assert minutes[0] > minutes[2]  # peak hours are slower
 
 
 @pytest.mark.parametrize("raw", ['{"restaurant_id": ', "[1, 2]", "", "null", "not json"])

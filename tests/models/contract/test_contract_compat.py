@@ -169,3 +169,37 @@ def test_the_default_contract_to_a_users_contract_lists_every_break() -> None:
     assert set(default_contract().fields) <= set(found.broken_fields)  # all five removed
     assert {"store_id", "weather", "courier_id"} <= set(found.broken_fields)  # new, required
     assert "rating" not in found.broken_fields  # optional: a widening
+
+
+def _with_integer_peak() -> FeatureContract:
+    """The default contract as it was before is_peak_hour became a boolean (integer 0..1)."""
+    data = default_contract().metadata()
+    data["fields"]["is_peak_hour"] = {
+        "kind": "integer",
+        "minimum": 0,
+        "maximum": 1,
+        "example": 1,
+        "monotonic": "increasing",
+        "cohort": {"dimension": "peak", "edges": [1], "names": ["off_peak", "peak"]},
+    }
+    return FeatureContract.model_validate(data)
+
+
+def test_an_integer_zero_one_becoming_a_boolean_widens_and_back_breaks() -> None:
+    older, today = _with_integer_peak(), default_contract()
+    forward = compare_contracts(older, today)
+    assert forward.compatible and [c.field for c in forward.widenings] == ["is_peak_hour"]
+    # Every request of the integer contract is still accepted by the boolean one...
+    for order in OrderGenerator(older).orders(random.Random(5), 50):
+        assert order_problems(today, order) == []
+    # ...but not back: true is refused by the integer contract.
+    back = compare_contracts(today, older)
+    assert back.broken_fields == ("is_peak_hour",)
+    assert order_problems(older, {**older.example_order(), "is_peak_hour": True})
+
+
+def test_a_wider_integer_becoming_a_boolean_still_breaks() -> None:
+    older = _with_integer_peak()
+    data = older.metadata()
+    data["fields"]["is_peak_hour"] |= {"maximum": 2, "cohort": None}
+    assert not compare_contracts(FeatureContract.model_validate(data), default_contract()).compatible

@@ -340,6 +340,10 @@ def test_bodies_are_named_as_clients_know_them(document: dict[str, Any]) -> None
     assert "IODescriptor" not in text and "__Input" not in text
     order = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert order["application/json"]["schema"]["description"] == Order.__doc__
+    # Its fields are the model's: is_peak_hour takes a boolean or 0/1, not only a boolean.
+    fields = order["application/json"]["schema"]["properties"]
+    assert fields == document["components"]["schemas"]["Order"]["properties"]
+    assert {"type": "boolean"} in fields["is_peak_hour"]["anyOf"]
 
 
 def test_only_referenced_schemas_are_kept(document: dict[str, Any]) -> None:

@@ -59,9 +59,12 @@ def test_a_required_field_the_requests_do_not_carry_is_named() -> None:
 
 
 def test_a_field_of_another_kind_is_named() -> None:
-    as_integer = {"kind": "integer", "minimum": 0, "maximum": 1, "example": 1}
+    as_integer = {"kind": "integer", "minimum": 0, "maximum": 5, "example": 1}
     problem = _problem(KITCHEN, _changed(KITCHEN, rush=as_integer))
     assert "'rush'" in problem and "integer" in problem and "boolean" in problem
+    # An integer of 0..1 is the same yes/no: the model reads the boolean as 0/1.
+    zero_one = {"kind": "integer", "minimum": 0, "maximum": 1, "example": 1}
+    assert challenger_input_problems(KITCHEN, _changed(KITCHEN, rush=zero_one)) == []
 
 
 def test_bounds_the_served_api_does_not_guarantee_are_named() -> None:
