@@ -229,7 +229,6 @@ def test_request_id_is_echoed_and_in_the_services_log_lines(observed_server: Loc
     assert "Traceback" not in observed_server.log()
 
 
-
 def test_readme_log_line_example_is_the_real_line(observed_server: LocalServer) -> None:
     """The README's 400 example: its curl body, sent for real, logs a line with the same
     fields and the same error as the line the README shows."""
@@ -253,6 +252,7 @@ def test_readme_log_line_example_is_the_real_line(observed_server: LocalServer) 
     assert set(real) == set(shown)
     for name in ("level", "logger", "route", "method", "status", "error", "error_category"):
         assert real[name] == shown[name], name
+
 
 def _psi(server: LocalServer) -> dict[str, float]:
     # A worker answers from a rendering up to METRICS_CACHE_S old (Prometheus scrapes it every

@@ -202,4 +202,6 @@ def test_a_wider_integer_becoming_a_boolean_still_breaks() -> None:
     older = _with_integer_peak()
     data = older.metadata()
     data["fields"]["is_peak_hour"] |= {"maximum": 2, "cohort": None}
-    assert not compare_contracts(FeatureContract.model_validate(data), default_contract()).compatible
+    assert not compare_contracts(
+        FeatureContract.model_validate(data), default_contract()
+    ).compatible
