@@ -481,10 +481,14 @@ class Comparison:
     @property
     def evidence(self) -> str:
         """Which evidence the decision rests on."""
-        absolute = f"absolute criteria on the holdout ({self.holdout_rows} orders)"
         if self.production is None:
-            return f"{absolute}; no production model to compare with (first promotion)"
-        holdout = f"{absolute}, holdout MAE and p95 latency against production"
+            return (
+                f"absolute criteria on the holdout ({self.holdout_rows} orders); no production "
+                "model to compare with (first promotion)"
+            )
+        holdout = f"holdout MAE and p95 latency ({self.holdout_rows} orders)"
+        if self.absolute is not None:
+            holdout = f"absolute criteria, {holdout}"
         if self.live is None:
             return holdout
         return f"{holdout} and live shadow MAE ({self.live.rows} labelled rows)"
@@ -544,9 +548,10 @@ class Comparison:
             f"| p50 1-row latency (ms) | {c.p50_ms:.3f} | {cell(p.p50_ms if p else None, 3)} | | | |",
         ]
         if self.absolute is not None:
-            lines[1:1] = self._absolute_summary(self.absolute)
-            # Right under the tags: the criteria every promotion meets, then those against production.
+            # Right under the tags: the criteria every promotion meets, then those against
+            # production.
             lines[5:5] = self._absolute_rows(self.absolute, p)
+            lines[1:1] = self._absolute_summary(self.absolute)
         if self.live is not None:
             lines[1:1] = [self._live_summary(self.live)]
             lines += self._live_rows(self.live)

@@ -172,7 +172,9 @@ def newest_candidate() -> CandidateChoice:
         if skipped
         else ""
     )
-    raise LifecycleError(f"no {CANDIDATE_MEANING}{refused}; train one: make train")
+    raise LifecycleError(
+        f"no stage=candidate model the gate has not refused{refused}; train one: make train"
+    )
 
 
 @dataclass(frozen=True)
