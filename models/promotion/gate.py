@@ -668,6 +668,11 @@ def compare(
     regenerated from its metadata. Both models are loaded with checksum verification. Latency
     is measured through ``runtime``: pass the one the service uses (``ModelSettings.model_runtime``).
 
+    The absolute criteria (module docstring) are measured for the candidate whether or not there
+    is a production model; its baselines come from the fits in its metadata (or, for a model
+    registered before they were recorded, from the MAEs recorded on its own holdout -- then a
+    caller-supplied holdout raises :class:`LifecycleError`).
+
     With ``min_shadow_rows`` the gate also requires live evidence from ``live`` (the prediction
     log's comparison, ``serving.pipeline.prediction_log.compare.compare_live``): that many
     labelled rows where the candidate shadowed production, and its MAE on them within
