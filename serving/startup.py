@@ -7,6 +7,7 @@ mismatched model, an unusable prediction log path -- refuses to start with a one
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -18,7 +19,7 @@ from models.contract.compat import challenger_input_problems
 from models.features import FeatureAssembler
 from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
-from models.store.stages import LifecycleError, resolve_challenger_tag, resolve_serving_tag
+from models.store.stages import LifecycleError, resolve_challenger, resolve_serving_tag
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import (
     EmbeddedFeatureStore,
@@ -45,6 +46,8 @@ from serving.telemetry.metrics import (
     MetricsRecorder,
     PredictionLogMetrics,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def refuse_to_start(reason: str) -> NoReturn:
@@ -100,7 +103,10 @@ def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> Model
     if settings.shadow_model_tag is None:
         return None
     try:
-        artifact = load_artifact(resolve_challenger_tag(settings.shadow_model_tag))
+        challenger = resolve_challenger(settings.shadow_model_tag)
+        # Which model "candidate" resolved to, and why, in the start-up log (docs/shadow.md).
+        logger.info("shadow challenger %s: %s", challenger.tag, challenger.reason)
+        artifact = load_artifact(challenger.tag)
         select_runtime(
             artifact,
             settings.model_runtime,

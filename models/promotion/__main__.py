@@ -38,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.promotion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prom = sub.add_parser("promote", help="gate the newest candidate (or --tag) against production")
-    prom.add_argument("--tag", default=None, help="candidate tag (default: newest candidate)")
+    prom.add_argument(
+        "--tag",
+        default=None,
+        help="candidate tag (default: the newest stage=candidate model the gate has not refused)",
+    )
     prom.add_argument("--latency-calls", type=int, default=LATENCY_CALLS)
     prom.add_argument(
         "--runtime",
@@ -90,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 read_live=read_live,
                 allow_api_break=args.allow_api_break,
             )
+            print(result.chosen())
             print(result.comparison.table())
             print(result.summary())
             return 0 if result.promoted else 1

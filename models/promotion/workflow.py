@@ -12,15 +12,17 @@ from models.live_comparison import LiveComparison
 from models.promotion.gate import LATENCY_CALLS, Comparison, compare
 from models.settings import ModelRuntime
 from models.store.stages import (
-    CANDIDATE,
     PREVIOUS,
     PRODUCTION,
+    REFUSED,
     ROLLED_BACK,
     STAGE,
+    CandidateChoice,
     LifecycleError,
     current_production,
     find_by_stage,
     list_models,
+    newest_candidate,
     now_label,
     set_labels,
     store_lock,
@@ -41,6 +43,14 @@ class PromotionResult:
     promoted: bool
     comparison: Comparison
     changes: list[StageChange]
+    choice: CandidateChoice | None = None
+    """How the candidate was chosen when no tag was named (None: the caller named it)."""
+
+    def chosen(self) -> str:
+        """Which candidate was gated and why: named, or "the candidate" and what it skipped."""
+        if self.choice is None:
+            return f"candidate {self.comparison.candidate.tag}: named by the caller (--tag / TAG=)"
+        return self.choice.describe()
 
     def summary(self) -> str:
         if not self.promoted:
@@ -52,13 +62,28 @@ class PromotionResult:
 
 
 def _gate_labels(comparison: Comparison) -> dict[str, str]:
+    passed = "first" if comparison.production is None else "passed"
     labels = {
-        "gate": "first"
-        if comparison.production is None
-        else ("passed" if comparison.passed else "refused"),
+        "gate": passed if comparison.passed else REFUSED,
         "gate_checked_at": now_label(),
         "gate_holdout_mae": f"{comparison.candidate.mae:.4f}",
     }
+    absolute = comparison.absolute
+    if absolute is not None:
+        labels["gate_holdout_coverage"] = f"{absolute.coverage.coverage:.4f}"
+    failed = [] if absolute is None else absolute.failed_checks()
+    if comparison.production is not None:
+        failed += [
+            n
+            for n, ok in (("mae", comparison.mae_ok), ("latency", comparison.latency_ok))
+            if not ok
+        ]
+        if comparison.live is not None and not comparison.live.mae_ok:
+            failed.append("live-shadow")
+        if not comparison.contract_ok:
+            failed.append("api-break")
+    # Which checks refused it, for the "skipped ..." line of the next promote or shadow.
+    labels["gate_failed"] = ",".join(failed)
     if comparison.production is not None:
         labels["gate_compared_with"] = comparison.production.tag
         if comparison.mae_ratio is not None:
@@ -94,8 +119,11 @@ def promote(
 ) -> PromotionResult:
     """Compare a candidate with production and, if the gate passes, make it production.
 
-    ``candidate_tag`` defaults to the newest ``stage=candidate`` model the gate has not already
-    refused (name a refused one explicitly to retry it, e.g. after a rollback). The replaced production
+    ``candidate_tag`` defaults to "the candidate" (``models.store.stages.newest_candidate``: the
+    newest ``stage=candidate`` model the gate has not refused -- the one a
+    ``DELIVERY_ETA_SHADOW_MODEL_TAG=candidate`` shadow scores); the result names the newer
+    refused ones it skipped. Name a refused one explicitly to retry it. The gate's absolute
+    criteria apply with or without a production model. The replaced production
     model becomes ``previous`` (kept, so :func:`rollback` can restore it). A refused candidate
     keeps ``stage=candidate`` and gets ``gate=refused`` plus the ratios that refused it.
 
@@ -109,14 +137,10 @@ def promote(
     if (min_shadow_rows is None) != (read_live is None):
         raise ValueError("min_shadow_rows and read_live go together")
     with store_lock():
+        choice = None
         if candidate_tag is None:
-            candidates = [m for m in find_by_stage(CANDIDATE) if m.labels.get("gate") != "refused"]
-            if not candidates:
-                raise LifecycleError(
-                    "no untested model labelled stage=candidate (refused ones need --tag); "
-                    "run `make train`"
-                )
-            candidate_tag = candidates[0].tag
+            choice = newest_candidate()
+            candidate_tag = choice.tag
         candidate_tag = str(bentoml.models.get(candidate_tag).tag)
         stage = bentoml.models.get(candidate_tag).info.labels.get(STAGE)
         if stage == PRODUCTION:
@@ -135,7 +159,7 @@ def promote(
         gate = _gate_labels(comparison)
         if not comparison.passed:
             set_labels(candidate_tag, gate)
-            return PromotionResult(promoted=False, comparison=comparison, changes=[])
+            return PromotionResult(promoted=False, comparison=comparison, changes=[], choice=choice)
 
         now = now_label()
         changes: list[StageChange] = []
@@ -148,7 +172,7 @@ def promote(
             {**gate, STAGE: PRODUCTION, "promoted_at": now, "promotion_seq": str(seq)},
         )
         changes.insert(0, StageChange(candidate_tag, stage, PRODUCTION))
-        return PromotionResult(promoted=True, comparison=comparison, changes=changes)
+        return PromotionResult(promoted=True, comparison=comparison, changes=changes, choice=choice)
 
 
 @dataclass(frozen=True)

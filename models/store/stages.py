@@ -9,8 +9,14 @@ versions and filtering labels):
     production --replaced by a promotion--> previous          (history, newest first)
     production --rollback--> rolled_back ; newest previous --rollback--> production
 
-The service asks this module one question at start-up: which tag to serve
-(:func:`resolve_serving_tag`).
+The service asks this module which tag to serve (:func:`resolve_serving_tag`) and, with a
+shadow, which tag to shadow (:func:`resolve_challenger`).
+
+"The candidate" has one meaning, for the shadow (``DELIVERY_ETA_SHADOW_MODEL_TAG=candidate``) and
+for ``make promote`` alike (:func:`newest_candidate`): the newest ``stage=candidate`` model the
+gate has not refused. A refused model is never shadowed or re-gated by default -- it only returns
+by naming its tag -- so the shadow collects live evidence for exactly the model promote will gate
+next.
 """
 
 from __future__ import annotations
@@ -112,21 +118,86 @@ def resolve_serving_tag(configured: str | None, *, fallback_to_latest: bool = Tr
 
 
 NEWEST_CANDIDATE = "candidate"
-"""The challenger setting's value for "the newest ``stage=candidate`` model"."""
+"""The challenger setting's value for "the candidate" (:func:`newest_candidate`)."""
+REFUSED = "refused"
+"""The ``gate`` label of a candidate the promotion gate refused."""
+CANDIDATE_MEANING = "the newest stage=candidate model the gate has not refused"
 
 
-def resolve_challenger_tag(configured: str) -> str:
-    """The tag of the shadow's challenger: ``candidate`` is the newest ``stage=candidate``
-    model (:class:`LifecycleError` if there is none); anything else is a tag, served as given."""
+@dataclass(frozen=True)
+class CandidateChoice:
+    """Which model "the candidate" is, and the newer candidates passed over, with why."""
+
+    model: StoredModel
+    skipped: list[tuple[StoredModel, str]]
+
+    @property
+    def tag(self) -> str:
+        return self.model.tag
+
+    def describe(self) -> str:
+        """One line per decision: the chosen model, then each newer candidate skipped."""
+        lines = [f"candidate {self.tag}: {CANDIDATE_MEANING}"]
+        lines += [f"skipped {model.tag} ({why})" for model, why in self.skipped]
+        return "\n".join(lines)
+
+
+def refusal_summary(model: StoredModel) -> str:
+    """Why the gate refused ``model``, from its labels: when, which checks, against what."""
+    labels = model.labels
+    parts = [f"gate={REFUSED} at {labels.get('gate_checked_at', 'an unknown time')}"]
+    if labels.get("gate_failed"):
+        parts.append(f"failed {labels['gate_failed']}")
+    if labels.get("gate_compared_with"):
+        parts.append(f"against {labels['gate_compared_with']}")
+    if labels.get("gate_mae_ratio"):
+        parts.append(f"MAE ratio {labels['gate_mae_ratio']}")
+    if labels.get("gate_holdout_coverage"):
+        parts.append(f"coverage {labels['gate_holdout_coverage']}")
+    return ", ".join(parts)
+
+
+def newest_candidate() -> CandidateChoice:
+    """ "The candidate": the newest ``stage=candidate`` model the gate has not refused, with the
+    newer refused ones it passed over; :class:`LifecycleError` when there is none."""
+    skipped: list[tuple[StoredModel, str]] = []
+    for model in find_by_stage(CANDIDATE):
+        if model.labels.get("gate") == REFUSED:
+            skipped.append((model, refusal_summary(model)))
+            continue
+        return CandidateChoice(model, skipped)
+    refused = (
+        f" ({len(skipped)} refused by the gate, newest {skipped[0][0].tag}: name a tag to use "
+        "one anyway)"
+        if skipped
+        else ""
+    )
+    raise LifecycleError(
+        f"no stage=candidate model the gate has not refused{refused}; train one: make train"
+    )
+
+
+@dataclass(frozen=True)
+class ChallengerResolution:
+    """The shadow's challenger tag and, in words, why that one."""
+
+    tag: str
+    reason: str
+
+
+def resolve_challenger(configured: str) -> ChallengerResolution:
+    """The shadow's challenger: ``candidate`` is :func:`newest_candidate` (the model ``make
+    promote`` would gate next); anything else is a tag, shadowed as given."""
     if configured != NEWEST_CANDIDATE:
-        return configured
-    candidates = find_by_stage(CANDIDATE)
-    if not candidates:
-        raise LifecycleError(
-            "DELIVERY_ETA_SHADOW_MODEL_TAG=candidate, but the model store has no stage=candidate "
-            "model (train one: make train)"
-        )
-    return candidates[0].tag
+        return ChallengerResolution(configured, "DELIVERY_ETA_SHADOW_MODEL_TAG names it")
+    try:
+        choice = newest_candidate()
+    except LifecycleError as exc:
+        raise LifecycleError(f"DELIVERY_ETA_SHADOW_MODEL_TAG=candidate, but {exc}") from exc
+    reason = f"DELIVERY_ETA_SHADOW_MODEL_TAG=candidate: {CANDIDATE_MEANING}"
+    if choice.skipped:
+        reason += "; skipped " + "; ".join(f"{m.tag} ({why})" for m, why in choice.skipped)
+    return ChallengerResolution(choice.tag, reason)
 
 
 # --------------------------------------------------------------------------- labels on disk

@@ -52,6 +52,9 @@ class TrainingResult:
     """Holdout orders with features, actuals and the model's outputs (for the model card)."""
     segments: list[dict[str, Any]] = field(default_factory=list)
     """Holdout MAE / coverage / width per segment (:func:`segment_metrics`)."""
+    baselines: dict[str, Any] = field(default_factory=dict)
+    """The baselines' fits (training mean, one-field linear): recorded so that the promotion
+    gate can score them on its holdout, row by row, beside the model."""
 
 
 def _regressor(
@@ -308,4 +311,12 @@ def fit_and_evaluate(
         segments=segment_metrics(
             holdout, x_hold, entities_known(parts["holdout"], contract, entities), cohorts
         ),
+        baselines={
+            "training_mean": float(target["train"].mean()),
+            "linear": {
+                "field": baseline_field,
+                "intercept": float(linear.intercept_),
+                "slope": float(linear.coef_[0]),
+            },
+        },
     )

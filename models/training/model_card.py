@@ -14,6 +14,7 @@ import pandas as pd
 
 from models.contract import CategoryField, EntityField, FeatureContract
 from models.features import TARGET
+from models.intervals import CoverageCheck
 from models.training.fit import SEGMENT_MIN_ROWS, linear_baseline
 
 PLOTS = ("predicted_vs_actual.png", "residuals.png", "interval_coverage.png")
@@ -203,6 +204,18 @@ def _limits(contract: FeatureContract, synthetic: bool) -> str:
     return "\n".join(lines)
 
 
+def coverage_text(metadata: dict[str, Any]) -> str:
+    """The holdout coverage against its target band, with its 95 % CI, flagged (bold) when
+    outside the band -- the promotion gate refuses it when the CI is outside too."""
+    check = CoverageCheck(
+        metadata["metrics"]["interval_coverage"],
+        metadata["row_counts"]["holdout"],
+        metadata["interval"]["level"],
+    )
+    text = check.describe()
+    return f"**{text}**" if check.outside_band else text
+
+
 def render_markdown(tag: str, metadata: dict[str, Any], contract: FeatureContract) -> str:
     """The card's text: what the model is, its fields, how good it is, and its limits."""
     m = metadata["metrics"]
@@ -242,8 +255,8 @@ Model inputs, in order: {features}.
 {floor}| baseline: training mean | {m["baseline_mean_mae"]:.3f} |
 | baseline: `{baseline_field}`-only linear | {m[baseline_metric]:.3f} |
 
-RMSE {m["holdout_rmse"]:.3f} min. Interval coverage {m["interval_coverage"]:.3f}
-(target {metadata["interval"]["level"]:.2f}), mean width {m["interval_mean_width"]:.1f} min.
+RMSE {m["holdout_rmse"]:.3f} min. Interval coverage {coverage_text(metadata)},
+mean width {m["interval_mean_width"]:.1f} min.
 
 ### By segment
 {_segment_table(metadata.get("segments", []))}

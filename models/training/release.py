@@ -81,6 +81,7 @@ def train_and_register(
         "entity_defaults": result.entities.defaults,
         "training_data": training_data,
         "segments": result.segments,
+        "baselines": result.baselines,
     }
     plots = render_plots(result.holdout, result.model.interval_level, seed=config.seed)
     card_files: dict[str, bytes] = {}

@@ -247,7 +247,7 @@ async def test_a_better_challenger_with_enough_rows_is_promoted(
     table = result.comparison.table()
     print("\n" + table)
     assert result.promoted, table
-    assert "Evidence: holdout MAE and p95 latency" in table
+    assert "Evidence: absolute criteria, holdout MAE and p95 latency" in table
     assert "and live shadow MAE (200 labelled rows)" in table
     assert "| live shadow MAE (min) | 2.5000 | 3.0000 | 0.833 | <= 1.02 | pass |" in table
     assert stages.current_production().tag == fine_tag  # type: ignore[union-attr]

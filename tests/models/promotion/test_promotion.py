@@ -111,11 +111,14 @@ def test_holdout_is_reproduced_or_refused(store_home: Path, base_tag: str) -> No
 def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restores(
     store_home: Path, base_tag: str, fine_tag: str, worse_tag: str
 ) -> None:
-    # 1. No production yet: the oldest candidate is promoted without a gate.
+    # 1. No production yet: the oldest candidate is promoted on the absolute criteria alone.
     first = workflow.promote(base_tag, latency_calls=LATENCY_CALLS)
     assert first.promoted
     assert first.comparison.production is None
-    assert "first promotion, gate not applied" in first.comparison.table()
+    assert first.comparison.absolute is not None and first.comparison.absolute.passed
+    assert "first promotion: no production model yet; absolute criteria passed" in (
+        first.comparison.table()
+    )
     assert _stage_on_disk(store_home, base_tag) == PRODUCTION
 
     # 2. The under-trained candidate is refused on MAE; production is untouched.
@@ -123,6 +126,7 @@ def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restore
     print("\n" + refused.comparison.table())
     assert not refused.promoted
     assert not refused.comparison.mae_ok
+    assert bentoml.models.get(worse_tag).info.labels.get("gate_failed", "").endswith("mae")
     assert refused.comparison.mae_ratio is not None and refused.comparison.mae_ratio > 1.02
     assert refused.comparison.production is not None
     assert refused.comparison.production.tag == base_tag
@@ -137,6 +141,8 @@ def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restore
     print("\n" + promoted.comparison.table())
     assert promoted.promoted, promoted.comparison.table()
     assert promoted.comparison.candidate.tag == fine_tag
+    assert promoted.choice is not None
+    assert [m.tag for m, _ in promoted.choice.skipped] == [worse_tag]
     assert promoted.comparison.mae_ok and promoted.comparison.latency_ok
     assert stages.current_production() is not None
     assert stages.current_production().tag == fine_tag  # type: ignore[union-attr]
