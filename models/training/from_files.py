@@ -63,6 +63,8 @@ class FileTrainingData:
             "rows_read": self.report.rows_read,
             "rows_dropped": self.report.rows_dropped,
             "extra_columns": self.report.extra_columns,
+            "id_column": self.report.id_column,
+            "duplicates_dropped": self.report.duplicates_dropped,
             "absent_optional_columns": {
                 name: str(default) for name, default in self.report.absent_optional.items()
             },
@@ -77,6 +79,8 @@ class FileTrainingData:
                 "source": asdict(self.labels_source),
                 "rows_read": self.labels_report.rows_read,
                 "rows_dropped": self.labels_report.rows_dropped,
+                "id_column": self.labels_report.id_column,
+                "duplicates_dropped": self.labels_report.duplicates_dropped,
                 "holdout": "newest labelled orders",
             }
         return recorded
@@ -108,9 +112,9 @@ def load_file_training_data(
     try:
         parts = split_by_time(orders, split, labels=label_rows)
     except ValueError as exc:
+        # The too-few-labels error already says how many are needed and why.
         hint = (
-            f"; with --labels the holdout is the newest {split.holdout:.0%} of the "
-            f"{len(label_rows):,} labelled orders: collect more feedback, or raise the holdout share"
+            "; collect more feedback, or raise the holdout share (--split H,T,C,O)"
             if label_rows is not None
             else ""
         )

@@ -34,7 +34,8 @@ def test_the_metadata_records_the_contracts_columns(data_file: Path) -> None:
     assert list(recorded["schema"]) == ["placed_at", *rich_contract().fields, "minutes"]
     assert recorded["absent_optional_columns"] == {"prep_estimate_min": "15.0"}
     assert any("mapped to 'other'" in note for note in recorded["notes"])
-    assert recorded["extra_columns"] == ["order_id"]
+    assert recorded["extra_columns"] == []
+    assert recorded["id_column"] == "order_id"
 
 
 def test_the_stored_holdout_rebuilds_the_model_input(data_file: Path, tmp_path: Path) -> None:
