@@ -83,6 +83,8 @@ def train(args: argparse.Namespace) -> int:
             print(f"error: cannot train on this data, nothing registered\n{exc}", file=sys.stderr)
             return 2
         print(data.report.text())
+        if data.labels_report is not None:
+            print(data.labels_report.text())
     config = TrainingConfig.small() if args.small else TrainingConfig()
     card_dir = Path(args.card_dir) if args.card_dir else None
     try:

@@ -65,7 +65,8 @@ def test_train_on_a_csv_export_reports_segments_and_records_the_data(tmp_path: P
     trained = _train(tmp_path, "--data", str(data))
     assert trained.returncode == 0, trained.stderr[-2000:]
     out = trained.stdout
-    assert "20,000 rows read" in out and "ignored extra columns: order_id, city" in out
+    assert "20,000 rows read" in out and "ignored extra columns: city" in out
+    assert "order id column 'order_id'" in out
     assert "Bayes floor unknown (real data)" in out
     for segment in ("peak: peak", "distance: distance_2_5km", "entity: entity_unknown"):
         assert segment in out

@@ -140,6 +140,51 @@ def test_drop_invalid_keeps_the_valid_rows_and_counts_the_rest(
     assert orders["delivery_time_minutes"].min() >= 1
 
 
+def test_an_order_exported_twice_is_dropped_and_counted(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    twice = pd.concat([export, export.iloc[[20, 21]]], ignore_index=True)
+    orders, report, _ = read_order_history(_csv(tmp_path, twice))
+    assert report.duplicates_dropped == 2 and len(orders) == report.rows_kept == len(export)
+    assert "dropped 2 row(s) repeating an earlier row with the same order_id" in report.text()
+    # Two orders with equal values but their own ids are two orders.
+    lookalike = pd.concat([export, export.iloc[[30]].assign(order_id="ord-new")])
+    orders, report, _ = read_order_history(_csv(tmp_path, lookalike, "lookalike.csv"))
+    assert len(orders) == len(export) + 1 and not report.problems
+
+
+def test_one_order_id_with_different_values_is_refused_naming_the_ids(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    changed = export.iloc[[40, 41]].assign(delivery_time_min=lambda f: f["delivery_time_min"] + 5)
+    conflicting = pd.concat([export, changed, export.iloc[[40]]], ignore_index=True)
+    path = _csv(tmp_path, conflicting)
+    message = _error(path)
+    ids = ", ".join(repr(i) for i in export["order_id"].iloc[[40, 41]])
+    n = len(export)
+    assert (
+        f"order_id: 5 row(s) sharing their id with a row of other values: 2 id(s) {ids} "
+        f"(rows 41, 42, {n + 1}, {n + 2}, {n + 3})"
+    ) in message, message
+    # --drop-invalid keeps no version of such an order: which one is right is unknown.
+    orders, report, _ = read_order_history(path, drop_invalid=True)
+    assert report.rows_dropped == 5 and len(orders) == n - 2
+
+
+def test_a_label_export_is_checked_by_its_prediction_id(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    labels = export.rename(columns={"order_id": "prediction_id"})
+    twice = pd.concat([labels, labels.iloc[:3]], ignore_index=True)
+    twice.to_parquet(tmp_path / "labels.parquet", index=False)
+    orders, report, _ = read_order_history(tmp_path / "labels.parquet")
+    assert report.id_column == "prediction_id" and report.duplicates_dropped == 3
+    assert len(orders) == len(export)
+    moved = labels.iloc[[7]].assign(distance_km=lambda f: f["distance_km"] + 1.0)
+    pd.concat([labels, moved]).to_parquet(tmp_path / "bad.parquet", index=False)
+    assert "prediction_id: 2 row(s) sharing their id" in _error(tmp_path / "bad.parquet")
+
+
 @pytest.mark.parametrize(
     ("rows", "days", "expected"),
     [(500, 30, "too few valid rows: 500 (need at least 1,000)"), (3000, 5, "too few days")],
