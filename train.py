@@ -97,6 +97,14 @@ def train(args: argparse.Namespace) -> int:
     m = registered.result.metrics
     baseline_field, baseline_metric = linear_baseline(contract)
     print(f"registered {registered.tag} (stage={args.stage}) at {registered.path}")
+    for same in registered.same_data:
+        # Registered all the same: the fingerprint covers the rows, not the code or a
+        # deliberate re-run, and `make retrain` gates the model it just trained.
+        settings = "the same fitting settings" if same.same_settings else "other fitting settings"
+        print(
+            f"  notice: the training data is identical to {same.tag}'s "
+            f"(stage={same.stage}; {settings}): no new data since that model"
+        )
     if "bayes_floor_mae" in m:
         floor = (
             f"   Bayes floor {m['bayes_floor_mae']:.3f} min"

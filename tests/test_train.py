@@ -48,6 +48,11 @@ def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Pat
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert "no servable model" in upgraded.stderr
     assert "registered delivery_eta:" in upgraded.stdout
+    # The same synthetic data again: registered, and said so, naming the older model.
+    assert (
+        f"notice: the training data is identical to delivery_eta:{version_dir.name}'s "
+        "(stage=candidate; the same fitting settings)"
+    ) in upgraded.stdout
 
 
 def _store_versions(home: Path) -> list[Path]:
