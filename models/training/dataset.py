@@ -108,7 +108,13 @@ def sort_orders(orders: pd.DataFrame) -> pd.DataFrame:
     """``orders`` by time, ties by :data:`ORDER_KEY` (added from the values when absent)."""
     if ORDER_KEY not in orders:
         orders = orders.assign(**{ORDER_KEY: order_keys(orders)})
-    return orders.sort_values([ORDER_TS, ORDER_KEY], kind="stable").reset_index(drop=True)
+    times = orders[ORDER_TS].array.asi8  # int64 view; to_numpy() of zoned times is objects
+    keys = orders[ORDER_KEY].to_numpy()
+    later = times[1:] > times[:-1]
+    if (later | ((times[1:] == times[:-1]) & (keys[1:] >= keys[:-1]))).all():
+        return orders.reset_index(drop=True)  # already in order (read_order_history sorts)
+    # np.lexsort (stable, last key first) is several times faster than a two-column sort_values.
+    return orders.iloc[np.lexsort((keys, times))].reset_index(drop=True)
 
 
 def _part_sizes(rows: int, shares: list[float]) -> list[int]:
