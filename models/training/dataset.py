@@ -151,6 +151,10 @@ def min_labelled_orders(split: TimeSplit) -> int:
     return rows
 
 
+class TooFewLabels(ValueError):
+    """The labelled orders' holdout share is below :data:`MIN_ROWS_PER_SPLIT`."""
+
+
 def split_by_time(
     orders: pd.DataFrame, split: TimeSplit, labels: pd.DataFrame | None = None
 ) -> dict[str, pd.DataFrame]:
@@ -170,7 +174,7 @@ def split_by_time(
         labels = sort_orders(labels)
         held = holdout_size(len(labels), split)
         if held < MIN_ROWS_PER_SPLIT:
-            raise ValueError(
+            raise TooFewLabels(
                 f"too few labelled orders: {len(labels):,} labelled orders; the holdout is the "
                 f"newest {split.holdout:.0%} of them = {held:,} orders, it needs at least "
                 f"{MIN_ROWS_PER_SPLIT}: retraining on labels needs at least "

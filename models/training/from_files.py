@@ -12,7 +12,7 @@ import pandas as pd
 
 from models.contract import FeatureContract, default_contract
 from models.features import ORDER_TS, TARGET
-from models.training.dataset import TimeSplit, split_by_time
+from models.training.dataset import TimeSplit, TooFewLabels, split_by_time
 from models.training.order_history import (
     DataSource,
     OrderHistoryError,
@@ -111,14 +111,13 @@ def load_file_training_data(
         )
     try:
         parts = split_by_time(orders, split, labels=label_rows)
+    except TooFewLabels as exc:
+        raise OrderHistoryError(
+            f"labels {labels}: {exc}; collect more feedback, or raise the holdout share "
+            "(--split H,T,C,O)"
+        ) from None
     except ValueError as exc:
-        # The too-few-labels error already says how many are needed and why.
-        hint = (
-            "; collect more feedback, or raise the holdout share (--split H,T,C,O)"
-            if label_rows is not None
-            else ""
-        )
-        raise OrderHistoryError(f"order history {data}: {exc}{hint}") from None
+        raise OrderHistoryError(f"order history {data}: {exc}") from None
     for name, part in parts.items():
         logger.info(
             "%-11s %9s orders  %s .. %s",
