@@ -175,8 +175,8 @@ class ValidationReport:
         lines = [f"order history {self.source}: {read}"]
         if self.id_column is not None:
             lines.append(
-                f"  order id column {self.id_column!r}: one order per id; orders sharing a "
-                "timestamp are split in its order"
+                f"  order id column {self.id_column!r}: one order per id, and the tie-break "
+                "among orders of equal time"
             )
         if self.extra_columns:
             lines.append(f"  ignored extra columns: {', '.join(self.extra_columns)}")
