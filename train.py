@@ -1,6 +1,6 @@
 """Train the delivery-time model and register it in the BentoML model store.
 
-python train.py                      # full run (18 s on 2 idle cores)
+python train.py                      # full run (11-13 s on 2 idle cores)
 python train.py --small              # quick model, for tests and demos
 python train.py --if-missing         # do nothing when the model the service would serve loads
 python train.py --data orders.csv    # train on your order history (CSV, Parquet, Parquet dir)
