@@ -21,9 +21,11 @@ scores are recorded in the metadata and added here instead.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
+import os
 import platform
 import shutil
 import subprocess
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,47 @@ REGISTRATION_PROBE_ROWS = 4096
 
 class CompiledLibraryError(RuntimeError):
     """The compiled library cannot be built, loaded, or does not reproduce the model."""
+
+
+VERSION_NOTICE = (
+    "originated from a newer Treelite version",
+    "Currently running Treelite version",
+    "The model checkpoint was generated from Treelite version",
+)
+"""The three lines the Treelite inside TL2cgen writes to stderr on every build (below)."""
+
+
+@contextlib.contextmanager
+def _without_treelite_version_notice() -> Iterator[None]:
+    """Run the block with the process's stderr (fd 2) captured, then write it back without the
+    lines of :data:`VERSION_NOTICE`.
+
+    Why: ``tl2cgen.export_lib`` serialises the model with the installed Treelite (4.8, which
+    the GTIL runtime needs: ``treelite>=4.4``) and reads it back with the Treelite 4.1 that
+    TL2cgen 1.0 -- the newest -- has compiled in, whose C++ logger prints "The model you are
+    loading originated from a newer Treelite version" straight to fd 2 on every training run,
+    out of reach of Python's warnings and logging. The 4.x format is shared, and the build is
+    checked against sklearn on a probe set right after (:class:`CompiledRuntime`), so a real
+    incompatibility is refused, not hidden. Every other line is written back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()  # Python's own writes of the block go to the capture too
+                os.dup2(saved, 2)
+                captured.seek(0)
+                lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+                kept = "".join(line for line in lines if not any(n in line for n in VERSION_NOTICE))
+                if kept:
+                    sys.stderr.write(kept)
+                    sys.stderr.flush()
+    finally:
+        os.close(saved)
 
 
 def compiler_available() -> bool:
@@ -186,14 +230,15 @@ def build_library(
     with tempfile.TemporaryDirectory(prefix="delivery-eta-tl2cgen-") as build_dir:
         built = Path(build_dir) / target.name
         try:
-            tl2cgen.export_lib(
-                combined,
-                toolchain=COMPILER,
-                libpath=str(built),
-                params=params,
-                options=list(compiler_options),
-                nthread=2,
-            )
+            with _without_treelite_version_notice():
+                tl2cgen.export_lib(
+                    combined,
+                    toolchain=COMPILER,
+                    libpath=str(built),
+                    params=params,
+                    options=list(compiler_options),
+                    nthread=2,
+                )
         except Exception as exc:  # TL2cgenError, compiler failures: one clear reason
             raise CompiledLibraryError(f"TL2cgen build failed: {exc}") from exc
         shutil.copyfile(built, target)

@@ -48,6 +48,11 @@ def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Pat
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert "no servable model" in upgraded.stderr
     assert "registered delivery_eta:" in upgraded.stdout
+    # The same synthetic data again: registered, and said so, naming the older model.
+    assert (
+        f"notice: the training data is identical to delivery_eta:{version_dir.name}'s "
+        "(stage=candidate; the same fitting settings)"
+    ) in upgraded.stdout
 
 
 def _store_versions(home: Path) -> list[Path]:
@@ -65,7 +70,8 @@ def test_train_on_a_csv_export_reports_segments_and_records_the_data(tmp_path: P
     trained = _train(tmp_path, "--data", str(data))
     assert trained.returncode == 0, trained.stderr[-2000:]
     out = trained.stdout
-    assert "20,000 rows read" in out and "ignored extra columns: order_id, city" in out
+    assert "20,000 rows read" in out and "ignored extra columns: city" in out
+    assert "order id column 'order_id'" in out
     assert "Bayes floor unknown (real data)" in out
     for segment in ("peak: peak", "distance: distance_2_5km", "entity: entity_unknown"):
         assert segment in out

@@ -12,7 +12,7 @@ import pandas as pd
 
 from models.contract import FeatureContract, default_contract
 from models.features import ORDER_TS, TARGET
-from models.training.dataset import TimeSplit, split_by_time
+from models.training.dataset import TimeSplit, TooFewLabels, split_by_time
 from models.training.order_history import (
     DataSource,
     OrderHistoryError,
@@ -63,6 +63,8 @@ class FileTrainingData:
             "rows_read": self.report.rows_read,
             "rows_dropped": self.report.rows_dropped,
             "extra_columns": self.report.extra_columns,
+            "id_column": self.report.id_column,
+            "duplicates_dropped": self.report.duplicates_dropped,
             "absent_optional_columns": {
                 name: str(default) for name, default in self.report.absent_optional.items()
             },
@@ -77,6 +79,8 @@ class FileTrainingData:
                 "source": asdict(self.labels_source),
                 "rows_read": self.labels_report.rows_read,
                 "rows_dropped": self.labels_report.rows_dropped,
+                "id_column": self.labels_report.id_column,
+                "duplicates_dropped": self.labels_report.duplicates_dropped,
                 "holdout": "newest labelled orders",
             }
         return recorded
@@ -107,14 +111,13 @@ def load_file_training_data(
         )
     try:
         parts = split_by_time(orders, split, labels=label_rows)
+    except TooFewLabels as exc:
+        raise OrderHistoryError(
+            f"labels {labels}: {exc}; collect more feedback, or raise the holdout share "
+            "(--split H,T,C,O)"
+        ) from None
     except ValueError as exc:
-        hint = (
-            f"; with --labels the holdout is the newest {split.holdout:.0%} of the "
-            f"{len(label_rows):,} labelled orders: collect more feedback, or raise the holdout share"
-            if label_rows is not None
-            else ""
-        )
-        raise OrderHistoryError(f"order history {data}: {exc}{hint}") from None
+        raise OrderHistoryError(f"order history {data}: {exc}") from None
     for name, part in parts.items():
         logger.info(
             "%-11s %9s orders  %s .. %s",

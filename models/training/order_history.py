@@ -40,6 +40,7 @@ from models.contract import (
     default_contract,
 )
 from models.features import ORDER_TS, TARGET
+from models.training.dataset import ORDER_KEY, order_keys, sort_orders
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ SAMPLE_VALUES = 5
 """Offending values shown per problem (a category's unknown values)."""
 SHOWN_ALLOWED_VALUES = 30
 """A category's allowed values listed in a problem (the rest are counted)."""
+ORDER_ID_COLUMNS = ("order_id", "prediction_id")
+"""Columns read as the order's id, the first a file has: ``order_id`` (a warehouse export's
+row id; ``make contract`` leaves it out of the features) or ``prediction_id`` (a label export:
+one row per labelled prediction). The contract has no notion of a row id, so the name decides.
+The id is never a feature: it makes duplicated orders visible and orders the orders that share
+a timestamp (``dataset.ORDER_KEY``)."""
 
 
 class OrderHistoryError(ValueError):
@@ -156,13 +163,28 @@ class ValidationReport:
     """Counted over the kept rows."""
     rows_dropped: int = 0
     rows_kept: int = 0
+    id_column: str | None = None
+    """The column read as the order id (:data:`ORDER_ID_COLUMNS`), if the file has one."""
+    duplicates_dropped: int = 0
+    """Rows repeating an earlier row with the same id and the same values (an order exported
+    twice): dropped, counted, whatever ``--drop-invalid`` says."""
 
     def text(self) -> str:
         """The report as a user reads it."""
         read = "not read" if self.rows_read is None else f"{self.rows_read:,} rows read"
         lines = [f"order history {self.source}: {read}"]
+        if self.id_column is not None:
+            lines.append(
+                f"  order id column {self.id_column!r}: one order per id, and the tie-break "
+                "among orders of equal time"
+            )
         if self.extra_columns:
             lines.append(f"  ignored extra columns: {', '.join(self.extra_columns)}")
+        if self.duplicates_dropped:
+            lines.append(
+                f"  dropped {self.duplicates_dropped:,} row(s) repeating an earlier row with the "
+                f"same {self.id_column} and the same values (an order exported twice)"
+            )
         lines += [
             f"  optional column {name!r} absent: every row takes its default {default!r}"
             for name, default in self.absent_optional.items()
@@ -227,9 +249,9 @@ def fingerprint_files(files: list[Path], root: Path) -> str:
 
 def _file_columns(
     fmt: str, files: list[Path], schema: dict[str, str]
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], set[str]]:
     """(columns of the data, fatal problems: a declared column twice in a file, or missing
-    from some files of a directory)."""
+    from some files of a directory; the columns every file has exactly once)."""
     per_file: dict[Path, list[str]] = {}
     for file in files:
         try:
@@ -254,7 +276,8 @@ def _file_columns(
             if name in names and lacking:
                 shown = ", ".join(lacking[:SAMPLE_ROWS]) + (", ..." if len(lacking) > 5 else "")
                 fatal.append(f"column {name!r} missing from {len(lacking)} file(s): {shown}")
-    return names, fatal
+    everywhere = {n for n in names if all(cols.count(n) == 1 for cols in per_file.values())}
+    return names, fatal, everywhere
 
 
 def _missing_columns(
@@ -289,7 +312,9 @@ def _is_number_type(kind: pa.DataType) -> bool:
     )
 
 
-def _normalised(table: pa.Table, contract: FeatureContract, schema: dict[str, str]) -> pa.Table:
+def _normalised(
+    table: pa.Table, contract: FeatureContract, schema: dict[str, str], id_column: str | None
+) -> pa.Table:
     """One type per column whatever the file wrote: ids and categories as text, numbers and
     flags as float64, times as UTC microseconds; anything else as text, checked value by value
     later. Files of one directory can then be joined, and a column of an unusable type (a
@@ -302,7 +327,7 @@ def _normalised(table: pa.Table, contract: FeatureContract, schema: dict[str, st
         if pa.types.is_dictionary(kind):
             column, kind = column.cast(kind.value_type), kind.value_type
         spec = contract.fields.get(name)
-        if isinstance(spec, EntityField | CategoryField):
+        if isinstance(spec, EntityField | CategoryField) or name == id_column:
             target = pa.string()
         elif name == timestamp and pa.types.is_timestamp(kind):
             target = pa.timestamp("us", tz=kind.tz or "UTC")
@@ -321,7 +346,8 @@ def _normalised(table: pa.Table, contract: FeatureContract, schema: dict[str, st
                 column = column.cast(pa.timestamp("us", tz=target.tz or "UTC"))
         except (pa.ArrowException, ValueError) as exc:
             raise OrderHistoryError(
-                f"column {name!r} holds {kind}, which cannot be read as {schema[name]} ({exc})"
+                f"column {name!r} holds {kind}, which cannot be read as "
+                f"{schema.get(name, 'an order id (text)')} ({exc})"
             ) from None
         columns[name] = column
     return pa.table(columns)
@@ -333,11 +359,12 @@ def _read_table(
     columns: list[str],
     contract: FeatureContract,
     schema: dict[str, str],
+    id_column: str | None = None,
 ) -> pa.Table:
     text_columns = {
         name: pa.string()
         for name in columns
-        if isinstance(contract.fields.get(name), EntityField | CategoryField)
+        if isinstance(contract.fields.get(name), EntityField | CategoryField) or name == id_column
     }
     tables = []
     for file in files:
@@ -356,7 +383,7 @@ def _read_table(
                     strings_can_be_null=True,
                 )
                 table = pa_csv.read_csv(file, convert_options=convert)
-            tables.append(_normalised(table.select(columns), contract, schema))
+            tables.append(_normalised(table.select(columns), contract, schema, id_column))
         except (pa.ArrowException, OSError) as exc:
             raise OrderHistoryError(f"cannot read {file} as {fmt}: {exc}") from None
         except OrderHistoryError as exc:
@@ -564,7 +591,11 @@ def _constant_column(spec: Any, rows: int) -> pd.Series:
     return pd.Series(np.full(rows, float(default)), dtype="float64")
 
 
-def _check_rows(table: pa.Table, contract: FeatureContract) -> tuple[pd.DataFrame, _Checker]:
+def _check_rows(
+    table: pa.Table, contract: FeatureContract, id_column: str | None = None
+) -> tuple[pd.DataFrame, _Checker, pd.Series | None, np.ndarray]:
+    """(the rows in the training code's names, the checker, the order ids if ``id_column``,
+    the mask of rows repeating an earlier row with the same id and values: to drop)."""
     checker = _Checker(table.num_rows)
     ts = contract.timestamp.column
     order_times = _as_timestamps(table[ts])
@@ -588,10 +619,36 @@ def _check_rows(table: pa.Table, contract: FeatureContract) -> tuple[pd.DataFram
         target.column, None, (target.minimum, target.maximum), table[target.column], checker
     )
 
-    # Same order twice (every declared column equal): a double-counted export, not two orders.
-    duplicated = frame.duplicated(keep="first").to_numpy()
+    repeated = np.zeros(len(frame), dtype=bool)
+    if id_column is None:
+        # Same order twice (every declared column equal): a double-counted export, not two orders.
+        duplicated = frame.duplicated(keep="first").to_numpy()
+        checker.check("(all columns)", "duplicating an earlier row", duplicated & ~checker.bad)
+        return frame, checker, None, repeated
+    ids = table[id_column].cast(pa.string()).to_pandas().astype("string")
+    has_id = (ids.notna() & (ids.str.len() > 0)).to_numpy()
+    # Rows without an id are told apart by their values, as in a file without ids.
+    duplicated = frame.duplicated(keep="first").to_numpy() & ~has_id
     checker.check("(all columns)", "duplicating an earlier row", duplicated & ~checker.bad)
-    return frame, checker
+    if ids[has_id].duplicated().any():
+        with_id = frame.assign(**{ORDER_KEY: ids})
+        repeated = with_id.duplicated(keep="first").to_numpy() & has_id
+        # One id, rows of different values: which is the order is unknown, so every row of
+        # such an id is a problem (--drop-invalid drops them all, keeps none of the versions).
+        versions = ids[has_id & ~repeated]
+        conflicting = versions[versions.duplicated(keep=False)].unique()
+        conflict = ids.isin(conflicting).fillna(False).to_numpy() & has_id
+        if conflict.any():
+            shown = ", ".join(repr(str(i)) for i in conflicting[:SAMPLE_VALUES])
+            more = ", ..." if len(conflicting) > SAMPLE_VALUES else ""
+            checker.check(
+                id_column,
+                f"sharing their id with a row of other values: {len(conflicting):,} id(s) "
+                f"{shown}{more}",
+                conflict,
+            )
+        repeated &= ~conflict
+    return frame, checker, ids, repeated
 
 
 def read_order_history(
@@ -605,22 +662,26 @@ def read_order_history(
     """Read and check an order history against ``contract`` (default: the default contract);
     raise :class:`OrderHistoryError` with the full report.
 
-    Returns the orders sorted by time -- columns ``ORDER_TS``, the contract's fields in
-    declared order (entities and categories as pandas categoricals, categories over the
-    contract's levels as text), ``TARGET`` -- the report, and the source's fingerprint. An
-    optional field whose column the file lacks takes its default on every row (the report
-    says so). With ``drop_invalid`` rows with bad values are dropped and counted instead of
-    failing; missing columns and too few rows or days still fail.
+    Returns the orders sorted by time, ties by their key -- columns ``ORDER_TS``, the
+    contract's fields in declared order (entities and categories as pandas categoricals,
+    categories over the contract's levels as text), ``TARGET``, ``dataset.ORDER_KEY`` -- the
+    report, and the source's fingerprint. An optional field whose column the file lacks takes
+    its default on every row (the report says so). With an order id column
+    (:data:`ORDER_ID_COLUMNS`) a row repeating an earlier one (same id, same values) is dropped
+    and counted; rows sharing an id with other values are a problem naming the ids. With
+    ``drop_invalid`` rows with bad values are dropped and counted instead of failing; missing
+    columns and too few rows or days still fail.
     """
     contract = contract or default_contract()
     schema = order_history_schema(contract)
     root = Path(path)
     fmt, files = resolve_files(root)
     report = ValidationReport(source=str(root))
-    columns, column_problems = _file_columns(fmt, files, schema)
-    missing, report.extra_columns, report.absent_optional = _missing_columns(
-        columns, contract, schema
-    )
+    columns, column_problems, everywhere = _file_columns(fmt, files, schema)
+    missing, extra, report.absent_optional = _missing_columns(columns, contract, schema)
+    id_column = next((c for c in ORDER_ID_COLUMNS if c in everywhere), None)
+    report.id_column = id_column
+    report.extra_columns = [c for c in extra if c != id_column]
     reserved = [
         f"field {name!r} has the training code's internal name for the "
         f"{'order time' if name == ORDER_TS else 'target'}: rename the field in the contract"
@@ -632,10 +693,12 @@ def read_order_history(
         raise OrderHistoryError(report.text())
 
     present = [name for name in schema if name in columns]
+    if id_column is not None and id_column not in present:
+        present.append(id_column)
     size_mib = sum(f.stat().st_size for f in files) / 2**20
     logger.info("reading %s (%d %s file(s), %.0f MiB)", root, len(files), fmt, size_mib)
     started = time.perf_counter()
-    table = _read_table(fmt, files, present, contract, schema)
+    table = _read_table(fmt, files, present, contract, schema, id_column)
     report.rows_read = table.num_rows
     logger.info(
         "read %s rows x %d columns from %d %s file(s) in %.1f s",
@@ -646,14 +709,17 @@ def read_order_history(
         time.perf_counter() - started,
     )
     started = time.perf_counter()
-    frame, checker = _check_rows(table, contract)
+    frame, checker, ids, repeated = _check_rows(table, contract, id_column)
     del table
     report.problems = checker.problems
     logger.info("checked %s rows in %.1f s", f"{len(frame):,}", time.perf_counter() - started)
-    kept = np.ones(len(frame), dtype=bool)
+    frame[ORDER_KEY] = order_keys(frame, ids)
+    kept = ~repeated
+    report.duplicates_dropped = int(repeated.sum())
     if checker.problems and drop_invalid:
-        report.rows_dropped = int(checker.bad.sum())
-        kept = ~checker.bad
+        report.rows_dropped = int((checker.bad & kept).sum())
+        kept &= ~checker.bad
+    if not kept.all():
         frame = frame[kept]
     report.rows_kept = len(frame)
     report.notes = checker.counted_notes(kept)
@@ -674,7 +740,7 @@ def read_order_history(
 
     for name in contract.entity_fields:
         frame[name] = frame[name].cat.remove_unused_categories()
-    frame = frame.sort_values(ORDER_TS, kind="stable").reset_index(drop=True)
+    frame = sort_orders(frame)
     source = DataSource(
         path=str(root.resolve()),
         format=fmt,

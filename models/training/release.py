@@ -11,6 +11,7 @@ import bentoml
 
 from models.contract import FeatureContract, default_contract
 from models.store.artifact import register_model
+from models.store.stages import list_models
 from models.training.config import TrainingConfig
 from models.training.fit import TrainingResult, fit_and_evaluate, train_model
 from models.training.from_files import HOLDOUT_FILE, FileTrainingData, holdout_parquet
@@ -20,12 +21,39 @@ FIT_FIELDS = ("max_iter", "learning_rate", "seed")
 
 
 @dataclass(frozen=True)
+class SameData:
+    """A model already in the store that was trained on the same rows."""
+
+    tag: str
+    stage: str | None
+    same_settings: bool
+    """Its fitting settings (``training_config``) are the new model's too."""
+
+
+@dataclass(frozen=True)
 class RegisteredModel:
     """A registered model version and the training run that produced it."""
 
     tag: str
     path: Path
     result: TrainingResult
+    same_data: tuple[SameData, ...] = ()
+    """Older models whose ``training_data_sha256`` is this one's, newest first."""
+
+
+def models_trained_on(data_hash: str, training_config: dict[str, Any]) -> list[SameData]:
+    """The store's models whose training-data fingerprint is ``data_hash``, newest first.
+
+    The fingerprint is of the training rows (``dataset.training_data_fingerprint``), so a
+    match means the same data, not the same model: the fitting settings may differ.
+    """
+    found = []
+    for stored in list_models():
+        metadata = bentoml.models.get(stored.tag).info.metadata
+        if metadata.get("training_data_sha256") == data_hash:
+            same = metadata.get("training_config") == training_config
+            found.append(SameData(stored.tag, stored.stage, same))
+    return found
 
 
 def train_and_register(
@@ -63,6 +91,12 @@ def train_and_register(
         extra[HOLDOUT_FILE] = holdout_parquet(data.parts["holdout"], config.seed, contract)
         training_data["holdout_file"] = HOLDOUT_FILE
         training_data["holdout_sha256"] = hashlib.sha256(extra[HOLDOUT_FILE]).hexdigest()
+    # A file-trained model records only the fitting knobs: the sizes describe the generator.
+    training_config = (
+        asdict(config)
+        if data is None
+        else {k: v for k, v in asdict(config).items() if k in FIT_FIELDS}
+    )
     metadata = {
         "metrics": result.metrics,
         "interval": {
@@ -72,10 +106,7 @@ def train_and_register(
         },
         "training_data_sha256": result.data_hash,
         "row_counts": result.n_rows,
-        # A file-trained model records only the fitting knobs: the sizes describe the generator.
-        "training_config": asdict(config)
-        if data is None
-        else {k: v for k, v in asdict(config).items() if k in FIT_FIELDS},
+        "training_config": training_config,
         "reference_stats": result.reference_stats,
         "cohort_reference": result.cohort_reference,
         "entity_defaults": result.entities.defaults,
@@ -91,6 +122,8 @@ def train_and_register(
         card_files.update(plots, **{"model_card.md": card.encode()}, **extra)
         return card_files
 
+    # Looked up before registering: the new model is not one of them.
+    same_data = models_trained_on(result.data_hash, training_config)
     created = register_model(
         result.model,
         result.entities,
@@ -106,4 +139,6 @@ def train_and_register(
             if name in extra:
                 continue
             (card_dir / name).write_bytes(content)
-    return RegisteredModel(tag=str(stored.tag), path=Path(stored.path), result=result)
+    return RegisteredModel(
+        tag=str(stored.tag), path=Path(stored.path), result=result, same_data=tuple(same_data)
+    )

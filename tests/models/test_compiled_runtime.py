@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -208,11 +209,13 @@ def test_probe_rows_give_a_category_only_its_codes(category_model: DeliveryTimeM
 
 
 def test_a_model_with_categories_compiles_and_matches_sklearn(
-    category_model: DeliveryTimeModel, tmp_path: Path
+    category_model: DeliveryTimeModel, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # build_library is what registration calls: it refuses a library without parity.
     record = compiled_runtime.build_library(category_model, tmp_path)
     assert record is not None
+    # TL2cgen's Treelite 4.1 notice about the installed 4.8's checkpoint is not printed.
+    assert "Treelite version" not in capfd.readouterr().err
     runtime = CompiledRuntime(category_model, tmp_path / record["file"], record)
     features = _category_rows(category_model, 3000, seed=11)
     np.testing.assert_allclose(
@@ -237,3 +240,21 @@ def test_a_model_with_categories_compiles_and_matches_sklearn(
     np.testing.assert_allclose(
         runtime.predict_rows(features), category_model.predict_rows(features), rtol=0, atol=ATOL
     )
+
+
+def test_only_the_treelite_version_notice_is_dropped_from_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    notice = (
+        b"[11:48:17] serializer.cc:202: The model you are loading originated from a newer "
+        b"Treelite version; some functionalities may be unavailable.\n"
+        b"Currently running Treelite version 4.1.2\n"
+        b"The model checkpoint was generated from Treelite version 4.8.1\n"
+    )
+    with compiled_runtime._without_treelite_version_notice():
+        os.write(2, b"before\n" + notice + b"gcc: error: something real\n")
+    assert capfd.readouterr().err == "before\ngcc: error: something real\n"
+    with pytest.raises(RuntimeError), compiled_runtime._without_treelite_version_notice():
+        os.write(2, b"written before a failure\n")
+        raise RuntimeError("the build failed")
+    assert capfd.readouterr().err == "written before a failure\n"

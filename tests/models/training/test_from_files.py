@@ -34,7 +34,8 @@ def test_the_metadata_records_the_contracts_columns(data_file: Path) -> None:
     assert list(recorded["schema"]) == ["placed_at", *rich_contract().fields, "minutes"]
     assert recorded["absent_optional_columns"] == {"prep_estimate_min": "15.0"}
     assert any("mapped to 'other'" in note for note in recorded["notes"])
-    assert recorded["extra_columns"] == ["order_id"]
+    assert recorded["extra_columns"] == []
+    assert recorded["id_column"] == "order_id"
 
 
 def test_the_stored_holdout_rebuilds_the_model_input(data_file: Path, tmp_path: Path) -> None:
@@ -60,3 +61,28 @@ def test_data_checked_against_another_contract_is_refused(data_file: Path) -> No
         train_and_register(
             TrainingConfig.small(), stage="candidate", data=data, contract=default_contract()
         )
+
+
+def test_too_few_labels_are_refused_naming_the_labels_file_and_the_minimum(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    from examples.warehouse_export import order_export
+    from models.training.order_history import OrderHistoryError
+
+    history = order_export(4000, days=30, seed=2)
+    history.to_parquet(tmp_path / "history.parquet", index=False)
+    # 6 batches of 40 labelled predictions, each batch one timestamp, after the history.
+    labels = order_export(240, days=1, seed=3).rename(columns={"order_id": "prediction_id"})
+    newest = pd.to_datetime(history["created_at"], utc=True).max()
+    labels["created_at"] = [newest + pd.Timedelta(minutes=1 + i // 40) for i in range(240)]
+    labels.to_parquet(tmp_path / "labels.parquet", index=False)
+    with pytest.raises(OrderHistoryError) as caught:
+        load_file_training_data(tmp_path / "history.parquet", labels=tmp_path / "labels.parquet")
+    assert str(caught.value) == (
+        f"labels {tmp_path / 'labels.parquet'}: too few labelled orders: 240 labelled orders; "
+        "the holdout is the newest 15% of them = 36 orders, it needs at least 50: retraining "
+        "on labels needs at least 330 labelled orders with this holdout share; collect more "
+        "feedback, or raise the holdout share (--split H,T,C,O)"
+    )

@@ -48,6 +48,7 @@ def test_a_valid_csv_reads_in_the_training_names_sorted_by_time(
         "is_peak_hour",
         "order_value",
         "delivery_time_minutes",
+        "_order_key",  # from the file's order_id: one order per id, ties in time by it
     ]
     assert len(orders) == report.rows_read == report.rows_kept == len(export)
     assert orders["order_ts"].is_monotonic_increasing
@@ -55,7 +56,7 @@ def test_a_valid_csv_reads_in_the_training_names_sorted_by_time(
     # +01:00 offsets become UTC: the first export row is an hour earlier in UTC.
     first = pd.Timestamp(export["created_at"].min()).tz_convert("UTC")
     assert orders["order_ts"].iloc[0] == first
-    assert report.extra_columns == ["order_id", "city"]
+    assert report.extra_columns == ["city"] and report.id_column == "order_id"
     assert source.format == "csv" and len(source.sha256) == 64
     assert orders["delivery_time_minutes"].sum() == pytest.approx(export["delivery_time_min"].sum())
 
@@ -92,13 +93,14 @@ def test_missing_and_misspelt_columns_are_all_named(tmp_path: Path, export: pd.D
     message = _error(_csv(tmp_path, renamed))
     assert "missing column 'restaurant_id' (found 'restaurantid': misspelt?)" in message
     assert "missing column 'order_value'" in message
-    assert "ignored extra columns: order_id, restaurantid, city" in message
+    assert "ignored extra columns: restaurantid, city" in message
 
 
 def test_every_bad_value_is_reported_with_its_column_count_and_rows(
     tmp_path: Path, export: pd.DataFrame
 ) -> None:
-    bad = export.astype(object)
+    # Without an order id column: a repeated row is a problem (with one, see below).
+    bad = export.drop(columns="order_id").astype(object)
     bad.loc[3, "created_at"] = "yesterday"
     bad.loc[[4, 5], "distance_km"] = "far"
     bad.loc[6, "distance_km"] = 99.0
@@ -136,6 +138,51 @@ def test_drop_invalid_keeps_the_valid_rows_and_counts_the_rest(
     assert report.rows_dropped == 3 and report.rows_kept == len(orders) == len(export) - 3
     assert "dropped 3 invalid row(s)" in report.text()
     assert orders["delivery_time_minutes"].min() >= 1
+
+
+def test_an_order_exported_twice_is_dropped_and_counted(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    twice = pd.concat([export, export.iloc[[20, 21]]], ignore_index=True)
+    orders, report, _ = read_order_history(_csv(tmp_path, twice))
+    assert report.duplicates_dropped == 2 and len(orders) == report.rows_kept == len(export)
+    assert "dropped 2 row(s) repeating an earlier row with the same order_id" in report.text()
+    # Two orders with equal values but their own ids are two orders.
+    lookalike = pd.concat([export, export.iloc[[30]].assign(order_id="ord-new")])
+    orders, report, _ = read_order_history(_csv(tmp_path, lookalike, "lookalike.csv"))
+    assert len(orders) == len(export) + 1 and not report.problems
+
+
+def test_one_order_id_with_different_values_is_refused_naming_the_ids(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    changed = export.iloc[[40, 41]].assign(delivery_time_min=lambda f: f["delivery_time_min"] + 5)
+    conflicting = pd.concat([export, changed, export.iloc[[40]]], ignore_index=True)
+    path = _csv(tmp_path, conflicting)
+    message = _error(path)
+    ids = ", ".join(repr(i) for i in export["order_id"].iloc[[40, 41]])
+    n = len(export)
+    assert (
+        f"order_id: 5 row(s) sharing their id with a row of other values: 2 id(s) {ids} "
+        f"(rows 41, 42, {n + 1}, {n + 2}, {n + 3})"
+    ) in message, message
+    # --drop-invalid keeps no version of such an order: which one is right is unknown.
+    orders, report, _ = read_order_history(path, drop_invalid=True)
+    assert report.rows_dropped == 5 and len(orders) == n - 2
+
+
+def test_a_label_export_is_checked_by_its_prediction_id(
+    tmp_path: Path, export: pd.DataFrame
+) -> None:
+    labels = export.rename(columns={"order_id": "prediction_id"})
+    twice = pd.concat([labels, labels.iloc[:3]], ignore_index=True)
+    twice.to_parquet(tmp_path / "labels.parquet", index=False)
+    orders, report, _ = read_order_history(tmp_path / "labels.parquet")
+    assert report.id_column == "prediction_id" and report.duplicates_dropped == 3
+    assert len(orders) == len(export)
+    moved = labels.iloc[[7]].assign(distance_km=lambda f: f["distance_km"] + 1.0)
+    pd.concat([labels, moved]).to_parquet(tmp_path / "bad.parquet", index=False)
+    assert "prediction_id: 2 row(s) sharing their id" in _error(tmp_path / "bad.parquet")
 
 
 @pytest.mark.parametrize(

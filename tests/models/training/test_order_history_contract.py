@@ -11,6 +11,7 @@ import pytest
 
 from models.contract import CategoryField, parse_contract
 from models.features import ORDER_TS, TARGET, FeatureAssembler, OnlineValues, category_codes
+from models.training.dataset import ORDER_KEY, order_keys
 from models.training.order_history import (
     OrderHistoryError,
     order_history_schema,
@@ -22,6 +23,14 @@ from tests.models.training.contract_orders import CONTRACT_YAML, rich_contract, 
 @pytest.fixture(scope="module")
 def orders() -> pd.DataFrame:
     return rich_orders(3000, days=20, seed=3)
+
+
+def _as_read(orders: pd.DataFrame) -> pd.DataFrame:
+    """``orders`` in the order the reader returns them: by time, ties by the order id's key."""
+    keys = order_keys(orders, orders["order_id"])
+    placed = pd.to_datetime(orders["placed_at"], utc=True)
+    order = pd.DataFrame({"t": placed, "k": keys}).sort_values(["t", "k"], kind="stable").index
+    return orders.loc[order].reset_index(drop=True)
 
 
 def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "orders.csv") -> Path:
@@ -60,14 +69,14 @@ def test_a_valid_file_reads_every_kind_in_the_training_names(
     tmp_path: Path, orders: pd.DataFrame
 ) -> None:
     frame, report, _ = read_order_history(_csv(tmp_path, orders), rich_contract())
-    assert list(frame.columns) == [ORDER_TS, *rich_contract().fields, TARGET]
+    assert list(frame.columns) == [ORDER_TS, *rich_contract().fields, TARGET, ORDER_KEY]
     assert frame[ORDER_TS].is_monotonic_increasing and str(frame[ORDER_TS].dt.tz) == "UTC"
     assert frame["items"].dtype == "int64" and frame["festival"].dtype == "int64"
     assert frame["distance_km"].dtype == "float64"
     for name in ("weather", "vehicle", "city_tier"):
         levels = [str(v) for v in rich_contract().category_levels(name)]
         assert list(frame[name].cat.categories) == levels
-    assert report.extra_columns == ["order_id"]
+    assert report.extra_columns == [] and report.id_column == "order_id"
     # The contract lists no "van": those rows are mapped to "other", and the report says so.
     vans = int((orders["vehicle"] == "van").sum())
     assert vans > 0
@@ -104,7 +113,7 @@ def test_an_integer_valued_category_matches_however_the_file_holds_it(
     variant["city_tier"] = written(orders["city_tier"])  # type: ignore[operator]
     frame, report, _ = read_order_history(_parquet(tmp_path, variant), rich_contract())
     assert not report.problems
-    assert frame["city_tier"].astype(int).tolist() == orders["city_tier"].tolist()
+    assert frame["city_tier"].astype(int).tolist() == _as_read(orders)["city_tier"].tolist()
     # The training code maps them to the codes the API's assembler gives the same ints.
     spec = rich_contract().fields["city_tier"]
     assert isinstance(spec, CategoryField)
@@ -168,11 +177,11 @@ def test_a_boolean_takes_true_false_and_0_1(tmp_path: Path, orders: pd.DataFrame
     worded["festival"] = np.where(orders["festival"] == 1, "true", "False")
     frame, report, _ = read_order_history(_csv(tmp_path, worded), rich_contract())
     assert not report.problems
-    assert frame["festival"].tolist() == orders["festival"].tolist()
+    assert frame["festival"].tolist() == _as_read(orders)["festival"].tolist()
     flags = orders.copy()
     flags["festival"] = orders["festival"].astype(bool)
     frame, _, _ = read_order_history(_parquet(tmp_path, flags), rich_contract())
-    assert frame["festival"].tolist() == orders["festival"].tolist()
+    assert frame["festival"].tolist() == _as_read(orders)["festival"].tolist()
 
 
 def test_a_missing_declared_column_is_refused_by_name(tmp_path: Path, orders: pd.DataFrame) -> None:
