@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 
 from models.contract import ContractError, default_contract, load_contract
+from models.intervals import CoverageCheck
 from models.settings import ModelSettings
 from models.store.artifact import MODEL_NAME, ModelArtifactError, load_artifact
 from models.store.stages import resolve_serving_tag
 from models.training.config import TrainingConfig
 from models.training.dataset import TimeSplit
-from models.training.fit import linear_baseline
+from models.training.fit import INTERVAL_LEVEL, linear_baseline
 from models.training.from_files import OrderHistoryError, load_file_training_data
 from models.training.release import train_and_register
 from serving.pipeline.feature_store import materialize
@@ -118,10 +119,11 @@ def train(args: argparse.Namespace) -> int:
         f"  baselines MAE    mean {m['baseline_mean_mae']:.3f}   {baseline_field}-only linear "
         f"{m[baseline_metric]:.3f}"
     )
-    print(
-        f"  90% interval     coverage {m['interval_coverage']:.3f} (target 0.88-0.92)"
-        f"   mean width {m['interval_mean_width']:.1f} min"
+    coverage = CoverageCheck(
+        m["interval_coverage"], registered.result.n_rows["holdout"], INTERVAL_LEVEL
     )
+    print(f"  90% interval     coverage {coverage.describe()}")
+    print(f"                   mean width {m['interval_mean_width']:.1f} min")
     print("  by segment       orders      MAE  coverage  width")
     for seg in registered.result.segments:
         if seg["rows"]:
