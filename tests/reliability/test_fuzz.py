@@ -321,7 +321,7 @@ def test_booleans_and_numeric_strings_are_not_numbers(server: LocalServer) -> No
     wrong = {
         "order_value": False,
         "distance_km": "3.5",
-        "is_peak_hour": True,
+        "is_peak_hour": "1",  # a boolean that takes true/false and 0/1, not text
         "driver_avg_delivery_time": True,
     }
     accepted = {}
