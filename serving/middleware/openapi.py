@@ -336,6 +336,9 @@ def v1_document(
     if info is not None:
         document["info"] = dict(info)
     document["tags"] = copy.deepcopy(TAGS)
+    # BentoML's `servers: [{"url": "."}]` shows as a one-entry "Servers: ." picker on the docs
+    # page; without it, clients and Swagger UI use the document's own origin (the same URL).
+    document.pop("servers", None)
     components = document["components"]["schemas"]
     components[ERROR_SCHEMA] = copy.deepcopy(ERROR_RESPONSE)
     components[HEALTH_SCHEMA] = copy.deepcopy(HEALTH)

@@ -346,6 +346,13 @@ def test_bodies_are_named_as_clients_know_them(document: dict[str, Any]) -> None
     assert {"type": "boolean"} in fields["is_peak_hour"]["anyOf"]
 
 
+def test_no_servers_entry_clients_use_the_documents_origin(
+    generated: dict[str, Any], document: dict[str, Any]
+) -> None:
+    assert "servers" in generated  # BentoML's [{"url": "."}]: a "Servers: ." picker on the page
+    assert "servers" not in document
+
+
 def test_only_referenced_schemas_are_kept(document: dict[str, Any]) -> None:
     # BentoML's error schemas and its unused wrapper copies are gone; what paths use stays.
     assert set(document["components"]["schemas"]) == {
