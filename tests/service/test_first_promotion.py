@@ -4,8 +4,6 @@ absolute criteria, where it used to promote it as "first promotion, gate not app
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +11,7 @@ import yaml
 
 from examples.warehouse_export import order_export
 from models.contract import default_contract
-from tests.harness.local_server import ROOT
-
-
-def _run(command: list[str], home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "BENTOML_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from tests.harness.store_commands import run_with_store
 
 
 def test_make_promote_refuses_a_first_candidate_trained_on_shuffled_labels(tmp_path: Path) -> None:
@@ -33,7 +20,7 @@ def test_make_promote_refuses_a_first_candidate_trained_on_shuffled_labels(tmp_p
     orders[target] = np.random.default_rng(0).permutation(orders[target].to_numpy())
     orders.to_csv(tmp_path / "shuffled.csv", index=False)
     home = tmp_path / "home"
-    trained = _run(
+    trained = run_with_store(
         [
             ".venv/bin/python",
             "train.py",
@@ -47,7 +34,7 @@ def test_make_promote_refuses_a_first_candidate_trained_on_shuffled_labels(tmp_p
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
 
-    promote = _run(["make", "--no-print-directory", "promote"], home)
+    promote = run_with_store(["make", "--no-print-directory", "promote"], home)
     output = promote.stdout + promote.stderr
     assert promote.returncode != 0, output[-3000:]
     assert "gate not applied" not in output

@@ -6,8 +6,6 @@ batch: the split must cut through its rows, each order on one side only."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,31 +13,13 @@ import pandas as pd
 import yaml
 
 from examples.warehouse_export import order_export
-from models.contract import FeatureContract, default_contract
-from tests.harness.local_server import ROOT, local_server
+from models.contract import default_contract
+from tests.harness.local_server import local_server
+from tests.harness.store_commands import api_order, run_with_store
 
 BATCHES, BATCH_ROWS, SINGLES = 8, 40, 20
 LABELS = BATCHES * BATCH_ROWS + SINGLES  # 340: above the 330 the default split needs
 HOLDOUT = round(0.15 * LABELS)  # 51: the 20 singles and the newest 31 rows of the last batch
-
-
-def _run(command: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "BENTOML_HOME": str(home), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def _order(row: dict[str, object], contract: FeatureContract) -> dict[str, object]:
-    kinds = {"number": float, "integer": int, "boolean": bool, "entity": str}
-    return {
-        name: kinds.get(spec.kind, lambda v: v)(row[name])  # type: ignore[operator]
-        for name, spec in contract.fields.items()
-    }
 
 
 def test_retrain_cuts_the_label_holdout_inside_a_batch(tmp_path: Path) -> None:
@@ -51,7 +31,7 @@ def test_retrain_cuts_the_label_holdout_inside_a_batch(tmp_path: Path) -> None:
     history.to_csv(tmp_path / "history.csv", index=False)
     home = tmp_path / "home"
     train = [".venv/bin/python", "train.py", "--small", "--card-dir", "", "--stage", "production"]
-    first = _run([*train, "--data", str(tmp_path / "history.csv")], home)
+    first = run_with_store([*train, "--data", str(tmp_path / "history.csv")], home)
     assert first.returncode == 0, first.stderr[-3000:]
 
     actual: dict[str, float] = {}
@@ -61,21 +41,21 @@ def test_retrain_cuts_the_label_holdout_inside_a_batch(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for batch in range(BATCHES):
                 rows = future.iloc[batch * BATCH_ROWS : (batch + 1) * BATCH_ROWS]
-                orders = [_order(r, contract) for r in rows.to_dict("records")]
+                orders = [api_order(r, contract) for r in rows.to_dict("records")]
                 answer = client.post("/v1/predict/batch", json={"orders": orders})
                 assert answer.status_code == 200, answer.text
                 ids = [p["prediction_id"] for p in answer.json()["predictions"]]
                 batch_ids.append(ids)
                 actual.update(zip(ids, rows[target].astype(float), strict=True))
             for row in future.iloc[BATCHES * BATCH_ROWS :].to_dict("records"):
-                answer = client.post("/v1/predict", json=_order(row, contract))
+                answer = client.post("/v1/predict", json=api_order(row, contract))
                 assert answer.status_code == 200, answer.text
                 actual[answer.json()["prediction_id"]] = float(row[target])
             for prediction_id, minutes in actual.items():
                 label = {"prediction_id": prediction_id, "actual_delivery_time_min": minutes}
                 assert client.post("/v1/feedback", json=label).status_code == 200
 
-        retrain = _run(
+        retrain = run_with_store(
             [
                 "make",
                 "--no-print-directory",

@@ -5,8 +5,6 @@ with the newest labelled orders as holdout, and gates it against production."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,30 +12,11 @@ import pandas as pd
 import yaml
 
 from examples.warehouse_export import order_export
-from models.contract import FeatureContract, default_contract
-from tests.harness.local_server import ROOT, local_server
+from models.contract import default_contract
+from tests.harness.local_server import local_server
+from tests.harness.store_commands import api_order, run_with_store
 
 BATCHES, BATCH_ROWS = 20, 40
-
-
-def _run(command: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "BENTOML_HOME": str(home), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def _order(row: dict[str, object], contract: FeatureContract) -> dict[str, object]:
-    """A row of the order file as the API takes it (the file holds the request's columns)."""
-    kinds = {"number": float, "integer": int, "boolean": bool, "entity": str}
-    return {
-        name: kinds.get(spec.kind, lambda v: v)(row[name])  # type: ignore[operator]
-        for name, spec in contract.fields.items()
-    }
 
 
 def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
@@ -46,7 +25,7 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
     history, future = world.iloc[:20_000], world.iloc[20_000:]
     history.to_csv(tmp_path / "history.csv", index=False)
     home = tmp_path / "home"
-    first = _run(
+    first = run_with_store(
         [
             ".venv/bin/python",
             "train.py",
@@ -67,7 +46,7 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for batch in range(BATCHES):
                 rows = future.iloc[batch * BATCH_ROWS : (batch + 1) * BATCH_ROWS]
-                orders = [_order(r, contract) for r in rows.to_dict("records")]
+                orders = [api_order(r, contract) for r in rows.to_dict("records")]
                 answer = client.post("/v1/predict/batch", json={"orders": orders})
                 assert answer.status_code == 200, answer.text
                 actuals = rows[contract.target.column]
@@ -83,7 +62,7 @@ def test_export_labels_then_retrain_and_gate(tmp_path: Path) -> None:
                 assert client.post("/v1/feedback", json=label).status_code == 200
 
         # make retrain as documented, the export reading the live server's prediction log.
-        retrain = _run(
+        retrain = run_with_store(
             [
                 "make",
                 "--no-print-directory",
