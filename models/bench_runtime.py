@@ -157,7 +157,7 @@ def holdout_rows(artifact: ModelArtifact) -> np.ndarray:
     if isinstance(data, dict) and data.get("kind") == "file":
         holdout = read_stored_holdout(artifact.path / str(data.get("holdout_file", HOLDOUT_FILE)))
     else:
-        from models.promotion.gate import regenerate_holdout
+        from models.promotion.holdout import regenerate_holdout
 
         _, holdout = regenerate_holdout(artifact.metadata["training_config"])
     return training_frame(holdout, artifact.contract, artifact.entities).to_numpy()

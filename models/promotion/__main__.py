@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import get_args
 
-from models.live_comparison import LiveComparison
-from models.promotion.gate import LATENCY_CALLS
+from models.promotion.latency import LATENCY_CALLS
+from models.promotion.live_comparison import LiveComparison
 from models.promotion.workflow import promote, rollback
 from models.settings import ModelRuntime, ModelSettings
 from models.store.stages import LifecycleError, status_table

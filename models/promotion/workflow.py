@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import bentoml
 import pandas as pd
 
-from models.live_comparison import LiveComparison
-from models.promotion.gate import LATENCY_CALLS, Comparison, compare
+from models.promotion.decision import Comparison
+from models.promotion.gate import compare
+from models.promotion.latency import LATENCY_CALLS
+from models.promotion.live_comparison import LiveComparison
 from models.settings import ModelRuntime
 from models.store.stages import (
     PREVIOUS,

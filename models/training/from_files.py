@@ -13,13 +13,10 @@ import pandas as pd
 from models.contract import FeatureContract, default_contract
 from models.features import ORDER_TS, TARGET
 from models.training.dataset import TimeSplit, TooFewLabels, split_by_time
-from models.training.order_history import (
-    DataSource,
-    OrderHistoryError,
-    ValidationReport,
-    order_history_schema,
-    read_order_history,
-)
+from models.training.order_files import DataSource
+from models.training.order_history import read_order_history
+from models.training.order_report import OrderHistoryError, ValidationReport
+from models.training.order_schema import order_history_schema
 
 logger = logging.getLogger(__name__)
 

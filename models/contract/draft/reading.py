@@ -120,7 +120,8 @@ def read_sample(
     block. ``columns`` restricts the columns read. ``head`` reads only the first ``max_rows``
     rows instead: fast on a huge file, but what the rest holds is not seen.
     """
-    from models.training.order_history import OrderHistoryError, resolve_files
+    from models.training.order_files import resolve_files
+    from models.training.order_report import OrderHistoryError
 
     if max_rows < 1:
         raise DraftError("max_rows must be at least 1", exit_code=2)

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import redis
 
-from models.live_comparison import CallTiming, LiveComparison, LiveComparisonBuilder, ScoredBlock
+from models.promotion.live_builder import CallTiming, LiveComparisonBuilder, ScoredBlock
+from models.promotion.live_comparison import LiveComparison
 from serving.pipeline.prediction_log.export import (
     ExportError,
     batched,

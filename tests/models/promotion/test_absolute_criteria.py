@@ -12,11 +12,18 @@ from scipy.stats import binomtest
 
 from models.contract import default_contract
 from models.intervals import CoverageCheck, wilson_interval
-from models.live_comparison import PairedDifference, RunningMean
 from models.promotion import gate, workflow
-from models.promotion.gate import AbsoluteCriteria, BaselineCheck, Comparison, ModelScore
+from models.promotion.criteria import (
+    LATENCY_CEILING_MS,
+    AbsoluteCriteria,
+    BaselineCheck,
+    baseline_checks,
+)
+from models.promotion.decision import Comparison, ModelScore
+from models.promotion.holdout import candidate_holdout, holdout_predictions
+from models.promotion.statistics import PairedDifference, RunningMean
 from models.store.artifact import load_artifact
-from models.store.stages import CANDIDATE
+from models.store.stages import CANDIDATE, LifecycleError
 from models.training.config import TrainingConfig
 from models.training.from_files import load_file_training_data
 from models.training.release import train_and_register
@@ -96,7 +103,7 @@ def _absolute(
         baselines=baselines,
         baseline_source="test",
         p95_ms=p95_ms,
-        latency_ceiling_ms=gate.LATENCY_CEILING_MS["tl2cgen"],
+        latency_ceiling_ms=LATENCY_CEILING_MS["tl2cgen"],
     )
 
 
@@ -168,9 +175,9 @@ def test_the_gate_scores_the_baselines_on_its_holdout_as_training_did(
     """Recomputed from the fits in the metadata, on the candidate's own (regenerated) holdout,
     the baselines score exactly what the training report recorded."""
     artifact = load_artifact(base_tag)
-    holdout = gate._holdout_for(artifact)
-    point = gate.holdout_predictions(artifact, holdout)[:, 0]
-    checks, source = gate.baseline_checks(artifact, holdout, point, own_holdout=True)
+    holdout = candidate_holdout(artifact)
+    point = holdout_predictions(artifact, holdout)[:, 0]
+    checks, source = baseline_checks(artifact, holdout, point, own_holdout=True)
     assert "fitted at training on the candidate's own training rows" in source
     metrics = artifact.metadata["metrics"]
     assert [c.mae for c in checks] == pytest.approx(
@@ -184,12 +191,12 @@ def test_the_gate_scores_the_baselines_on_its_holdout_as_training_did(
             "metadata": {k: v for k, v in artifact.metadata.items() if k != "baselines"},
         }
     )
-    checks, source = gate.baseline_checks(older, holdout, point, own_holdout=True)
+    checks, source = baseline_checks(older, holdout, point, own_holdout=True)
     assert "recorded at training on this same holdout" in source
     assert all(c.difference is None for c in checks)
     # ... which say nothing about another holdout.
-    with pytest.raises(gate.LifecycleError, match="records no baselines"):
-        gate.baseline_checks(older, holdout, point, own_holdout=False)
+    with pytest.raises(LifecycleError, match="records no baselines"):
+        baseline_checks(older, holdout, point, own_holdout=False)
 
 
 @pytest.fixture(scope="module")

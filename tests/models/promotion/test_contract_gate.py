@@ -14,7 +14,8 @@ from models.contract import FeatureContract, default_contract, parse_contract
 from models.contract.compat import compare_contracts
 from models.promotion import gate, workflow
 from models.promotion.__main__ import main as promotion_cli
-from models.promotion.gate import Comparison, ModelScore
+from models.promotion.decision import Comparison, ModelScore
+from models.promotion.holdout import candidate_holdout, holdout_mae
 from models.store.artifact import load_artifact
 from models.store.stages import CANDIDATE, PRODUCTION
 from models.training.config import TrainingConfig
@@ -105,8 +106,8 @@ def test_make_promote_refuses_a_breaking_candidate_unless_allowed(
     # The candidate's holdout is rebuilt through its own contract (its fingerprint matches).
     narrowed = load_artifact(narrowed_tag)
     assert narrowed.contract == NARROWED
-    holdout = gate._holdout_for(narrowed)
-    assert gate.holdout_mae(narrowed, holdout) == pytest.approx(
+    holdout = candidate_holdout(narrowed)
+    assert holdout_mae(narrowed, holdout) == pytest.approx(
         narrowed.metadata["metrics"]["holdout_mae"], abs=1e-5
     )
 
@@ -181,7 +182,7 @@ def test_a_removed_field_is_a_break_and_production_is_scored_through_its_own_con
 
     # A holdout without the removed column: production cannot be scored on it. Allowed, the
     # break is promoted on the candidate's accuracy and speed alone, and the note says so.
-    holdout = gate._holdout_for(load_artifact(without_value_tag)).drop(columns=[VALUE])
+    holdout = candidate_holdout(load_artifact(without_value_tag)).drop(columns=[VALUE])
     allowed = gate.compare(
         without_value_tag,
         base_tag,

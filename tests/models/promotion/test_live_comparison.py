@@ -1,6 +1,6 @@
-"""The live champion-vs-challenger statistics on their own (no log): paired MAE and coverage
+"""The live champion-vs-challenger comparison on its own (no log): paired MAE and coverage
 differences with known answers, their confidence intervals, the PSI, the inference percentiles,
-and memory that stays fixed however many rows stream through."""
+memory that stays fixed however many rows stream through, and the table and JSON forms."""
 
 from __future__ import annotations
 
@@ -10,19 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from models import live_comparison
 from models.drift_stats import bin_shares, psi, reference_bins
-from models.live_comparison import (
-    CONFIDENCE_Z,
-    MIN_PAIRS_FOR_CI,
-    CallTiming,
-    LiveComparisonBuilder,
-    PairComparison,
-    PairedDifference,
-    Reservoir,
-    RunningMean,
-    ScoredBlock,
-)
+from models.promotion import live_builder
+from models.promotion.live_builder import CallTiming, LiveComparisonBuilder, ScoredBlock
+from models.promotion.live_comparison import PairComparison
+from models.promotion.statistics import CONFIDENCE_Z, MIN_PAIRS_FOR_CI, PairedDifference
 
 CHAMPION, CHALLENGER = "delivery_eta:champ", "delivery_eta:chal"
 CHAMPION_CALL, CHALLENGER_CALL = CallTiming(1.0, 10), CallTiming(4.0, 40)
@@ -63,17 +55,6 @@ def _only_pair(builder: LiveComparisonBuilder) -> PairComparison:
     pair = result.pair(CHAMPION, CHALLENGER)
     assert pair is result.pairs[0]
     return pair
-
-
-def test_running_mean_merges_batches_like_one_pass() -> None:
-    values = np.random.default_rng(0).gamma(2.0, 3.0, 10_001) + 1e6  # a large offset: no cancelling
-    running = RunningMean()
-    for part in np.array_split(values, 37):
-        running.add(part)
-    running.add(np.array([]))
-    assert running.count == values.size
-    assert running.mean == pytest.approx(values.mean(), rel=1e-12)
-    assert running.sample_variance == pytest.approx(values.var(ddof=1), rel=1e-9)
 
 
 def test_a_challenger_exactly_5_minutes_worse_on_every_row_is_5_worse_with_a_tight_ci() -> None:
@@ -262,32 +243,10 @@ def test_inference_percentiles_take_one_sample_per_block() -> None:
     assert challenger.us_per_row_p95 == pytest.approx(np.percentile(champion_ms * 100, 95))
 
 
-def test_a_reservoir_keeps_a_fixed_uniform_sample() -> None:
-    small = Reservoir(10, 1)
-    small.add(np.arange(6, dtype=np.float64).reshape(-1, 1))
-    assert small.sample[:, 0].tolist() == [0, 1, 2, 3, 4, 5]  # below capacity: everything
-
-    reservoir = Reservoir(2_000, 1, seed=5)
-    before = reservoir.nbytes
-    stream = np.arange(200_000, dtype=np.float64)
-    for part in np.array_split(stream, 333):
-        reservoir.add(part.reshape(-1, 1))
-    sample = reservoir.sample[:, 0]
-    assert reservoir.nbytes == before and len(sample) == 2_000 and reservoir.seen == 200_000
-    assert len(np.unique(sample)) == 2_000  # each stream item at most once
-    # Uniform over the stream: each tenth holds ~200 of the 2,000 (binomial sd ~13).
-    counts = np.bincount((sample // 20_000).astype(int), minlength=10)
-    assert counts.min() > 150 and counts.max() < 250, counts
-    again = Reservoir(2_000, 1, seed=5)
-    for part in np.array_split(stream, 333):
-        again.add(part.reshape(-1, 1))
-    assert np.array_equal(again.sample, reservoir.sample)  # seeded: a rerun gives the same
-
-
 def test_memory_stays_fixed_while_rows_stream_through(monkeypatch: pytest.MonkeyPatch) -> None:
     # Small reservoirs so that the stream is many times their size within a quick test.
-    monkeypatch.setattr(live_comparison, "POINT_RESERVOIR_ROWS", 1_000)
-    monkeypatch.setattr(live_comparison, "CALL_RESERVOIR_BLOCKS", 100)
+    monkeypatch.setattr(live_builder, "POINT_RESERVOIR_ROWS", 1_000)
+    monkeypatch.setattr(live_builder, "CALL_RESERVOIR_BLOCKS", 100)
     rng = np.random.default_rng(6)
     builder = LiveComparisonBuilder()
     all_truth, all_champion, all_challenger = [], [], []

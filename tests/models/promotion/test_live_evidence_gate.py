@@ -13,10 +13,13 @@ import bentoml
 import numpy as np
 import pytest
 
-from models.live_comparison import LiveComparison, LiveComparisonBuilder, ScoredBlock
 from models.promotion import gate, workflow
 from models.promotion.__main__ import main as promotion_cli
-from models.promotion.gate import MAE_TOLERANCE, Comparison, LiveEvidence, ModelScore
+from models.promotion.criteria import MAE_TOLERANCE
+from models.promotion.decision import Comparison, LiveEvidence, ModelScore
+from models.promotion.latency import LATENCY_CALLS
+from models.promotion.live_builder import LiveComparisonBuilder, ScoredBlock
+from models.promotion.live_comparison import LiveComparison
 from models.store import stages
 from models.store.stages import CANDIDATE, PRODUCTION
 from serving.pipeline.prediction_log import SQLitePredictionLog
@@ -242,7 +245,7 @@ async def test_a_better_challenger_with_enough_rows_is_promoted(
 ) -> None:
     read = await _log(tmp_path / "p.sqlite3", _requests(base_tag, fine_tag, 200, 3.0, 2.5))
     result = workflow.promote(
-        fine_tag, latency_calls=gate.LATENCY_CALLS, min_shadow_rows=150, read_live=read
+        fine_tag, latency_calls=LATENCY_CALLS, min_shadow_rows=150, read_live=read
     )
     table = result.comparison.table()
     print("\n" + table)

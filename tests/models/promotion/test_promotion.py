@@ -20,7 +20,10 @@ import yaml
 
 from models.promotion import gate, workflow
 from models.promotion.__main__ import main as promotion_cli
-from models.promotion.gate import Comparison, ModelScore
+from models.promotion.criteria import LATENCY_TOLERANCE, MAE_TOLERANCE
+from models.promotion.decision import Comparison, ModelScore
+from models.promotion.holdout import candidate_holdout, holdout_mae
+from models.promotion.latency import LATENCY_CALLS
 from models.store import stages
 from models.store.artifact import MODEL_NAME, load_artifact
 from models.store.stages import (
@@ -34,7 +37,7 @@ from models.training.config import TrainingConfig
 from models.training.release import train_and_register
 
 ROOT = Path(__file__).resolve().parents[3]
-LATENCY_CALLS = gate.LATENCY_CALLS  # 1,000: a p95 of 200 jittery calls is too noisy
+# LATENCY_CALLS (1,000) throughout: a p95 of 200 jittery calls is too noisy.
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,8 @@ def test_gate_limits(mae: float, p95: float, passed: bool) -> None:
         latency_runtime="treelite",
         mae_ratio=mae / 4.0,
         p95_ratio=p95 / 1.0,
-        mae_ok=mae <= gate.MAE_TOLERANCE * 4.0,
-        latency_ok=p95 <= gate.LATENCY_TOLERANCE * 1.0,
+        mae_ok=mae <= MAE_TOLERANCE * 4.0,
+        latency_ok=p95 <= LATENCY_TOLERANCE * 1.0,
     )
     assert comparison.passed is passed
     assert comparison.decision.startswith("PROMOTE" if passed else "REFUSE")
@@ -94,10 +97,10 @@ def test_find_by_stage_filters_on_labels(store_home: Path, base_tag: str) -> Non
 
 def test_holdout_is_reproduced_or_refused(store_home: Path, base_tag: str) -> None:
     artifact = load_artifact(base_tag)
-    holdout = gate._holdout_for(artifact)
+    holdout = candidate_holdout(artifact)
     assert len(holdout) == artifact.metadata["row_counts"]["holdout"]
     # Evaluated on the regenerated holdout, the model scores exactly what training recorded.
-    assert gate.holdout_mae(artifact, holdout) == pytest.approx(
+    assert holdout_mae(artifact, holdout) == pytest.approx(
         artifact.metadata["metrics"]["holdout_mae"], abs=1e-5
     )
     wrong_seed = {**artifact.metadata["training_config"], "seed": 8}
@@ -105,7 +108,7 @@ def test_holdout_is_reproduced_or_refused(store_home: Path, base_tag: str) -> No
         artifact, metadata={**artifact.metadata, "training_config": wrong_seed}
     )
     with pytest.raises(LifecycleError, match="cannot reproduce"):
-        gate._holdout_for(tampered)
+        candidate_holdout(tampered)
 
 
 def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restores(
@@ -212,9 +215,9 @@ def test_a_file_trained_candidate_is_gated_on_its_stored_holdout(
     store_home: Path, base_tag: str, file_tag: str
 ) -> None:
     artifact = load_artifact(file_tag)
-    holdout = gate._holdout_for(artifact)
+    holdout = candidate_holdout(artifact)
     assert len(holdout) == artifact.metadata["row_counts"]["holdout"]
-    assert gate.holdout_mae(artifact, holdout) == pytest.approx(
+    assert holdout_mae(artifact, holdout) == pytest.approx(
         artifact.metadata["metrics"]["holdout_mae"], abs=1e-5
     )
     comparison = gate.compare(file_tag, base_tag, latency_calls=200)
@@ -228,9 +231,9 @@ def test_a_file_trained_candidate_is_gated_on_its_stored_holdout(
     try:
         stored.write_bytes(original[:-16] + bytes(16))
         with pytest.raises(LifecycleError, match="does not match its recorded sha256"):
-            gate._holdout_for(artifact)
+            candidate_holdout(artifact)
         stored.unlink()
         with pytest.raises(LifecycleError, match=r"has no holdout\.parquet"):
-            gate._holdout_for(artifact)
+            candidate_holdout(artifact)
     finally:
         stored.write_bytes(original)

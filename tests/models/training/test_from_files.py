@@ -69,7 +69,7 @@ def test_too_few_labels_are_refused_naming_the_labels_file_and_the_minimum(
     import pandas as pd
 
     from examples.warehouse_export import order_export
-    from models.training.order_history import OrderHistoryError
+    from models.training.order_report import OrderHistoryError
 
     history = order_export(4000, days=30, seed=2)
     history.to_parquet(tmp_path / "history.parquet", index=False)

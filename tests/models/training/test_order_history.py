@@ -10,12 +10,10 @@ import pytest
 
 from examples.warehouse_export import order_export
 from models.contract import default_contract
-from models.training.order_history import (
-    OrderHistoryError,
-    fingerprint_files,
-    order_history_schema,
-    read_order_history,
-)
+from models.training.order_files import fingerprint_files
+from models.training.order_history import read_order_history
+from models.training.order_report import OrderHistoryError
+from models.training.order_schema import order_history_schema
 
 
 @pytest.fixture(scope="module")

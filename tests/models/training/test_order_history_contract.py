@@ -12,11 +12,9 @@ import pytest
 from models.contract import CategoryField, parse_contract
 from models.features import ORDER_TS, TARGET, FeatureAssembler, OnlineValues, category_codes
 from models.training.dataset import ORDER_KEY, order_keys
-from models.training.order_history import (
-    OrderHistoryError,
-    order_history_schema,
-    read_order_history,
-)
+from models.training.order_history import read_order_history
+from models.training.order_report import OrderHistoryError
+from models.training.order_schema import order_history_schema
 from tests.models.training.contract_orders import CONTRACT_YAML, rich_contract, rich_orders
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import redis
 
-from models.live_comparison import LiveComparison
+from models.promotion.live_comparison import LiveComparison
 from serving.pipeline.prediction_log import (
     ModelCall,
     PredictionBlock,
