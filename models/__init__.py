@@ -8,7 +8,7 @@
 - ``features``: the one way model inputs are built from a contract (training and serving);
 - ``model``: ``DeliveryTimeModel``, point estimate + conformalised 90 % interval
   (``intervals``); ``compiled_runtime`` evaluates the same trees as a TL2cgen-compiled library
-  built at registration, ``treelite_runtime`` through Treelite GTIL (small batches), and
+  built at registration (``compiled_build``), ``treelite_runtime`` through Treelite GTIL (small batches), and
   ``runtime_selection`` picks one (``bench_runtime`` times them all);
 - ``drift_stats``: reference distributions stored with the model, and the PSI;
 - ``training/``: synthetic order history, time split, fitting, model card, registration;

@@ -32,12 +32,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from models.compiled_runtime import (
-    METADATA_KEY,
-    CompiledRuntime,
-    build_library,
-    combined_treelite_model,
-)
+from models.compiled_build import build_library, combined_treelite_model
+from models.compiled_runtime import METADATA_KEY, CompiledRuntime
 from models.features import training_frame
 from models.model import DeliveryTimeModel
 from models.store.artifact import ModelArtifact, load_artifact

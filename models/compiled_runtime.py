@@ -4,7 +4,7 @@ TL2cgen turns the Treelite form of the three regressors into C, and gcc into a s
 (quantized thresholds, ``-O1``). On this model it is ~4x faster per row than sklearn on
 1000-row batches and >10x faster than Treelite's GTIL on single rows (``models/bench_runtime.py``).
 
-When it is built: at registration (:func:`build_library`, called by
+When it is built: at registration (``models.compiled_build.build_library``, called by
 ``models.store.artifact.register_model``), into the model's own directory in the BentoML model
 store, so ``bentoml build`` packs it into the bento and the image with the model, and the
 serving image needs no C compiler. Its sha256 and build facts are recorded in the model's
@@ -17,31 +17,23 @@ One compiled model holds the three regressors as three targets (Treelite multi-t
 call evaluates all 450 trees in one pass. Its base scores are zero: the TL2cgen 1.0 compiler
 (which embeds Treelite 4.1) adds target 0's base score to every target, so the per-target base
 scores are recorded in the metadata and added here instead.
+
+Here: loading the library, checking it against sklearn, and calling it through TL2cgen's C API;
+building it is ``models.compiled_build``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import hashlib
-import logging
-import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.model import DeliveryTimeModel
-
-logger = logging.getLogger(__name__)
 
 LIBRARY_FILE = "compiled/delivery_eta_trees.so"
 """Where the library lives, relative to the model's directory in the store."""
@@ -50,112 +42,23 @@ METADATA_KEY = "compiled_library"
 FORMAT = "tl2cgen-multitarget-v1"
 """What this code expects the library to be: 3 targets (point, lower, upper), raw margins
 without base scores, float64 thresholds and leaves. A library of another format is refused."""
-COMPILER = "gcc"
-COMPILER_OPTIONS = ("-O1",)
-"""-O1 measured fastest (and compiles fastest): -O2/-O3 unroll the 2 MB of branches into more
-code than the instruction cache holds (``models/bench_runtime.py --compile-variants``)."""
-CODEGEN_PARAMS: dict[str, Any] = {"quantize": 1, "parallel_comp": 2}
-"""quantize: thresholds become integer bin indices (one binary search per feature per row, then
-integer compares): 2-3x faster here and exact. parallel_comp: two translation units, one per
-core, so the build takes half the wall time."""
 PARITY_ATOL = 1e-6
 """Largest allowed difference (minutes) from sklearn on the probe sets."""
 STARTUP_PROBE_ROWS = 512
-REGISTRATION_PROBE_ROWS = 4096
 
 
 class CompiledLibraryError(RuntimeError):
     """The compiled library cannot be built, loaded, or does not reproduce the model."""
 
 
-VERSION_NOTICE = (
-    "originated from a newer Treelite version",
-    "Currently running Treelite version",
-    "The model checkpoint was generated from Treelite version",
-)
-"""The three lines the Treelite inside TL2cgen writes to stderr on every build (below)."""
-
-
-@contextlib.contextmanager
-def _without_treelite_version_notice() -> Iterator[None]:
-    """Run the block with the process's stderr (fd 2) captured, then write it back without the
-    lines of :data:`VERSION_NOTICE`.
-
-    Why: ``tl2cgen.export_lib`` serialises the model with the installed Treelite (4.8, which
-    the GTIL runtime needs: ``treelite>=4.4``) and reads it back with the Treelite 4.1 that
-    TL2cgen 1.0 -- the newest -- has compiled in, whose C++ logger prints "The model you are
-    loading originated from a newer Treelite version" straight to fd 2 on every training run,
-    out of reach of Python's warnings and logging. The 4.x format is shared, and the build is
-    checked against sklearn on a probe set right after (:class:`CompiledRuntime`), so a real
-    incompatibility is refused, not hidden. Every other line is written back.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()  # Python's own writes of the block go to the capture too
-                os.dup2(saved, 2)
-                captured.seek(0)
-                lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-                kept = "".join(line for line in lines if not any(n in line for n in VERSION_NOTICE))
-                if kept:
-                    sys.stderr.write(kept)
-                    sys.stderr.flush()
-    finally:
-        os.close(saved)
-
-
-def compiler_available() -> bool:
-    """True when the C compiler TL2cgen is told to use is on PATH."""
-    return shutil.which(COMPILER) is not None
-
-
-def _regressors(model: DeliveryTimeModel) -> tuple[Any, Any, Any]:
+def regressors(model: DeliveryTimeModel) -> tuple[Any, Any, Any]:
     return (model.point_model, model.lower_model, model.upper_model)
 
 
-def _treelite_models(model: DeliveryTimeModel) -> list[Any]:
+def treelite_models(model: DeliveryTimeModel) -> list[Any]:
     import treelite
 
-    return [treelite.sklearn.import_model(regressor) for regressor in _regressors(model)]
-
-
-def combined_treelite_model(model: DeliveryTimeModel) -> tuple[Any, list[float]]:
-    """One Treelite model with the three regressors as targets 0, 1, 2, and their base scores.
-
-    The returned model's base scores are zero (see the module docstring); the three real ones
-    are returned alongside, to be added to the library's raw outputs.
-    """
-    import treelite
-
-    parts = _treelite_models(model)
-    base_scores: list[float] = []
-    for part in parts:
-        header = part.get_header_accessor()
-        if (
-            header.get_field("postprocessor") != "identity"
-            or int(header.get_field("num_target")[0]) != 1
-        ):
-            raise CompiledLibraryError(
-                "only single-target regressors without a link function can be compiled"
-            )
-        base_scores.append(float(np.asarray(header.get_field("base_scores")).reshape(-1)[0]))
-    combined = treelite.Model.concatenate(parts)
-    header = combined.get_header_accessor()
-    trees_per_target = [part.num_tree for part in parts]
-    header.set_field("num_target", np.array([len(parts)], dtype=np.int32))
-    header.set_field("num_class", np.ones(len(parts), dtype=np.int32))
-    header.set_field(
-        "target_id",
-        np.repeat(np.arange(len(parts), dtype=np.int32), trees_per_target),
-    )
-    header.set_field("class_id", np.zeros(combined.num_tree, dtype=np.int32))
-    header.set_field("base_scores", np.zeros(len(parts), dtype=np.float64))
-    return combined, base_scores
+    return [treelite.sklearn.import_model(regressor) for regressor in regressors(model)]
 
 
 def probe_rows(model: DeliveryTimeModel, rows: int, seed: int = 0) -> np.ndarray:
@@ -171,7 +74,7 @@ def probe_rows(model: DeliveryTimeModel, rows: int, seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     levels = model.category_levels or (0,) * len(model.feature_names)
     thresholds: list[set[float]] = [set() for _ in model.feature_names]
-    for part in _treelite_models(model):
+    for part in treelite_models(model):
         for tree_id in range(part.num_tree):
             tree = part.get_tree_accessor(tree_id)
             inner = tree.get_field("cleft") >= 0
@@ -195,77 +98,10 @@ def probe_rows(model: DeliveryTimeModel, rows: int, seed: int = 0) -> np.ndarray
     return np.column_stack(columns)
 
 
-def build_library(
-    model: DeliveryTimeModel,
-    model_dir: Path,
-    *,
-    library_file: str = LIBRARY_FILE,
-    codegen_params: dict[str, Any] | None = None,
-    compiler_options: tuple[str, ...] = COMPILER_OPTIONS,
-) -> dict[str, Any] | None:
-    """Compile ``model`` into ``model_dir / library_file``; the record for the metadata.
-
-    ``codegen_params`` (default ``CODEGEN_PARAMS``) and ``compiler_options`` are for the
-    benchmark's variants; registration uses the defaults.
-
-    Returns None (and logs a warning) when no C compiler is installed: the model is still
-    servable, through Treelite GTIL. Raises :class:`CompiledLibraryError` when the build fails
-    or the library does not reproduce sklearn within ``PARITY_ATOL`` on a threshold probe set.
-    """
-    if not compiler_available():
-        logger.warning(
-            "no C compiler (%s) on PATH: registering without a compiled library; "
-            "the service will evaluate this model with Treelite GTIL",
-            COMPILER,
-        )
-        return None
-    import tl2cgen
-    import treelite
-
-    params = dict(CODEGEN_PARAMS if codegen_params is None else codegen_params)
-    combined, base_scores = combined_treelite_model(model)
-    target = model_dir / library_file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="delivery-eta-tl2cgen-") as build_dir:
-        built = Path(build_dir) / target.name
-        try:
-            with _without_treelite_version_notice():
-                tl2cgen.export_lib(
-                    combined,
-                    toolchain=COMPILER,
-                    libpath=str(built),
-                    params=params,
-                    options=list(compiler_options),
-                    nthread=2,
-                )
-        except Exception as exc:  # TL2cgenError, compiler failures: one clear reason
-            raise CompiledLibraryError(f"TL2cgen build failed: {exc}") from exc
-        shutil.copyfile(built, target)
-    build_seconds = time.perf_counter() - started
-    record: dict[str, Any] = {
-        "file": library_file,
-        "sha256": _sha256(target),
-        "format": FORMAT,
-        "base_scores": base_scores,
-        "tl2cgen": tl2cgen.__version__,
-        "treelite": treelite.__version__,
-        "compiler": _compiler_version(),
-        "compiler_options": list(compiler_options),
-        "codegen_params": params,
-        "platform": _platform_facts(),
-        "build_seconds": round(build_seconds, 1),
-    }
-    # Refuse to register a library that does not predict what the model predicts.
-    CompiledRuntime(model, target, record, probe_rows=REGISTRATION_PROBE_ROWS)
-    logger.info("compiled the trees with TL2cgen in %.1f s: %s", build_seconds, library_file)
-    return record
-
-
 def platform_mismatch(record: dict[str, Any]) -> str | None:
     """Why a library recorded as ``record`` cannot run on this machine, or None if it can."""
     built_on = record.get("platform", {})
-    here = _platform_facts()
+    here = platform_facts()
     for key in ("system", "machine"):
         if built_on.get(key) != here[key]:
             return f"built for {built_on.get(key)!r}, this machine is {here[key]!r}"
@@ -447,24 +283,10 @@ def _dmatrix(rows: np.ndarray) -> Any:
 
 
 def _sklearn_raw(model: DeliveryTimeModel, rows: np.ndarray) -> np.ndarray:
-    return np.column_stack([regressor.predict(rows) for regressor in _regressors(model)])
+    return np.column_stack([regressor.predict(rows) for regressor in regressors(model)])
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _compiler_version() -> str:
-    try:
-        out = subprocess.run(
-            [COMPILER, "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.splitlines()[0] if out else "unknown"
-
-
-def _platform_facts() -> dict[str, str]:
+def platform_facts() -> dict[str, str]:
     libc, libc_version = platform.libc_ver()
     return {
         "system": platform.system(),

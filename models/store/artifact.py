@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from models.compiled_build import build_library
 from models.compiled_runtime import METADATA_KEY as COMPILED_LIBRARY_KEY
-from models.compiled_runtime import build_library
 from models.contract import (
     ContractError,
     FeatureContract,
@@ -89,7 +89,7 @@ def register_model(
 
     ``extra_files(tag)`` returns more files (model card, plots) to store beside the model.
     With ``compile_library`` the trees are also compiled to a shared library beside them
-    (``models.compiled_runtime.build_library``; skipped with a warning when no C compiler is
+    (``models.compiled_build.build_library``; skipped with a warning when no C compiler is
     installed). The metadata records the feature contract, the feature order and the sha256
     of every artifact file and of the library, which :func:`load_artifact` checks before
     anything is served.
