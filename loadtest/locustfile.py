@@ -36,9 +36,9 @@ from locust import FastHttpUser, between, events, task
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.slo import INVALID_PREFIX, is_loopback_url
 from models.contract import FeatureContract
-from models.contract.bodies import (
+from models.contract.bodies import OrderGenerator
+from models.contract.invalid_bodies import (
     InvalidVariant,
-    OrderGenerator,
     invalid_batch_variants,
     invalid_predict_variants,
 )

@@ -3,8 +3,9 @@
 - ``contract/``: the feature contract -- request fields and how each becomes a model input,
   declared once in YAML (``spec``, ``loading``); drafted from an order history (``draft/``,
   ``make contract``); the compatibility of two models' contracts (``compat``); request bodies
-  derived from a contract (``bodies``) and the tools' client of a service's ``GET /contract``
-  (``served``, the one module here that speaks HTTP, never imported by the server);
+  derived from a contract (``bodies``, ``invalid_bodies``, ``golden_orders``) and the tools'
+  client of a service's ``GET /contract`` (``served``, the one module here that speaks HTTP,
+  never imported by the server);
 - ``features``: the one way model inputs are built from a contract (training and serving);
 - ``model``: ``DeliveryTimeModel``, point estimate + conformalised 90 % interval
   (``intervals``); ``compiled_runtime`` evaluates the same trees as a TL2cgen-compiled library
@@ -13,7 +14,8 @@
 - ``drift_stats``: reference distributions stored with the model, and the PSI;
 - ``training/``: synthetic order history, time split, fitting, model card, registration;
 - ``store/``: the verified artifact in BentoML's model store, and its stage labels;
-- ``promotion/``: the gate that compares a candidate with production, promote and roll back;
+- ``promotion/``: the gate that compares a candidate with production (on the holdout and on
+  live shadow evidence, ``live_comparison``), promote and roll back;
 - ``settings``: which model to serve and how to evaluate it.
 
 Nothing here knows about HTTP but ``contract/served``; the serving process imports

@@ -10,7 +10,7 @@ contract are refused (exit 2), naming the order and the fields, with the command
 golden orders for this one. ``golden_orders.json`` holds the default contract's.
 
 ``--regenerate`` builds the golden orders from the served contract
-(``models.contract.bodies.golden_variations``: the example order, then one order per cohort band
+(``models.contract.golden_orders.golden_variations``: the example order, then one order per cohort band
 of each number field and per value of each boolean and category field) and records the
 reference model's answers. Entity ids are ones no feature store holds (or the golden order
 carries its entity averages), so the expected range depends only on the model -- not on which
@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.contract import FeatureContract
-from models.contract.bodies import golden_variations
+from models.contract.golden_orders import golden_variations
 from models.contract.request import order_problems
 from models.contract.served import ContractUnavailable, resolve_contract
 

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.contract.bodies import (
     OrderGenerator,
     example_order,
-    order_breaks,
     unknown_id,
 )
+from models.contract.invalid_bodies import order_breaks
 from models.contract.served import fetch_contract
 
 

@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.contract.bodies import body_lines, canary_ids, example_order, unknown_id
+from models.contract.bodies import body_lines, example_order, unknown_id
+from models.contract.golden_orders import canary_ids
 from models.contract.loading import (
     ContractError,
     contract_from_metadata,

@@ -21,7 +21,8 @@ from loadtest.bench.workers import TargetSpec
 from loadtest.floors.order import Order as FloorOrder
 from loadtest.floors.order import order_model
 from models.contract import FeatureContract, default_contract
-from models.contract.bodies import OrderGenerator, example_order, invalid_predict_variants
+from models.contract.bodies import OrderGenerator, example_order
+from models.contract.invalid_bodies import invalid_predict_variants
 from models.contract.request import order_problems
 from tests.models.contract.mixed_contract import MIXED
 

@@ -1,35 +1,25 @@
-"""Request bodies from a contract: the example, random orders that are valid and cover every
-field, invalid variants that each break the field they name, golden variations over every
-cohort, bodies files for wrk -- for the default contract and for one with every kind of field."""
+"""Valid request bodies from a contract: the example, random orders that are valid and cover
+every field, entity ids, bodies files for wrk -- for the default contract and for one with
+every kind of field (invalid bodies: ``test_invalid_bodies``; golden orders:
+``test_golden_orders``)."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections import Counter
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from models.cohorts import Cohorts
 from models.contract import FeatureContract, default_contract
 from models.contract.bodies import (
-    MAX_BATCH_ROWS,
     OrderGenerator,
     body_lines,
-    canary_ids,
     derived_ids,
     example_order,
-    golden_variations,
-    invalid_batch_variants,
-    invalid_predict_variants,
-    order_breaks,
-    override_fields,
-    request_fields,
 )
 from models.contract.request import order_problems
-from models.features import FeatureAssembler, OnlineValues
 from tests.models.contract.mixed_contract import MIXED
 
 CONTRACTS = pytest.mark.parametrize(
@@ -98,78 +88,6 @@ def test_ids_derived_from_an_example_keep_its_shape() -> None:
     assert derived_ids("r_0042", 3) == ["r_0000", "r_0001", "r_0002"]
     assert derived_ids("d7", 12)[-1] == "d11"
     assert derived_ids("kitchen", 2) == ["kitchen_0", "kitchen_1"]
-
-
-@CONTRACTS
-def test_every_break_is_refused_naming_its_field(contract: FeatureContract) -> None:
-    base = example_order(contract)
-    breaks = order_breaks(contract)
-    for brk in breaks:
-        problems = order_problems(contract, brk.broken(base))
-        assert problems and all(p.startswith(f"{brk.field}:") for p in problems), brk.kind
-    broken = {brk.field for brk in breaks}
-    assert set(request_fields(contract)) <= broken  # every field and override can be broken
-    required = [n for n, s in contract.fields.items() if s.required]
-    assert {b.field for b in breaks if b.kind.startswith("missing ")} == set(required)
-
-
-def test_a_category_mapping_unseen_values_to_other_has_no_unseen_break() -> None:
-    kinds = {brk.kind for brk in order_breaks(MIXED)}
-    assert "weather unseen value" in kinds
-    assert "vehicle unseen value" not in kinds  # "other" takes it: a valid order
-    assert order_problems(MIXED, {**example_order(MIXED), "vehicle": "scooter"}) == []
-
-
-@CONTRACTS
-def test_invalid_bodies_are_built_from_valid_orders(contract: FeatureContract) -> None:
-    rng = random.Random(3)
-    orders = OrderGenerator(contract).orders(rng, 30)
-    single = {v.kind: v for v in invalid_predict_variants(contract)}
-    assert single["empty body"].body(orders, rng) == b""
-    with pytest.raises(ValueError):
-        json.loads(single["truncated JSON"].body(orders, rng))
-    assert single["not JSON"].content_type == "text/plain"
-    for variant in single.values():
-        if variant.field is not None and variant.field_named:
-            body = json.loads(variant.body(orders, rng))
-            assert order_problems(contract, body), variant.kind
-    batch = {v.kind: v for v in invalid_batch_variants(contract)}
-    assert len(json.loads(batch["too many orders"].body(orders, rng))["orders"]) == (
-        MAX_BATCH_ROWS + 1
-    )
-    for _ in range(20):
-        mixed = json.loads(batch["one bad order in the batch"].body(orders, rng))["orders"]
-        assert [bool(order_problems(contract, o)) for o in mixed] == [False] * 20 + [True]
-
-
-@CONTRACTS
-def test_golden_variations_cover_every_cohort_and_are_valid(contract: FeatureContract) -> None:
-    cases = golden_variations(contract)
-    names = [name for name, _ in cases]
-    assert names[0] == "example" and len(set(names)) == len(names)
-    orders = [order for _, order in cases]
-    for order in orders:
-        assert order_problems(contract, order) == []
-        for field, unknown in canary_ids(contract).items():
-            assert order[field] == unknown
-    # Each golden order's cohorts, as the service codes them: every cohort of every field.
-    fields = [*contract.fields, *override_fields(contract)]
-    rows = [
-        SimpleNamespace(
-            **{f: o.get(f, getattr(contract.fields.get(f), "default", None)) for f in fields}
-        )
-        for o in orders
-    ]
-    features, _ = FeatureAssembler(contract).assemble(
-        rows,
-        OnlineValues.missing(contract.entity_features, len(rows), failed=False),
-        dict.fromkeys(contract.entity_features, 30.0),
-    )
-    cohorts = Cohorts(contract)
-    codes = cohorts.codes(features, np.zeros(len(rows), dtype=bool))
-    hit = {cohorts.names[c] for c in codes.ravel()}
-    expected = {n for d, ns in contract.cohort_dimensions.items() if d != "entity" for n in ns}
-    assert expected <= hit
 
 
 @CONTRACTS
