@@ -17,8 +17,6 @@ from models.features import TARGET
 from models.intervals import CoverageCheck
 from models.training.fit import SEGMENT_MIN_ROWS, linear_baseline
 
-PLOTS = ("predicted_vs_actual.png", "residuals.png", "interval_coverage.png")
-
 
 def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()

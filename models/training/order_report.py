@@ -100,9 +100,5 @@ class ValidationReport:
             )
         return "\n".join(lines)
 
-    def mapped_to_other(self) -> dict[str, int]:
-        """Per category field with ``on_unseen: other``: kept rows whose value was mapped."""
-        return {n.column: n.rows for n in self.notes if n.what.startswith(MAPPED_TO_OTHER)}
-
 
 MAPPED_TO_OTHER = "with a value the contract does not list, mapped to"
