@@ -2,14 +2,14 @@
 
 With a challenger configured (``DELIVERY_ETA_SHADOW_MODEL_TAG``), the service has it score a share
 of the requests beside the champion, off the response path, and the prediction log keeps both
-answers with the block (``serving.pipeline.prediction_log.records``). A label sent later scores
+answers with the block (``prediction_log.records``). A label sent later scores
 both models on the same order, so the comparison is **paired**: per labelled row the difference
 ``|error of the challenger| - |error of the champion|``, whose mean is the MAE difference, and
 likewise for interval coverage. That removes the order-to-order variance two unpaired MAEs
 would carry.
 
-This module is the arithmetic alone (no I/O): ``serving.pipeline.prediction_log.compare`` reads
-the log and hands its blocks to :class:`LiveComparisonBuilder` a page at a time; the promotion
+This module is the arithmetic alone (no I/O): ``operations.compare_live`` reads the log and
+hands its blocks to :class:`LiveComparisonBuilder` a page at a time; the promotion
 gate (``models.promotion.gate``) reads the :class:`PairComparison` of its candidate.
 
 **Memory does not grow with the log.** Means, variances and counts are running sums. The two
