@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     MAX_ROWS_PER_BLOCK,
     ModelCall,
     PredictionBlock,

@@ -1,5 +1,5 @@
 """Which prediction log an instance or tool uses, said in words, and the warning about the old
-shared default (``serving.pipeline.prediction_log.location``)."""
+shared default (``prediction_log.location``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.pipeline.prediction_log.location import (
+from prediction_log.location import (
     LogLocation,
     announce,
     legacy_log_warning,

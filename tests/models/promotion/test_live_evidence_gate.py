@@ -15,12 +15,13 @@ import pytest
 
 from models.live_comparison import LiveComparison, LiveComparisonBuilder, ScoredBlock
 from models.promotion import gate, workflow
-from models.promotion.__main__ import main as promotion_cli
 from models.promotion.gate import MAE_TOLERANCE, Comparison, LiveEvidence, ModelScore
 from models.store import stages
 from models.store.stages import CANDIDATE, PRODUCTION
-from serving.pipeline.prediction_log import SQLitePredictionLog
-from serving.pipeline.prediction_log.compare import LogLocation, compare_live
+from operations.compare_live import compare_live
+from operations.promotion import main as promotion_cli
+from prediction_log import SQLitePredictionLog
+from prediction_log.location import LogLocation
 from tests.harness.shadow_logs import LoggedRequest, intervals, write_requests
 
 FAST_LATENCY_CALLS = 200  # where the test's point is the live evidence, not the latency
