@@ -216,7 +216,9 @@ async def test_a_file_of_an_older_release_is_refused_until_migrated_as_the_docs_
             (old_key, time.time(), "delivery_eta:old", 2, *old.encoded()),
         )
     db.close()
-    with pytest.raises(OutdatedLogFile, match=r"older release \(no column entity_ids, inference_ms"):
+    with pytest.raises(
+        OutdatedLogFile, match=r"older release \(no column entity_ids, inference_ms"
+    ):
         SQLitePredictionLog(path, retention_s=3600)
 
     with sqlite3.connect(path) as db:
