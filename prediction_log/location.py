@@ -7,7 +7,8 @@ still exists beside an instance that now uses the default under its ``BENTOML_HO
 moved automatically: every instance of the user shared it, so it belongs to none of them in
 particular, one of them (of an older release) may still be writing to it, and moving a SQLite
 file under a writer loses its WAL. The warning says how to keep using it or export its labels.
-Light: the serving process imports it (the readers only when a tool asks, :meth:`LogLocation.reader`).
+Light: the serving process imports it (the readers only when a tool asks:
+:meth:`LogLocation.reader`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from prediction_log.reading import (
 from prediction_log.records import split_prediction_id
 from prediction_log.sqlite_schema import (
     BLOCKS,
+    CALL_COLUMNS,
     LABELS,
     NotALogFile,
     OutdatedLogFile,
@@ -38,16 +39,6 @@ from prediction_log.sqlite_schema import (
 )
 
 _T = TypeVar("_T")
-
-# What the comparison reads of a block beside its key, time, model, rows and outputs.
-_CALL_COLUMNS = (
-    "inference_ms",
-    "inference_rows",
-    "shadow_version",
-    "shadow_outputs",
-    "shadow_inference_ms",
-    "shadow_inference_rows",
-)
 
 
 class SQLiteLogReader(ClosingReader):
@@ -138,7 +129,7 @@ class SQLiteLogReader(ClosingReader):
             # Starts at the last created_at reached: the index range never re-walks a page.
             found = self._db.execute(
                 "SELECT rowid, block_key, created_at, model_version, rows, outputs,"
-                f" {', '.join(_CALL_COLUMNS)} FROM {BLOCKS}"
+                f" {', '.join(CALL_COLUMNS)} FROM {BLOCKS}"
                 " WHERE created_at >= ? AND (created_at > ? OR rowid > ?)"
                 " ORDER BY created_at, rowid LIMIT ?",
                 (after_time, after_time, after_rowid, page),

@@ -48,6 +48,16 @@ LABEL_COLUMNS: tuple[tuple[str, str], ...] = (
 """``feedback``'s columns, in the order they are written."""
 
 BLOCK_COLUMN_NAMES = tuple(name for name, _ in BLOCK_COLUMNS)
+CALL_COLUMNS = (
+    "inference_ms",
+    "inference_rows",
+    "shadow_version",
+    "shadow_outputs",
+    "shadow_inference_ms",
+    "shadow_inference_rows",
+)
+"""The columns of the model calls and the challenger's answer, in the order
+``reading.scored_block`` takes them (what the live comparison reads beside the outputs)."""
 
 INSERT_BLOCK = (
     f"INSERT OR IGNORE INTO {BLOCKS} ({', '.join(BLOCK_COLUMN_NAMES)})"

@@ -38,6 +38,7 @@ def _block(rows: int, created_at: float, shadowed: bool) -> tuple[PredictionBloc
         np.arange(rows * 5, dtype=float).reshape(rows, 5),
         outputs,
         entity_ids=encode_entity_ids([[f"r_{i}" for i in range(rows)]]),
+        feature_sources=np.zeros((rows, 2), dtype=np.int8),
         call=ModelCall(0.5, rows),
         shadow=ShadowScores(CHALLENGER, outputs + 2.0, ModelCall(1.5, 64)) if shadowed else None,
     )
@@ -150,3 +151,23 @@ def test_a_log_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite3").exists()
     with pytest.raises(LogReadError, match=r"redis redis://\*\*\*@127\.0\.0\.1:1/0 failed"):
         LogLocation("redis", redis_url="redis://:pw@127.0.0.1:1/0").reader()
+
+
+@pytest.mark.redis
+async def test_a_redis_block_holds_only_the_fields_its_format_names(
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    import redis
+
+    from prediction_log.redis_log import BLOCK_FIELDS, LABEL_FIELD, LABELLED_AT_FIELD
+
+    block, ids = _block(2, NOW, shadowed=True)
+    log = RedisPredictionLog(redis_server.url, 3600, key_prefix="fields:")
+    await _write(log, [(block, ids)], {ids[1]: 20.0})
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        (key,) = client.keys("fields:*")
+        names = {name.decode() for name in client.hkeys(key)}
+    finally:
+        client.close()
+    assert names == {*BLOCK_FIELDS, f"{LABEL_FIELD}1", f"{LABELLED_AT_FIELD}1"}
