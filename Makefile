@@ -58,9 +58,9 @@ train: env ## train and register a candidate: synthetic data, or DATA=orders.csv
 retrain: env ## DATA=history [LABELS=out.parquet] [CONTRACT=contract.yaml]: export labels, train on both, gate vs production
 	@test -n "$(DATA)" || { echo "usage: make retrain DATA=orders.parquet [LABELS=labels.parquet] [CONTRACT=contract.yaml]" >&2; exit 2; }
 	@mkdir -p $(dir $(or $(LABELS),reports/labels.parquet))
-	$(PY) -m serving.pipeline.prediction_log.export --out $(or $(LABELS),reports/labels.parquet) $(if $(CONTRACT),--contract $(CONTRACT))
+	$(PY) -m operations.export_labels --out $(or $(LABELS),reports/labels.parquet) $(if $(CONTRACT),--contract $(CONTRACT))
 	$(PY) train.py --data $(DATA) --labels $(or $(LABELS),reports/labels.parquet) $(if $(CONTRACT),--contract $(CONTRACT)) $(TRAIN_ARGS)
-	$(PY) -m models.promotion promote
+	$(PY) -m operations.promotion promote
 
 serve: env ## train if the store has no model, then serve on http://$(HOST):$(PORT)
 	$(PY) train.py --if-missing
@@ -86,26 +86,26 @@ materialize: env ## load the served model's entity features into Redis (REDIS_UR
 OUT ?=
 export-labels: env ## predictions with feedback -> Parquet in the training schema (OUT=file [SINCE=hours])
 	@if [ -z "$(OUT)" ]; then echo "export-labels: set OUT=<file.parquet>, e.g. make export-labels OUT=labels.parquet" >&2; exit 2; fi
-	$(PY) -m serving.pipeline.prediction_log.export --out "$(OUT)" $(if $(SINCE),--since $(SINCE)) $(if $(CONTRACT),--contract $(CONTRACT))
+	$(PY) -m operations.export_labels --out "$(OUT)" $(if $(SINCE),--since $(SINCE)) $(if $(CONTRACT),--contract $(CONTRACT))
 
 # Champion vs challenger (DELIVERY_ETA_SHADOW_MODEL_TAG) on the requests both scored, from the
 # same log; read-only, safe while the service writes (docs/prediction-log.md).
 HOURS ?= 24
 compare: env ## champion vs challenger on live traffic from the prediction log (HOURS=24 [JSON=1])
-	$(PY) -m serving.pipeline.prediction_log.compare --hours $(HOURS) $(if $(JSON),--json)
+	$(PY) -m operations.compare_live --hours $(HOURS) $(if $(JSON),--json)
 
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing
 	$(PY) loadtest/batching_check.py --connections 64 --duration 15
 
 promote: env ## gate the newest candidate (or TAG=...) against production [MIN_SHADOW_ROWS=N [SHADOW_HOURS=H]] [ALLOW_API_BREAK=1]
-	$(PY) -m models.promotion promote $(if $(TAG),--tag $(TAG)) $(if $(MIN_SHADOW_ROWS),--min-shadow-rows $(MIN_SHADOW_ROWS)) $(if $(SHADOW_HOURS),--shadow-hours $(SHADOW_HOURS)) $(if $(ALLOW_API_BREAK),--allow-api-break)
+	$(PY) -m operations.promotion promote $(if $(TAG),--tag $(TAG)) $(if $(MIN_SHADOW_ROWS),--min-shadow-rows $(MIN_SHADOW_ROWS)) $(if $(SHADOW_HOURS),--shadow-hours $(SHADOW_HOURS)) $(if $(ALLOW_API_BREAK),--allow-api-break)
 
 rollback: env ## make the previous production model production again
-	$(PY) -m models.promotion rollback
+	$(PY) -m operations.promotion rollback
 
 models: env ## list model versions and their stages
-	$(PY) -m models.promotion status
+	$(PY) -m operations.promotion status
 
 URL ?= http://127.0.0.1:$(PORT)
 canary: env ## golden requests against a deployed service (URL=... [GOLDEN=file]); non-zero on any regression

@@ -26,6 +26,8 @@ from framework_internals import (
     swagger_ui_assets,
 )
 from models.settings import ENV_PREFIX
+from prediction_log import PredictionLogUnavailable
+from prediction_log.location import log_at_startup
 from serving.accept import install as install_greedy_accept
 from serving.edge import install as install_http_edge
 from serving.edge import raise_open_files_limit
@@ -39,8 +41,6 @@ from serving.middleware.openapi import OpenAPIDocumentMiddleware
 from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
 from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
-from serving.pipeline.prediction_log import PredictionLogUnavailable
-from serving.pipeline.prediction_log.location import log_at_startup
 from serving.schema import (
     BatchPrediction,
     FeedbackReceipt,
@@ -177,7 +177,7 @@ class DeliveryETA:
     def name_prediction_log() -> None:
         """Say once, in the serving process, which prediction log this instance writes (and
         whether the old shared default still holds predictions): docs/prediction-log.md."""
-        log_at_startup(SETTINGS)
+        log_at_startup(SETTINGS.prediction_log, SETTINGS.redis_url)
 
     def __init__(self) -> None:
         self.started_at = time.time()

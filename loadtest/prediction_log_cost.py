@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.contract import FeatureContract, default_contract
 from models.contract.bodies import derived_ids
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
     SQLitePredictionLog,
     encode_entity_ids,
     new_prediction_ids,
 )
-from serving.pipeline.prediction_log.queue import BufferedLog
+from prediction_log.buffered import BufferedLog
 from tests.harness.redis_server import RedisServer
 
 MODEL_VERSION = "delivery_eta:5lz6bbxggczb6ax4"  # a real tag's length

@@ -14,6 +14,7 @@ from pydantic import Field, RedisDsn, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from models.settings import ENV_PREFIX, ModelSettings
+from prediction_log.settings import PredictionLogSettings
 
 
 def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -27,24 +28,6 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     if quota == "max":
         return cpus
     return max(1, min(cpus, math.ceil(int(quota) / int(period))))
-
-
-LEGACY_PREDICTION_LOG_PATH = Path("~/.local/state/delivery-eta/predictions.sqlite3")
-"""The default prediction log before it moved under ``BENTOML_HOME`` (``~``: the user's home,
-expanded when used): one file shared by every instance of the user, whatever its model store.
-Nothing reads it unless told to (``serving.pipeline.prediction_log.location`` names it)."""
-
-
-def bentoml_home() -> Path:
-    """BentoML's home, as BentoML computes it: ``$BENTOML_HOME``, else ``~/bentoml``."""
-    home = os.environ.get("BENTOML_HOME", os.path.join("~", "bentoml"))
-    # Absolute: the path is printed, and a relative home means the directory it was read in.
-    return Path(os.path.expanduser(os.path.expandvars(home))).absolute()
-
-
-def default_prediction_log_path() -> Path:
-    """The SQLite prediction log of the instance whose model store is :func:`bentoml_home`."""
-    return bentoml_home() / "delivery-eta" / "predictions.sqlite3"
 
 
 class ServiceSettings(ModelSettings):
@@ -98,21 +81,9 @@ class ServiceSettings(ModelSettings):
     prediction_ceiling_min: float = Field(default=240.0, gt=0)
     """Predictions above this many minutes are clamped down to it (and counted)."""
 
-    prediction_log_backend: Literal["sqlite", "redis"] = "sqlite"
-    """Where predictions wait for feedback: a local SQLite file, or Redis shared by replicas."""
-
-    prediction_log_path: Path = Field(default_factory=default_prediction_log_path)
-    """SQLite file of the ``sqlite`` prediction log (shared by the workers of one replica).
-    Default: ``$BENTOML_HOME/delivery-eta/predictions.sqlite3`` (``BENTOML_HOME`` defaults to
-    ``~/bentoml``, as in BentoML), so each instance -- each model store -- has its own log:
-    the feedback for a prediction reaches the instance that made it, and ``make export-labels``
-    reads the labels of the models in the same store. It used to be
-    :data:`LEGACY_PREDICTION_LOG_PATH`, one file for every instance of the user."""
-
-    prediction_log_retention_hours: float = Field(default=6.0, gt=0)
-    """How long a prediction can still receive feedback. 6 h: a delivery ends within the
-    prediction ceiling (4 h by default), and the label gets 2 h more to arrive; a week (the
-    old default) cost ~28x the storage for labels that never come (docs/prediction-log.md)."""
+    prediction_log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
+    """The prediction log (``DELIVERY_ETA_PREDICTION_LOG_*``, read by the log's own settings
+    class, so the variable names are those of its fields under that prefix)."""
 
     drift_window_rows: int = Field(default=2000, ge=200, le=1_000_000)
     """Recent rows (per worker) whose feature distribution is compared with training (PSI)."""
@@ -186,34 +157,6 @@ class ServiceSettings(ModelSettings):
     """At start-up, raise the soft open-files limit to the hard limit (nginx's
     worker_rlimit_nofile): every connection costs a file descriptor."""
 
-    # Prediction log bounds (docs/prediction-log.md).
-    prediction_log_max_mib: float = Field(default=512.0, ge=1, le=1_048_576)
-    """Size cap of the SQLite prediction log (pages in use): above it the oldest predictions are
-    deleted, whatever their age. 512 MiB fits the k8s ``state`` emptyDir (1 Gi) with the WAL."""
-
-    prediction_log_queue_rows: int = Field(default=100_000, ge=1, le=10_000_000)
-    """Most predictions one worker keeps queued for the log (waiting for a write, or for the
-    store to come back); beyond it new ones are dropped and counted. ~100 B per batch row,
-    ~600 B per single prediction of memory."""
-
-    prediction_log_batch_sample_rate: float = Field(default=1.0, ge=0, le=1)
-    """Share of multi-row requests whose predictions are logged (whole requests are kept or
-    not); 1 logs everything. Feedback for an unlogged prediction is 404, like an expired one."""
-
-    prediction_log_timeout_ms: float = Field(default=1000.0, gt=0, le=60_000)
-    """Longest one prediction-log write or feedback lookup waits for its store (a SQLite lock,
-    Redis); past it the write is retried later and the feedback answers 503."""
-
-    prediction_log_redis_url: RedisDsn | None = None
-    """Redis of the ``redis`` prediction log; default: ``redis_url`` (the feature store's).
-    A separate instance or logical DB keeps the log's memory apart from the features."""
-
-    prediction_log_redis_prefix: str = Field(
-        default="delivery_eta:block:", min_length=1, max_length=200, pattern=r"^[!-~]+$"
-    )
-    """Key prefix of the Redis prediction log's blocks (the feature snapshot uses
-    ``delivery_eta:<snapshot>:``)."""
-
     # -- shadow inference (serving/pipeline/shadow.py, docs/shadow.md) ---------------------------
 
     shadow_model_tag: str | None = Field(
@@ -248,12 +191,12 @@ class ServiceSettings(ModelSettings):
                 "shadow_queue_rows must be at least max_batch_rows, or no full batch is ever "
                 "scored by the challenger"
             )
-        if self.prediction_log_queue_rows < self.max_batch_rows:
+        if self.prediction_log.queue_rows < self.max_batch_rows:
             raise ValueError(
                 "prediction_log_queue_rows must be at least max_batch_rows, or no full batch is "
                 "ever logged"
             )
-        if self.prediction_log_retention_hours * 60 < self.prediction_ceiling_min:
+        if self.prediction_log.retention_hours * 60 < self.prediction_ceiling_min:
             raise ValueError(
                 "prediction_log_retention_hours must cover prediction_ceiling_min: a label "
                 "arrives when the delivery ends"
@@ -262,7 +205,7 @@ class ServiceSettings(ModelSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
-        log_redis = self.prediction_log_backend == "redis" and not self.prediction_log_redis_url
+        log_redis = self.prediction_log.backend == "redis" and not self.prediction_log.redis_url
         if (self.feature_store_backend == "redis" or log_redis) and self.redis_url is None:
             raise ValueError(
                 "DELIVERY_ETA_REDIS_URL must be set when the feature store or prediction log is redis"

@@ -20,20 +20,20 @@ from models.features import FeatureAssembler
 from models.runtime_selection import select_runtime
 from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifact
 from models.store.stages import LifecycleError, resolve_challenger, resolve_serving_tag
-from serving.pipeline.batching import AdaptiveBatcher
-from serving.pipeline.feature_store import (
-    EmbeddedFeatureStore,
-    FeatureStore,
-    RedisFeatureStore,
-    shared_entity_keys,
-)
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     LogObserver,
     PredictionBlock,
     PredictionLog,
     RedisPredictionLog,
     SQLitePredictionLog,
     unusable_reason,
+)
+from serving.pipeline.batching import AdaptiveBatcher
+from serving.pipeline.feature_store import (
+    EmbeddedFeatureStore,
+    FeatureStore,
+    RedisFeatureStore,
+    shared_entity_keys,
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
@@ -144,14 +144,14 @@ def check_prediction_log(settings: ServiceSettings) -> None:
     with one line instead of crash-looping every worker in ``build_prediction_log``. A Redis
     log is not probed: Redis being down is an outage the log rides out, not a wrong setting.
     """
-    if settings.prediction_log_backend != "sqlite":
+    if settings.prediction_log.backend != "sqlite":
         return
     reason = unusable_reason(
-        settings.prediction_log_path, settings.prediction_log_timeout_ms / 1000
+        settings.prediction_log.path, settings.prediction_log.timeout_ms / 1000
     )
     if reason is not None:
         refuse_to_start(
-            f"prediction log {settings.prediction_log_path} is unusable"
+            f"prediction log {settings.prediction_log.path} is unusable"
             f" (DELIVERY_ETA_PREDICTION_LOG_PATH): {reason}"
         )
 
@@ -160,24 +160,24 @@ def build_prediction_log(
     settings: ServiceSettings, observer: LogObserver | None = None
 ) -> PredictionLog:
     """Where predictions wait for their delayed labels, with the bounds the settings give."""
-    retention_s = settings.prediction_log_retention_hours * 3600
-    timeout_s = settings.prediction_log_timeout_ms / 1000
-    if settings.prediction_log_backend == "redis":
+    retention_s = settings.prediction_log.retention_hours * 3600
+    timeout_s = settings.prediction_log.timeout_ms / 1000
+    if settings.prediction_log.backend == "redis":
         return RedisPredictionLog(
-            str(settings.prediction_log_redis_url or settings.redis_url),
+            str(settings.prediction_log.redis_url or settings.redis_url),
             retention_s,
-            key_prefix=settings.prediction_log_redis_prefix,
-            max_queue_rows=settings.prediction_log_queue_rows,
-            sample_rate=settings.prediction_log_batch_sample_rate,
+            key_prefix=settings.prediction_log.redis_prefix,
+            max_queue_rows=settings.prediction_log.queue_rows,
+            sample_rate=settings.prediction_log.batch_sample_rate,
             timeout_s=timeout_s,
             observer=observer,
         )
     return SQLitePredictionLog(
-        settings.prediction_log_path,
+        settings.prediction_log.path,
         retention_s,
-        max_bytes=int(settings.prediction_log_max_mib * 2**20),
-        max_queue_rows=settings.prediction_log_queue_rows,
-        sample_rate=settings.prediction_log_batch_sample_rate,
+        max_bytes=int(settings.prediction_log.max_mib * 2**20),
+        max_queue_rows=settings.prediction_log.queue_rows,
+        sample_rate=settings.prediction_log.batch_sample_rate,
         timeout_s=timeout_s,
         observer=observer,
     )
@@ -276,7 +276,7 @@ def build_pipeline(
         defaults=artifact.entities.defaults,
         bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
         prediction_log=build_prediction_log(
-            settings, PredictionLogMetrics(settings.prediction_log_backend)
+            settings, PredictionLogMetrics(settings.prediction_log.backend)
         ),
         drift=DriftMonitor(
             artifact.metadata["reference_stats"],

@@ -11,8 +11,17 @@ from pathlib import Path
 
 from tests.harness.local_server import ROOT
 
-# Training, the synthetic generator, the model card (matplotlib) and the promotion gate.
-TRAINING_ONLY = ("models.training", "models.promotion", "matplotlib")
+# Training, the synthetic generator, the model card (matplotlib), the promotion gate, and the
+# offline commands with the log's readers (operations/ is not even in the server's image).
+TRAINING_ONLY = (
+    "models.training",
+    "models.promotion",
+    "matplotlib",
+    "operations",
+    "prediction_log.reading",
+    "prediction_log.sqlite_reader",
+    "prediction_log.redis_reader",
+)
 
 
 def _modules_after_import(module: str, registered, tmp_path: Path) -> list[str]:  # type: ignore[no-untyped-def]

@@ -92,7 +92,7 @@ def compare(
     caller-supplied holdout raises :class:`LifecycleError`).
 
     With ``min_shadow_rows`` the gate also requires live evidence from ``live`` (the prediction
-    log's comparison, ``serving.pipeline.prediction_log.compare.compare_live``): that many
+    log's comparison, ``operations.compare_live.compare_live``): that many
     labelled rows where the candidate shadowed production, and its MAE on them within
     ``MAE_TOLERANCE`` x production's. A first promotion has no production to compare with: the
     evidence is then not applied (and a note says so).

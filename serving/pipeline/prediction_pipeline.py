@@ -21,10 +21,7 @@ from models.features import (
     FeatureSource,
     source_counts,
 )
-from serving.middleware.request_context import annotate
-from serving.pipeline.batching import AdaptiveBatcher
-from serving.pipeline.feature_store import FeatureStore
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     FeedbackResult,
     ModelCall,
     PredictionBlock,
@@ -32,6 +29,9 @@ from serving.pipeline.prediction_log import (
     encode_entity_ids,
     new_prediction_ids,
 )
+from serving.middleware.request_context import annotate
+from serving.pipeline.batching import AdaptiveBatcher
+from serving.pipeline.feature_store import FeatureStore
 from serving.pipeline.shadow import ShadowScorer
 from serving.schema import Prediction
 from serving.telemetry.drift_monitor import DriftMonitor

@@ -41,9 +41,9 @@ from threadpoolctl import threadpool_limits
 
 from models.contract import CategoryField, FeatureContract
 from models.features import EntityFeatures, FeatureAssembler
+from prediction_log import ModelCall, PredictionBlock, ShadowScores
+from prediction_log.buffered import RateLimitedWarning
 from serving.pipeline.feature_store import lookup_tables
-from serving.pipeline.prediction_log import ModelCall, PredictionBlock, ShadowScores
-from serving.pipeline.prediction_log.queue import RateLimitedWarning
 from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
 
 logger = logging.getLogger("serving.pipeline.shadow")

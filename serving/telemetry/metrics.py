@@ -19,7 +19,7 @@ from framework_internals import observe_many, observe_total
 from models.cohorts import ENTITY_DIMENSION, Cohorts
 from models.contract import FeatureContract
 from models.features import FEATURE_SOURCES, source_counts
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     EVICTION_REASONS,
     RECORD_OUTCOMES,
     EvictionReason,
@@ -453,7 +453,7 @@ def record_cohorts(record: PredictionRecord, cohorts: Cohorts) -> list[str]:
     return names
 
 
-# --- Prediction log (serving/pipeline/prediction_log) -------------------------------------------
+# --- Prediction log (prediction_log/) -------------------------------------------------------------
 # Labels come from fixed sets: backend (sqlite | redis), outcome (RECORD_OUTCOMES), reason
 # (EVICTION_REASONS). Every prediction handed to the log is counted once under one outcome.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     ModelCall,
     PredictionBlock,
     PredictionLog,

@@ -19,7 +19,7 @@ import httpx
 
 from models.contract import default_contract
 from models.contract.bodies import example_order
-from serving.pipeline.prediction_log import split_prediction_id
+from prediction_log import split_prediction_id
 from tests.harness.local_server import ROOT, free_port, stop_process_group, wait_ready
 
 

@@ -1,5 +1,5 @@
 """From production feedback to training data: predictions and labels sent to the real server,
-then ``python -m serving.pipeline.prediction_log.export`` run against its prediction log (while
+then ``python -m operations.export_labels`` run against its prediction log (while
 it serves) gives back exactly the labelled orders, as they were requested, with their actuals."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from models.contract.bodies import OrderGenerator, example_order, unknown_id
 from models.store.artifact import load_artifact
-from serving.pipeline.prediction_log.export import SERVED_COLUMNS, training_columns
+from operations.label_file import SERVED_COLUMNS, training_columns
 from tests.harness.local_server import ROOT, LocalServer
 
 pytestmark = pytest.mark.server
@@ -81,7 +81,7 @@ def test_the_export_gives_back_the_labelled_requests_in_the_training_schema(
         [
             sys.executable,
             "-m",
-            "serving.pipeline.prediction_log.export",
+            "operations.export_labels",
             "--out",
             str(out),
             "--path",

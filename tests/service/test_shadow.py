@@ -22,7 +22,8 @@ import pytest
 
 from models.cohorts import Cohorts
 from models.contract import default_contract
-from serving.pipeline.prediction_log.compare import LogLocation, compare_live
+from operations.compare_live import compare_live
+from prediction_log.location import LogLocation
 from tests.harness.local_server import ROOT, LocalServer, local_server
 from tests.harness.model_copies import copy_model
 from tests.service.test_startup import _refusal, _serve
@@ -184,7 +185,7 @@ def test_a_worse_challenger_is_shown_worse_on_the_same_labelled_requests(
     # ... and so does `make compare`'s command, reading the log the service's settings name.
     env = {**os.environ, "DELIVERY_ETA_PREDICTION_LOG_PATH": str(shadowed.prediction_log_path)}
     shown = subprocess.run(
-        [sys.executable, "-m", "serving.pipeline.prediction_log.compare", "--hours", "1"],
+        [sys.executable, "-m", "operations.compare_live", "--hours", "1"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import LEGACY_PREDICTION_LOG_PATH, ServiceSettings, available_cpus
+from prediction_log.settings import LEGACY_PREDICTION_LOG_PATH
+from serving.settings import ServiceSettings, available_cpus
 
 
 def test_defaults_serve_the_production_model_from_the_embedded_store() -> None:
@@ -58,10 +59,10 @@ def test_tracing_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_prediction_log_defaults_keep_labels_hours_not_a_week() -> None:
     settings = ServiceSettings()
-    assert settings.prediction_log_retention_hours == 6
-    assert settings.prediction_log_retention_hours * 60 >= settings.prediction_ceiling_min
-    assert settings.prediction_log_queue_rows >= settings.max_batch_rows
-    assert settings.prediction_log_batch_sample_rate == 1
+    assert settings.prediction_log.retention_hours == 6
+    assert settings.prediction_log.retention_hours * 60 >= settings.prediction_ceiling_min
+    assert settings.prediction_log.queue_rows >= settings.max_batch_rows
+    assert settings.prediction_log.batch_sample_rate == 1
 
 
 def test_the_default_prediction_log_is_the_instances_own_under_bentoml_home(
@@ -70,9 +71,9 @@ def test_the_default_prediction_log_is_the_instances_own_under_bentoml_home(
     """Two instances with their own BENTOML_HOME (model store) get their own log; the default
     follows BentoML's: $BENTOML_HOME, else ~/bentoml -- never a file every instance shares."""
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "a"))
-    a = ServiceSettings().prediction_log_path
+    a = ServiceSettings().prediction_log.path
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "b"))
-    b = ServiceSettings().prediction_log_path
+    b = ServiceSettings().prediction_log.path
     assert (a, b) == (
         tmp_path / "a" / "delivery-eta" / "predictions.sqlite3",
         tmp_path / "b" / "delivery-eta" / "predictions.sqlite3",
@@ -80,15 +81,15 @@ def test_the_default_prediction_log_is_the_instances_own_under_bentoml_home(
     monkeypatch.delenv("BENTOML_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     home_default = tmp_path / "user" / "bentoml" / "delivery-eta" / "predictions.sqlite3"
-    assert ServiceSettings().prediction_log_path == home_default
+    assert ServiceSettings().prediction_log.path == home_default
     monkeypatch.setenv("BENTOML_HOME", "~/elsewhere")  # expanded, as BentoML does
-    assert ServiceSettings().prediction_log_path.parent == tmp_path / "user" / "elsewhere" / (
+    assert ServiceSettings().prediction_log.path.parent == tmp_path / "user" / "elsewhere" / (
         "delivery-eta"
     )
     assert LEGACY_PREDICTION_LOG_PATH.expanduser() != home_default
     # The setting still wins, and the default is computed when the settings are read.
     monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_PATH", str(tmp_path / "mine.sqlite3"))
-    assert ServiceSettings().prediction_log_path == tmp_path / "mine.sqlite3"
+    assert ServiceSettings().prediction_log.path == tmp_path / "mine.sqlite3"
 
 
 @pytest.mark.parametrize(
@@ -114,4 +115,4 @@ def test_the_redis_log_may_have_a_redis_of_its_own(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_REDIS_URL", "redis://127.0.0.1:6400/1")
     settings = ServiceSettings()
     assert settings.redis_url is None
-    assert str(settings.prediction_log_redis_url) == "redis://127.0.0.1:6400/1"
+    assert str(settings.prediction_log.redis_url) == "redis://127.0.0.1:6400/1"

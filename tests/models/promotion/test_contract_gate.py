@@ -13,13 +13,13 @@ import pytest
 from models.contract import FeatureContract, default_contract, parse_contract
 from models.contract.compat import compare_contracts
 from models.promotion import gate, workflow
-from models.promotion.__main__ import main as promotion_cli
 from models.promotion.decision import Comparison, ModelScore
 from models.promotion.holdout import candidate_holdout, holdout_mae
 from models.store.artifact import load_artifact
 from models.store.stages import CANDIDATE, PRODUCTION
 from models.training.config import TrainingConfig
 from models.training.release import train_and_register
+from operations.promotion import main as promotion_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST_LATENCY_CALLS = 200  # the point here is the contract, not the latency

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from models.promotion import gate, workflow
-from models.promotion.__main__ import main as promotion_cli
 from models.promotion.criteria import MAE_TOLERANCE
 from models.promotion.decision import Comparison, LiveEvidence, ModelScore
 from models.promotion.latency import LATENCY_CALLS
@@ -22,8 +21,10 @@ from models.promotion.live_builder import LiveComparisonBuilder, ScoredBlock
 from models.promotion.live_comparison import LiveComparison
 from models.store import stages
 from models.store.stages import CANDIDATE, PRODUCTION
-from serving.pipeline.prediction_log import SQLitePredictionLog
-from serving.pipeline.prediction_log.compare import LogLocation, compare_live
+from operations.compare_live import compare_live
+from operations.promotion import main as promotion_cli
+from prediction_log import SQLitePredictionLog
+from prediction_log.location import LogLocation
 from tests.harness.shadow_logs import LoggedRequest, intervals, write_requests
 
 FAST_LATENCY_CALLS = 200  # where the test's point is the live evidence, not the latency
@@ -221,17 +222,14 @@ async def test_rows_where_the_candidate_shadowed_another_model_do_not_count(
     assert "too few live shadow rows: 0 labelled rows" in result.comparison.decision
 
 
-def test_the_command_line_refuses_what_it_cannot_do(
+def test_the_command_line_refuses_a_log_it_cannot_read(
     store_home: Path,
     fine_tag: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert promotion_cli(["promote", "--shadow-hours", "2"]) == 2
-    assert "--shadow-hours needs --min-shadow-rows" in capsys.readouterr().err
-    assert promotion_cli(["promote", "--min-shadow-rows", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    # Options that cannot go together: tests/operations/test_promotion_cli.py.
     monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_PATH", str(tmp_path / "missing.sqlite3"))
     code = promotion_cli(["promote", "--tag", fine_tag, "--min-shadow-rows", "10"])
     err = capsys.readouterr().err

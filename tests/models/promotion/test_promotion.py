@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from models.promotion import gate, workflow
-from models.promotion.__main__ import main as promotion_cli
 from models.promotion.criteria import LATENCY_TOLERANCE, MAE_TOLERANCE
 from models.promotion.decision import Comparison, ModelScore
 from models.promotion.holdout import candidate_holdout, holdout_mae
@@ -35,6 +34,7 @@ from models.store.stages import (
 )
 from models.training.config import TrainingConfig
 from models.training.release import train_and_register
+from operations.promotion import main as promotion_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 # LATENCY_CALLS (1,000) throughout: a p95 of 200 jittery calls is too noisy.

@@ -21,6 +21,7 @@ import pytest
 from models.contract import default_contract
 from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
+from prediction_log.settings import PredictionLogSettings
 from serving.middleware.request_context import request_scope
 from serving.pipeline.prediction_pipeline import (
     DRIFT_SCORE_EVERY_ROWS,
@@ -50,7 +51,9 @@ def artifact(registered) -> ModelArtifact:  # type: ignore[no-untyped-def]
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> ServiceSettings:
-    return ServiceSettings(prediction_log_path=tmp_path / "predictions.sqlite3", **overrides)
+    return ServiceSettings(
+        prediction_log=PredictionLogSettings(path=tmp_path / "predictions.sqlite3"), **overrides
+    )
 
 
 async def _pipeline(

@@ -15,6 +15,7 @@ from models.contract import FeatureContract, default_contract, parse_contract
 from models.contract.compat import challenger_input_problems
 from models.features import EntityFeatures, training_frame
 from models.store.artifact import load_artifact
+from prediction_log.settings import PredictionLogSettings
 from serving.pipeline.prediction_pipeline import PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs
 from serving.schema import order_model
@@ -130,7 +131,7 @@ async def test_a_challenger_on_a_subset_of_the_fields_scores_its_own_input(
     champion, challenger = load_artifact(kitchen_model.tag), load_artifact(subset_model.tag)
     assert challenger_input_problems(champion.contract, challenger.contract) == []
     settings = ServiceSettings(
-        prediction_log_path=tmp_path / "predictions.sqlite3",
+        prediction_log=PredictionLogSettings(path=tmp_path / "predictions.sqlite3"),
         shadow_model_tag=challenger.tag,
         shadow_interval_ms=10_000,
     )

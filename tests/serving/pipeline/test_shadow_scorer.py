@@ -11,7 +11,7 @@ import prometheus_client
 import pytest
 
 from models.contract import default_contract
-from serving.pipeline.prediction_log import PredictionBlock, new_prediction_ids
+from prediction_log import PredictionBlock, new_prediction_ids
 from serving.pipeline.shadow import ShadowScorer, shadow_selected
 from serving.telemetry.metrics import SHADOW_OUTCOMES, MetricsRecorder
 

@@ -17,22 +17,16 @@ import pytest
 import redis
 
 from models.promotion.live_comparison import LiveComparison
-from serving.pipeline.prediction_log import (
+from operations.compare_live import CompareError, compare_live, main
+from prediction_log import (
     ModelCall,
-    PredictionBlock,
     RedisPredictionLog,
     SQLitePredictionLog,
-    new_prediction_ids,
 )
-from serving.pipeline.prediction_log.compare import (
-    CompareError,
-    LogLocation,
-    compare_live,
-    main,
-    redis_scored_blocks,
-    sqlite_scored_blocks,
-)
-from serving.settings import ServiceSettings
+from prediction_log.location import LogLocation
+from prediction_log.redis_reader import RedisLogReader
+from prediction_log.settings import PredictionLogSettings
+from prediction_log.sqlite_reader import SQLiteLogReader
 from tests.harness.local_server import ROOT, free_port
 from tests.harness.shadow_logs import LoggedRequest, intervals, write_requests
 
@@ -183,9 +177,8 @@ async def test_a_redis_log_gives_the_pairs_of_the_window(
     everything = compare_live(location, None, now=NOW)
     assert everything.pair(CHAMPION, CHALLENGER).labelled_shadowed_rows == 82  # type: ignore[union-attr]
     # Small scans and groups: every block read once.
-    client = redis.Redis.from_url(redis_server.url)
-    pages = list(redis_scored_blocks(client, "shadow:block:", NOW - 24 * 3600, page=7, group=3))
-    client.close()
+    with RedisLogReader(redis_server.url, "shadow:block:") as reader:
+        pages = list(reader.scored_blocks(NOW - 24 * 3600, page=7, group=3))
     assert max(len(page) for page in pages) <= 3
     assert sum(len(block.outputs) for page in pages for block in page) == 135
 
@@ -202,47 +195,25 @@ async def test_sqlite_pages_read_every_block_once_across_equal_timestamps(tmp_pa
     for request in requests[21:]:
         request.created_at = NOW + 1
     await _sqlite_log(path, requests)
-    db = sqlite3.connect(path)
-    try:
-        pages = list(sqlite_scored_blocks(db, NOW, page=4))
-    finally:
-        db.close()
+    with SQLiteLogReader(path) as reader:
+        pages = list(reader.scored_blocks(NOW, page=4))
     assert max(len(page) for page in pages) == 4
     assert sorted(len(b.outputs) for page in pages for b in page) == list(range(1, 26))
 
 
-async def test_a_file_from_before_the_shadow_columns_is_read_without_migrating_it(
+async def test_a_file_of_an_older_release_is_refused_in_one_line_and_left_as_it_was(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.sqlite3"
-    key, ids = new_prediction_ids(2)
     with sqlite3.connect(path) as db:  # the tables as the release before entity ids made them
         db.execute(
             "CREATE TABLE prediction_blocks (block_key TEXT PRIMARY KEY, created_at REAL NOT NULL,"
             " model_version TEXT NOT NULL, rows INTEGER NOT NULL, features BLOB NOT NULL,"
             " outputs BLOB NOT NULL)"
         )
-        db.execute(
-            "CREATE TABLE feedback (prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL,"
-            " feedback_at REAL NOT NULL)"
-        )
-        block = PredictionBlock(key, NOW, CHAMPION, np.zeros((2, 5)), intervals([20.0, 30.0], 2))
-        features, outputs = block.encoded()
-        db.execute(
-            "INSERT INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)",
-            (key, NOW, CHAMPION, 2, features, outputs),
-        )
-        db.execute("INSERT INTO feedback VALUES (?, ?, ?)", (ids[1], 33.0, NOW))
     db.close()
-    result = compare_live(LogLocation("sqlite", path=path), 24, now=NOW)
-    assert result.pairs == []
-    assert (
-        result.champions[CHAMPION].rows_predicted,
-        result.champions[CHAMPION].labelled_rows,
-    ) == (
-        2,
-        1,
-    )
+    with pytest.raises(CompareError, match=r"older release .*entity_ids.*docs/prediction-log\.md"):
+        compare_live(LogLocation("sqlite", path=path), 24, now=NOW)
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
     db.close()
@@ -277,19 +248,19 @@ async def test_the_comparison_reads_while_the_service_keeps_writing(tmp_path: Pa
 
 
 def test_settings_name_the_log_to_read(tmp_path: Path) -> None:
-    settings = ServiceSettings(
-        prediction_log_backend="redis",
-        prediction_log_redis_url="redis://:pw@10.0.0.1:6380/2",
-        prediction_log_redis_prefix="p:",
+    settings = PredictionLogSettings(
+        backend="redis", redis_url="redis://:pw@10.0.0.1:6380/2", redis_prefix="p:"
     )
-    location = LogLocation.of(settings)
-    assert location == LogLocation("redis", settings.prediction_log_path, location.redis_url, "p:")
+    location = LogLocation.of(settings, "redis://127.0.0.1:6379/0")  # its own Redis first
+    assert location == LogLocation("redis", settings.path, location.redis_url, "p:")
     assert location.redis_url is not None and location.redis_url.startswith("redis://:pw@")
     assert "pw" not in location.describe() and "p:*" in location.describe()
-    sqlite = LogLocation.of(ServiceSettings(prediction_log_path=tmp_path / "x.sqlite3"))
+    shared = LogLocation.of(PredictionLogSettings(backend="redis"), "redis://127.0.0.1:6379/0")
+    assert shared.redis_url == "redis://127.0.0.1:6379/0"  # the feature store's, by default
+    sqlite = LogLocation.of(PredictionLogSettings(path=tmp_path / "x.sqlite3"))
     assert (sqlite.backend, sqlite.path) == ("sqlite", tmp_path / "x.sqlite3")
     with pytest.raises(CompareError, match="does not exist"):
-        compare_live(ServiceSettings(prediction_log_path=tmp_path / "x.sqlite3"))
+        compare_live(sqlite)
     with pytest.raises(CompareError, match="positive"):
         compare_live(sqlite, 0)
 
@@ -299,7 +270,7 @@ def test_settings_name_the_log_to_read(tmp_path: Path) -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "serving.pipeline.prediction_log.compare", *args],
+        [sys.executable, "-m", "operations.compare_live", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -9,7 +9,6 @@ a VACUUM (which would rewrite the whole file under an exclusive lock).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sqlite3
 import time
@@ -20,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.pipeline.prediction_log.queue import BufferedLog, LogObserver
-from serving.pipeline.prediction_log.records import (
+from prediction_log.buffered import BufferedLog, LogObserver
+from prediction_log.records import (
     FeedbackResult,
     PredictionBlock,
     PredictionRecord,
@@ -29,6 +28,7 @@ from serving.pipeline.prediction_log.records import (
     split_prediction_id,
     stored_record,
 )
+from prediction_log.sqlite_schema import BLOCKS, INSERT_BLOCK, LABELS, Transaction, connect
 
 # Retention is enforced at most this often (a range delete on the created_at index).
 PRUNE_EVERY_S = 60.0
@@ -40,71 +40,6 @@ EVICT_FLOOR_FRACTION = 0.5
 # Bytes a block costs beyond its arrays and ids (key, columns, two index entries), for the room
 # to make before an insert; measured ~150 (docs/prediction-log.md).
 BLOCK_OVERHEAD_BYTES = 200
-# The WAL is truncated back to this after a checkpoint (it otherwise keeps its largest size).
-WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
-
-
-def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
-    """Open (creating if needed) the log's file with its schema; waits ``timeout_s`` at most
-    for another connection's lock."""
-    db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=True)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS prediction_blocks (
-            block_key TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-            rows INTEGER NOT NULL, features BLOB NOT NULL, outputs BLOB NOT NULL)"""
-    )
-    _add_missing_columns(db)
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS prediction_blocks_created ON prediction_blocks(created_at)"
-    )
-    db.execute(
-        """CREATE TABLE IF NOT EXISTS feedback (
-            prediction_id TEXT PRIMARY KEY, actual REAL NOT NULL, feedback_at REAL NOT NULL)"""
-    )
-    return db
-
-
-# Columns added after the first release, in order: files created before one of them get it on
-# open (their blocks keep NULL there). entity_ids: retraining (export); the rest: the champion's
-# model call and the challenger's outputs and call (serving.pipeline.shadow).
-ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("entity_ids", "BLOB"),
-    ("inference_ms", "REAL"),
-    ("inference_rows", "INTEGER"),
-    ("shadow_version", "TEXT"),
-    ("shadow_outputs", "BLOB"),
-    ("shadow_inference_ms", "REAL"),
-    ("shadow_inference_rows", "INTEGER"),
-    ("feature_sources", "BLOB"),
-)
-
-
-def block_columns(db: sqlite3.Connection) -> set[str]:
-    """The columns the file's ``prediction_blocks`` has (older files lack later ones until the
-    service opens them)."""
-    return {
-        name for (name,) in db.execute("SELECT name FROM pragma_table_info('prediction_blocks')")
-    }
-
-
-def has_entity_ids_column(db: sqlite3.Connection) -> bool:
-    """Whether the file's ``prediction_blocks`` has the ``entity_ids`` column."""
-    return "entity_ids" in block_columns(db)
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Add the :data:`ADDED_COLUMNS` a file lacks. Checked again under the write lock: every
-    worker opens the file at start-up, at the same time."""
-    if block_columns(db) >= {name for name, _ in ADDED_COLUMNS}:
-        return
-    with _Transaction(db):
-        present = block_columns(db)
-        for name, kind in ADDED_COLUMNS:
-            if name not in present:
-                db.execute(f"ALTER TABLE prediction_blocks ADD COLUMN {name} {kind}")
 
 
 def unusable_reason(path: Path, timeout_s: float = 1.0) -> str | None:
@@ -163,15 +98,6 @@ class SQLitePredictionLog(BufferedLog):
         # One thread owns the connection: sqlite3 connections are not shared across threads.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
         self._db = self._io.submit(connect, path, timeout_s).result()
-        self._legacy = self._io.submit(self._has_legacy_table).result()
-
-    def _has_legacy_table(self) -> bool:
-        # Files written before blocks (one `predictions` row per prediction) keep answering
-        # feedback until their rows expire.
-        found = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
-        ).fetchone()
-        return found is not None
 
     async def _write(self, blocks: list[PredictionBlock]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._io, self._write_now, blocks)
@@ -187,8 +113,8 @@ class SQLitePredictionLog(BufferedLog):
                     self._evict_oldest(
                         min(self._max_bytes * EVICT_TO_FRACTION, self._max_bytes - incoming)
                     )
-            with _Transaction(self._db):  # one commit per part, not one per block
-                self._db.executemany(_INSERT_BLOCK, part)
+            with Transaction(self._db):  # one commit per part, not one per block
+                self._db.executemany(INSERT_BLOCK, part)
         now = time.time()
         if now - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = now
@@ -220,16 +146,14 @@ class SQLitePredictionLog(BufferedLog):
             yield part, size
 
     def _prune_expired(self, cutoff: float) -> None:
-        with _Transaction(self._db):
+        with Transaction(self._db):
             (expired,) = self._db.execute(
-                "SELECT coalesce(sum(rows), 0) FROM prediction_blocks WHERE created_at < ?",
+                f"SELECT coalesce(sum(rows), 0) FROM {BLOCKS} WHERE created_at < ?",
                 (cutoff,),
             ).fetchone()
-            self._db.execute("DELETE FROM prediction_blocks WHERE created_at < ?", (cutoff,))
+            self._db.execute(f"DELETE FROM {BLOCKS} WHERE created_at < ?", (cutoff,))
             # A label arrives after its prediction: one older than the cutoff has no block left.
-            self._db.execute("DELETE FROM feedback WHERE feedback_at < ?", (cutoff,))
-            if self._legacy:
-                self._db.execute("DELETE FROM predictions WHERE created_at < ?", (cutoff,))
+            self._db.execute(f"DELETE FROM {LABELS} WHERE feedback_at < ?", (cutoff,))
         if expired:
             self._observer.evicted("retention", expired)
 
@@ -244,18 +168,18 @@ class SQLitePredictionLog(BufferedLog):
         the share to delete from the average block (a round or two)."""
         evicted = 0
         while self._used_bytes > max(target, 0):
-            with _Transaction(self._db):
-                (blocks,) = self._db.execute("SELECT count(*) FROM prediction_blocks").fetchone()
+            with Transaction(self._db):
+                (blocks,) = self._db.execute(f"SELECT count(*) FROM {BLOCKS}").fetchone()
                 if not blocks:
-                    break  # what is left is labels and legacy rows, which retention handles
+                    break  # what is left is labels, which retention handles
                 share = (self._used_bytes - target) / self._used_bytes
-                oldest = "SELECT rowid, rows FROM prediction_blocks ORDER BY created_at LIMIT ?"
+                oldest = f"SELECT rowid, rows FROM {BLOCKS} ORDER BY created_at LIMIT ?"
                 limit = max(1, math.ceil(blocks * share))
                 (rows,) = self._db.execute(
                     f"SELECT coalesce(sum(rows), 0) FROM ({oldest})", (limit,)
                 ).fetchone()
                 self._db.execute(
-                    f"DELETE FROM prediction_blocks WHERE rowid IN (SELECT rowid FROM ({oldest}))",
+                    f"DELETE FROM {BLOCKS} WHERE rowid IN (SELECT rowid FROM ({oldest}))",
                     (limit,),
                 )
             evicted += rows
@@ -271,14 +195,14 @@ class SQLitePredictionLog(BufferedLog):
     def _attach_now(self, prediction_id: str, actual: float) -> FeedbackResult:
         record = self._find(prediction_id)
         if record is None:
-            return self._attach_legacy(prediction_id, actual)
+            return FeedbackResult("unknown", None, None)
         inserted = self._db.execute(
-            "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?)", (prediction_id, actual, time.time())
+            f"INSERT OR IGNORE INTO {LABELS} VALUES (?, ?, ?)", (prediction_id, actual, time.time())
         ).rowcount
         if inserted:
             return joined(record, actual, None)
         (stored,) = self._db.execute(
-            "SELECT actual FROM feedback WHERE prediction_id = ?", (prediction_id,)
+            f"SELECT actual FROM {LABELS} WHERE prediction_id = ?", (prediction_id,)
         ).fetchone()
         return joined(record, actual, stored)
 
@@ -289,29 +213,10 @@ class SQLitePredictionLog(BufferedLog):
         key, row = located
         found = self._db.execute(
             "SELECT created_at, model_version, rows, features, outputs, shadow_version,"
-            " shadow_outputs, feature_sources FROM prediction_blocks WHERE block_key = ?",
+            f" shadow_outputs, feature_sources FROM {BLOCKS} WHERE block_key = ?",
             (key,),
         ).fetchone()
         return None if found is None else stored_record(prediction_id, row, *found)
-
-    def _attach_legacy(self, prediction_id: str, actual: float) -> FeedbackResult:
-        if not self._legacy:
-            return FeedbackResult("unknown", None, None)
-        updated = self._db.execute(
-            "UPDATE predictions SET actual = ?, feedback_at = ? WHERE prediction_id = ? AND actual IS NULL",
-            (actual, time.time(), prediction_id),
-        ).rowcount
-        row = self._db.execute(
-            "SELECT prediction_id, created_at, model_version, features, predicted, lower, upper, actual"
-            " FROM predictions WHERE prediction_id = ?",
-            (prediction_id,),
-        ).fetchone()
-        if row is None:
-            return FeedbackResult("unknown", None, None)
-        record = PredictionRecord(
-            row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6]
-        )
-        return joined(record, actual, None if updated else row[7])
 
     def _details(self) -> dict[str, Any]:
         return {
@@ -324,16 +229,8 @@ class SQLitePredictionLog(BufferedLog):
         self._io.shutdown(wait=True)
 
 
-_INSERT_BLOCK = (
-    "INSERT OR IGNORE INTO prediction_blocks (block_key, created_at, model_version, rows,"
-    " features, outputs, entity_ids, inference_ms, inference_rows, shadow_version,"
-    " shadow_outputs, shadow_inference_ms, shadow_inference_rows, feature_sources)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 def _stored_row(block: PredictionBlock) -> tuple[Any, ...]:
-    """A block as the columns of ``_INSERT_BLOCK``."""
+    """A block as the values of ``sqlite_schema.BLOCK_COLUMNS``, in order."""
     call, shadow = block.call, block.shadow
     return (
         block.block_key,
@@ -354,22 +251,3 @@ def _stored_row(block: PredictionBlock) -> tuple[Any, ...]:
 
 def _codes(sources: Any) -> bytes:
     return np.ascontiguousarray(sources, dtype=np.int8).tobytes()
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the block raises (an autocommit
-    connection would otherwise commit every statement of an executemany on its own)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        try:
-            if kind is None:
-                self._db.execute("COMMIT")  # may fail too (a full disk shows here)
-        finally:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")

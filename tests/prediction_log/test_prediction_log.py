@@ -1,9 +1,8 @@
 """Prediction logs: labels join once, survive restarts, and are shared across Redis clients;
-one block per request, ids that name their block, and files from before blocks still join."""
+one block per request, ids that name their block."""
 
 import asyncio
 import dataclasses
-import json
 import sqlite3
 import time
 import uuid
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     MAX_ROWS_PER_BLOCK,
     ModelCall,
     PredictionBlock,
@@ -24,6 +23,7 @@ from serving.pipeline.prediction_log import (
     new_prediction_ids,
     split_prediction_id,
 )
+from prediction_log.sqlite_schema import OutdatedLogFile
 
 
 def _block(rows: int = 2, created_at: float | None = None) -> tuple[PredictionBlock, list[str]]:
@@ -117,30 +117,6 @@ async def test_sqlite_retention_forgets_old_predictions(tmp_path: Path) -> None:
         await log.close()
 
 
-async def test_sqlite_files_from_before_blocks_still_join_their_labels(tmp_path: Path) -> None:
-    path = tmp_path / "p.sqlite3"
-    legacy_id = str(uuid.uuid4())
-    with sqlite3.connect(path) as db:  # the schema of one row per prediction
-        db.execute(
-            """CREATE TABLE predictions (
-                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
-                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
-        )
-        db.execute(
-            "INSERT INTO predictions VALUES (?, ?, 'delivery_eta:old', ?, 28.0, 20.0, 36.0, NULL, NULL)",
-            (legacy_id, time.time(), json.dumps([3.0, 1.0, 25.0, 30.0, 31.0])),
-        )
-    log = SQLitePredictionLog(path, retention_s=3600)
-    try:
-        joined = await log.attach_feedback(legacy_id, 30.0)
-        assert joined.status == "joined" and joined.record is not None
-        assert joined.record.model_version == "delivery_eta:old"
-        assert (await log.attach_feedback(legacy_id, 31.0)).status == "conflict"
-    finally:
-        await log.close()
-
-
 @pytest.mark.redis
 async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_server) -> None:  # type: ignore[no-untyped-def]
     pod_a = RedisPredictionLog(redis_server.url, retention_s=3600)
@@ -163,20 +139,6 @@ async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_serv
         client = redis.Redis.from_url(redis_server.url)
         keys = client.keys("delivery_eta:block:*")
         assert len(keys) == 1 and 0 < client.ttl(keys[0]) <= 3600
-        legacy_id = str(uuid.uuid4())
-        client.hset(
-            f"delivery_eta:prediction:{legacy_id}",
-            mapping={
-                "created_at": time.time(),
-                "model_version": "delivery_eta:old",
-                "features": json.dumps([3.0, 1.0, 25.0, 30.0, 31.0]),
-                "predicted": 28.0,
-                "lower": 20.0,
-                "upper": 36.0,
-            },
-        )
-        assert (await pod_a.attach_feedback(legacy_id, 30.0)).status == "joined"
-        assert (await pod_b.attach_feedback(legacy_id, 30.0)).status == "duplicate"
     finally:
         await pod_a.close()
         await pod_b.close()
@@ -230,14 +192,38 @@ async def test_both_backends_join_a_label_to_the_challengers_answer_too(
     ]
 
 
-async def test_a_file_from_before_the_shadow_columns_gets_them_on_open(tmp_path: Path) -> None:
+def _migration_sql() -> str:
+    """The one-line migration docs/prediction-log.md gives for a file of an older release."""
+    docs = (Path(__file__).parents[2] / "docs" / "prediction-log.md").read_text()
+    (command,) = [line for line in docs.splitlines() if "sqlite3 predictions.sqlite3 '" in line]
+    return command.split("'")[1]
+
+
+async def test_a_file_of_an_older_release_is_refused_until_migrated_as_the_docs_say(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "old.sqlite3"
+    old_key, old_ids = new_prediction_ids(2)
     with sqlite3.connect(path) as db:  # the table as the release before entity ids made it
         db.execute(
             "CREATE TABLE prediction_blocks (block_key TEXT PRIMARY KEY, created_at REAL NOT NULL,"
             " model_version TEXT NOT NULL, rows INTEGER NOT NULL, features BLOB NOT NULL,"
             " outputs BLOB NOT NULL)"
         )
+        old, _ = _block(2)
+        db.execute(
+            "INSERT INTO prediction_blocks VALUES (?, ?, ?, ?, ?, ?)",
+            (old_key, time.time(), "delivery_eta:old", 2, *old.encoded()),
+        )
+    db.close()
+    with pytest.raises(
+        OutdatedLogFile, match=r"older release \(no column entity_ids, inference_ms"
+    ):
+        SQLitePredictionLog(path, retention_s=3600)
+
+    with sqlite3.connect(path) as db:
+        db.executescript(_migration_sql())
+    db.close()
     log = SQLitePredictionLog(path, retention_s=3600)
     block, (first, _) = _block(2)
     try:
@@ -245,5 +231,8 @@ async def test_a_file_from_before_the_shadow_columns_gets_them_on_open(tmp_path:
         result = await log.attach_feedback(first, 22.0)
         assert result.record is not None and result.record.shadow is not None
         assert result.record.shadow.predicted == 25.0
+        kept = await log.attach_feedback(old_ids[1], 30.0)  # the old blocks still take labels
+        assert kept.status == "joined" and kept.record is not None
+        assert kept.record.model_version == "delivery_eta:old"
     finally:
         await log.close()

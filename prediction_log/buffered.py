@@ -15,13 +15,16 @@ import time
 from collections import deque
 from typing import Any, Literal, Protocol
 
-from serving.pipeline.prediction_log.records import (
+from prediction_log.records import (
     FeedbackResult,
     PredictionBlock,
     PredictionLogUnavailable,
 )
 
-logger = logging.getLogger("serving.pipeline.prediction_log")
+LOGGER_NAME = "serving.pipeline.prediction_log"
+"""The log's logger: still under ``serving``, whose loggers the service configures (JSON lines,
+its level; ``serving.telemetry.logs``), and under the name its lines always had."""
+logger = logging.getLogger(LOGGER_NAME)
 
 RecordOutcome = Literal["written", "sampled_out", "dropped_queue_full", "dropped_write_failed"]
 RECORD_OUTCOMES: tuple[RecordOutcome, ...] = (

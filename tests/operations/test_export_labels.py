@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,25 +27,28 @@ import redis
 from models.contract import FeatureContract, default_contract, parse_contract
 from models.contract.bodies import OrderGenerator
 from models.features import FeatureAssembler, OnlineValues
-from serving.pipeline.prediction_log import (
+from operations.export_labels import ExportError, export_labels, main
+from operations.label_file import (
+    SERVED_COLUMNS,
+    ExportSummary,
+    export_schema,
+    training_columns,
+    write_export,
+)
+from prediction_log import (
     PredictionBlock,
     RedisPredictionLog,
     SQLitePredictionLog,
     decode_entity_ids,
     encode_entity_ids,
     new_prediction_ids,
+    unusable_reason,
 )
-from serving.pipeline.prediction_log import export as export_module
-from serving.pipeline.prediction_log.export import (
-    SERVED_COLUMNS,
-    export_labels,
-    export_schema,
-    main,
-    redis_labelled_blocks,
-    sqlite_labelled_blocks,
-    training_columns,
-    write_export,
-)
+from prediction_log.location import LogLocation
+from prediction_log.reading import LABEL_PAGE, Label, LabelledBlock, StoredBlock
+from prediction_log.redis_reader import RedisLogReader
+from prediction_log.sqlite_reader import SQLiteLogReader
+from prediction_log.sqlite_schema import OutdatedLogFile
 from tests.harness.local_server import ROOT
 from tests.models.contract.mixed_contract import MIXED
 
@@ -182,7 +184,7 @@ def _check_rows(
         assert labelled[0] - 1e-3 <= row["labelled_at"].timestamp() <= labelled[1] + 1e-3
 
 
-def _summary(summary: export_module.ExportSummary) -> tuple[int, int, int, int]:
+def _summary(summary: ExportSummary) -> tuple[int, int, int, int]:
     return (
         summary.rows_written,
         summary.labels_seen,
@@ -229,12 +231,12 @@ def test_the_training_columns_are_the_contracts() -> None:
     ]
 
 
-def _pages(*logged: tuple[Logged, dict[int, float]]) -> list[list[export_module.LabelledBlock]]:
+def _pages(*logged: tuple[Logged, dict[int, float]]) -> list[list[LabelledBlock]]:
     """One page of labelled blocks, as the log readers yield them."""
     return [
         [
-            export_module.LabelledBlock(
-                export_module.StoredBlock(
+            LabelledBlock(
+                StoredBlock(
                     item.block.created_at,
                     item.block.model_version,
                     len(item.block),
@@ -242,7 +244,7 @@ def _pages(*logged: tuple[Logged, dict[int, float]]) -> list[list[export_module.
                     item.block.entity_ids,
                 ),
                 [
-                    export_module.Label(item.ids[row], row, actual, item.block.created_at + 1)
+                    Label(item.ids[row], row, actual, item.block.created_at + 1)
                     for row, actual in labels.items()
                 ],
             )
@@ -259,7 +261,7 @@ def test_every_kind_of_field_is_exported_as_it_was_sent(tmp_path: Path) -> None:
     summary = write_export(
         _pages((logged, labels)),
         out,
-        export_module.ExportSummary(str(out), "sqlite"),
+        ExportSummary(str(out), "sqlite"),
         MIXED,
         {"delivery_eta:mixed": MIXED}.get,
     )
@@ -299,7 +301,7 @@ def test_blocks_of_a_model_with_other_inputs_are_skipped_and_counted(tmp_path: P
     summary = write_export(
         _pages(*labels),
         out,
-        export_module.ExportSummary(str(out), "sqlite"),
+        ExportSummary(str(out), "sqlite"),
         narrower,
         contracts.get,
     )
@@ -343,7 +345,7 @@ async def test_sqlite_export_writes_the_labelled_rows_in_the_training_schema(
         await log.close()
     after = time.time()
 
-    summary = export_labels(out, backend="sqlite", path=path)
+    summary = export_labels(out, LogLocation("sqlite", path=path))
 
     assert _summary(summary) == (3, 4, 1, 0)
     expected = {logged.ids[row]: logged.expected(row, a) for (logged, row), a in actuals.items()}
@@ -366,7 +368,7 @@ async def test_sqlite_labels_whose_block_is_gone_are_counted(tmp_path: Path) -> 
     with sqlite3.connect(path) as db:  # what the size cap does: the block goes, its labels stay
         db.execute("DELETE FROM prediction_blocks WHERE block_key = ?", (evicted.block.block_key,))
 
-    summary = export_labels(out, backend="sqlite", path=path)
+    summary = export_labels(out, LogLocation("sqlite", path=path))
 
     assert _summary(summary) == (2, 4, 0, 2)
     assert sorted(_read(out)["prediction_id"]) == sorted(kept.ids)
@@ -388,11 +390,16 @@ async def test_sqlite_since_keeps_the_labels_given_in_the_last_hours(tmp_path: P
             (time.time() - 3 * 3600, logged.ids[0]),
         )
 
-    summary = export_labels(out, backend="sqlite", path=path, since_hours=2)
+    summary = export_labels(out, LogLocation("sqlite", path=path), since_hours=2)
 
     assert _summary(summary) == (1, 1, 0, 0)
     assert list(_read(out)["prediction_id"]) == [logged.ids[1]]
-    assert _summary(export_labels(out, backend="sqlite", path=path, since_hours=4)) == (2, 2, 0, 0)
+    assert _summary(export_labels(out, LogLocation("sqlite", path=path), since_hours=4)) == (
+        2,
+        2,
+        0,
+        0,
+    )
 
 
 def _old_file(path: Path, logged: Logged, labelled_row: int, actual: float) -> None:
@@ -413,98 +420,23 @@ def _old_file(path: Path, logged: Logged, labelled_row: int, actual: float) -> N
     db.close()
 
 
-async def test_a_file_from_before_the_ids_exports_opens_and_keeps_working(
+def test_a_file_of_an_older_release_is_refused_by_the_export_and_the_service(
     tmp_path: Path,
 ) -> None:
     path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
-    old = _logged(3, 1, with_ids=False)
-    _old_file(path, old, labelled_row=2, actual=40.0)
+    _old_file(path, _logged(3, 1, with_ids=False), labelled_row=2, actual=40.0)
 
-    # The export reads it as it is (no entity_ids column): nothing to write, one label skipped,
-    # and a valid file with the schema all the same.
-    assert _summary(export_labels(out, backend="sqlite", path=path)) == (0, 1, 1, 0)
-    assert _read(out).empty
-    with sqlite3.connect(path) as db:  # the export changed nothing
-        columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
-    assert "entity_ids" not in columns
-
-    # The service opens it: the column is added, old blocks keep answering, new ones keep ids.
-    log = SQLitePredictionLog(path, retention_s=3600)
-    new = _logged(2, 2)
-    log.append(new.block)
-    before = time.time()
-    try:
-        assert (await log.attach_feedback(old.ids[2], 40.0)).status == "duplicate"
-        assert (await log.attach_feedback(old.ids[0], 41.0)).status == "joined"
-        assert (await log.attach_feedback(new.ids[1], 22.0)).status == "joined"
-    finally:
-        await log.close()
-    after = time.time()
+    # Refused in one line saying what to do, and left as it was: never migrated.
+    with pytest.raises(ExportError, match=r"older release \(no column entity_ids, "):
+        export_labels(out, LogLocation("sqlite", path=path))
+    assert not out.exists()
+    with pytest.raises(OutdatedLogFile, match=r"docs/prediction-log\.md"):
+        SQLitePredictionLog(path, retention_s=3600)
+    assert "older release" in str(unusable_reason(path))  # the service refuses to start
     with sqlite3.connect(path) as db:
-        stored = dict(db.execute("SELECT block_key, entity_ids FROM prediction_blocks"))
-    assert stored == {old.block.block_key: None, new.block.block_key: new.block.entity_ids}
-
-    summary = export_labels(out, backend="sqlite", path=path)
-
-    assert _summary(summary) == (1, 3, 2, 0)
-    _check_rows(_read(out), {new.ids[1]: new.expected(1, 22.0)}, (before, after))
-
-
-async def test_labels_of_the_one_row_per_prediction_table_are_counted_without_ids(
-    tmp_path: Path,
-) -> None:
-    path, out = tmp_path / "p.sqlite3", tmp_path / "labels.parquet"
-    with sqlite3.connect(path) as db:  # the schema before blocks: one row per prediction
-        db.execute(
-            """CREATE TABLE predictions (
-                prediction_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model_version TEXT NOT NULL,
-                features TEXT NOT NULL, predicted REAL NOT NULL, lower REAL NOT NULL,
-                upper REAL NOT NULL, actual REAL, feedback_at REAL)"""
-        )
-        for n, actual in enumerate([30.0, None, 25.0]):
-            db.execute(
-                "INSERT INTO predictions VALUES (?, ?, 'delivery_eta:old', '[3, 1, 25, 30, 31]',"
-                " 28.0, 20.0, 36.0, ?, ?)",
-                (f"legacy-{n}", time.time(), actual, None if actual is None else time.time()),
-            )
+        columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
     db.close()
-    log = SQLitePredictionLog(path, retention_s=3600)
-    logged = _logged(1, 1)
-    log.append(logged.block)
-    try:
-        assert (await log.attach_feedback(logged.ids[0], 19.0)).status == "joined"
-    finally:
-        await log.close()
-
-    summary = export_labels(out, backend="sqlite", path=path)
-
-    assert _summary(summary) == (1, 3, 2, 0)
-    assert list(_read(out)["prediction_id"]) == [logged.ids[0]]
-
-
-def test_workers_opening_an_old_file_at_once_all_add_the_column_once(tmp_path: Path) -> None:
-    path = tmp_path / "p.sqlite3"
-    _old_file(path, _logged(1, 1, with_ids=False), labelled_row=0, actual=30.0)
-    start, opened, failed = threading.Barrier(6), [], []
-
-    def open_log() -> None:
-        start.wait()
-        try:
-            opened.append(SQLitePredictionLog(path, retention_s=3600, timeout_s=5))
-        except Exception as exc:  # pragma: no cover - the failure being tested for
-            failed.append(exc)
-
-    threads = [threading.Thread(target=open_log) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for log in opened:
-        asyncio.run(log.close())
-    assert not failed and len(opened) == 6
-    with sqlite3.connect(path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(prediction_blocks)")]
-    assert columns.count("entity_ids") == 1
+    assert "entity_ids" not in columns
 
 
 async def test_sqlite_export_reads_more_labels_than_one_page(tmp_path: Path) -> None:
@@ -527,9 +459,9 @@ async def test_sqlite_export_reads_more_labels_than_one_page(tmp_path: Path) -> 
             "INSERT INTO feedback VALUES (?, ?, ?)",
             [(big.ids[row], 10.0 + row / 1000, time.time()) for row in labelled_rows],
         )
-    assert len(labelled_rows) > export_module.LABEL_PAGE
+    assert len(labelled_rows) > LABEL_PAGE
 
-    summary = export_labels(out, backend="sqlite", path=path)
+    summary = export_labels(out, LogLocation("sqlite", path=path))
 
     assert _summary(summary) == (12_031, 12_031, 0, 0)
     frame = _read(out)
@@ -544,8 +476,8 @@ async def test_sqlite_export_reads_more_labels_than_one_page(tmp_path: Path) -> 
     assert pq.ParquetFile(out).num_row_groups >= 2  # written as it went, not all at the end
 
     # Small pages and groups: every label exactly once, never more blocks at a time than asked.
-    with sqlite3.connect(path) as db:
-        pages = list(sqlite_labelled_blocks(db, page=500, group=3))
+    with SQLiteLogReader(path) as reader:
+        pages = list(reader.labelled_blocks(page=500, group=3))
     assert max(len(page) for page in pages) <= 3 and len(pages) > 30 // 3
     read = [label.prediction_id for page in pages for entry in page for label in entry.labels]
     assert len(read) == len(set(read)) == 12_031
@@ -580,7 +512,9 @@ async def test_redis_export_writes_the_labelled_rows_in_the_training_schema(
     client.hset("delivery_eta:snapshot:r_1", mapping={"actual:0": "1", "a": "b", "c": "d"})
     client.close()
 
-    summary = export_labels(out, backend="redis", redis_url=redis_server.url, redis_prefix=prefix)
+    summary = export_labels(
+        out, LogLocation("redis", redis_url=redis_server.url, redis_prefix=prefix)
+    )
 
     assert _summary(summary) == (3, 4, 1, 0)
     expected = {logged.ids[row]: logged.expected(row, a) for (logged, row), a in actuals.items()}
@@ -610,13 +544,16 @@ async def test_redis_export_scans_in_pages_and_keeps_labels_without_a_time(
     legacy = blocks[30]
     client.hsetnx(prefix + legacy.block.block_key, "actual:0", repr(33.0))
 
-    with client:
-        pages = list(redis_labelled_blocks(client, prefix, page=4, group=2))
+    client.close()
+    with RedisLogReader(redis_server.url, prefix) as reader:
+        pages = list(reader.labelled_blocks(page=4, group=2))
     assert max(len(page) for page in pages) <= 2 and len(pages) >= 13
     read = [label.prediction_id for page in pages for entry in page for label in entry.labels]
     assert sorted(read) == sorted([*expected, legacy.ids[0]])
 
-    summary = export_labels(out, backend="redis", redis_url=redis_server.url, redis_prefix=prefix)
+    summary = export_labels(
+        out, LogLocation("redis", redis_url=redis_server.url, redis_prefix=prefix)
+    )
 
     assert _summary(summary) == (26, 26, 0, 0)
     frame = _read(out)
@@ -630,9 +567,7 @@ async def test_redis_export_scans_in_pages_and_keeps_labels_without_a_time(
     assert _summary(
         export_labels(
             out,
-            backend="redis",
-            redis_url=redis_server.url,
-            redis_prefix=prefix,
+            LogLocation("redis", redis_url=redis_server.url, redis_prefix=prefix),
             since_hours=1e-9,
         )
     ) == (0, 0, 0, 0)
@@ -646,7 +581,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     # the export's contract).
     with tempfile.TemporaryDirectory(prefix="export-cli-home-") as home:
         return subprocess.run(
-            [sys.executable, "-m", "serving.pipeline.prediction_log.export", *args],
+            [sys.executable, "-m", "operations.export_labels", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -763,7 +698,7 @@ def test_the_export_is_a_training_file(tmp_path: Path) -> None:
     write_export(
         _pages((logged, labels)),
         out,
-        export_module.ExportSummary(str(out), "sqlite"),
+        ExportSummary(str(out), "sqlite"),
         DEFAULT,
         {MODEL: DEFAULT}.get,
     )
@@ -788,9 +723,7 @@ fields:
     )
     logged = _logged(6, 3, contract=plain, with_ids=False)
     labels = {0: 12.0, 5: 40.0}
-    summary = write_export(
-        _pages((logged, labels)), out, export_module.ExportSummary(str(out), "sqlite"), plain
-    )
+    summary = write_export(_pages((logged, labels)), out, ExportSummary(str(out), "sqlite"), plain)
     assert (summary.rows_written, summary.skipped_no_ids) == (2, 0)
     frame = _read(out, plain)
     assert list(frame.columns[:4]) == ["at", "weather", "km", "minutes"]

@@ -1,5 +1,6 @@
-"""``python -m models.promotion promote [--tag T] [--min-shadow-rows N [--shadow-hours H]]
-[--allow-api-break] | rollback | status`` (``make promote`` etc.)."""
+"""``python -m operations.promotion promote [--tag T] [--min-shadow-rows N [--shadow-hours H]]
+[--allow-api-break] | rollback | status`` (``make promote`` etc.): the model lifecycle's
+commands; ``models.promotion`` holds the gate and the workflow they run."""
 
 from __future__ import annotations
 
@@ -17,25 +18,24 @@ from models.store.stages import LifecycleError, status_table
 
 
 def _read_service_log(hours: float | None) -> LiveComparison:
-    """The live comparison from the log the service's settings name (``DELIVERY_ETA_*``).
-
-    The one place the model lifecycle reads the serving side, so it is imported here, when the
-    gate is asked for live evidence, and not by the promotion modules."""
-    from serving.pipeline.prediction_log.compare import CompareError, compare_live
-    from serving.pipeline.prediction_log.export import ExportError, service_log_settings
-    from serving.pipeline.prediction_log.location import announce
+    """The live comparison from the log the service's settings name (``DELIVERY_ETA_*``);
+    imported when the gate is asked for live evidence (the log's readers are not needed
+    otherwise)."""
+    from operations.compare_live import CompareError, compare_live
+    from operations.settings import InvalidSettings, operations_settings
+    from prediction_log.location import announce
 
     try:
-        settings = service_log_settings()
-        announce(settings, "promote")  # which log the live evidence comes from
-        return compare_live(settings, hours)
-    except (CompareError, ExportError) as exc:
+        settings = operations_settings()
+        announce(settings.prediction_log, "promote", settings.redis_url)  # the evidence's log
+        return compare_live(settings.log_location(), hours)
+    except (CompareError, InvalidSettings) as exc:
         raise LifecycleError(f"cannot read the live shadow evidence: {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one promotion command; exit 0 done, 1 refused by the gate, 2 impossible."""
-    parser = argparse.ArgumentParser(prog="python -m models.promotion", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m operations.promotion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prom = sub.add_parser("promote", help="gate the newest candidate (or --tag) against production")
     prom.add_argument(

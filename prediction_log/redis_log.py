@@ -9,7 +9,6 @@ the features (docs/prediction-log.md).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,28 +16,45 @@ import numpy as np
 import redis
 import redis.asyncio as aioredis
 
-from serving.pipeline.prediction_log.queue import BufferedLog, LogObserver
-from serving.pipeline.prediction_log.records import (
+from prediction_log.buffered import BufferedLog, LogObserver
+from prediction_log.records import (
     FeedbackResult,
     PredictionBlock,
-    PredictionRecord,
     joined,
     split_prediction_id,
     stored_record,
 )
+from prediction_log.settings import DEFAULT_REDIS_KEY_PREFIX
 
-DEFAULT_KEY_PREFIX = "delivery_eta:block:"
-# One hash per prediction, before blocks; still answered until those keys expire.
-LEGACY_KEY_PREFIX = "delivery_eta:prediction:"
+BLOCK_FIELDS = (
+    "created_at",
+    "model_version",
+    "rows",
+    "features",
+    "outputs",
+    "entity_ids",
+    "feature_sources",
+    "inference_ms",
+    "inference_rows",
+    "shadow_version",
+    "shadow_outputs",
+    "shadow_inference_ms",
+    "shadow_inference_rows",
+)
+"""A block hash's fields (as ``sqlite_schema.BLOCK_COLUMNS`` without the key, which is in the
+hash's name); the first five are always set, the others when the block has them."""
+LABEL_FIELD = "actual:"
+"""A label is the block hash's field ``actual:<row>`` (the row in decimal)..."""
+LABELLED_AT_FIELD = "labelled_at:"
+"""... and its time ``labelled_at:<row>``."""
 
 
 class RedisPredictionLog(BufferedLog):
     """Prediction blocks as Redis hashes with a TTL, shared by every replica; a label is the
     block's field ``actual:<row>`` (and its time ``labelled_at:<row>``), set with HSETNX so
-    exactly one replica joins it. The hash's ``entity_ids`` field (not in blocks written by
-    older versions) holds the rows' entity ids (one column per entity field); ``inference_ms``
-    and ``inference_rows`` the champion's model call, and ``shadow_*`` the challenger's outputs
-    and call, when set."""
+    exactly one replica joins it. The hash's ``entity_ids`` field holds the rows' entity ids
+    (one column per entity field); ``inference_ms`` and ``inference_rows`` the champion's model
+    call, and ``shadow_*`` the challenger's outputs and call, when set."""
 
     backend = "redis"
     store_errors = (redis.RedisError, OSError, TimeoutError)
@@ -48,7 +64,7 @@ class RedisPredictionLog(BufferedLog):
         redis_url: str,
         retention_s: float,
         *,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
+        key_prefix: str = DEFAULT_REDIS_KEY_PREFIX,
         max_queue_rows: int = 100_000,
         sample_rate: float = 1.0,
         timeout_s: float = 1.0,
@@ -115,7 +131,7 @@ class RedisPredictionLog(BufferedLog):
         ]
         stored: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[misc]
         if stored[0] is None:
-            return await self._attach_legacy(prediction_id, actual)
+            return FeedbackResult("unknown", None, None)
         (
             created_at,
             model_version,
@@ -143,41 +159,20 @@ class RedisPredictionLog(BufferedLog):
         )
         if record is None:
             return FeedbackResult("unknown", None, None)
-        label = f"actual:{row}"
+        label = f"{LABEL_FIELD}{row}"
         # HSETNX makes the join atomic across replicas: exactly one caller sees "joined" (and
         # the label's time is the first caller's too). If the block expired since the read,
         # HSETNX creates a hash without a TTL, which no volatile-* eviction policy could ever
         # remove: EXPIRE NX gives it one (a no-op on a live block).
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, label, repr(actual))
-            pipe.hsetnx(key, f"labelled_at:{row}", repr(time.time()))
+            pipe.hsetnx(key, f"{LABELLED_AT_FIELD}{row}", repr(time.time()))
             pipe.expire(key, self._ttl, nx=True)
             first, _, _ = await pipe.execute()
         if first:
             return joined(record, actual, None)
         earlier = await self._client.hget(key, label)  # type: ignore[misc]
         return joined(record, actual, float(earlier))
-
-    async def _attach_legacy(self, prediction_id: str, actual: float) -> FeedbackResult:
-        key = LEGACY_KEY_PREFIX + prediction_id
-        if not await self._client.exists(key):
-            return FeedbackResult("unknown", None, None)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "actual", repr(actual))
-            pipe.expire(key, self._ttl, nx=True)  # as for blocks: never a key without a TTL
-            first, _ = await pipe.execute()
-        stored_fields: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[misc]
-        raw = {k.decode(): v.decode() for k, v in stored_fields.items()}
-        record = PredictionRecord(
-            prediction_id,
-            float(raw["created_at"]),
-            raw["model_version"],
-            json.loads(raw["features"]),
-            float(raw["predicted"]),
-            float(raw["lower"]),
-            float(raw["upper"]),
-        )
-        return joined(record, actual, None if first else float(raw["actual"]))
 
     def _details(self) -> dict[str, Any]:
         return {"key_prefix": self._prefix, "ttl_s": self._ttl}

@@ -1,5 +1,5 @@
 """Which prediction log an instance or tool uses, said in words, and the warning about the old
-shared default (``serving.pipeline.prediction_log.location``)."""
+shared default (``prediction_log.location``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from serving.pipeline.prediction_log.location import (
+from prediction_log.location import (
     LogLocation,
     announce,
     legacy_log_warning,
     log_notices,
 )
-from serving.settings import ServiceSettings
+from prediction_log.settings import PredictionLogSettings
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_the_old_shared_log_is_named_with_how_to_keep_it_and_never_moved(
     homes: tuple[Path, Path],
 ) -> None:
     user, instance = homes
-    settings = ServiceSettings()
+    settings = PredictionLogSettings()
     assert legacy_log_warning(settings) is None  # no old file: nothing to say
     old = _old_log(user)
     warning = legacy_log_warning(settings)
@@ -55,7 +55,7 @@ def test_the_old_shared_log_is_named_with_how_to_keep_it_and_never_moved(
 
     new.parent.mkdir(parents=True)
     new.touch()  # the first start created this instance's log: the old one still holds labels
-    assert legacy_log_warning(ServiceSettings()) == warning
+    assert legacy_log_warning(PredictionLogSettings()) == warning
 
 
 def test_no_warning_once_a_log_is_chosen(
@@ -63,36 +63,34 @@ def test_no_warning_once_a_log_is_chosen(
 ) -> None:
     old = _old_log(homes[0])
     monkeypatch.setenv("DELIVERY_ETA_PREDICTION_LOG_PATH", str(old))  # kept using the old one
-    assert legacy_log_warning(ServiceSettings()) is None
-    assert legacy_log_warning(ServiceSettings(prediction_log_path=tmp_path / "x")) is None
+    assert legacy_log_warning(PredictionLogSettings()) is None
+    assert legacy_log_warning(PredictionLogSettings(path=tmp_path / "x")) is None
     monkeypatch.delenv("DELIVERY_ETA_PREDICTION_LOG_PATH")
-    redis = ServiceSettings(prediction_log_backend="redis", redis_url="redis://127.0.0.1:1/0")
+    redis = PredictionLogSettings(backend="redis", redis_url="redis://127.0.0.1:1/0")
     assert legacy_log_warning(redis) is None  # a Redis log: the file is not in its way
-    assert legacy_log_warning(ServiceSettings()) is not None
+    assert legacy_log_warning(PredictionLogSettings()) is not None
     old.unlink()  # exported and deleted
-    assert legacy_log_warning(ServiceSettings()) is None
+    assert legacy_log_warning(PredictionLogSettings()) is None
 
 
 def test_tools_name_the_log_they_read_on_stderr(
     homes: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     user, instance = homes
-    announce(ServiceSettings(), "export-labels")
+    announce(PredictionLogSettings(), "export-labels")
     said = capsys.readouterr()
     new = instance / "delivery-eta" / "predictions.sqlite3"
     assert (said.out, said.err) == ("", f"export-labels: reading the sqlite log {new}\n")
 
     old = _old_log(user)
-    announce(ServiceSettings(), "compare")
+    announce(PredictionLogSettings(), "compare")
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"compare: reading the sqlite log {new}"
     assert lines[1].startswith(f"compare: warning: the old default prediction log {old} ")
     assert len(lines) == 2
 
-    redis = ServiceSettings(
-        prediction_log_backend="redis",
-        prediction_log_redis_url="redis://:secret@10.0.0.1:6380/2",
-        prediction_log_redis_prefix="p:",
+    redis = PredictionLogSettings(
+        backend="redis", redis_url="redis://:secret@10.0.0.1:6380/2", redis_prefix="p:"
     )
     announce(redis, "promote")
     assert capsys.readouterr().err == (
@@ -103,8 +101,8 @@ def test_tools_name_the_log_they_read_on_stderr(
 def test_the_service_logs_the_log_it_writes_then_the_warning(homes: tuple[Path, Path]) -> None:
     user, instance = homes
     _old_log(user)
-    notices = log_notices(ServiceSettings(), "logging predictions to")
+    notices = log_notices(PredictionLogSettings(), "logging predictions to")
     assert [level for level, _ in notices] == [logging.INFO, logging.WARNING]
     new = instance / "delivery-eta" / "predictions.sqlite3"
     assert notices[0][1] == f"logging predictions to the sqlite log {new}"
-    assert LogLocation.of(ServiceSettings()) == LogLocation("sqlite", new)
+    assert LogLocation.of(PredictionLogSettings()) == LogLocation("sqlite", new)

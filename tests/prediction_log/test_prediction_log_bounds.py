@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.pipeline.prediction_log import (
+from prediction_log import (
     PredictionBlock,
     PredictionLogUnavailable,
     RedisPredictionLog,
@@ -24,7 +24,7 @@ from serving.pipeline.prediction_log import (
     new_prediction_ids,
     unusable_reason,
 )
-from serving.pipeline.prediction_log.queue import sampled_in
+from prediction_log.buffered import sampled_in
 
 
 class Recorder:

@@ -7,18 +7,23 @@ TTL-bounded). Writes go through a bounded per-worker queue flushed by a backgrou
 100 ms, off the request path: a label sent to *another* replica within that window is still
 unknown (404, retry later). docs/prediction-log.md has the costs and the settings.
 
-``records`` is the stored format, ``queue`` the write queue both backends share, ``sqlite_log``
-and ``redis_log`` the stores.
+The package, lowest first: ``settings`` (``DELIVERY_ETA_PREDICTION_LOG_*``), ``records`` (what
+a block and a label are), ``buffered`` (the write queue both backends share), the backends --
+``sqlite_schema`` (the SQLite format) with ``sqlite_log`` (writing) and ``sqlite_reader``,
+``redis_log`` (the Redis format and writing) with ``redis_reader`` -- ``reading`` (the read
+interface the offline tools use, ``operations``) and ``location`` (which log an instance or a
+tool uses; :meth:`~prediction_log.location.LogLocation.reader` opens it for reading). The
+readers are not imported here: the service only writes.
 """
 
-from serving.pipeline.prediction_log.queue import (
+from prediction_log.buffered import (
     EVICTION_REASONS,
     RECORD_OUTCOMES,
     EvictionReason,
     LogObserver,
     RecordOutcome,
 )
-from serving.pipeline.prediction_log.records import (
+from prediction_log.records import (
     MAX_ROWS_PER_BLOCK,
     FeedbackResult,
     FeedbackStatus,
@@ -34,8 +39,8 @@ from serving.pipeline.prediction_log.records import (
     new_prediction_ids,
     split_prediction_id,
 )
-from serving.pipeline.prediction_log.redis_log import RedisPredictionLog
-from serving.pipeline.prediction_log.sqlite_log import SQLitePredictionLog, unusable_reason
+from prediction_log.redis_log import RedisPredictionLog
+from prediction_log.sqlite_log import SQLitePredictionLog, unusable_reason
 
 __all__ = [
     "EVICTION_REASONS",
