@@ -1,7 +1,7 @@
 """Two checkouts of the service, alternated under the same load: did a change cost throughput?
 
     git worktree add --detach /tmp/before <commit>
-    python loadtest/compare_revisions.py --before /tmp/before --after . --model-tag <tag>
+    python -m loadtest.compare_revisions --before /tmp/before --after . --model-tag <tag>
 
 Both serve the same model (from ``$BENTOML_HOME``'s store), each with a private home and
 prediction log, at the same worker count. Each round runs wrk for single-row predictions at 64
@@ -16,23 +16,20 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
 from loadtest.bench.wrk import parse_wrk, run_wrk
-from loadtest.wrk_bodies import write_wrk_bodies
-from tests.harness.local_server import (
+from loadtest.servers import (
     free_port,
     private_bentoml_home,
     serve_command,
     stop_process_group,
     wait_ready,
 )
+from loadtest.wrk_bodies import write_wrk_bodies
 
 BATCH_ROWS = 1000
 JOBS = {

@@ -1,8 +1,8 @@
 """What shadow inference costs the client: the same service with the shadow off and on, alternated.
 
-    python loadtest/shadow_cost.py                       # trains two small models on first use
-    python loadtest/shadow_cost.py --configs off,on,on-nice0 --rounds 5 --duration 8
-    python loadtest/shadow_cost.py --store ~/bentoml --model-tag <champion> --challenger-tag <tag>
+    python -m loadtest.shadow_cost                       # trains two small models on first use
+    python -m loadtest.shadow_cost --configs off,on,on-nice0 --rounds 5 --duration 8
+    python -m loadtest.shadow_cost --store ~/bentoml --model-tag <champion> --challenger-tag <tag>
 
 One checkout, one champion model, two or three servers side by side on free loopback ports,
 each with a private BENTOML_HOME and prediction log:
@@ -46,14 +46,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
 from loadtest.bench.processes import TICKS, machine_busy_ticks, tree_cpu_ticks
 from loadtest.bench.wrk import parse_wrk, run_wrk
-from loadtest.wrk_bodies import WrkBodies, write_wrk_bodies
-from tests.harness.local_server import (
+from loadtest.servers import (
     ROOT,
     free_port,
     private_bentoml_home,
@@ -61,6 +58,7 @@ from tests.harness.local_server import (
     stop_process_group,
     wait_ready,
 )
+from loadtest.wrk_bodies import WrkBodies, write_wrk_bodies
 
 BATCH_ROWS = 1000
 
@@ -727,7 +725,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def reproduce_command(args: argparse.Namespace, store: Path, champion: str, challenger: str) -> str:
     words = [
         ".venv/bin/python",
-        "loadtest/shadow_cost.py",
+        "-m",
+        "loadtest.shadow_cost",
         "--configs",
         ",".join(args.configs),
         "--fraction",
