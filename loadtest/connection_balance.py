@@ -22,17 +22,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from framework_internals import bentoml_worker_processes
 from models.contract.bodies import example_order
 from models.contract.served import fetch_contract
 
 
 def workers(server_pid: int) -> list[psutil.Process]:
     """BentoML's worker processes under the ``bentoml serve`` process ``server_pid``."""
-    found = [
-        p
-        for p in psutil.Process(server_pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
-    ]
+    found = bentoml_worker_processes(psutil.Process(server_pid))
     if not found:
         raise SystemExit(f"no BentoML worker under pid {server_pid}")
     return found
