@@ -2,7 +2,7 @@
 
 TL2cgen turns the Treelite form of the three regressors into C, and gcc into a shared library
 (quantized thresholds, ``-O1``). On this model it is ~4x faster per row than sklearn on
-1000-row batches and >10x faster than Treelite's GTIL on single rows (``models/bench_runtime.py``).
+1000-row batches and >10x faster than Treelite's GTIL on single rows (``loadtest/runtime_bench.py``).
 
 When it is built: at registration (:func:`build_library`, called by
 ``models.store.artifact.register_model``), into the model's own directory in the BentoML model
@@ -53,7 +53,7 @@ without base scores, float64 thresholds and leaves. A library of another format 
 COMPILER = "gcc"
 COMPILER_OPTIONS = ("-O1",)
 """-O1 measured fastest (and compiles fastest): -O2/-O3 unroll the 2 MB of branches into more
-code than the instruction cache holds (``models/bench_runtime.py --compile-variants``)."""
+code than the instruction cache holds (``python -m loadtest.runtime_bench --compile-variants``)."""
 CODEGEN_PARAMS: dict[str, Any] = {"quantize": 1, "parallel_comp": 2}
 """quantize: thresholds become integer bin indices (one binary search per feature per row, then
 integer compares): 2-3x faster here and exact. parallel_comp: two translation units, one per
