@@ -105,6 +105,50 @@ def private_bentoml_home(home: Path) -> Path:
     return home
 
 
+def start_service(
+    out: Path,
+    name: str,
+    *,
+    model_tag: str,
+    workers: int,
+    cwd: Path = ROOT,
+    base_env: Mapping[str, str] | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``bentoml serve`` of the checkout ``cwd`` in the background, on a free loopback port,
+    as the A/B measurements run it: ``model_tag`` at ``workers`` workers, no shutdown drain, a
+    fresh BENTOML_HOME of its own (``out/home-<name>``, seeing ``$BENTOML_HOME``'s models) and
+    prediction log (``out/log-<name>.sqlite3``), its output in ``out/server-<name>.log``.
+
+    The environment is ``base_env`` (default: this process's), then those, then ``settings``.
+    Returns the URL and the process: :func:`wait_ready` it, :func:`stop_process_group` it.
+    """
+    home, log_path = out / f"home-{name}", out / f"log-{name}.sqlite3"
+    shutil.rmtree(home, ignore_errors=True)  # a stale link to another store, old metrics
+    for stale in out.glob(f"{log_path.name}*"):
+        stale.unlink()
+    port = free_port()
+    env = {
+        **(os.environ if base_env is None else base_env),
+        "BENTOML_HOME": str(private_bentoml_home(home)),
+        "DELIVERY_ETA_MODEL_TAG": model_tag,
+        "DELIVERY_ETA_WORKERS": str(workers),
+        "DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0",
+        "DELIVERY_ETA_PREDICTION_LOG_PATH": str(log_path),
+        **(settings or {}),
+    }
+    with open(out / f"server-{name}.log", "wb") as log:
+        proc = subprocess.Popen(
+            serve_command(port),
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return f"http://127.0.0.1:{port}", proc
+
+
 @contextlib.contextmanager
 def local_server(
     log_path: Path, env: Mapping[str, str] | None = None, ready_timeout_s: float = 90

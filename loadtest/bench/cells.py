@@ -4,7 +4,7 @@ prints (medians over the rounds, ratios "baseline ÷ it")."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from loadtest.bench.runs import Run
@@ -12,7 +12,7 @@ from loadtest.bench.runs import Run
 Metric = Callable[[Run], float]
 
 
-def median(values: Sequence[float]) -> float:
+def median(values: Iterable[float]) -> float:
     """Median of the values that are numbers (NaN for none)."""
     numbers = [v for v in values if v == v]
     return statistics.median(numbers) if numbers else float("nan")
