@@ -214,8 +214,8 @@ def test_bentoml_worker_processes_finds_the_workers_oldest_first_and_skips_the_r
 
     import psutil
 
-    # A stand-in parent with a helper child and two "workers": children that run a module
-    # named like BentoML's worker (a package of that name on their own sys.path).
+    # This process stands in for `bentoml serve`: a helper child, and two "workers" whose
+    # command lines carry `-m <BentoML's worker module>` (as arguments to `-c`, so they sleep).
     parent = psutil.Process()
     sleeper = "import time; time.sleep(30)"
     helper = subprocess.Popen([sys.executable, "-c", sleeper])
