@@ -96,7 +96,7 @@ compare: env ## champion vs challenger on live traffic from the prediction log (
 
 load-check: env system-deps ## 64 connections x 15 s of single predictions: 0 non-2xx, batches > 1
 	$(PY) train.py --if-missing
-	$(PY) loadtest/batching_check.py --connections 64 --duration 15
+	$(PY) -m loadtest.batching_check --connections 64 --duration 15
 
 promote: env ## gate the newest candidate (or TAG=...) against production [MIN_SHADOW_ROWS=N [SHADOW_HOURS=H]] [ALLOW_API_BREAK=1]
 	$(PY) -m operations.promotion promote $(if $(TAG),--tag $(TAG)) $(if $(MIN_SHADOW_ROWS),--min-shadow-rows $(MIN_SHADOW_ROWS)) $(if $(SHADOW_HOURS),--shadow-hours $(SHADOW_HOURS)) $(if $(ALLOW_API_BREAK),--allow-api-break)

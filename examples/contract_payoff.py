@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from examples.rich_orders import rich_orders, write_orders
 from models.contract import FeatureContract, default_contract
 from models.contract.draft import draft_contract

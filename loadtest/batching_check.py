@@ -3,7 +3,7 @@
 Starts ``bentoml serve`` on a free loopback port (or uses --url), drives it with wrk and
 loadtest/predict.lua, then reads the batch-size histogram from /metrics.
 
-    python loadtest/batching_check.py --connections 64 --duration 15
+    python -m loadtest.batching_check --connections 64 --duration 15
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest.servers import ROOT, local_server
 from loadtest.wrk_bodies import write_wrk_bodies
-from tests.harness.local_server import ROOT, local_server
 
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"
 

@@ -1,7 +1,7 @@
 """Two checkouts of the service, alternated under the same load: did a change cost throughput?
 
     git worktree add --detach /tmp/before <commit>
-    python loadtest/compare_revisions.py --before /tmp/before --after . --model-tag <tag>
+    python -m loadtest.compare_revisions --before /tmp/before --after . --model-tag <tag>
 
 Both serve the same model (from ``$BENTOML_HOME``'s store), each with a private home and
 prediction log, at the same worker count. Each round runs wrk for single-row predictions at 64
@@ -13,26 +13,16 @@ is what a noisy machine can answer.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.bench.common import Target
 from loadtest.bench.measure import BATCH_SCRIPT, SINGLE_SCRIPT
 from loadtest.bench.wrk import parse_wrk, run_wrk
+from loadtest.servers import start_service, stop_process_group, wait_ready
 from loadtest.wrk_bodies import write_wrk_bodies
-from tests.harness.local_server import (
-    free_port,
-    private_bentoml_home,
-    serve_command,
-    stop_process_group,
-    wait_ready,
-)
 
 BATCH_ROWS = 1000
 JOBS = {
@@ -59,27 +49,10 @@ def main() -> None:
     targets: dict[str, Target] = {}
     try:
         for name, cwd in checkouts.items():
-            port = free_port()
-            env = {
-                **os.environ,
-                "BENTOML_HOME": str(private_bentoml_home(args.out / f"home-{name}")),
-                "DELIVERY_ETA_MODEL_TAG": args.model_tag,
-                "DELIVERY_ETA_WORKERS": str(args.workers),
-                "DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0",
-                "DELIVERY_ETA_PREDICTION_LOG_PATH": str(args.out / f"log-{name}.sqlite3"),
-            }
-            with open(args.out / f"server-{name}.log", "wb") as log:
-                procs[name] = subprocess.Popen(
-                    serve_command(port),
-                    cwd=cwd,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            targets[name] = Target(
-                name, "service", args.workers, f"http://127.0.0.1:{port}", procs[name].pid
+            url, procs[name] = start_service(
+                args.out, name, model_tag=args.model_tag, workers=args.workers, cwd=cwd
             )
+            targets[name] = Target(name, "service", args.workers, url, procs[name].pid)
         for target in targets.values():
             wait_ready(target.url, 180, procs[target.name])
         time.sleep(5)  # let start-up work (gc, first batches) settle

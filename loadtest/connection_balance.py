@@ -1,6 +1,6 @@
 """How a pooled client's keep-alive connections spread over the workers (issue #12, finding 6).
 
-    python loadtest/connection_balance.py --url http://127.0.0.1:3000 --server-pid <bentoml serve pid>
+    python -m loadtest.connection_balance --url http://127.0.0.1:3000 --server-pid <bentoml serve pid>
         [--connections 4] [--seconds 15] [--stagger 0]
 
 ``--connections`` threads each keep one keep-alive connection busy with single predictions (a
@@ -16,26 +16,20 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from framework_internals import bentoml_worker_processes
 from models.contract.bodies import example_order
 from models.contract.served import fetch_contract
 
 
 def workers(server_pid: int) -> list[psutil.Process]:
     """BentoML's worker processes under the ``bentoml serve`` process ``server_pid``."""
-    found = [
-        p
-        for p in psutil.Process(server_pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
-    ]
+    found = bentoml_worker_processes(psutil.Process(server_pid))
     if not found:
         raise SystemExit(f"no BentoML worker under pid {server_pid}")
     return found

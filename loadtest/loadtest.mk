@@ -17,11 +17,11 @@ RESULTS    ?= loadtest/results/$(LOADTEST_STAMP)
 .PHONY: loadtest slo-verdict bench shadow-cost
 
 loadtest: env ## locust user mix against a RUNNING service (HOST=...): CSV + HTML in RESULTS, SLO verdict
-	$(PY) loadtest/slo.py run --host $(LOADTEST_URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	$(PY) -m loadtest.slo run --host $(LOADTEST_URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --run-time $(DURATION) --processes $(LOCUST_PROCESSES) --results $(RESULTS)
 
 slo-verdict: env ## re-judge an earlier load test: make slo-verdict RESULTS=loadtest/results/<run>
-	$(PY) loadtest/slo.py verdict $(RESULTS)
+	$(PY) -m loadtest.slo verdict $(RESULTS)
 
 # BENCH_WORKERS: worker counts, e.g. 2 (all servers), 1,2,3 (one target per server and count),
 # "2 tutorial=1,2,3" (one server's own counts). BENCH_TARGETS, BENCH_CONNECTIONS,
@@ -41,4 +41,4 @@ bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, w
 SHADOW_COST_ARGS ?=
 SHADOW_COST_OUT  ?= /tmp/shadow-cost
 shadow-cost: env system-deps ## shadow off vs on (fraction 1.0), alternated: req/s, p50/p99, CPU/request, rows scored (~5 min; training two small models once, ~5 min more)
-	$(PY) loadtest/shadow_cost.py --out $(SHADOW_COST_OUT) $(SHADOW_COST_ARGS)
+	$(PY) -m loadtest.shadow_cost --out $(SHADOW_COST_OUT) $(SHADOW_COST_ARGS)

@@ -25,15 +25,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.slo import INVALID_PREFIX, is_loopback_url
 from models.contract import FeatureContract
 from models.contract.bodies import OrderGenerator

@@ -1,6 +1,6 @@
 """Latency of lone 1000-row ``/v1/predict/batch`` calls on an otherwise idle server.
 
-    python loadtest/lone_batch.py --url http://127.0.0.1:3000 [--rows 1000] [--calls 40]
+    python -m loadtest.lone_batch --url http://127.0.0.1:3000 [--rows 1000] [--calls 40]
 
 Sends the same body ``--calls`` times, one at a time on one keep-alive connection, drops the
 first 5 (warm-up) and prints the p50 and the minimum. The body's orders are random orders of the
@@ -15,12 +15,9 @@ import http.client
 import json
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.contract.bodies import OrderGenerator
 from models.contract.served import fetch_contract, load_ids
 

@@ -4,7 +4,7 @@ Writes predictions through the service's own log classes -- single-row requests 
 batch requests -- into a fresh SQLite file and a private redis-server (loopback, free port),
 and reports bytes per prediction and per million, plus the queue's memory per queued row.
 
-    .venv/bin/python loadtest/prediction_log_cost.py [--single 20000] [--batch-rows 200000]
+    .venv/bin/python -m loadtest.prediction_log_cost [--single 20000] [--batch-rows 200000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -23,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from loadtest.servers import RedisServer
 from models.contract import FeatureContract, default_contract
 from models.contract.bodies import derived_ids
 from prediction_log import (
@@ -35,7 +33,6 @@ from prediction_log import (
     new_prediction_ids,
 )
 from prediction_log.buffered import BufferedLog
-from tests.harness.redis_server import RedisServer
 
 MODEL_VERSION = "delivery_eta:5lz6bbxggczb6ax4"  # a real tag's length
 

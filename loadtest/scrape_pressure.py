@@ -1,7 +1,7 @@
 """Prediction latency while clients scrape /metrics in a loop (issue #12: 4 scrapers pushed
 the prediction p50 to 650 ms when every scrape rendered every worker's metric files).
 
-    python loadtest/scrape_pressure.py --url http://127.0.0.1:3000 [--scrapers 4] [--seconds 20]
+    python -m loadtest.scrape_pressure --url http://127.0.0.1:3000 [--scrapers 4] [--seconds 20]
         [--metrics-token TOKEN] [--warm-series 0]
 
 Optionally fills /metrics with ``--warm-series`` validation-error requests first (a realistic
@@ -17,13 +17,10 @@ import argparse
 import http.client
 import json
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.contract.bodies import example_order
 from models.contract.served import fetch_contract
 

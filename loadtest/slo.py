@@ -1,8 +1,8 @@
 """Run the locust user mix against a running service and judge it against the SLO.
 
-    python loadtest/slo.py run --host http://127.0.0.1:3000 --users 100 --spawn-rate 20 \
+    python -m loadtest.slo run --host http://127.0.0.1:3000 --users 100 --spawn-rate 20 \
         --run-time 60s --results loadtest/results/20260101-120000
-    python loadtest/slo.py verdict loadtest/results/20260101-120000     # judge an earlier run
+    python -m loadtest.slo verdict loadtest/results/20260101-120000     # judge an earlier run
 
 ``run`` refuses anything but a loopback host, checks the service answers ``/readyz``, runs locust
 headless (``loadtest/locustfile.py``, optionally in several processes), writes locust's CSV files

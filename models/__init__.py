@@ -10,7 +10,7 @@
 - ``model``: ``DeliveryTimeModel``, point estimate + conformalised 90 % interval
   (``intervals``); ``compiled_runtime`` evaluates the same trees as a TL2cgen-compiled library
   built at registration (``compiled_build``), ``treelite_runtime`` through Treelite GTIL (small batches), and
-  ``runtime_selection`` picks one (``bench_runtime`` times them all);
+  ``runtime_selection`` picks one (``loadtest/runtime_bench.py`` times them all);
 - ``drift_stats``: reference distributions stored with the model, and the PSI;
 - ``training/``: synthetic order history, time split, fitting, model card, registration;
 - ``store/``: the verified artifact in BentoML's model store, and its stage labels;

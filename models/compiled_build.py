@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 COMPILER = "gcc"
 COMPILER_OPTIONS = ("-O1",)
 """-O1 measured fastest (and compiles fastest): -O2/-O3 unroll the 2 MB of branches into more
-code than the instruction cache holds (``models/bench_runtime.py --compile-variants``)."""
+code than the instruction cache holds (``python -m loadtest.runtime_bench --compile-variants``)."""
 CODEGEN_PARAMS: dict[str, Any] = {"quantize": 1, "parallel_comp": 2}
 """quantize: thresholds become integer bin indices (one binary search per feature per row, then
 integer compares): 2-3x faster here and exact. parallel_comp: two translation units, one per

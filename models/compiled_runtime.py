@@ -2,7 +2,7 @@
 
 TL2cgen turns the Treelite form of the three regressors into C, and gcc into a shared library
 (quantized thresholds, ``-O1``). On this model it is ~4x faster per row than sklearn on
-1000-row batches and >10x faster than Treelite's GTIL on single rows (``models/bench_runtime.py``).
+1000-row batches and >10x faster than Treelite's GTIL on single rows (``loadtest/runtime_bench.py``).
 
 When it is built: at registration (``models.compiled_build.build_library``, called by
 ``models.store.artifact.register_model``), into the model's own directory in the BentoML model

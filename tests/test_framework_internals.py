@@ -1,4 +1,4 @@
-"""The private-API door (``framework_internals.py``): pinned versions and every touch-point's shape.
+"""The private-API door (``framework_internals/``): pinned versions and every touch-point's shape.
 
 When BentoML or uvicorn is upgraded, this file fails first and names the module to re-check.
 """
@@ -18,11 +18,14 @@ import uvicorn
 from bentoml._internal.marshal.dispatcher import Optimizer
 
 import framework_internals as door
+from framework_internals import bentoml_app, uvicorn_server, versions
 
 RECHECK = (
-    "framework_internals.py was verified against {verified}; installed is {installed}. "
-    "Re-read each touch-point it lists against the new source, then update VERIFIED_WITH."
+    "framework_internals was verified against {verified}; installed is {installed}. "
+    "Re-read each touch-point it lists against the new source, then update VERIFIED_WITH"
+    " (framework_internals/versions.py)."
 )
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_installed_frameworks_are_the_versions_the_door_was_verified_with() -> None:
@@ -35,8 +38,38 @@ def test_installed_frameworks_are_the_versions_the_door_was_verified_with() -> N
 
 def test_version_drift_reports_a_bumped_version(monkeypatch: pytest.MonkeyPatch) -> None:
     # What an upgrade looks like to the check above (the check must be able to fail).
-    monkeypatch.setattr(door, "VERIFIED_WITH", {**door.VERIFIED_WITH, "bentoml": "1.4.38"})
+    monkeypatch.setattr(versions, "VERIFIED_WITH", {**door.VERIFIED_WITH, "bentoml": "1.4.38"})
     assert door.version_drift() == {"bentoml": ("1.4.38", bentoml.__version__)}
+
+
+def test_the_package_top_level_is_the_one_door() -> None:
+    # Every public name of the modules behind the door is exported from its top level ...
+    import importlib
+    import pkgutil
+
+    for module_info in pkgutil.iter_modules(door.__path__):
+        module = importlib.import_module(f"framework_internals.{module_info.name}")
+        public = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and getattr(value, "__module__", module.__name__) == module.__name__
+            and (callable(value) or name.isupper())
+        }
+        assert public <= set(door.__all__), (module.__name__, public - set(door.__all__))
+    # ... and nothing outside the package imports those modules directly (tests excepted:
+    # they patch a module's state).
+    outside = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("models", "serving", "loadtest", "deploy", "examples")
+        for path in (ROOT / folder).rglob("*.py")
+        if "from framework_internals." in path.read_text(encoding="utf8")
+    ] + [
+        name
+        for name in ("service.py", "train.py")
+        if "from framework_internals." in (ROOT / name).read_text(encoding="utf8")
+    ]
+    assert outside == []
 
 
 # --------------------------------------------------------------------------- 1. batching
@@ -159,6 +192,53 @@ def test_bentoml_starts_workers_with_a_copy_of_the_serving_process_environment()
     assert source.index("server_on_deployment(svc)") < source.index("create_watcher(")
 
 
+# --------------------------------------------------------------------------- 12. worker processes
+
+
+def test_bentoml_starts_each_service_worker_with_the_module_the_door_names() -> None:
+    from _bentoml_impl.server import serving
+
+    assert serving._SERVICE_WORKER_SCRIPT == door.BENTOML_WORKER_MODULE
+    # Both ways BentoML starts workers (one process per worker, or circus) run `-m <module>`.
+    source = inspect.getsource(serving)
+    assert source.count('"-m",\n        _SERVICE_WORKER_SCRIPT,') >= 1
+    assert source.count("_SERVICE_WORKER_SCRIPT,") >= 2
+    assert door.is_bentoml_worker(["python", "-m", door.BENTOML_WORKER_MODULE, "."])
+    assert not door.is_bentoml_worker(["python", "-m", "bentoml", "serve", "service:X"])
+
+
+def test_bentoml_worker_processes_finds_the_workers_oldest_first_and_skips_the_rest() -> None:
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    # This process stands in for `bentoml serve`: a helper child, and two "workers" whose
+    # command lines carry `-m <BentoML's worker module>` (as arguments to `-c`, so they sleep).
+    parent = psutil.Process()
+    sleeper = "import time; time.sleep(30)"
+    helper = subprocess.Popen([sys.executable, "-c", sleeper])
+    workers = []
+    for _ in range(2):
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", sleeper, "-m", door.BENTOML_WORKER_MODULE, "bento"]
+            )
+        )
+        time.sleep(0.05)  # distinct start times
+    try:
+        found = door.bentoml_worker_processes(parent)
+        assert [p.pid for p in found] == [w.pid for w in workers]
+        workers[0].kill()
+        workers[0].wait()  # reaped: gone from the children
+        assert [p.pid for p in door.bentoml_worker_processes(parent)] == [workers[1].pid]
+    finally:
+        for proc in (helper, *workers):
+            proc.kill()
+            proc.wait()
+
+
 # --------------------------------------------------------------------------- 7. bulk histogram
 
 
@@ -241,8 +321,8 @@ def test_listener_hooks_and_protocol_factory_on_a_real_uvicorn(
     # The hooks patch the class for the process: let monkeypatch put the originals back.
     monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)
     monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn.Server.shutdown)
-    monkeypatch.setattr(door, "_LISTENING_HOOKS", [])
-    monkeypatch.setattr(door, "_CLOSING_HOOKS", [])
+    monkeypatch.setattr(uvicorn_server, "_LISTENING_HOOKS", [])
+    monkeypatch.setattr(uvicorn_server, "_CLOSING_HOOKS", [])
     events: list[tuple[str, bool]] = []
 
     def listening(server: uvicorn.Server) -> None:
@@ -356,7 +436,7 @@ def test_the_edge_on_a_real_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)
     monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn.Server.shutdown)
     for hooks in ("_STARTING_HOOKS", "_LISTENING_HOOKS", "_CLOSING_HOOKS"):
-        monkeypatch.setattr(door, hooks, [])
+        monkeypatch.setattr(uvicorn_server, hooks, [])
     refused: list[str] = []
     seen_paths: list[str] = []
     limits = EdgeLimits(
@@ -486,6 +566,6 @@ def test_swagger_ui_assets_are_served_by_a_service_app() -> None:
 
 
 def test_swagger_ui_assets_fail_loudly_when_bentoml_drops_a_file(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(door, "SWAGGER_UI_FILES", ("no-such-swagger-file.js",))
+    monkeypatch.setattr(bentoml_app, "SWAGGER_UI_FILES", ("no-such-swagger-file.js",))
     with pytest.raises(door.FrameworkDriftError, match=r"no-such-swagger-file\.js"):
         door.swagger_ui_assets()

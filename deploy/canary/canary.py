@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.contract import FeatureContract
 from models.contract.golden_orders import golden_variations
 from models.contract.request import order_problems

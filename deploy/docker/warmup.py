@@ -26,11 +26,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-# The bento's source (BENTO_DIR/src): this file is src/deploy/docker/warmup.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.contract.bodies import (
     OrderGenerator,
     example_order,

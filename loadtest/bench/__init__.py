@@ -32,5 +32,6 @@ Figures are measurements, not a test: the exit code is 0 unless something failed
 # Modules: cli (flags, the run from start to report), workers (worker-count specs -> targets),
 # targets (starting the servers), measure (wrk runs in alternating rounds, idle probes), wrk
 # (running wrk, parsing its output), processes (CPU and memory from /proc), probes (one-off
-# HTTP probes of a server), runs (what one run measured, CPU per 1k), report (tables and target
-# verdicts), common (server names and labels).
+# HTTP probes of a server), runs (what one run measured, CPU per 1k), cells (what each table
+# column measures, how values print), report (tables and target verdicts), results (every run,
+# the header, bench.md and runs.json), common (server names and labels).

@@ -28,7 +28,8 @@ from loadtest.bench.common import (
     VARIANT,
 )
 from loadtest.bench.measure import Plan, cold_starts, measure_rounds, probe_idle
-from loadtest.bench.report import Summary, bench_header, render, report_text, write_results
+from loadtest.bench.report import Summary, render
+from loadtest.bench.results import bench_header, report_text, write_results
 from loadtest.bench.runs import Run
 from loadtest.bench.targets import source_state, start_targets
 from loadtest.bench.workers import TargetSpec, describe_workers, parse_workers, target_specs

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-# The repository root: tests.harness.local_server.ROOT, computed here so that the modules that
-# start no server (measure, report, ...) do not import the test harness.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from loadtest.servers import ROOT
+
+# The repository root, where the servers run and the results folder is.
+REPO_ROOT = ROOT
 CORES = os.cpu_count() or 1
 
 # Servers (kinds of target). A target is one server at one worker count.

@@ -1,5 +1,5 @@
-"""Process accounting from /proc: a process tree's CPU ticks and memory, the machine's busy
-ticks, reaped children."""
+"""Process accounting from /proc: a process tree's CPU ticks (niced threads apart) and memory, the
+machine's busy ticks, reaped children."""
 
 from __future__ import annotations
 
@@ -50,6 +50,23 @@ def tree_cpu_ticks(root_pid: int) -> dict[int, int]:
     included: BentoML's workers start their own sessions, so the process tree ties them)."""
     stats = _proc_stats()
     return {pid: stats[pid][1] for pid in _tree(stats, root_pid)}
+
+
+def niced_thread_ticks(root_pid: int) -> int:
+    """CPU ticks so far of the threads with a positive nice in ``root_pid``'s process tree (the
+    service's shadow threads: serving/pipeline/shadow.py renices them, nothing else in a worker
+    does); 0 when none runs niced."""
+    ticks = 0
+    for pid in _tree(_proc_stats(), root_pid):
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    raw = Path(task.path, "stat").read_text()
+                    fields = raw[raw.rindex(")") + 2 :].split()
+                    # fields[0] is field 3 (state): utime 14, stime 15, nice 19
+                    if int(fields[16]) > 0:
+                        ticks += int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def worker_pids(root_pid: int, children: Sequence[int], cmdlines: Mapping[int, str]) -> list[int]:

@@ -1,20 +1,27 @@
 """The report: per cell, one Markdown table with a row per target (medians over the rounds and
-the ratios "baseline ÷ it"), the issue's targets as met/missed lines, and every run in the
-order it ran."""
+the ratios "baseline ÷ it"), and the issue's targets as met/missed lines. The cells are
+``cells``'s; every run in the order it ran, and the files, are ``results``'s."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from loadtest.bench.common import COLD_CONNECTIONS, CORES, LABELS, SERVICE, TUTORIAL
+from loadtest.bench.cells import (
+    BATCH_COLUMNS,
+    COLD_COLUMNS,
+    SINGLE_COLUMNS,
+    Column,
+    Metric,
+    failed_requests,
+    format_ratio,
+    format_value,
+    median,
+    p99_ms,
+    requests_per_s,
+    rows_per_s,
+)
+from loadtest.bench.common import COLD_CONNECTIONS, LABELS, SERVICE, TUTORIAL
 from loadtest.bench.runs import Run
 
 # Targets of issue 5 (benchmark figures, printed as met / missed).
@@ -22,107 +29,7 @@ TARGET_RATIO_64 = 2.0
 TARGET_P99_64_MS = 50.0
 TARGET_BATCH_ROWS_S = 100_000
 
-Metric = Callable[[Run], float]
 Idle = dict[str, dict[str, float]]
-
-
-def median(values: Sequence[float]) -> float:
-    """Median of the values that are numbers (NaN for none)."""
-    numbers = [v for v in values if v == v]
-    return statistics.median(numbers) if numbers else float("nan")
-
-
-def _fmt(value: float, unit: str = "") -> str:
-    if value != value:  # NaN
-        return "—"
-    if unit == "ms":
-        return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
-    if unit == "int":
-        return f"{value:.0f}"
-    if unit == "cpu":  # CPU seconds per 1k: milliseconds of CPU per request, 2-3 digits
-        return f"{value:.3f}" if value < 1 else (f"{value:.2f}" if value < 10 else f"{value:.1f}")
-    if value >= 10_000:
-        return f"{value:,.0f}"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def _ratio(a: float, b: float) -> str:
-    if a != a or b != b or b == 0:
-        return "—"
-    return f"{a / b:.2f}x"
-
-
-def _rps(r: Run) -> float:
-    return r.result.rps
-
-
-def _p50(r: Run) -> float:
-    return r.result.p50_ms
-
-
-def _p99(r: Run) -> float:
-    return r.result.p99_ms
-
-
-def _bad(r: Run) -> float:
-    """Non-2xx responses plus socket errors."""
-    return float(r.result.non_2xx + r.result.socket_errors)
-
-
-def _rows_per_s(r: Run) -> float:
-    return r.rows_per_s
-
-
-def _cpu_per_1k_requests(r: Run) -> float:
-    return r.cpu_s_per_1k_requests
-
-
-def _cpu_per_1k_rows(r: Run) -> float:
-    return r.cpu_s_per_1k_rows
-
-
-def _rss_worker(r: Run) -> float:
-    return r.rss_worker_mib
-
-
-def _rss_total(r: Run) -> float:
-    return r.rss_total_mib
-
-
-@dataclass(frozen=True)
-class Column:
-    """One measured column of a table; ``ratio`` columns also get "baseline ÷ it"."""
-
-    header: str
-    metric: Metric
-    unit: str = ""
-    ratio: bool = False
-
-
-SINGLE_COLUMNS = (
-    Column("req/s", _rps, ratio=True),
-    Column("p50", _p50, "ms", ratio=True),
-    Column("p99", _p99, "ms", ratio=True),
-    Column("non-2xx + socket errors", _bad, "int"),
-    Column("CPU-s / 1k req", _cpu_per_1k_requests, "cpu", ratio=True),
-    Column("RSS / worker (MiB)", _rss_worker, "int"),
-    Column("RSS total (MiB)", _rss_total, "int"),
-)
-COLD_COLUMNS = (
-    Column("req/s", _rps, ratio=True),
-    Column("p99", _p99, "ms", ratio=True),
-    Column("non-2xx + socket errors", _bad, "int"),
-    Column("CPU-s / 1k req", _cpu_per_1k_requests, "cpu", ratio=True),
-)
-BATCH_COLUMNS = (
-    Column("req/s", _rps),
-    Column("rows/s", _rows_per_s, ratio=True),
-    Column("p50", _p50, "ms", ratio=True),
-    Column("p99", _p99, "ms", ratio=True),
-    Column("non-2xx + socket errors", _bad, "int"),
-    Column("CPU-s / 1k rows", _cpu_per_1k_rows, "cpu", ratio=True),
-    Column("RSS / worker (MiB)", _rss_worker, "int"),
-)
 
 
 def _verdict(met: bool) -> str:
@@ -216,10 +123,10 @@ def cell_table(
         ratios = [
             "—"
             if t.name == baseline
-            else _ratio(summary.med(c.metric, kind, baseline, conns, rows), values[c.header])
+            else format_ratio(summary.med(c.metric, kind, baseline, conns, rows), values[c.header])
             for c in ratio_columns
         ]
-        cells = [_fmt(values[c.header], c.unit) for c in columns] + ratios
+        cells = [format_value(values[c.header], c.unit) for c in columns] + ratios
         lines.append(f"| {t.label} | {_workers(t)} | {' | '.join(cells)} |")
     return lines
 
@@ -237,10 +144,10 @@ def _idle_table(idle: Idle | None, targets: Sequence[TargetInfo], baseline: str)
     for t in _ordered(targets, baseline):
         values = [idle.get(t.name, {}).get(w, float("nan")) for w in whens]
         ratios = [
-            "—" if t.name == baseline else _ratio(idle[baseline].get(w, float("nan")), v)
+            "—" if t.name == baseline else format_ratio(idle[baseline].get(w, float("nan")), v)
             for w, v in zip(whens, values, strict=True)
         ]
-        cells = [_fmt(v, "ms") for v in values] + ratios
+        cells = [format_value(v, "ms") for v in values] + ratios
         lines.append(f"| {t.label} | {_workers(t)} | {' | '.join(cells)} |")
     return lines
 
@@ -295,7 +202,7 @@ def best_worker_counts(
         if len(members) < 2:
             continue
         for conns in connections:
-            rps = {t.workers: summary.med(_rps, "single", t.name, conns) for t in members}
+            rps = {t.workers: summary.med(requests_per_s, "single", t.name, conns) for t in members}
             measured = {w: v for w, v in rps.items() if v == v}
             if measured:
                 top = max(measured, key=lambda w: measured[w])
@@ -318,7 +225,7 @@ def _best_workers_table(
     ]
     for server, per_conns in best.items():
         cells = [
-            f"{per_conns[c][0]} ({_fmt(per_conns[c][1])} req/s)" if c in per_conns else "—"
+            f"{per_conns[c][0]} ({format_value(per_conns[c][1])} req/s)" if c in per_conns else "—"
             for c in connections
         ]
         lines.append(f"| {LABELS.get(server, server)} | {' | '.join(cells)} |")
@@ -342,15 +249,15 @@ def _single_verdicts(
     base = next(t for t in targets if t.name == baseline)
     tutorial = _counterpart(targets, TUTORIAL, base.workers)
     if tutorial is not None:
-        a = summary.med(_rps, "single", baseline, c0)
-        b = summary.med(_rps, "single", tutorial.name, c0)
+        a = summary.med(requests_per_s, "single", baseline, c0)
+        b = summary.med(requests_per_s, "single", tutorial.name, c0)
         ratio = a / b if b else float("nan")
         verdicts.append(
             f"{_verdict(ratio >= TARGET_RATIO_64)} single-row RPS @ {c0} conns >= "
             f"{TARGET_RATIO_64:.0f}x the tutorial app ({baseline} ÷ {tutorial.name}): {ratio:.2f}x"
         )
-    bad0 = summary.med(_bad, "single", baseline, c0)
-    p990 = summary.med(_p99, "single", baseline, c0)
+    bad0 = summary.med(failed_requests, "single", baseline, c0)
+    p990 = summary.med(p99_ms, "single", baseline, c0)
     verdicts.append(f"{_verdict(bad0 == 0)} 0 non-2xx @ {c0} conns: {bad0:.0f}")
     verdicts.append(
         f"{_verdict(p990 <= TARGET_P99_64_MS)} p99 @ {c0} conns "
@@ -359,7 +266,9 @@ def _single_verdicts(
     for conns in connections:
         if conns == c0:
             continue
-        worst = max((_bad(r) for r in summary.select("single", baseline, conns)), default=0.0)
+        worst = max(
+            (failed_requests(r) for r in summary.select("single", baseline, conns)), default=0.0
+        )
         verdicts.append(
             f"{_verdict(worst == 0)} 0 non-2xx @ {conns} conns (worst round): {worst:.0f}"
         )
@@ -371,7 +280,7 @@ def _batch_verdict(
 ) -> str:
     """The best batch size's rows/s against the target."""
     best = max(
-        (summary.med(_rows_per_s, "batch", baseline, batch_connections, n) for n in batch_rows),
+        (summary.med(rows_per_s, "batch", baseline, batch_connections, n) for n in batch_rows),
         default=0.0,
     )
     return (
@@ -441,87 +350,3 @@ def render(
     lines += _cpu_share_table(summary, targets, connections, batch_rows, batch_connections)
     verdicts = target_verdicts(summary, connections, batch_rows, batch_connections, baseline)
     return "\n".join(lines), verdicts
-
-
-def runs_table(runs: Sequence[Run]) -> str:
-    """Every run in the order it ran (for the noise: compare rounds of the same cell)."""
-    lines = [
-        "| # | round | kind | target | conns | rows | req/s | p50 | p99 | non-2xx | "
-        "CPU-s / 1k req | RSS / worker (MiB) | mean batch | busiest / 2nd process (cores) "
-        "| wrk CPU | server CPU | other CPU |",
-        "|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for i, r in enumerate(runs, 1):
-        mean_batch = r.extra.get("mean_requests_per_batch", float("nan"))
-        lines.append(
-            f"| {i} | {r.round} | {r.kind} | {r.target} | {r.connections} | {r.rows} "
-            f"| {r.result.rps:.0f} | {_fmt(r.result.p50_ms, 'ms')} | {_fmt(r.result.p99_ms, 'ms')} "
-            f"| {r.result.non_2xx + r.result.socket_errors} "
-            f"| {_fmt(r.cpu_s_per_1k_requests, 'cpu')} | {_fmt(r.rss_worker_mib, 'int')} "
-            f"| {'—' if mean_batch != mean_batch else f'{mean_batch:.1f}'} "
-            f"| {r.extra.get('busiest_process_core', 0):.2f} / {r.extra.get('second_process_core', 0):.2f} "
-            f"| {r.share(r.wrk_cpu_s):.0%} | {r.share(r.server_cpu_s):.0%} "
-            f"| {r.share(r.other_cpu_s):.0%} |"
-        )
-    return "\n".join(lines)
-
-
-def bench_header(
-    tag: str, workers: str, rounds: int, duration: int, threads: int, code: str
-) -> str:
-    """The report's first line: when, where, what ran and how busy the machine was after."""
-    load = os.getloadavg()
-    return (
-        f"Benchmark {datetime.now().isoformat(timespec='seconds')} on {CORES} cores "
-        f"({os.uname().nodename}); service model {tag}; workers: {workers}; "
-        f"median of {rounds} rounds x {duration} s per cell, alternating order; "
-        f"wrk -t{threads}, Lua bodies; load average after: {load[0]:.2f}; "
-        f"code: {code}"
-    )
-
-
-def report_text(table: str, verdicts: Sequence[str], runs: Sequence[Run]) -> str:
-    """The tables, the targets and every run: what is printed and written to bench.md."""
-    return "\n".join(
-        [
-            table,
-            "",
-            "Targets (issue 5):",
-            *[f"  {v}" for v in verdicts],
-            "",
-            "All runs:",
-            "",
-            runs_table(runs),
-        ]
-    )
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (a cell nothing measured) as null: runs.json stays strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def run_record(run: Run) -> dict[str, Any]:
-    """One run as runs.json stores it: its fields plus the derived rates."""
-    return _json_safe(
-        {
-            **asdict(run),
-            "rows_per_s": run.rows_per_s,
-            "cpu_s_per_1k_requests": run.cpu_s_per_1k_requests,
-            "cpu_s_per_1k_rows": run.cpu_s_per_1k_rows,
-        }
-    )
-
-
-def write_results(out: Path, report: str, runs: Sequence[Run]) -> None:
-    """``bench.md`` (the report) and ``runs.json`` (every run) in ``out``."""
-    (out / "bench.md").write_text(report + "\n")
-    (out / "runs.json").write_text(
-        json.dumps([run_record(r) for r in runs], indent=1, default=str, allow_nan=False)
-    )

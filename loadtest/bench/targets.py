@@ -25,16 +25,16 @@ from loadtest.bench.common import (
 )
 from loadtest.bench.probes import model_version
 from loadtest.bench.workers import TargetSpec
-from models.contract import default_contract
-from models.contract.compat import compare_contracts
-from models.contract.served import fetch_contract
-from tests.harness.local_server import (
+from loadtest.servers import (
     free_port,
     private_bentoml_home,
     serve_command,
     stop_process_group,
     wait_ready,
 )
+from models.contract import default_contract
+from models.contract.compat import compare_contracts
+from models.contract.served import fetch_contract
 
 # Start-up under a busy machine: N workers importing BentoML, pandas and sklearn at once.
 READY_TIMEOUT_S = 240

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from loadtest.bench.common import BENTOML_FLOOR, FASTAPI_FLOOR, SERVICE, TUTORIAL, VARIANT
-from loadtest.bench.report import Summary, best_worker_counts, render, run_record
+from loadtest.bench.report import Summary, best_worker_counts, render
+from loadtest.bench.results import run_record
 from loadtest.bench.runs import Run
 from loadtest.bench.wrk import WrkResult, parse_wrk, to_ms
 

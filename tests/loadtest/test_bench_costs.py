@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from framework_internals import BENTOML_WORKER_MODULE
 from loadtest.bench.processes import memory_mib, tree_cpu_ticks, vmrss_kib, worker_pids
 from loadtest.bench.runs import Run, cpu_s_per_1k
 from loadtest.bench.wrk import WrkResult
@@ -47,7 +48,7 @@ def test_workers_are_the_children_that_are_not_helpers() -> None:
     }
     assert worker_pids(10, [13, 11, 12], cmdlines) == [12, 13]
     # bentoml serve: the workers are its direct children.
-    assert worker_pids(20, [21, 22], {21: "python -m _bentoml_impl.worker.service"}) == [21, 22]
+    assert worker_pids(20, [21, 22], {21: f"python -m {BENTOML_WORKER_MODULE}"}) == [21, 22]
     # uvicorn with one worker serves in the process we started.
     assert worker_pids(30, [], {}) == [30]
 

@@ -1,4 +1,4 @@
-"""loadtest/shadow_cost.py without servers: its /metrics reading, run order, arguments and the
+"""loadtest/shadow_cost/ without servers: its /metrics reading, run order, arguments and the
 report from canned runs."""
 
 from __future__ import annotations
@@ -7,17 +7,12 @@ import argparse
 
 import pytest
 
-from loadtest.shadow_cost import (
-    RunRecord,
-    ShadowCounters,
-    config_env,
-    metric_sum,
-    paired_ratios,
-    parse_args,
-    parse_configs,
-    report,
-    round_order,
-)
+from loadtest.bench.probes import metric_sum
+from loadtest.shadow_cost.__main__ import parse_args
+from loadtest.shadow_cost.configs import config_env, parse_configs, round_order
+from loadtest.shadow_cost.counters import ShadowCounters
+from loadtest.shadow_cost.report import paired_ratios, report
+from loadtest.shadow_cost.runs import RunRecord
 
 METRICS = """# HELP delivery_eta_shadow_rows_total Predicted rows ...
 # TYPE delivery_eta_shadow_rows_total counter

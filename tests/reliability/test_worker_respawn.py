@@ -28,6 +28,7 @@ import httpx
 import psutil
 import pytest
 
+from framework_internals import bentoml_worker_processes
 from serving.shutdown import PARENT_POLL_S, markers_folder
 from tests.harness.local_server import LocalServer, local_server
 from tests.reliability.conftest import KNOWN_ORDER, server_env
@@ -43,23 +44,10 @@ DRAIN_S = 1.5
 PROBE_TIMEOUT_S = 2.0
 
 
-def _cmdline(process: psutil.Process) -> list[str]:
-    """A process's command line; none for one that died (a killed worker is a zombie until
-    circus reaps it)."""
-    try:
-        return process.cmdline()
-    except (psutil.ZombieProcess, psutil.NoSuchProcess):
-        return []
-
-
 def _workers(server: LocalServer) -> list[psutil.Process]:
-    """The server's worker processes, oldest first."""
-    workers = [
-        p
-        for p in psutil.Process(server.proc.pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(_cmdline(p))
-    ]
-    return sorted(workers, key=lambda p: p.create_time())
+    """The server's worker processes, oldest first (a killed worker is a zombie until circus
+    reaps it: the door skips it)."""
+    return bentoml_worker_processes(psutil.Process(server.proc.pid))
 
 
 def _listening_since(server: LocalServer, worker: psutil.Process) -> float | None:

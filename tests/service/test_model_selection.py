@@ -19,6 +19,7 @@ import psutil
 import pytest
 import yaml
 
+from framework_internals import bentoml_worker_processes
 from models.store.artifact import MODEL_NAME
 from tests.harness.local_server import LocalServer, local_server
 from tests.reliability.conftest import KNOWN_ORDER
@@ -65,11 +66,7 @@ def _served_versions(server: LocalServer, calls: int) -> set[str]:
 
 
 def _workers(server: LocalServer) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process(server.proc.pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
-    ]
+    return bentoml_worker_processes(psutil.Process(server.proc.pid))
 
 
 @pytest.fixture

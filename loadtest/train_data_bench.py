@@ -1,6 +1,6 @@
 """Cost of ``train.py --data`` on big order files: wall time, rows/s and peak RSS.
 
-python -m models.training.bench_train_data --rows 1000000 5000000 --formats csv parquet
+python -m loadtest.train_data_bench --rows 1000000 5000000 --formats csv parquet
 
 Each run is a fresh ``train.py --data`` process (own temporary BENTOML_HOME) whose peak RSS is
 read from ``getrusage`` by a one-shot wrapper process, so runs cannot inherit each other's
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from examples.warehouse_export import order_export
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 _MEASURE = (
     "import resource, subprocess, sys, time\n"
     "t = time.perf_counter()\n"

@@ -1,7 +1,7 @@
 """Microseconds per row of ``predict_rows`` for each tree evaluator, per batch size.
 
-    BENTOML_HOME=/root/bentoml .venv/bin/python -m models.bench_runtime
-    .venv/bin/python -m models.bench_runtime --tag delivery_eta:<version> --compile-variants
+    BENTOML_HOME=/root/bentoml .venv/bin/python -m loadtest.runtime_bench
+    .venv/bin/python -m loadtest.runtime_bench --tag delivery_eta:<version> --compile-variants
 
 Rows are the model's own holdout orders (stored beside a file-trained model, else regenerated
 from its metadata), sampled per batch size. Each variant produces the full ``(n, 3)``

@@ -1,0 +1,66 @@
+"""Touch-points 3, 10 and 11: what BentoML's own HTTP app does beside the service's APIs -- the
+logger it writes failed requests to, the routes it serves by itself, and the Swagger UI files it
+bundles."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from framework_internals.versions import FrameworkDriftError
+
+# --------------------------------------------------------------------------- 3. request logger
+
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+
+
+def bentoml_request_error_logger() -> logging.Logger:
+    """The logger ``log_exception`` of BentoML's HTTP app writes failed requests to."""
+    return logging.getLogger(BENTOML_REQUEST_LOGGER)
+
+
+# --------------------------------------------------------------------------- 10. BentoML's routes
+
+BENTOML_FIXED_ROUTES = (
+    "/",
+    "/docs.json",
+    "/schema.json",
+    "/metrics",
+    "/livez",
+    "/readyz",
+    "/healthz",
+)
+"""Routes BentoML 1.4's service app adds beside the APIs (``_bentoml_impl.server.app``,
+``bentoml._internal.server.base_app``); ``/static_content/<file>`` comes on top."""
+
+
+def bentoml_fixed_paths() -> frozenset[str]:
+    """Every path BentoML serves by itself: its fixed routes and each bundled static file."""
+    from bentoml._internal import server as bentoml_server
+
+    static = Path(bentoml_server.__file__).parent / "static_content"
+    files = (f"/static_content/{p.relative_to(static).as_posix()}" for p in static.rglob("*"))
+    return frozenset(BENTOML_FIXED_ROUTES) | frozenset(
+        path for path in files if (static / path.removeprefix("/static_content/")).is_file()
+    )
+
+
+# --------------------------------------------------------------------------- 11. Swagger UI files
+
+SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
+"""The Swagger UI files the docs page loads."""
+
+
+def swagger_ui_assets() -> str:
+    """The URL prefix (``/static_content/``) under which BentoML serves its bundled Swagger UI.
+
+    Raises ``FrameworkDriftError`` if BentoML no longer ships one of ``SWAGGER_UI_FILES`` there
+    (its service app mounts that folder unless the opt-in ``new_index`` feature is enabled).
+    """
+    from bentoml._internal import server as bentoml_server
+
+    static = Path(bentoml_server.__file__).parent / "static_content"
+    missing = [name for name in SWAGGER_UI_FILES if not (static / name).is_file()]
+    if missing:
+        raise FrameworkDriftError(f"BentoML no longer bundles {missing} in {static}")
+    return "/static_content/"
