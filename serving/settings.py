@@ -125,7 +125,7 @@ class ServiceSettings(ModelSettings):
     accept_batch: int = Field(default=64, ge=0, le=4096)
     """Most connections a worker accepts each time its listening socket is ready (it takes its
     share of the queue, queue length / workers); 0 leaves accepting to the event loop (uvloop
-    then takes one per loop iteration: see serving/accept.py)."""
+    then takes one per loop iteration: see serving/server/accept.py)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the service's own loggers."""
@@ -157,7 +157,7 @@ class ServiceSettings(ModelSettings):
     every scrape. 1 s is far below any scrape interval (15 s here), so Prometheus sees fresh
     values."""
 
-    # -- the HTTP edge (serving/edge/, docs/http-edge.md)
+    # -- the HTTP edge (serving/server/edge/, docs/http-edge.md)
 
     max_request_target_bytes: int = Field(default=8192, ge=256, le=1_048_576)
     """Longest request target (path + query) accepted; longer ones get 414 and the connection

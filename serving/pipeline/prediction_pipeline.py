@@ -21,7 +21,6 @@ from models.features import (
     FeatureSource,
     source_counts,
 )
-from serving.middleware.request_context import annotate
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
 from serving.pipeline.prediction_log import (
@@ -34,6 +33,7 @@ from serving.pipeline.prediction_log import (
 )
 from serving.pipeline.shadow import ShadowScorer
 from serving.schema import Prediction
+from serving.server.middleware.request_context import annotate
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.metrics import CHAMPION, MetricsRecorder
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
-from serving.middleware.request_context import annotate, current_request, replace_error_body
+from serving.server.middleware.request_context import annotate, current_request, replace_error_body
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")

@@ -23,7 +23,7 @@ from tests.harness.local_server import ROOT, LocalServer, free_port, local_serve
 from tests.service.conftest import ORDER
 
 SCRAPE_S = 1
-# Each worker answers /metrics from a rendering up to this old (serving/middleware/scrape_cache.py).
+# Each worker answers /metrics from a rendering up to this old (serving/server/middleware/scrape_cache.py).
 METRICS_CACHE_S = float(ServiceSettings.model_fields["metrics_cache_s"].default)
 
 

@@ -21,12 +21,12 @@ import pytest
 from models.contract import default_contract
 from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
-from serving.middleware.request_context import request_scope
 from serving.pipeline.prediction_pipeline import (
     DRIFT_SCORE_EVERY_ROWS,
     PredictionPipeline,
 )
 from serving.schema import BatchPrediction, order_model
+from serving.server.middleware.request_context import request_scope
 from serving.settings import ServiceSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
 from tests.harness.local_server import free_port

@@ -17,17 +17,16 @@ from typing import Any
 
 import pytest
 
-from serving import shutdown
-from serving.shutdown import (
-    DrainingMiddleware,
-    ServerWorkers,
-    ShutdownState,
+from serving.server import drain
+from serving.server.drain import ShutdownState, reopen_unless_stopping
+from serving.server.listener import (
     accept_queue_length,
     close_the_door,
     open_the_door,
-    reopen_unless_stopping,
     wait_for_empty_queue,
 )
+from serving.server.middleware.draining import DrainingMiddleware
+from serving.server.worker_markers import ServerWorkers
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="BPF socket filter")
 
@@ -231,9 +230,9 @@ class FakeServer:
 def state(monkeypatch: pytest.MonkeyPatch) -> ShutdownState:
     """The module's per-process state, restored after the test."""
     fresh = ShutdownState()
-    monkeypatch.setattr(shutdown, "STATE", fresh)
-    monkeypatch.setattr(shutdown, "QUEUE_WAIT_S", 0.2)
-    monkeypatch.setattr(shutdown, "SETTLE_S", 0.0)
+    monkeypatch.setattr(drain, "STATE", fresh)
+    monkeypatch.setattr(drain, "QUEUE_WAIT_S", 0.2)
+    monkeypatch.setattr(drain, "SETTLE_S", 0.0)
     return fresh
 
 
@@ -247,7 +246,7 @@ def _accepts_new_connections(listener: socket.socket) -> bool:
 
 def _drain(listener: socket.socket) -> list[int]:
     exits: list[int] = []
-    shutdown._drain_then_exit(
+    drain._drain_then_exit(
         lambda server, sig, frame: exits.append(sig), FakeServer(listener), signal.SIGTERM, None
     )
     return exits
@@ -291,7 +290,7 @@ def test_a_starting_worker_reopens_a_door_left_by_a_dead_worker(
 def test_a_starting_worker_waits_for_draining_siblings_and_never_reopens_while_draining(
     listener: socket.socket, state: ShutdownState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shutdown, "REOPEN_POLL_S", 0.02)
+    monkeypatch.setattr(drain, "REOPEN_POLL_S", 0.02)
     siblings = Siblings(os.getpid(), 102)
     _worker(tmp_path, 102, siblings).mark_draining()
     close_the_door(listener)
