@@ -49,7 +49,7 @@ from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import configure_logging, use_field_labels
 
 SETTINGS = load_settings()
-configure_logging(SETTINGS.log_level)
+configure_logging(SETTINGS.telemetry.log_level)
 SHUTDOWN = install_server(SETTINGS)
 ARTIFACT = load_served_model(SETTINGS)
 CHALLENGER = load_shadow_model(SETTINGS, ARTIFACT)
@@ -66,7 +66,7 @@ BatchOrders = Annotated[
     list[Order],  # type: ignore[valid-type]
     Field(
         min_length=1,
-        max_length=SETTINGS.max_batch_rows,
+        max_length=SETTINGS.batching.max_batch_rows,
         json_schema_extra={"example": batch_example(ARTIFACT.contract)},
     ),
 ]
@@ -126,11 +126,11 @@ def _request_finished(
 )
 @bentoml.service(
     name="delivery_eta",
-    workers=SETTINGS.workers,
+    workers=SETTINGS.server.workers,
     traffic={"timeout": 30},
-    logging={"access": {"enabled": SETTINGS.access_log}},
+    logging={"access": {"enabled": SETTINGS.telemetry.access_log}},
     # Tracing off = every URL excluded: BentoML's OpenTelemetry middleware then skips the request.
-    **({} if SETTINGS.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+    **({} if SETTINGS.telemetry.tracing else {"tracing": {"excluded_urls": [".*"]}}),
     labels={"owner": "delivery-eta"},
 )
 class DeliveryETA:
@@ -198,7 +198,9 @@ class DeliveryETA:
             return False
         if await self.feature_store.check():
             return True
-        return self.feature_store.state == "degraded" and not SETTINGS.readiness_requires_store
+        return (
+            self.feature_store.state == "degraded" and not SETTINGS.server.readiness_requires_store
+        )
 
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
@@ -224,9 +226,9 @@ class DeliveryETA:
             return None
         return {
             "model_version": shadow.model_version,
-            "fraction": SETTINGS.shadow_fraction,
+            "fraction": SETTINGS.shadow.fraction,
             "queue_rows": shadow.queue_rows,
-            "queue_max_rows": SETTINGS.shadow_queue_rows,
+            "queue_max_rows": SETTINGS.shadow.queue_rows,
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)

@@ -93,7 +93,7 @@ OFF = "off"
 CONFIG_NAMES = ("off", "on", "on-nice0")
 OUTCOMES = ("scored", "not_selected", "dropped_queue_full", "dropped_overload", "failed")
 ROLES = ("champion", "challenger")
-DEFAULT_NICE = 10  # serving.settings.ServiceSettings.shadow_nice's default
+DEFAULT_NICE = 10  # serving.settings.ShadowSettings.nice's default
 
 # --------------------------------------------------------------------------- configurations
 

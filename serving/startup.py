@@ -37,7 +37,7 @@ from serving.pipeline.prediction_log import (
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
-from serving.settings import ServiceSettings
+from serving.settings import ServiceSettings, setting_name
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
 from serving.telemetry.metrics import (
@@ -82,9 +82,8 @@ class refusing:  # lower case: a context manager, named like contextlib.suppress
 
 
 def _invalid_settings(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-    )
+    # Each setting by its flat name, as before the settings were grouped (shadow_fraction).
+    return "; ".join(f"{setting_name(e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
 
 
 def load_settings() -> ServiceSettings:
@@ -117,7 +116,7 @@ def load_served_model(settings: ServiceSettings) -> ModelArtifact:
     with refusing(ModelArtifactError):
         artifact = _verified(resolve_serving_tag(settings.model_tag), settings)
     shared = shared_entity_keys(artifact.contract)
-    if shared is not None and settings.feature_store_backend == "redis":
+    if shared is not None and settings.feature_store.backend == "redis":
         refuse_to_start(f"model {artifact.tag}: {shared}")
     return artifact
 
@@ -134,10 +133,10 @@ def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> Model
     values its API does not guarantee) is refused too, naming the field: it would otherwise
     score garbage, silently (``models.contract.compat.challenger_input_problems``).
     """
-    if settings.shadow_model_tag is None:
+    if settings.shadow.model_tag is None:
         return None
     with refusing(ModelArtifactError, LifecycleError, prefix=SHADOW_SETTING):
-        challenger = resolve_challenger(settings.shadow_model_tag)
+        challenger = resolve_challenger(settings.shadow.model_tag)
         # Which model "candidate" resolved to, and why, in the start-up log (docs/shadow.md).
         logger.info("shadow challenger %s: %s", challenger.tag, challenger.reason)
         artifact = _verified(challenger.tag, settings)
@@ -152,12 +151,12 @@ def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> Model
 
 def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> FeatureStore:
     """The online feature store the settings name, for ``artifact``'s feature snapshot."""
-    if settings.feature_store_backend == "redis":
+    if settings.feature_store.backend == "redis":
         return RedisFeatureStore(
             str(settings.redis_url),
             artifact.entities,
             artifact.contract,
-            settings.feature_store_timeout_ms / 1000,
+            settings.feature_store.timeout_ms / 1000,
         )
     return EmbeddedFeatureStore(artifact.entities, artifact.contract)
 
@@ -276,12 +275,12 @@ def build_pipeline(
                 model_version=challenger.tag,
                 sink=sink,
                 clamp=lambda outputs: pipeline.clamp(outputs),
-                fraction=settings.shadow_fraction,
-                max_queue_rows=settings.shadow_queue_rows,
-                interval_s=settings.shadow_interval_ms / 1000,
+                fraction=settings.shadow.fraction,
+                max_queue_rows=settings.shadow.queue_rows,
+                interval_s=settings.shadow.interval_ms / 1000,
                 overloaded=lambda: pipeline.overloaded,
                 metrics=metrics,
-                nice=settings.shadow_nice,
+                nice=settings.shadow.nice,
                 native_threads=settings.model_threads,
                 inputs=shadow_inputs,
             )
@@ -291,11 +290,11 @@ def build_pipeline(
         feature_store=feature_store,
         batcher=AdaptiveBatcher(
             model.predict_rows,
-            max_batch_size=settings.max_batch_size,
-            max_latency_ms=settings.max_latency_ms,
+            max_batch_size=settings.batching.max_batch_size,
+            max_latency_ms=settings.batching.max_latency_ms,
             observe_batch=observe_batch,
             native_threads=settings.model_threads,
-            max_wait_ms=settings.max_batch_wait_ms,
+            max_wait_ms=settings.batching.max_batch_wait_ms,
             tag_columns=1,
         ),
         assembler=FeatureAssembler(artifact.contract),
@@ -307,7 +306,7 @@ def build_pipeline(
         drift=DriftMonitor(
             artifact.metadata["reference_stats"],
             artifact.contract.feature_names,
-            settings.drift_window_rows,
+            settings.telemetry.drift_window_rows,
             artifact.metadata.get("cohort_reference"),
             Cohorts(artifact.contract),
         ),

@@ -37,9 +37,9 @@ def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     """Set this worker process up for serving: drain on SIGTERM, accept greedily, and raise the
     open-files limit when asked to. Call at service import; returns the drain state that
     readiness and ``/health`` read."""
-    shutdown = drain.install(settings.shutdown_drain_s)
-    accept.install(settings.accept_batch, settings.workers)
-    if settings.raise_open_files_limit:
+    shutdown = drain.install(settings.server.shutdown_drain_s)
+    accept.install(settings.server.accept_batch, settings.server.workers)
+    if settings.server.raise_open_files_limit:
         edge.raise_open_files_limit()
     return shutdown
 
@@ -63,11 +63,11 @@ def wrap_service(
     # to one label, and every connection is held to the size, time and keep-alive limits.
     edge.install(
         EdgeLimits(
-            max_request_target_bytes=settings.max_request_target_bytes,
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout_s=settings.header_timeout_s,
-            body_timeout_s=settings.body_timeout_s,
-            max_requests_per_connection=settings.max_requests_per_connection,
+            max_request_target_bytes=settings.server.max_request_target_bytes,
+            max_header_bytes=settings.server.max_header_bytes,
+            header_timeout_s=settings.server.header_timeout_s,
+            body_timeout_s=settings.server.body_timeout_s,
+            max_requests_per_connection=settings.server.max_requests_per_connection,
         ),
         known_paths(
             bentoml_fixed_paths(),
@@ -88,15 +88,18 @@ def wrap_service(
     # Before anything reads a body or renders metrics: a 401 costs nothing (docs/security.md).
     service.add_asgi_middleware(
         BearerTokenMiddleware,
-        tokens={"/v1/feedback": settings.feedback_token, METRICS_PATH: settings.metrics_token},
+        tokens={
+            "/v1/feedback": settings.security.feedback_token,
+            METRICS_PATH: settings.security.metrics_token,
+        },
     )
     service.add_asgi_middleware(
         ScrapeCacheMiddleware,
-        max_age_s=settings.metrics_cache_s,
+        max_age_s=settings.telemetry.metrics_cache_s,
     )
     service.add_asgi_middleware(
         HttpGuardMiddleware,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=settings.server.max_body_bytes,
         # No valid body has an object with more keys than a request model has fields.
         max_object_keys=max(len(model.model_fields) for model in request_models),
         refused=count_refusal,
