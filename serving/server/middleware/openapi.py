@@ -32,8 +32,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from serving.schema import MAX_LISTED_ERRORS
 from serving.server.asgi import ASGIApp, Receive, Scope, Send
-from serving.telemetry.logs import MAX_LISTED_ERRORS
 
 logger = logging.getLogger(__name__)
 
