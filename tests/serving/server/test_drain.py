@@ -25,7 +25,6 @@ from serving.server.listener import (
     open_the_door,
     wait_for_empty_queue,
 )
-from serving.server.middleware.draining import DrainingMiddleware
 from serving.server.worker_markers import ServerWorkers
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="BPF socket filter")
@@ -90,38 +89,6 @@ def test_waiting_for_the_queue_gives_up_after_its_timeout(listener: socket.socke
     assert not wait_for_empty_queue([listener], timeout_s=0.2)
     assert 0.2 <= time.monotonic() - started < 2
     client.close()
-
-
-async def _headers_sent(state: ShutdownState) -> list[tuple[bytes, bytes]]:
-    sent: list[dict[str, Any]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"keep-alive")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    await DrainingMiddleware(app, state)({"type": "http", "path": "/v1/predict"}, receive, send)
-    return list(sent[0]["headers"])
-
-
-async def test_answers_close_their_connection_only_while_draining() -> None:
-    state = ShutdownState()
-    assert (b"connection", b"keep-alive") in await _headers_sent(state)
-    state.draining_since = time.monotonic()
-    headers = await _headers_sent(state)
-    assert [v for k, v in headers if k == b"connection"] == [b"close"]
-    assert (b"content-type", b"application/json") in headers
 
 
 @linux_only
