@@ -238,9 +238,11 @@ class _GroupedEnvironment(EnvSettingsSource):
         return values
 
 
-def _group_of(field: FieldInfo) -> type[_Group] | None:
+def _group_of(field: FieldInfo) -> type[BaseSettings] | None:
+    # Any settings class counts, not only _Group: a package below serving (the prediction log)
+    # may bring its own, with its own prefix.
     group = field.annotation
-    return group if isinstance(group, type) and issubclass(group, _Group) else None
+    return group if isinstance(group, type) and issubclass(group, BaseSettings) else None
 
 
 class ServiceSettings(ModelSettings):
