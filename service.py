@@ -20,26 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from framework_internals import (
-    bentoml_fixed_paths,
-    pin_environment_for_workers,
-    swagger_ui_assets,
-)
+from framework_internals import pin_environment_for_workers
 from models.settings import ENV_PREFIX
 from prediction_log import PredictionLogUnavailable
 from prediction_log.location import log_at_startup
-from serving.accept import install as install_greedy_accept
-from serving.edge import install as install_http_edge
-from serving.edge import raise_open_files_limit
-from serving.edge.connection import EdgeLimits
-from serving.edge.paths import UNMATCHED, known_paths
-from serving.edge.refusals import count_refusal, publish_reasons
-from serving.middleware.auth import BearerTokenMiddleware
-from serving.middleware.body_guard import HttpGuardMiddleware
-from serving.middleware.docs_page import DocsPageMiddleware, service_info
-from serving.middleware.openapi import OpenAPIDocumentMiddleware
-from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
-from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
 from serving.schema import (
     BatchPrediction,
@@ -49,8 +33,9 @@ from serving.schema import (
     feedback_model,
     order_model,
 )
-from serving.shutdown import DrainingMiddleware
-from serving.shutdown import install as install_graceful_shutdown
+from serving.server.edge.paths import UNMATCHED
+from serving.server.middleware.request_context import RequestInfo, annotate
+from serving.server.wiring import install_server, wrap_service
 from serving.startup import (
     build_feature_store,
     build_metrics,
@@ -64,11 +49,8 @@ from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import configure_logging, use_field_labels
 
 SETTINGS = load_settings()
-configure_logging(SETTINGS.log_level)
-SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
-install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
-if SETTINGS.raise_open_files_limit:
-    raise_open_files_limit()
+configure_logging(SETTINGS.telemetry.log_level)
+SHUTDOWN = install_server(SETTINGS)
 ARTIFACT = load_served_model(SETTINGS)
 CHALLENGER = load_shadow_model(SETTINGS, ARTIFACT)
 check_prediction_log(SETTINGS)
@@ -84,7 +66,7 @@ BatchOrders = Annotated[
     list[Order],  # type: ignore[valid-type]
     Field(
         min_length=1,
-        max_length=SETTINGS.max_batch_rows,
+        max_length=SETTINGS.batching.max_batch_rows,
         json_schema_extra={"example": batch_example(ARTIFACT.contract)},
     ),
 ]
@@ -124,7 +106,7 @@ async def _contract(_: Request) -> JSONResponse:
 def _request_finished(
     info: RequestInfo, status: int, latency_ms: float, category: str | None
 ) -> None:
-    # An unknown path arrives here as /unmatched (serving.edge.paths): counted under that label.
+    # An unknown path arrives here as /unmatched (serving.server.edge.paths): counted under that label.
     if info.route.startswith("/v1/") or info.route == UNMATCHED:
         service: DeliveryETA | None = bentoml.get_current_service()
         if service is not None:
@@ -144,11 +126,11 @@ def _request_finished(
 )
 @bentoml.service(
     name="delivery_eta",
-    workers=SETTINGS.workers,
+    workers=SETTINGS.server.workers,
     traffic={"timeout": 30},
-    logging={"access": {"enabled": SETTINGS.access_log}},
+    logging={"access": {"enabled": SETTINGS.telemetry.access_log}},
     # Tracing off = every URL excluded: BentoML's OpenTelemetry middleware then skips the request.
-    **({} if SETTINGS.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+    **({} if SETTINGS.telemetry.tracing else {"tracing": {"excluded_urls": [".*"]}}),
     labels={"owner": "delivery-eta"},
 )
 class DeliveryETA:
@@ -216,7 +198,9 @@ class DeliveryETA:
             return False
         if await self.feature_store.check():
             return True
-        return self.feature_store.state == "degraded" and not SETTINGS.readiness_requires_store
+        return (
+            self.feature_store.state == "degraded" and not SETTINGS.server.readiness_requires_store
+        )
 
     def health(self) -> dict[str, Any]:
         """The GET /health document."""
@@ -242,9 +226,9 @@ class DeliveryETA:
             return None
         return {
             "model_version": shadow.model_version,
-            "fraction": SETTINGS.shadow_fraction,
+            "fraction": SETTINGS.shadow.fraction,
             "queue_rows": shadow.queue_rows,
-            "queue_max_rows": SETTINGS.shadow_queue_rows,
+            "queue_max_rows": SETTINGS.shadow.queue_rows,
         }
 
     @bentoml.api(route="/v1/predict", input_spec=Order, output_spec=Prediction)
@@ -313,52 +297,12 @@ class DeliveryETA:
         await self.feature_store.close()
 
 
-# Outside all of BentoML's app (its request metrics label raw paths): unknown paths collapse to
-# one label, and every connection is held to the size, time and keep-alive limits.
-install_http_edge(
-    EdgeLimits(
-        max_request_target_bytes=SETTINGS.max_request_target_bytes,
-        max_header_bytes=SETTINGS.max_header_bytes,
-        header_timeout_s=SETTINGS.header_timeout_s,
-        body_timeout_s=SETTINGS.body_timeout_s,
-        max_requests_per_connection=SETTINGS.max_requests_per_connection,
-    ),
-    known_paths(
-        bentoml_fixed_paths(),
-        (api.route for api in DeliveryETA.apis.values()),
-        ["/health", "/contract"],  # the Starlette app mounted at "/"
-    ),
-    count_refusal,
+# The HTTP edge and the middleware stack (serving/server/wiring.py), once the routes are known.
+wrap_service(
+    DeliveryETA,
+    SETTINGS,
+    mounted_paths=["/health", "/contract"],  # the Starlette app mounted at "/"
+    request_models=[Order, Feedback],
+    model_tag=ARTIFACT.tag,
+    on_request_finished=_request_finished,
 )
-publish_reasons()
-
-# First added = outermost: the request context (id, log line, metrics) also covers the 401s and
-# the guard's 413/415 answers, and while draining every answer closes its connection.
-DeliveryETA.add_asgi_middleware(DrainingMiddleware)
-DeliveryETA.add_asgi_middleware(RequestContextMiddleware, on_complete=_request_finished)
-# Before anything reads a body or renders metrics: a 401 costs nothing (docs/security.md).
-DeliveryETA.add_asgi_middleware(
-    BearerTokenMiddleware,
-    tokens={"/v1/feedback": SETTINGS.feedback_token, METRICS_PATH: SETTINGS.metrics_token},
-)
-DeliveryETA.add_asgi_middleware(ScrapeCacheMiddleware, max_age_s=SETTINGS.metrics_cache_s)
-DeliveryETA.add_asgi_middleware(
-    HttpGuardMiddleware,
-    max_body_bytes=SETTINGS.max_body_bytes,
-    # No valid body has an object with more keys than a request model has fields.
-    max_object_keys=max(len(model.model_fields) for model in (Order, Feedback)),
-    refused=count_refusal,
-)
-
-
-def _service_info() -> dict[str, Any]:
-    # Called as the worker's app starts: BentoML sets the bento version after this import.
-    return service_info(ARTIFACT.tag, bentoml.server_context.bento_version)
-
-
-# /docs.json: BentoML's generated document, corrected once at start-up (serving/middleware/openapi.py).
-DeliveryETA.add_asgi_middleware(
-    OpenAPIDocumentMiddleware, spec=lambda: DeliveryETA.openapi_spec.asdict(), info=_service_info
-)
-# /: the service's own docs page over that document, nothing loaded from outside the host.
-DeliveryETA.add_asgi_middleware(DocsPageMiddleware, info=_service_info, assets=swagger_ui_assets())

@@ -36,18 +36,18 @@ Touch-points (why no public API does the job):
    ``uvicorn.Server.startup`` / ``shutdown``, and the protocol factory ``startup`` builds for its
    listeners (``config.http_protocol_class`` with ``server_state`` and ``lifespan.state``).
    uvicorn has no hook between "listening" and "stop accepting", nor a public way to hand it a
-   connection accepted elsewhere; ``serving.accept`` needs both. A ``starting`` hook runs before
+   connection accepted elsewhere; ``serving.server.accept`` needs both. A ``starting`` hook runs before
    the original ``startup``, while the app and protocol uvicorn will serve can still be swapped.
 9. ``wrap_served_app`` + ``guard_connections``: replace ``config.loaded_app`` (the ASGI app
    uvicorn serves, outside BentoML's own middlewares, which ``add_asgi_middleware`` cannot reach)
    and ``config.http_protocol_class`` with a subclass of httptools' ``HttpToolsProtocol`` that
-   reports its parser callbacks to a per-connection guard (``serving.edge``). uvicorn has no
+   reports its parser callbacks to a per-connection guard (``serving.server.edge``). uvicorn has no
    header-size, request-target or header/body-read timeout settings, and BentoML's request
    metrics label the raw path before any middleware of ours runs.
 10. ``bentoml_fixed_paths``: the routes BentoML itself serves beside the service's APIs (probes,
-   metrics, docs, its bundled static files), for ``serving.edge.paths``.
+   metrics, docs, its bundled static files), for ``serving.server.edge.paths``.
 11. ``swagger_ui_assets``: the URL prefix under which BentoML serves the Swagger UI files it
-   bundles (``/static_content/``), for the service's own docs page (``serving.middleware.docs_page``):
+   bundles (``/static_content/``), for the service's own docs page (``serving.server.middleware.docs_page``):
    BentoML's page cannot be customised, and no PyPI package in the lock ships Swagger UI.
 12. ``bentoml_worker_processes`` / ``is_bentoml_worker``: the module BentoML 1.4 starts each service
    worker with (``_bentoml_impl.worker.service``). BentoML has no public list of its worker

@@ -1,5 +1,5 @@
 """Touch-point 9: every connection served by a subclass of httptools' ``HttpToolsProtocol`` that
-reports its parser callbacks to a per-connection guard (``serving.edge``).
+reports its parser callbacks to a per-connection guard (``serving.server.edge``).
 
 uvicorn has no header-size, request-target or header/body-read timeout settings; the guard needs
 the parser's callbacks and the protocol's state (transport, cycle, flow) to enforce them.
@@ -88,7 +88,7 @@ def guard_connections(server: Any, make_guard: Callable[[Any], Any]) -> None:
     ``head_limit()`` in a body), ``headers_complete() ->
     bool`` (False: close after this response), ``body()``, ``message_complete()``,
     ``invalid()``. A refusal has ``status`` and ``message``. Call from a ``starting`` hook;
-    connections ``serving.accept`` hands over get the same protocol, since
+    connections ``serving.server.accept`` hands over get the same protocol, since
     :func:`connection_protocol_factory` reads ``config.http_protocol_class``.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol

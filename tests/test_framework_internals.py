@@ -430,7 +430,7 @@ def test_guard_connections_refuses_a_protocol_other_than_httptools() -> None:
 
 
 def test_the_edge_on_a_real_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.edge.connection import EdgeLimits, guard_factory
+    from serving.server.edge.connection import EdgeLimits, guard_factory
     from tests.harness.uvicorn_thread import get, listener, uvicorn_in_thread
 
     monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)

@@ -29,11 +29,11 @@ from prediction_log import (
     encode_entity_ids,
     new_prediction_ids,
 )
-from serving.middleware.request_context import annotate
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
 from serving.pipeline.shadow import ShadowScorer
 from serving.schema import Prediction
+from serving.server.middleware.request_context import annotate
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.metrics import CHAMPION, MetricsRecorder
 

@@ -13,15 +13,13 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
-from serving.middleware.request_context import annotate, current_request, replace_error_body
+from serving.schema import MAX_LISTED_ERRORS
+from serving.server.middleware.request_context import annotate, current_request, replace_error_body
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")
 
 
-MAX_LISTED_ERRORS = 10
-"""Validation errors a 400 answer and its log line list; the rest are only counted. A client
-fixes its first few mistakes; echoing thousands cost 10.9x the request in response bytes."""
 MAX_LOC_PART_CHARS = 64
 """Longest part of an error's location echoed back (an unknown key may be 900 KB long)."""
 MAX_MESSAGE_CHARS = 200

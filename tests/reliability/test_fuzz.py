@@ -20,7 +20,7 @@ whose 400 ``detail`` lists pydantic's errors):
 The tests before the fuzzing pin the document itself: valid OpenAPI 3.0, request bodies required,
 every status a route answers documented, and the error bodies the server really sends (provoked
 one by one) valid against the documented schema. They were contract defects of BentoML's
-generated document found by this fuzzing, fixed by ``serving/middleware/openapi.py``.
+generated document found by this fuzzing, fixed by ``serving/server/middleware/openapi.py``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ and every request's outcome is classified by when it started and ended relative 
 timeout, see ``loadgen``). Requirements (issue 6): every request whose connection was accepted
 gets a response; new connections may be refused once the server closes its door; the server (all
 its processes) exits within ``GRACE_S``. The server drains for ``DRAIN_S`` first
-(serving/shutdown.py): ``/readyz`` turns 503 while requests are still answered, then the listening
+(serving/server/drain.py): ``/readyz`` turns 503 while requests are still answered, then the listening
 socket stops taking new connections, the queued ones are served, and the process exits.
 """
 

@@ -1,7 +1,7 @@
 """A worker restarted alone (SIGTERM or SIGKILL, 1 and 2 workers) never leaves the server deaf.
 
 BentoML (circus) respawns a worker that exits; every worker and the arbiter share one listening
-socket. Issue 12, finding 4: the drain's door (a socket filter dropping SYNs, serving/shutdown.py)
+socket. Issue 12, finding 4: the drain's door (a socket filter dropping SYNs, serving/server/drain.py)
 used to stay on that shared socket after the worker that attached it was gone, so the respawned
 worker never got a new connection and ``/livez`` timed out forever while every process looked
 healthy. Requirement: after any single worker is killed, ``/livez`` and ``/v1/predict`` answer
@@ -29,7 +29,8 @@ import psutil
 import pytest
 
 from framework_internals import bentoml_worker_processes
-from serving.shutdown import PARENT_POLL_S, markers_folder
+from serving.server.drain import PARENT_POLL_S
+from serving.server.worker_markers import markers_folder
 from tests.harness.local_server import LocalServer, local_server
 from tests.reliability.conftest import KNOWN_ORDER, server_env
 
@@ -51,7 +52,7 @@ def _workers(server: LocalServer) -> list[psutil.Process]:
 
 
 def _listening_since(server: LocalServer, worker: psutil.Process) -> float | None:
-    """When (epoch s) ``worker`` started listening: its marker (serving/shutdown.py), if any."""
+    """When (epoch s) ``worker`` started listening: its marker (serving/server/worker_markers.py), if any."""
     folder = markers_folder(server.proc.pid)
     try:
         return None if folder is None else (folder / f"serving.{worker.pid}").stat().st_mtime

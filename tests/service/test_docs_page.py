@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import jsonschema
 
-from serving.middleware.docs_page import TITLE
+from serving.server.middleware.docs_page import TITLE
 from tests.harness.local_server import LocalServer
 
 PAGE_SITE = "http://127.0.0.1"

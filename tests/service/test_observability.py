@@ -18,13 +18,13 @@ import httpx
 import pytest
 import yaml
 
-from serving.settings import ServiceSettings
+from serving.settings import TelemetrySettings
 from tests.harness.local_server import ROOT, LocalServer, free_port, local_server
 from tests.service.conftest import ORDER
 
 SCRAPE_S = 1
-# Each worker answers /metrics from a rendering up to this old (serving/middleware/scrape_cache.py).
-METRICS_CACHE_S = float(ServiceSettings.model_fields["metrics_cache_s"].default)
+# Each worker answers /metrics from a rendering up to this old (serving/server/middleware/scrape_cache.py).
+METRICS_CACHE_S = float(TelemetrySettings.model_fields["metrics_cache_s"].default)
 
 
 @pytest.fixture(scope="module")

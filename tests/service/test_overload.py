@@ -3,7 +3,7 @@ queue budget is exceeded -- never another 5xx; /livez answers 200 within 5 s thr
 kubelet's liveness timeout in deploy/ is 3 s with 3 failures allowed).
 
 Each probe opens a new connection, as the kubelet's do, so it also waits for the worker to accept
-it. uvloop accepts one connection per loop iteration: before serving/accept.py a probe timed out
+it. uvloop accepts one connection per loop iteration: before serving/server/accept.py a probe timed out
 (> 5 s) in each of 15 floods (5 runs, 1 and 2 workers, busy 2-core machine); with it the slowest
 probe per run was 0.7-2.3 s (1 worker) and 0.7-1.9 s (2 workers), 5 runs (docs/performance.md,
 finding 7). The slowest probe is recorded as the ``slowest_livez_probe_s`` property.

@@ -69,7 +69,7 @@ def _scrape(server: LocalServer) -> str:
 
 def _series(text: str, prefix: str = "") -> dict[str, str]:
     """The series of a scrape whose name starts with ``prefix`` -- by default every one, ours
-    and BentoML's (its ``endpoint`` label is normalised by serving.edge.paths) --
+    and BentoML's (its ``endpoint`` label is normalised by serving.server.edge.paths) --
     ``{name{labels}: sample line}``."""
     return {
         match.group(0): line

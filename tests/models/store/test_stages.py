@@ -123,7 +123,7 @@ def test_the_service_logs_the_challenger_it_resolved(
     registered, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     """serving.startup resolves "candidate" through the same function and says what it chose."""
-    from serving.settings import ServiceSettings
+    from serving.settings import ServiceSettings, ShadowSettings
     from serving.startup import load_shadow_model
 
     real = _model(str(registered.tag), 10)
@@ -133,7 +133,9 @@ def test_the_service_logs_the_challenger_it_resolved(
     monkeypatch.setattr(logger, "level", logging.INFO)
     try:
         served = load_artifact(registered.tag)
-        challenger = load_shadow_model(ServiceSettings(shadow_model_tag="candidate"), served)
+        challenger = load_shadow_model(
+            ServiceSettings(shadow=ShadowSettings(model_tag="candidate")), served
+        )
     finally:
         logger.removeHandler(caplog.handler)
     assert challenger is not None and challenger.tag == registered.tag

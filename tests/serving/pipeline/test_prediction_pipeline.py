@@ -22,13 +22,13 @@ from models.contract import default_contract
 from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
 from prediction_log.settings import PredictionLogSettings
-from serving.middleware.request_context import request_scope
 from serving.pipeline.prediction_pipeline import (
     DRIFT_SCORE_EVERY_ROWS,
     PredictionPipeline,
 )
 from serving.schema import BatchPrediction, order_model
-from serving.settings import ServiceSettings
+from serving.server.middleware.request_context import request_scope
+from serving.settings import FeatureStoreSettings, ServiceSettings, ShadowSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
 from tests.harness.local_server import free_port
 
@@ -206,9 +206,8 @@ async def test_a_failing_feature_store_serves_defaults_and_counts_the_fallback(
     nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
     settings = _settings(
         tmp_path,
-        feature_store_backend="redis",
+        feature_store=FeatureStoreSettings(backend="redis", timeout_ms=200),
         redis_url=nothing_listens,
-        feature_store_timeout_ms=200,
     )
     pipeline = await _pipeline(settings, artifact)
     before = _sample("delivery_eta_feature_store_fallbacks_total", backend="redis")
@@ -236,7 +235,9 @@ async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_
     artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     # The same model as its own challenger (an A/A check): the two answers must agree.
-    settings = _settings(tmp_path, shadow_model_tag=artifact.tag, shadow_interval_ms=10_000)
+    settings = _settings(
+        tmp_path, shadow=ShadowSettings(model_tag=artifact.tag, interval_ms=10_000)
+    )
     store = build_feature_store(settings, artifact)
     built = build_pipeline(
         settings, artifact, store, build_metrics(artifact, store, artifact), challenger=artifact

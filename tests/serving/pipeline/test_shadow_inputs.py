@@ -19,7 +19,7 @@ from prediction_log.settings import PredictionLogSettings
 from serving.pipeline.prediction_pipeline import PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs
 from serving.schema import order_model
-from serving.settings import ServiceSettings
+from serving.settings import ServiceSettings, ShadowSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
 from tests.harness.contract_models import kitchen_contract, request_body, subset_contract
 
@@ -132,8 +132,7 @@ async def test_a_challenger_on_a_subset_of_the_fields_scores_its_own_input(
     assert challenger_input_problems(champion.contract, challenger.contract) == []
     settings = ServiceSettings(
         prediction_log=PredictionLogSettings(path=tmp_path / "predictions.sqlite3"),
-        shadow_model_tag=challenger.tag,
-        shadow_interval_ms=10_000,
+        shadow=ShadowSettings(model_tag=challenger.tag, interval_ms=10_000),
     )
     store = build_feature_store(settings, champion)
     pipeline: PredictionPipeline = build_pipeline(

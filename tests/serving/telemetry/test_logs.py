@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from framework_internals import bentoml_request_error_logger
 from models.contract import default_contract
-from serving.middleware.request_context import RequestContextMiddleware
 from serving.schema import feedback_model, order_model
+from serving.server.middleware.request_context import RequestContextMiddleware
 from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import (
     MAX_LINE_BYTES,

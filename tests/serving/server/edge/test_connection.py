@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from serving.edge.connection import REFUSAL_REASONS, ConnectionGuard, EdgeLimits
+from serving.server.edge.connection import REFUSAL_REASONS, ConnectionGuard, EdgeLimits
 
 LIMITS = EdgeLimits(
     max_request_target_bytes=100,

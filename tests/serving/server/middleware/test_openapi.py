@@ -1,4 +1,4 @@
-"""The OpenAPI correction (serving/middleware/openapi.py), on what BentoML really generates for these routes."""
+"""The OpenAPI correction (serving/server/middleware/openapi.py), on what BentoML really generates for these routes."""
 
 from __future__ import annotations
 
@@ -18,8 +18,15 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from models.contract import default_contract
-from serving.middleware.docs_page import service_info
-from serving.middleware.openapi import (
+from serving.schema import (
+    BatchPrediction,
+    FeedbackReceipt,
+    Prediction,
+    feedback_model,
+    order_model,
+)
+from serving.server.middleware.docs_page import service_info
+from serving.server.middleware.openapi import (
     EDGE_STATUSES,
     ERROR_RESPONSE,
     SERVICE_ROUTES,
@@ -28,13 +35,6 @@ from serving.middleware.openapi import (
     OpenAPIDocumentMiddleware,
     to_openapi_30,
     v1_document,
-)
-from serving.schema import (
-    BatchPrediction,
-    FeedbackReceipt,
-    Prediction,
-    feedback_model,
-    order_model,
 )
 from serving.telemetry.logs import MAX_LISTED_ERRORS, validation_error_answer
 
@@ -150,7 +150,7 @@ def test_conversions_are_idempotent_and_leave_their_input_alone(generated: dict[
 def test_bentoml_document_is_not_valid_openapi_30_but_the_corrected_one_is(
     generated: dict[str, Any], document: dict[str, Any]
 ) -> None:
-    # If BentoML ever generates a valid document, part of serving/middleware/openapi.py may be dropped.
+    # If BentoML ever generates a valid document, part of serving/server/middleware/openapi.py may be dropped.
     with pytest.raises(Exception, match="exclusiveMinimum"):
         schemathesis.openapi.from_dict(generated).validate()
     assert document["openapi"].startswith("3.0")

@@ -19,8 +19,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from serving.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header
-from serving.middleware.request_context import annotate
+from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from serving.server.middleware.request_context import annotate
 
 _JSON_TYPES = frozenset({"application/json"})
 CLIENT_CLOSED_REQUEST = 499
@@ -73,7 +73,7 @@ class HttpGuardMiddleware:
     """JSON-only, size-limited bodies for requests with a body under ``prefix``.
 
     ``max_object_keys`` bounds a JSON body's shape (None: no check);
-    ``refused(reason)`` counts each refusal (``serving.edge.refusals``).
+    ``refused(reason)`` counts each refusal (``serving.server.edge.refusals``).
     """
 
     def __init__(

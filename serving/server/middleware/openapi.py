@@ -8,9 +8,9 @@ BentoML 1.4 generates ``/docs.json`` from the API signatures, but
 * documents 400/404/500 on every route with its own error schemas (400 ``detail``: string),
   while the 400 body carries the first 10 pydantic errors and their ``error_count``
   (``serving/telemetry/logs.py``), and the routes also answer 401 (``/v1/feedback`` with a
-  token set: ``serving/middleware/auth.py``), 404/409 (feedback), 413/415 and the 400 of an
-  oversized JSON object (``serving/middleware/body_guard.py``), 503 (``service.py``) and, before
-  any route, 408/414/431 (``serving/edge/connection.py``).
+  token set: ``serving/server/middleware/auth.py``), 404/409 (feedback), 413/415 and the 400 of an
+  oversized JSON object (``serving/server/middleware/body_guard.py``), 503 (``service.py``) and, before
+  any route, 408/414/431 (``serving/server/edge/connection.py``).
 
 * names the bodies after BentoML's wrappers (``OrderIODescriptor``, ``predict_batch__Input``)
   and keeps unused copies of them and of its own error schemas among the components;
@@ -32,8 +32,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from serving.middleware.asgi import ASGIApp, Receive, Scope, Send
-from serving.telemetry.logs import MAX_LISTED_ERRORS
+from serving.schema import MAX_LISTED_ERRORS
+from serving.server.asgi import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 

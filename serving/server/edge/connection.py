@@ -23,7 +23,7 @@ REFUSAL_REASONS = (
     "unsupported_media_type",
     "json_shape",
 )
-"""The fixed label set of the refusals metric (see ``serving.edge.refusals``)."""
+"""The fixed label set of the refusals metric (see ``serving.server.edge.refusals``)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bentoml
 
-from serving.edge.connection import REFUSAL_REASONS
+from serving.server.edge.connection import REFUSAL_REASONS
 
 HTTP_REFUSALS = bentoml.metrics.Counter(
     name="delivery_eta_http_refusals_total",

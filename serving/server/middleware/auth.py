@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from serving.middleware.asgi import ASGIApp, Receive, Scope, Send, header
-from serving.middleware.request_context import annotate
+from serving.server.asgi import ASGIApp, Receive, Scope, Send, header
+from serving.server.middleware.request_context import annotate
 
 REALM = "delivery-eta"
 UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized"}).encode()

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from serving.middleware.asgi import ASGIApp, Receive, Scope, Send
+from serving.server.asgi import ASGIApp, Receive, Scope, Send
 
 HTML = "text/html; charset=utf-8"
 

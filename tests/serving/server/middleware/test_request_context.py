@@ -10,7 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serving.middleware.request_context import RequestContextMiddleware, annotate, current_request
+from serving.server.middleware.request_context import (
+    RequestContextMiddleware,
+    annotate,
+    current_request,
+)
 from serving.telemetry.logs import configure_logging
 
 

@@ -13,8 +13,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.edge.paths import ORIGINAL_PATH_KEY, original_path
-from serving.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from serving.server.edge.paths import ORIGINAL_PATH_KEY, original_path
 
 logger = logging.getLogger("delivery_eta.request")
 
@@ -105,7 +105,9 @@ class RequestContextMiddleware:
             sent_id if sent_id and _VALID_REQUEST_ID.match(sent_id) else os.urandom(16).hex()
         )
         with request_scope(request_id, scope.get("path", "")) as info:
-            if ORIGINAL_PATH_KEY in scope:  # an unknown path, collapsed by serving.edge.paths
+            if (
+                ORIGINAL_PATH_KEY in scope
+            ):  # an unknown path, collapsed by serving.server.edge.paths
                 info.fields["path"] = original_path(scope)
             await self._handle(info, scope, receive, send)
 

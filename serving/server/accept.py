@@ -33,7 +33,7 @@ from framework_internals import (
     install_listener_hooks,
     listening_sockets,
 )
-from serving.shutdown import accept_queue_length
+from serving.server.listener import accept_queue_length
 
 logger = logging.getLogger("delivery_eta.accept")
 

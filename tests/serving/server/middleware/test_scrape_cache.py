@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.middleware.scrape_cache import ScrapeCacheMiddleware
+from serving.server.middleware.scrape_cache import ScrapeCacheMiddleware
 
 
 def _client(max_age_s: float, status: int = 200) -> tuple[httpx.AsyncClient, list[int]]:

@@ -17,17 +17,15 @@ from typing import Any
 
 import pytest
 
-from serving import shutdown
-from serving.shutdown import (
-    DrainingMiddleware,
-    ServerWorkers,
-    ShutdownState,
+from serving.server import drain
+from serving.server.drain import ShutdownState, reopen_unless_stopping
+from serving.server.listener import (
     accept_queue_length,
     close_the_door,
     open_the_door,
-    reopen_unless_stopping,
     wait_for_empty_queue,
 )
+from serving.server.worker_markers import ServerWorkers
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="BPF socket filter")
 
@@ -91,38 +89,6 @@ def test_waiting_for_the_queue_gives_up_after_its_timeout(listener: socket.socke
     assert not wait_for_empty_queue([listener], timeout_s=0.2)
     assert 0.2 <= time.monotonic() - started < 2
     client.close()
-
-
-async def _headers_sent(state: ShutdownState) -> list[tuple[bytes, bytes]]:
-    sent: list[dict[str, Any]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"keep-alive")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    await DrainingMiddleware(app, state)({"type": "http", "path": "/v1/predict"}, receive, send)
-    return list(sent[0]["headers"])
-
-
-async def test_answers_close_their_connection_only_while_draining() -> None:
-    state = ShutdownState()
-    assert (b"connection", b"keep-alive") in await _headers_sent(state)
-    state.draining_since = time.monotonic()
-    headers = await _headers_sent(state)
-    assert [v for k, v in headers if k == b"connection"] == [b"close"]
-    assert (b"content-type", b"application/json") in headers
 
 
 @linux_only
@@ -231,9 +197,9 @@ class FakeServer:
 def state(monkeypatch: pytest.MonkeyPatch) -> ShutdownState:
     """The module's per-process state, restored after the test."""
     fresh = ShutdownState()
-    monkeypatch.setattr(shutdown, "STATE", fresh)
-    monkeypatch.setattr(shutdown, "QUEUE_WAIT_S", 0.2)
-    monkeypatch.setattr(shutdown, "SETTLE_S", 0.0)
+    monkeypatch.setattr(drain, "STATE", fresh)
+    monkeypatch.setattr(drain, "QUEUE_WAIT_S", 0.2)
+    monkeypatch.setattr(drain, "SETTLE_S", 0.0)
     return fresh
 
 
@@ -247,7 +213,7 @@ def _accepts_new_connections(listener: socket.socket) -> bool:
 
 def _drain(listener: socket.socket) -> list[int]:
     exits: list[int] = []
-    shutdown._drain_then_exit(
+    drain._drain_then_exit(
         lambda server, sig, frame: exits.append(sig), FakeServer(listener), signal.SIGTERM, None
     )
     return exits
@@ -291,7 +257,7 @@ def test_a_starting_worker_reopens_a_door_left_by_a_dead_worker(
 def test_a_starting_worker_waits_for_draining_siblings_and_never_reopens_while_draining(
     listener: socket.socket, state: ShutdownState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shutdown, "REOPEN_POLL_S", 0.02)
+    monkeypatch.setattr(drain, "REOPEN_POLL_S", 0.02)
     siblings = Siblings(os.getpid(), 102)
     _worker(tmp_path, 102, siblings).mark_draining()
     close_the_door(listener)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.middleware.auth import BearerTokenMiddleware
+from serving.server.middleware.auth import BearerTokenMiddleware
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -1,8 +1,8 @@
 """The HTTP edge: what every connection and request meets before BentoML's app.
 
 ``install`` (called when a worker imports the service) raises the open-files limit and, as
-each uvicorn server starts, wraps the app it serves (:mod:`serving.edge.paths`) and its
-connection protocol (:mod:`serving.edge.connection`), through ``framework_internals``.
+each uvicorn server starts, wraps the app it serves (:mod:`serving.server.edge.paths`) and its
+connection protocol (:mod:`serving.server.edge.connection`), through ``framework_internals``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from framework_internals import guard_connections, install_listener_hooks, wrap_served_app
-from serving.edge.connection import EdgeLimits, guard_factory
-from serving.edge.paths import KnownPathsApp
+from serving.server.edge.connection import EdgeLimits, guard_factory
+from serving.server.edge.paths import KnownPathsApp
 
 logger = logging.getLogger("delivery_eta.edge")
 

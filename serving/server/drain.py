@@ -38,22 +38,13 @@ does.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import errno
 import logging
 import os
-import shutil
 import signal
-import socket
-import stat
-import struct
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -63,33 +54,12 @@ from framework_internals import (
     install_sigterm_handler,
     listening_sockets,
 )
-from serving.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
+from serving.server.listener import close_the_door, open_the_door, wait_for_empty_queue
+from serving.server.worker_markers import ServerWorkers
 
 logger = logging.getLogger("delivery_eta.shutdown")
 
-_SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; not exported by Python's socket module
-_SO_DETACH_FILTER = 27
 _LINUX = sys.platform.startswith("linux")
-
-
-def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
-    return struct.pack("HBBI", code, jt, jf, k)  # struct sock_filter
-
-
-# Classic BPF run on each segment reaching the listener, whose data starts at the TCP header:
-# drop bare SYNs (new connection attempts), keep everything else -- in particular the final
-# ACK of a handshake already under way, so a client that got its SYN-ACK is not left hanging.
-_REFUSE_NEW_CONNECTIONS = b"".join(
-    [
-        _bpf(0x30, 0, 0, 13),  # ldb [13]             TCP flags
-        _bpf(0x54, 0, 0, 0x12),  # and #(SYN|ACK)
-        _bpf(0x15, 0, 1, 0x02),  # jeq #SYN ? next : skip one
-        _bpf(0x06, 0, 0, 0),  # ret #0               drop
-        _bpf(0x06, 0, 0, 0xFFFFFFFF),  # ret #-1     keep
-    ]
-)
-_TCP_INFO_LEN = 104
-_TCPI_UNACKED_OFFSET = 24  # struct tcp_info: 8 x u8, then u32s; on a listener, accept-queue length
 
 QUEUE_WAIT_S = 5.0
 """Longest the worker waits for the accept queue to empty once the door is closed."""
@@ -114,109 +84,6 @@ class ShutdownState:
         return self.draining_since is not None
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """``/proc/<pid>/stat`` from its 3rd field on (state, ppid, ...); None if there is no such pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
-
-
-def is_live_child(pid: int, parent: int) -> bool:
-    """``pid`` runs (not a zombie awaiting its reaper) and is a child of ``parent``."""
-    fields = _proc_stat(pid)
-    return fields is not None and fields[0] not in ("Z", "X", "x") and int(fields[1]) == parent
-
-
-_MARKERS_PREFIX = "delivery-eta-workers-"
-
-
-class ServerWorkers:
-    """The workers of one server as their marker files tell: which serve, which drain.
-
-    Each worker touches ``serving.<pid>`` once it listens and ``draining.<pid>`` when its drain
-    starts, in ``directory`` (private to the server). Only markers of live siblings count
-    (``is_sibling``), so a worker that crashed or exited needs no clean-up, and a pid reused by
-    the next worker clears the stale draining marker when it registers.
-    """
-
-    def __init__(self, directory: Path, pid: int, is_sibling: Callable[[int], bool]) -> None:
-        self.directory = directory
-        self.pid = pid
-        self.is_sibling = is_sibling
-
-    @classmethod
-    def of_this_server(cls) -> ServerWorkers | None:
-        """The markers of the server this worker belongs to (Linux, :func:`markers_folder`); None,
-        with a warning, when they cannot be kept. Folders of servers no longer running go."""
-        arbiter = os.getppid()
-        directory = markers_folder(arbiter)
-        if directory is None:
-            return None
-        root, uid = directory.parent, os.getuid()
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-            info = directory.lstat()
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:  # lstat: no symlink
-                raise PermissionError(f"{directory} is not a directory of uid {uid}")
-        except OSError as exc:
-            logger.warning("workers cannot tell a lone restart from a server stop: %s", exc)
-            return None
-        _remove_folders_of_stopped_servers(root, uid)
-        return cls(directory, os.getpid(), lambda pid: is_live_child(pid, arbiter))
-
-    def register(self, draining: bool = False) -> None:
-        """Count this worker as one of the server's (listening) workers."""
-        self._touch("serving")
-        if not draining:
-            (self.directory / f"draining.{self.pid}").unlink(missing_ok=True)
-
-    def mark_draining(self) -> None:
-        """Count this worker as draining."""
-        self._touch("draining")
-
-    def draining_siblings(self) -> set[int]:
-        """Pids of the other live workers that are draining."""
-        return {pid for pid in self._pids("draining") if pid != self.pid and self.is_sibling(pid)}
-
-    def all_draining(self) -> bool:
-        """Every other live worker of the server drains too (asked by a draining worker): the
-        whole server is stopping."""
-        others = {pid for pid in self._pids("serving") if pid != self.pid and self.is_sibling(pid)}
-        return others <= self._pids("draining")
-
-    def _touch(self, kind: str) -> None:
-        (self.directory / f"{kind}.{self.pid}").touch()
-
-    def _pids(self, kind: str) -> set[int]:
-        pids = set()
-        for marker in self.directory.glob(f"{kind}.*"):
-            with contextlib.suppress(ValueError):
-                pids.add(int(marker.suffix[1:]))
-        return pids
-
-
-def markers_folder(arbiter: int) -> Path | None:
-    """Where the workers of the server whose arbiter (``bentoml serve`` process) is ``arbiter``
-    keep their markers; None if that process is gone or this is not Linux."""
-    arbiter_stat = _proc_stat(arbiter) if _LINUX else None
-    if arbiter_stat is None:
-        return None
-    started = arbiter_stat[19]  # starttime: pids get reused, a (pid, start) pair does not
-    return Path(tempfile.gettempdir()) / f"{_MARKERS_PREFIX}{os.getuid()}-{arbiter}-{started}"
-
-
-def _remove_folders_of_stopped_servers(root: Path, uid: int) -> None:
-    for folder in root.glob(f"{_MARKERS_PREFIX}{uid}-*-*"):
-        arbiter, started = folder.name.rsplit("-", 2)[-2:]
-        if not arbiter.isdigit():
-            continue
-        arbiter_stat = _proc_stat(int(arbiter))
-        if arbiter_stat is None or arbiter_stat[19] != started:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 STATE = ShutdownState()
 _DOOR = threading.Lock()
 """Held while the door is closed or reopened, so that a reopening cannot undo a closing that
@@ -227,62 +94,6 @@ def _server_workers() -> ServerWorkers | None:
     if STATE.workers is None:
         STATE.workers = ServerWorkers.of_this_server()
     return STATE.workers
-
-
-def close_the_door(sock: Any) -> bool:
-    """Make the kernel drop new connection attempts on listening ``sock``; True if it took.
-
-    Already-queued connections stay acceptable, and handshakes already under way complete.
-    Linux only (classic BPF socket filter, no privilege needed); elsewhere the worker falls back
-    to uvicorn's plain shutdown.
-    """
-    if not _LINUX:
-        return False
-    program = ctypes.create_string_buffer(_REFUSE_NEW_CONNECTIONS, len(_REFUSE_NEW_CONNECTIONS))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; } (native alignment);
-    # the kernel copies the program, so the buffer may go once setsockopt returns.
-    fprog = struct.pack("HP", len(_REFUSE_NEW_CONNECTIONS) // 8, ctypes.addressof(program))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-    except OSError as exc:
-        logger.warning("could not close the listening socket to new connections: %s", exc)
-        return False
-    return True
-
-
-def open_the_door(sock: Any) -> bool:
-    """Remove the filter :func:`close_the_door` attached to listening ``sock``; True if one was
-    there. Linux only (elsewhere there is never one)."""
-    if not _LINUX:
-        return False
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:  # ENOENT: no filter attached, the usual case
-            logger.warning("could not reopen the listening socket: %s", exc)
-        return False
-    return True
-
-
-def accept_queue_length(sock: Any) -> int | None:
-    """Connections the kernel has completed on listening ``sock`` that nobody accepted yet."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-    except (OSError, AttributeError):
-        return None
-    (queued,) = struct.unpack_from("I", info, _TCPI_UNACKED_OFFSET)
-    return int(queued)
-
-
-def wait_for_empty_queue(sockets: Iterable[Any], timeout_s: float = QUEUE_WAIT_S) -> bool:
-    """Block until no listening socket has queued connections (True), or ``timeout_s`` passed."""
-    sockets = list(sockets)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(accept_queue_length(s) in (0, None) for s in sockets):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _drain_then_exit(
@@ -319,7 +130,7 @@ def _drain(server: Any) -> None:
         with _DOOR:
             closed = all(close_the_door(s) for s in sockets)
         if closed:
-            emptied = wait_for_empty_queue(sockets)
+            emptied = wait_for_empty_queue(sockets, QUEUE_WAIT_S)
             time.sleep(SETTLE_S)
             logger.info(
                 "drained for %.1f s; listening socket closed to new connections, accept queue %s",
@@ -459,28 +270,3 @@ def exit_with_parent(server: Any = None) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-class DrainingMiddleware:
-    """While draining, ask every client to close its connection after the answer."""
-
-    def __init__(self, app: ASGIApp, state: ShutdownState = STATE) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Checked when the request starts: outside a drain (nearly always) nothing is wrapped; a
-        # request already running when the drain begins keeps its connection, the next one closes.
-        if scope["type"] != "http" or not self.state.draining:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
-                ]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, send_closing)

@@ -1,4 +1,4 @@
-"""The docs page's middleware (serving/middleware/docs_page.py), without a server."""
+"""The docs page's middleware (serving/server/middleware/docs_page.py), without a server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.middleware.docs_page import DocsPageMiddleware, content_security_policy, docs_page
+from serving.server.middleware.docs_page import (
+    DocsPageMiddleware,
+    content_security_policy,
+    docs_page,
+)
 
 
 def _client() -> httpx.AsyncClient:

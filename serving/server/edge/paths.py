@@ -2,7 +2,7 @@
 
 BentoML's request metrics label every request with its raw path, from a middleware that runs
 before any of ours: 3,000 unknown paths grew ``/metrics`` from 0.27 to 12 MB. The outermost app
-(:class:`KnownPathsApp`, installed by ``serving.edge``) rewrites every path outside the known
+(:class:`KnownPathsApp`, installed by ``serving.server.edge``) rewrites every path outside the known
 set to :data:`UNMATCHED`; BentoML then answers 404 and counts it under that one label. The
 original path stays in the scope for the request log (:func:`original_path`).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from serving.middleware.asgi import ASGIApp, Receive, Scope, Send
+from serving.server.asgi import ASGIApp, Receive, Scope, Send
 
 UNMATCHED = "/unmatched"
 """The path (and metric label) every unknown path becomes."""

@@ -1,4 +1,4 @@
-"""Greedy accepting (serving/accept.py) on a real uvicorn + uvloop server whose loop is kept busy,
+"""Greedy accepting (serving/server/accept.py) on a real uvicorn + uvloop server whose loop is kept busy,
 as a worker's loop is under load (the whole service under a flood: tests/service/test_overload.py).
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import serving.accept
-from serving.accept import GreedyAcceptor, install
-from serving.shutdown import accept_queue_length
+import serving.server.accept
+from serving.server.accept import GreedyAcceptor, install
+from serving.server.listener import accept_queue_length
 from tests.harness.uvicorn_thread import ThreadedServer, get, listener, uvicorn_in_thread
 
 QUEUED = 100
@@ -169,7 +169,7 @@ def test_out_of_file_descriptors_pauses_instead_of_spinning() -> None:
     acceptor._accept(_Listener(errno.EMFILE))  # type: ignore[arg-type]
     assert loop.calls == [
         ("remove_reader", 7),
-        ("call_later", serving.accept.RETRY_AFTER_S),
+        ("call_later", serving.server.accept.RETRY_AFTER_S),
         ("add_reader", 7),
     ]
 

@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from serving.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
+from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send
 
 METRICS_PATH = "/metrics"
 

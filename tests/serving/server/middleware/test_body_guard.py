@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from serving.middleware.body_guard import HttpGuardMiddleware, json_shape_problem
+from serving.server.middleware.body_guard import HttpGuardMiddleware, json_shape_problem
 
 LIMIT = 1024
 ORDER = {
