@@ -25,6 +25,7 @@ from framework_internals import (
     pin_environment_for_workers,
     swagger_ui_assets,
 )
+from models.intervals import score_answer
 from models.settings import ENV_PREFIX
 from serving.accept import install as install_greedy_accept
 from serving.edge import install as install_http_edge
@@ -36,11 +37,12 @@ from serving.middleware.auth import BearerTokenMiddleware
 from serving.middleware.body_guard import HttpGuardMiddleware
 from serving.middleware.docs_page import DocsPageMiddleware, service_info
 from serving.middleware.openapi import OpenAPIDocumentMiddleware
-from serving.middleware.request_context import RequestContextMiddleware, RequestInfo, annotate
+from serving.middleware.request_context import RequestContextMiddleware
 from serving.middleware.scrape_cache import METRICS_PATH, ScrapeCacheMiddleware
 from serving.pipeline.batching import Overloaded
 from serving.pipeline.prediction_log import PredictionLogUnavailable
 from serving.pipeline.prediction_log.location import log_at_startup
+from serving.pipeline.prediction_pipeline import AlreadyLabelled, UnknownPrediction
 from serving.schema import (
     BatchPrediction,
     FeedbackReceipt,
@@ -62,6 +64,7 @@ from serving.startup import (
 )
 from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import configure_logging, use_field_labels
+from serving.telemetry.request_notes import RequestInfo, annotate
 
 SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
@@ -90,22 +93,39 @@ BatchOrders = Annotated[
 ]
 
 
-def _error(status: int, message: str, category: str, **headers: str) -> JSONResponse:
-    annotate(error_category=category, error=message)
-    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
-
-
 # Seconds a client should wait before resending feedback the prediction log could not take.
 FEEDBACK_RETRY_AFTER_S = 5
 
-
-def _overloaded() -> JSONResponse:
-    return _error(
+ERROR_ANSWERS: dict[type[Exception], tuple[int, str, str, dict[str, str]]] = {
+    # The model's queue is over its latency budget: shed now, the client may retry at once.
+    Overloaded: (
         503,
-        "service overloaded: prediction queue is over its latency budget, retry later",
         "overload",
-        **{"Retry-After": "1"},
-    )
+        "service overloaded: {exc}, retry later",
+        {"Retry-After": "1"},
+    ),
+    # The label is not lost if the client retries: the store (or the prediction's queued write)
+    # comes back; a 500 would say the request itself was wrong.
+    PredictionLogUnavailable: (
+        503,
+        "unavailable",
+        "{exc}; retry later",
+        {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)},
+    ),
+    UnknownPrediction: (404, "not_found", "{exc}", {}),
+    AlreadyLabelled: (409, "conflict", "{exc}", {}),
+}
+"""The one outcome -> answer table: each domain error the pipeline raises, and the (status,
+error category for logs and metrics, message with ``{exc}`` for the error's text, headers)
+a client gets for it. Any other exception is BentoML's 500."""
+ANSWERED_ERRORS = tuple(ERROR_ANSWERS)
+
+
+def _error_answer(exc: Exception) -> JSONResponse:
+    status, category, message, headers = ERROR_ANSWERS[type(exc)]
+    text = message.format(exc=exc)
+    annotate(error_category=category, error=text)
+    return JSONResponse({"error": text}, status_code=status, headers=headers or None)
 
 
 async def _health(_: Request) -> JSONResponse:
@@ -252,8 +272,8 @@ class DeliveryETA:
         """Predict one order's delivery time; the body is the order itself."""
         try:
             batch = await self.pipeline.predict([Order.model_construct(**order)])
-        except Overloaded:
-            return _overloaded()
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         (prediction,) = batch.predictions()
         return prediction
 
@@ -262,8 +282,8 @@ class DeliveryETA:
         """Predict many orders at once; predictions come back in input order."""
         try:
             batch = await self.pipeline.predict(orders)
-        except Overloaded:
-            return _overloaded()
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         # Serialised here in one pass (the same document BatchPrediction describes).
         return Response(batch.batch_json(), media_type="application/json")
 
@@ -273,35 +293,19 @@ class DeliveryETA:
         prediction_id, actual = body["prediction_id"], body["actual_delivery_time_min"]
         try:
             result = await self.pipeline.feedback(prediction_id, actual)
-        except PredictionLogUnavailable as exc:
-            # The label is not lost if the client retries: the store (or the prediction's
-            # queued write) comes back; a 500 would say the request itself was wrong.
-            return _error(
-                503,
-                f"{exc}; retry later",
-                "unavailable",
-                **{"Retry-After": str(FEEDBACK_RETRY_AFTER_S)},
-            )
-        if result.record is None:
-            return _error(
-                404, f"unknown prediction_id {prediction_id} (expired or never made)", "not_found"
-            )
-        if result.status == "conflict":
-            return _error(
-                409,
-                f"prediction_id {prediction_id} already has actual_delivery_time_min "
-                f"{result.actual}",
-                "conflict",
-            )
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         record = result.record
+        assert record is not None  # an unknown id raised UnknownPrediction
+        score = score_answer(record.predicted, record.lower, record.upper, actual)
         return FeedbackReceipt(
             prediction_id=prediction_id,
             status="joined" if result.status == "joined" else "duplicate",
             model_version=record.model_version,
             predicted_delivery_time_min=record.predicted,
             actual_delivery_time_min=actual,
-            absolute_error_min=abs(actual - record.predicted),
-            within_interval=record.lower <= actual <= record.upper,
+            absolute_error_min=score.absolute_error,
+            within_interval=score.within_interval,
         )
 
     @bentoml.on_shutdown

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
-from serving.middleware.request_context import annotate, current_request, replace_error_body
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
+from serving.telemetry.request_notes import annotate, current_request, replace_error_body
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")
 
