@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import bentoml
 from pydantic import Field
@@ -96,33 +96,42 @@ BatchOrders = Annotated[
 # Seconds a client should wait before resending feedback the prediction log could not take.
 FEEDBACK_RETRY_AFTER_S = 5
 
-ERROR_ANSWERS: dict[type[Exception], tuple[int, str, str, dict[str, str]]] = {
+
+class ErrorAnswer(NamedTuple):
+    """What a client gets for one domain error: ``{"error": message}`` with these."""
+
+    status: int
+    category: str
+    """``error_category`` of the request's log line and of ``delivery_eta_errors_total``."""
+    message: str
+    """The ``error`` text; ``{exc}`` stands for the error's own text."""
+    headers: dict[str, str]
+
+
+ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     # The model's queue is over its latency budget: shed now, the client may retry at once.
-    Overloaded: (
-        503,
-        "overload",
-        "service overloaded: {exc}, retry later",
-        {"Retry-After": "1"},
+    Overloaded: ErrorAnswer(
+        503, "overload", "service overloaded: {exc}, retry later", {"Retry-After": "1"}
     ),
     # The label is not lost if the client retries: the store (or the prediction's queued write)
     # comes back; a 500 would say the request itself was wrong.
-    PredictionLogUnavailable: (
-        503,
-        "unavailable",
-        "{exc}; retry later",
-        {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)},
+    PredictionLogUnavailable: ErrorAnswer(
+        503, "unavailable", "{exc}; retry later", {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
     ),
-    UnknownPrediction: (404, "not_found", "{exc}", {}),
-    AlreadyLabelled: (409, "conflict", "{exc}", {}),
+    UnknownPrediction: ErrorAnswer(404, "not_found", "{exc}", {}),
+    AlreadyLabelled: ErrorAnswer(409, "conflict", "{exc}", {}),
 }
-"""The one outcome -> answer table: each domain error the pipeline raises, and the (status,
-error category for logs and metrics, message with ``{exc}`` for the error's text, headers)
-a client gets for it. Any other exception is BentoML's 500."""
+"""The one outcome -> answer table: each domain error the pipeline raises and its answer.
+Routes catch :data:`ANSWERED_ERRORS` and answer with :func:`_error_answer`; any other
+exception is BentoML's 500."""
 ANSWERED_ERRORS = tuple(ERROR_ANSWERS)
 
 
 def _error_answer(exc: Exception) -> JSONResponse:
-    status, category, message, headers = ERROR_ANSWERS[type(exc)]
+    # The nearest class in the table (a subclass of a domain error is answered like it).
+    status, category, message, headers = next(
+        ERROR_ANSWERS[cls] for cls in type(exc).__mro__ if cls in ERROR_ANSWERS
+    )
     text = message.format(exc=exc)
     annotate(error_category=category, error=text)
     return JSONResponse({"error": text}, status_code=status, headers=headers or None)
