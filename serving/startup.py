@@ -40,8 +40,9 @@ from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
 from serving.settings import ServiceSettings
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
-from serving.telemetry.metrics import CHALLENGER, CHAMPION, MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder
 from serving.telemetry.prediction_log_metrics import PredictionLogMetrics
+from serving.telemetry.roles import CHALLENGER, CHAMPION
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import numpy as np
 from models.cohorts import Cohorts
 from serving.pipeline.batching import ModelCallResult
 from serving.telemetry.drift_monitor import DriftMonitor
-from serving.telemetry.metrics import CHAMPION, MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.roles import CHAMPION
 
 DRIFT_SCORE_EVERY_ROWS = 200
 """Drift is re-scored after this many new rows: often enough for alerts, cheap per request."""

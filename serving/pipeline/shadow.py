@@ -44,7 +44,8 @@ from models.features import EntityFeatures, FeatureAssembler
 from serving.pipeline.feature_store import lookup_tables
 from serving.pipeline.prediction_log import ModelCall, PredictionBlock, ShadowScores
 from serving.pipeline.prediction_log.queue import RateLimitedWarning
-from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.roles import CHALLENGER
 
 logger = logging.getLogger("serving.pipeline.shadow")
 
