@@ -182,8 +182,8 @@ class AdaptiveBatcher:
         """Predict ``rows``, sharing the model call with whatever else is queued. ``tags``
         (one per row) reach ``on_call`` with their rows, never the model."""
         assert tags is None or len(tags) == len(rows)
-        if rows.base is not None:  # a view: queue an array of its own (see _request_of)
-            rows = rows.copy()
+        if rows.base is not None or id(rows) in self._waiting:
+            rows = rows.copy()  # queue an array of this request's own (see _request_of)
         waiting = _Waiting(tags)
         self._waiting[id(rows)] = (rows, waiting)
         self.queued_rows += len(rows)
