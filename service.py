@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import bentoml
 from pydantic import Field
@@ -21,10 +21,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from framework_internals import pin_environment_for_workers
+from models.intervals import score_answer
 from models.settings import ENV_PREFIX
 from prediction_log import PredictionLogUnavailable
 from prediction_log.location import log_at_startup
 from serving.pipeline.batching import Overloaded
+from serving.pipeline.prediction_pipeline import AlreadyLabelled, UnknownPrediction
 from serving.schema import (
     BatchPrediction,
     FeedbackReceipt,
@@ -34,7 +36,6 @@ from serving.schema import (
     order_model,
 )
 from serving.server.edge.paths import UNMATCHED
-from serving.server.middleware.request_context import RequestInfo, annotate
 from serving.server.wiring import install_server, wrap_service
 from serving.startup import (
     build_feature_store,
@@ -47,6 +48,7 @@ from serving.startup import (
 )
 from serving.telemetry.labels import FieldLabels
 from serving.telemetry.logs import configure_logging, use_field_labels
+from serving.telemetry.request_notes import RequestInfo, annotate
 
 SETTINGS = load_settings()
 configure_logging(SETTINGS.telemetry.log_level)
@@ -72,22 +74,48 @@ BatchOrders = Annotated[
 ]
 
 
-def _error(status: int, message: str, category: str, **headers: str) -> JSONResponse:
-    annotate(error_category=category, error=message)
-    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
-
-
 # Seconds a client should wait before resending feedback the prediction log could not take.
 FEEDBACK_RETRY_AFTER_S = 5
 
 
-def _overloaded() -> JSONResponse:
-    return _error(
-        503,
-        "service overloaded: prediction queue is over its latency budget, retry later",
-        "overload",
-        **{"Retry-After": "1"},
+class ErrorAnswer(NamedTuple):
+    """What a client gets for one domain error: ``{"error": message}`` with these."""
+
+    status: int
+    category: str
+    """``error_category`` of the request's log line and of ``delivery_eta_errors_total``."""
+    message: str
+    """The ``error`` text; ``{exc}`` stands for the error's own text."""
+    headers: dict[str, str]
+
+
+ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    # The model's queue is over its latency budget: shed now, the client may retry at once.
+    Overloaded: ErrorAnswer(
+        503, "overload", "service overloaded: {exc}, retry later", {"Retry-After": "1"}
+    ),
+    # The label is not lost if the client retries: the store (or the prediction's queued write)
+    # comes back; a 500 would say the request itself was wrong.
+    PredictionLogUnavailable: ErrorAnswer(
+        503, "unavailable", "{exc}; retry later", {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
+    ),
+    UnknownPrediction: ErrorAnswer(404, "not_found", "{exc}", {}),
+    AlreadyLabelled: ErrorAnswer(409, "conflict", "{exc}", {}),
+}
+"""The one outcome -> answer table: each domain error the pipeline raises and its answer.
+Routes catch :data:`ANSWERED_ERRORS` and answer with :func:`_error_answer`; any other
+exception is BentoML's 500."""
+ANSWERED_ERRORS = tuple(ERROR_ANSWERS)
+
+
+def _error_answer(exc: Exception) -> JSONResponse:
+    # The nearest class in the table (a subclass of a domain error is answered like it).
+    status, category, message, headers = next(
+        ERROR_ANSWERS[cls] for cls in type(exc).__mro__ if cls in ERROR_ANSWERS
     )
+    text = message.format(exc=exc)
+    annotate(error_category=category, error=text)
+    return JSONResponse({"error": text}, status_code=status, headers=headers or None)
 
 
 async def _health(_: Request) -> JSONResponse:
@@ -236,8 +264,8 @@ class DeliveryETA:
         """Predict one order's delivery time; the body is the order itself."""
         try:
             batch = await self.pipeline.predict([Order.model_construct(**order)])
-        except Overloaded:
-            return _overloaded()
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         (prediction,) = batch.predictions()
         return prediction
 
@@ -246,8 +274,8 @@ class DeliveryETA:
         """Predict many orders at once; predictions come back in input order."""
         try:
             batch = await self.pipeline.predict(orders)
-        except Overloaded:
-            return _overloaded()
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         # Serialised here in one pass (the same document BatchPrediction describes).
         return Response(batch.batch_json(), media_type="application/json")
 
@@ -257,35 +285,19 @@ class DeliveryETA:
         prediction_id, actual = body["prediction_id"], body["actual_delivery_time_min"]
         try:
             result = await self.pipeline.feedback(prediction_id, actual)
-        except PredictionLogUnavailable as exc:
-            # The label is not lost if the client retries: the store (or the prediction's
-            # queued write) comes back; a 500 would say the request itself was wrong.
-            return _error(
-                503,
-                f"{exc}; retry later",
-                "unavailable",
-                **{"Retry-After": str(FEEDBACK_RETRY_AFTER_S)},
-            )
-        if result.record is None:
-            return _error(
-                404, f"unknown prediction_id {prediction_id} (expired or never made)", "not_found"
-            )
-        if result.status == "conflict":
-            return _error(
-                409,
-                f"prediction_id {prediction_id} already has actual_delivery_time_min "
-                f"{result.actual}",
-                "conflict",
-            )
+        except ANSWERED_ERRORS as exc:
+            return _error_answer(exc)
         record = result.record
+        assert record is not None  # an unknown id raised UnknownPrediction
+        score = score_answer(record.predicted, record.lower, record.upper, actual)
         return FeedbackReceipt(
             prediction_id=prediction_id,
             status="joined" if result.status == "joined" else "duplicate",
             model_version=record.model_version,
             predicted_delivery_time_min=record.predicted,
             actual_delivery_time_min=actual,
-            absolute_error_min=abs(actual - record.predicted),
-            within_interval=record.lower <= actual <= record.upper,
+            absolute_error_min=score.absolute_error,
+            within_interval=score.within_interval,
         )
 
     @bentoml.on_shutdown

@@ -150,3 +150,19 @@ class CoverageCheck:
         if self.outside_band:
             return f"{text}: outside the target band, within sampling error of it"
         return text
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """How one answer (a point and its interval) fared against the actual value reported later:
+    what a feedback receipt tells the client and the online error metrics count."""
+
+    absolute_error: float
+    """``|actual - predicted|``."""
+    within_interval: bool
+    """Whether ``lower <= actual <= upper``."""
+
+
+def score_answer(predicted: float, lower: float, upper: float, actual: float) -> AnswerScore:
+    """The :class:`AnswerScore` of one answer given its actual value."""
+    return AnswerScore(abs(actual - predicted), lower <= actual <= upper)

@@ -47,7 +47,7 @@ WRITE_CHUNK_BLOCKS = 2000
 
 
 class LogObserver(Protocol):
-    """What the log reports (``serving.telemetry.metrics.PredictionLogMetrics`` in the service)."""
+    """What the log reports (``serving.telemetry.prediction_log_metrics.PredictionLogMetrics`` in the service)."""
 
     def records(self, outcome: RecordOutcome, rows: int) -> None:
         """``rows`` predictions reached ``outcome``."""

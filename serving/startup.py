@@ -22,7 +22,6 @@ from models.store.artifact import ModelArtifact, ModelArtifactError, load_artifa
 from models.store.stages import LifecycleError, resolve_challenger, resolve_serving_tag
 from prediction_log import (
     LogObserver,
-    PredictionBlock,
     PredictionLog,
     RedisPredictionLog,
     SQLitePredictionLog,
@@ -35,17 +34,15 @@ from serving.pipeline.feature_store import (
     RedisFeatureStore,
     shared_entity_keys,
 )
-from serving.pipeline.prediction_pipeline import Bounds, PredictionPipeline
+from serving.pipeline.model_calls import Bounds, ChampionCalls
+from serving.pipeline.prediction_pipeline import PredictionPipeline
 from serving.pipeline.shadow import ChallengerInputs, ShadowScorer
 from serving.settings import ServiceSettings, setting_name
 from serving.telemetry.drift_monitor import DriftMonitor
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
-from serving.telemetry.metrics import (
-    CHALLENGER,
-    CHAMPION,
-    MetricsRecorder,
-    PredictionLogMetrics,
-)
+from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.prediction_log_metrics import PredictionLogMetrics
+from serving.telemetry.roles import CHALLENGER, CHAMPION
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +239,9 @@ def build_pipeline(
     observe_batch: Callable[[int, int], None] | None = None,
     challenger: ModelArtifact | None = None,
 ) -> PredictionPipeline:
-    """One worker's request pipeline: store -> assembly -> batcher -> model -> clamp -> log,
-    and with a ``challenger``, the shadow between the answered request and the log.
+    """One worker's request pipeline, built in the order a request meets it: store ->
+    assembly -> batcher -> model -> clamp and observe (per call) -> with a ``challenger``, the
+    shadow -> prediction log.
 
     ``observe_batch(requests, rows)`` is called for every model call (batch-size metrics).
     """
@@ -261,56 +259,57 @@ def build_pipeline(
     except ModelArtifactError as exc:
         refuse_to_start(str(exc))
 
-    shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None
+    bounds = Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min)
+    cohorts = Cohorts(artifact.contract)
+    batcher = AdaptiveBatcher(
+        model.predict_rows,
+        max_batch_size=settings.batching.max_batch_size,
+        max_latency_ms=settings.batching.max_latency_ms,
+        on_call=ChampionCalls(
+            bounds,
+            cohorts,
+            metrics,
+            DriftMonitor(
+                artifact.metadata["reference_stats"],
+                artifact.contract.feature_names,
+                settings.telemetry.drift_window_rows,
+                artifact.metadata.get("cohort_reference"),
+                cohorts,
+            ),
+        ),
+        observe_batch=observe_batch,
+        native_threads=settings.model_threads,
+        max_wait_ms=settings.batching.max_batch_wait_ms,
+    )
+    prediction_log = build_prediction_log(
+        settings, PredictionLogMetrics(settings.prediction_log.backend)
+    )
+    shadow = None
     if challenger is not None and challenger_model is not None:
-        shadow_predict = challenger_model.predict_rows
-        # load_shadow_model refused a challenger the requests cannot feed.
-        shadow_inputs = ChallengerInputs.needed(
-            artifact.contract, artifact.entities, challenger.contract, challenger.entities
+        shadow = ShadowScorer(
+            challenger_model.predict_rows,
+            model_version=challenger.tag,
+            sink=prediction_log.append,
+            clamp=bounds.clamp,
+            fraction=settings.shadow.fraction,
+            max_queue_rows=settings.shadow.queue_rows,
+            interval_s=settings.shadow.interval_ms / 1000,
+            overloaded=batcher.overloaded,
+            metrics=metrics,
+            nice=settings.shadow.nice,
+            native_threads=settings.model_threads,
+            # load_shadow_model refused a challenger the requests cannot feed.
+            inputs=ChallengerInputs.needed(
+                artifact.contract, artifact.entities, challenger.contract, challenger.entities
+            ),
         )
-
-        def shadow(sink: Callable[[PredictionBlock], None]) -> ShadowScorer:
-            return ShadowScorer(
-                shadow_predict,
-                model_version=challenger.tag,
-                sink=sink,
-                clamp=lambda outputs: pipeline.clamp(outputs),
-                fraction=settings.shadow.fraction,
-                max_queue_rows=settings.shadow.queue_rows,
-                interval_s=settings.shadow.interval_ms / 1000,
-                overloaded=lambda: pipeline.overloaded,
-                metrics=metrics,
-                nice=settings.shadow.nice,
-                native_threads=settings.model_threads,
-                inputs=shadow_inputs,
-            )
-
-    pipeline = PredictionPipeline(
+    return PredictionPipeline(
         model_version=artifact.tag,
         feature_store=feature_store,
-        batcher=AdaptiveBatcher(
-            model.predict_rows,
-            max_batch_size=settings.batching.max_batch_size,
-            max_latency_ms=settings.batching.max_latency_ms,
-            observe_batch=observe_batch,
-            native_threads=settings.model_threads,
-            max_wait_ms=settings.batching.max_batch_wait_ms,
-            tag_columns=1,
-        ),
+        batcher=batcher,
         assembler=FeatureAssembler(artifact.contract),
         defaults=artifact.entities.defaults,
-        bounds=Bounds(settings.prediction_floor_min, settings.prediction_ceiling_min),
-        prediction_log=build_prediction_log(
-            settings, PredictionLogMetrics(settings.prediction_log.backend)
-        ),
-        drift=DriftMonitor(
-            artifact.metadata["reference_stats"],
-            artifact.contract.feature_names,
-            settings.telemetry.drift_window_rows,
-            artifact.metadata.get("cohort_reference"),
-            Cohorts(artifact.contract),
-        ),
+        prediction_log=prediction_log,
         metrics=metrics,
         shadow=shadow,
     )
-    return pipeline

@@ -5,6 +5,12 @@ own batchable method goes over HTTP again (to port 3000, whatever port it serves
 /v1 routes therefore hand their rows to one in-process ``CorkDispatcher`` -- the same adaptive
 batching algorithm BentoML runs for batchable APIs, reached through ``framework_internals`` --
 and the model sees merged batches with no extra hop.
+
+One request's way through it, top to bottom: :meth:`AdaptiveBatcher.predict` registers the
+request (its rows, its per-row tags) and queues the rows; the dispatcher merges queued rows
+into one model call; after the call, ``on_call`` sees the merged :class:`ModelCallResult` once
+(and may replace its outputs, e.g. clamped); each request gets its own rows back, and the call
+it was part of, as :class:`ScoredRows`.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -33,22 +39,44 @@ def _shed() -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ModelCallResult:
+    """One model call on the merged rows of every request in it."""
+
+    features: np.ndarray
+    """(rows, k) model input, the requests' rows in queue order."""
+    tags: np.ndarray | None
+    """The same rows' tags (what callers passed to ``predict``), or None without tags."""
+    outputs: np.ndarray
+    """(rows, m) model outputs."""
+    seconds: float
+    """Duration of the model call alone (measured in the model thread, no queueing)."""
+
+
+@dataclass(frozen=True)
 class ScoredRows:
     """One request's rows as the model scored them, and the model call they were part of."""
 
     outputs: np.ndarray
-    """(n, k) model outputs for the request's rows, in order."""
+    """(n, m) model outputs for the request's rows, in order (after ``on_call``)."""
     call_seconds: float
     """Duration of the model call alone (measured in the model thread, no queueing)."""
     call_rows: int
     """Rows of that call: this request's and those of every request merged with it."""
 
 
-# Columns the batcher appends to each output row: the call's seconds and rows. BentoML's
-# dispatcher splits and merges only arrays along the row axis (a request larger than the room
-# left in a batch is cut in two and its halves' outputs concatenated), so per-call facts and
-# per-row tags travel as columns of the arrays it already carries.
-_CALL_COLUMNS = 2
+@dataclass
+class _Waiting:
+    """A request between ``predict`` and its answer: its tags, and the call(s) that scored it
+    (two or more when the dispatcher cut it to fill a batch)."""
+
+    tags: np.ndarray | None
+    calls: list[tuple[float, int]] = field(default_factory=list)
+
+
+CallObserver = Callable[[ModelCallResult], np.ndarray]
+"""``on_call(call) -> outputs``: run once per model call on the merged batch (clamping, metrics
+and drift cost a few array operations per call, not per request); what it returns is what the
+requests get."""
 
 
 class AdaptiveBatcher:
@@ -60,14 +88,16 @@ class AdaptiveBatcher:
         *,
         max_batch_size: int,
         max_latency_ms: int,
+        on_call: CallObserver | None = None,
         observe_batch: Callable[[int, int], None] | None = None,
         native_threads: int = 1,
         max_wait_ms: float = 2.0,
-        tag_columns: int = 0,
     ) -> None:
+        """``on_call``: see :data:`CallObserver`; ``observe_batch(requests, rows)`` of every
+        model call (batch-size metrics)."""
         self._predict_rows = predict_rows
+        self._on_call = on_call
         self._observe_batch = observe_batch
-        self._tag_columns = tag_columns
         # One model thread per worker: the trees are CPU-bound, so a second call would only
         # contend for the cores while the queue forms the next batch. Its OpenMP pool is capped
         # too: sklearn's trees open a parallel region per tree, and with workers x cores threads
@@ -88,17 +118,13 @@ class AdaptiveBatcher:
         )
         self._infer = self._dispatcher(self._run_batch)
         self._max_batch_size = max_batch_size
+        # Requests in flight, by the id of the rows array they queued (see _request_of).
+        self._waiting: dict[int, tuple[np.ndarray, _Waiting]] = {}
         self.shed_at = -float("inf")
         """``time.monotonic()`` of the last request shed with :class:`Overloaded`."""
         self.queued_rows = 0
         """Rows handed to ``predict`` and not answered yet (waiting, or in the running call)."""
-        self.after_call: Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray] | None
-        self.after_call = None
-        """``after_call(rows, tags, outputs, seconds) -> outputs``, run once per model call on
-        the merged batch (clamping, metrics and drift cost a few array operations per call, not
-        per request); ``tags`` are the calls' ``tags`` rows, ``seconds`` the model call's."""
 
-    @property
     def overloaded(self) -> bool:
         """Whether the model is behind: a request was shed in the last
         ``OVERLOAD_COOLDOWN_S``, or more rows wait for it than one full batch. Work that can
@@ -113,39 +139,53 @@ class AdaptiveBatcher:
         outputs = self._predict_rows(rows)
         return outputs, time.perf_counter() - started
 
+    def _request_of(self, part: np.ndarray) -> tuple[_Waiting, slice]:
+        """The request ``part`` belongs to, and which of its rows it holds.
+
+        The dispatcher hands over a request's own array, or -- when it cut a request to fill a
+        batch -- a slice of it: a view whose ``base`` is that array (``predict`` queues arrays
+        that own their memory, so a view's base is always the request's array).
+        """
+        entry = self._waiting.get(id(part))
+        if entry is not None and entry[0] is part:
+            return entry[1], slice(None)
+        owner, waiting = self._waiting[id(part.base)]
+        start = (
+            part.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        ) // owner.strides[0]
+        return waiting, slice(start, start + len(part))
+
     async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not parts:
             return []
         sizes = [part.shape[0] for part in parts]
+        rows = sum(sizes)
         if self._observe_batch is not None:
-            self._observe_batch(len(parts), sum(sizes))
+            self._observe_batch(len(parts), rows)
         stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if self._tag_columns:
-            tags = stacked[:, -self._tag_columns :]
-            stacked = np.ascontiguousarray(stacked[:, : -self._tag_columns])
-        else:
-            tags = stacked[:, :0]
+        requests = [self._request_of(part) for part in parts]
         loop = asyncio.get_running_loop()
         outputs, seconds = await loop.run_in_executor(self._executor, self._timed, stacked)
-        if self.after_call is not None:
-            outputs = self.after_call(stacked, tags, outputs, seconds)
-        call = np.empty((len(stacked), _CALL_COLUMNS))
-        call[:, 0], call[:, 1] = seconds, len(stacked)
-        outputs = np.hstack([outputs, call])
+        for waiting, _ in requests:
+            waiting.calls.append((seconds, rows))
+        if self._on_call is not None:
+            tags = [w.tags[rows_of] for w, rows_of in requests if w.tags is not None]
+            merged_tags = None
+            if len(tags) == len(parts):
+                merged_tags = tags[0] if len(tags) == 1 else np.concatenate(tags)
+            outputs = self._on_call(ModelCallResult(stacked, merged_tags, outputs, seconds))
         if len(parts) == 1:
             return [outputs]
         return list(np.split(outputs, np.cumsum(sizes)[:-1]))
 
     async def predict(self, rows: np.ndarray, tags: np.ndarray | None = None) -> ScoredRows:
         """Predict ``rows``, sharing the model call with whatever else is queued. ``tags``
-        (``(n, tag_columns)``) ride along to ``after_call`` without reaching the model."""
-        if self._tag_columns:
-            assert tags is not None and tags.shape == (len(rows), self._tag_columns)
-            # Filled in place: np.hstack's dispatch cost ~4 us, per request.
-            tagged = np.empty((len(rows), rows.shape[1] + self._tag_columns))
-            tagged[:, : rows.shape[1]] = rows
-            tagged[:, rows.shape[1] :] = tags
-            rows = tagged
+        (one per row) reach ``on_call`` with their rows, never the model."""
+        assert tags is None or len(tags) == len(rows)
+        if rows.base is not None or id(rows) in self._waiting:
+            rows = rows.copy()  # queue an array of this request's own (see _request_of)
+        waiting = _Waiting(tags)
+        self._waiting[id(rows)] = (rows, waiting)
         self.queued_rows += len(rows)
         try:
             outputs = await self._infer(rows)
@@ -154,14 +194,11 @@ class AdaptiveBatcher:
             raise
         finally:
             self.queued_rows -= len(rows)
-        assert (
-            outputs is not None
-        )  # the dispatcher returns None only via the fallback, which raises
-        return ScoredRows(
-            outputs[:, :-_CALL_COLUMNS],
-            float(outputs[0, -2]) if len(outputs) else 0.0,
-            int(outputs[0, -1]) if len(outputs) else 0,
-        )
+            del self._waiting[id(rows)]
+        assert outputs is not None  # None only via the fallback, which raises
+        # A request cut in two was part of two calls: it names the first, as its first rows'.
+        seconds, call_rows = waiting.calls[0] if waiting.calls else (0.0, 0)
+        return ScoredRows(outputs, seconds, call_rows)
 
     def shutdown(self) -> None:
         """Stop the dispatcher's controller task and the model thread."""

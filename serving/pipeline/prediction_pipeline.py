@@ -1,19 +1,22 @@
-"""The request pipeline without HTTP: feature lookup -> assembly -> batched model -> clamp ->
-response, plus the recording of predictions (log, metrics, drift) and the joining of their
-delayed labels."""
+"""The request pipeline without HTTP: feature lookup -> assembly -> batched model (clamped and
+observed once per call: ``serving.pipeline.model_calls``) -> response, then the answered block
+to the shadow or the prediction log; and the joining of delayed labels.
+
+What a request cannot get is raised as a domain error (:class:`serving.pipeline.batching.
+Overloaded`, ``PredictionLogUnavailable``, :class:`UnknownPrediction`, :class:`AlreadyLabelled`);
+the HTTP layer maps each to its status in one table (``service.py``)."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydantic_core import to_json
 
-from models.cohorts import Cohorts
 from models.features import (
     DEFAULT_SOURCE_CODE,
     FEATURE_SOURCES,
@@ -33,26 +36,28 @@ from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
 from serving.pipeline.shadow import ShadowScorer
 from serving.schema import Prediction
-from serving.server.middleware.request_context import annotate
-from serving.telemetry.drift_monitor import DriftMonitor
-from serving.telemetry.metrics import CHAMPION, MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.request_notes import annotate
 
-# Drift is re-scored after this many new rows: often enough for alerts, cheap per request.
-DRIFT_SCORE_EVERY_ROWS = 200
-COHORT_DRIFT_EVERY_S = 5.0
-"""Cohort drift (``models.cohorts.Cohorts.drift``) is re-scored at most this often per worker;
-Prometheus scrapes every 15 s."""
 MAX_PRECOMPUTED_SOURCE_MAPS = 729
 """``features_source`` mappings built once, up front: every combination of sources for up to
 six entity features (3**6); with more, each row's mapping is built when answered."""
 
 
-@dataclass(frozen=True)
-class Bounds:
-    """Plausible range of a delivery time; model output outside it is clamped (and counted)."""
+class UnknownPrediction(LookupError):
+    """Feedback for a prediction id the log does not hold (expired, or never made)."""
 
-    floor_min: float
-    ceiling_min: float
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(f"unknown prediction_id {prediction_id} (expired or never made)")
+
+
+class AlreadyLabelled(ValueError):
+    """Feedback for a prediction that already holds another actual value."""
+
+    def __init__(self, prediction_id: str, actual: float | None) -> None:
+        super().__init__(
+            f"prediction_id {prediction_id} already has actual_delivery_time_min {actual}"
+        )
 
 
 SourceMaps = Mapping[tuple[int, ...], dict[str, FeatureSource]]
@@ -137,7 +142,8 @@ class PredictionBatch:
 class PredictionPipeline:
     """Turns validated orders into :class:`Prediction` objects, in input order.
 
-    One per worker; the model itself sits behind ``batcher`` (see ``serving.pipeline.batching``).
+    One per worker; the model itself sits behind ``batcher`` (see ``serving.pipeline.batching``),
+    which clamps and observes each call before the answers come back here.
     """
 
     def __init__(
@@ -148,30 +154,21 @@ class PredictionPipeline:
         batcher: AdaptiveBatcher,
         assembler: FeatureAssembler,
         defaults: dict[str, float],
-        bounds: Bounds,
         prediction_log: PredictionLog | None = None,
-        drift: DriftMonitor | None = None,
         metrics: MetricsRecorder | None = None,
-        shadow: Callable[[Callable[[PredictionBlock], None]], ShadowScorer] | None = None,
+        shadow: ShadowScorer | None = None,
     ) -> None:
-        """``assembler`` builds the model input of the served contract (its cohorts slice the
-        metrics and drift); ``shadow(sink)``, when given, builds the challenger's scorer around
-        ``sink`` (where its blocks go: the prediction log)."""
+        """``assembler`` builds the model input of the served contract; ``shadow``, when given,
+        gets every answered block first (and hands it on to the prediction log itself)."""
         self.model_version = model_version
         self.feature_store = feature_store
         self.prediction_log = prediction_log
-        self.shadow = None if shadow is None else shadow(self._log_block)
+        self.shadow = shadow
         self._batcher = batcher
         self._assembler = assembler
-        self._cohorts = Cohorts(assembler.contract)
         self._sources = source_maps(assembler.contract.entity_features)
         self._defaults = defaults
-        self._bounds = bounds
-        self._drift = drift
-        self._rows_since_drift = 0
-        self._cohort_drift_at = -float("inf")
         self._metrics = metrics
-        batcher.after_call = self._after_model_call
 
     def close(self) -> None:
         """Stop the batcher."""
@@ -182,28 +179,19 @@ class PredictionPipeline:
         if self.shadow is not None:
             await self.shadow.close()
 
-    @property
-    def overloaded(self) -> bool:
-        """Whether the champion's batcher is behind (``AdaptiveBatcher.overloaded``)."""
-        return self._batcher.overloaded
-
-    def _log_block(self, block: PredictionBlock) -> None:
-        if self.prediction_log is not None:
-            self.prediction_log.append(block)
-
     async def predict(self, orders: Sequence[Any]) -> PredictionBatch:
         """Predict every order (validated request models of the served contract); all rows of
-        one call go to the model in the same batch."""
+        one call go to the model in the same batch. Raises ``Overloaded`` when shed."""
         started = time.perf_counter()
         entity_ids = self._assembler.entity_ids(orders)
         online = await self.feature_store.lookup(entity_ids)
         looked_up = time.perf_counter()
         features, source_codes = self._assembler.assemble(orders, online, self._defaults)
         # Known: no entity feature fell back to the default, the highest source code (a test
-        # in tests/serving/pipeline/test_prediction_pipeline.py holds that order).
+        # in tests/serving/pipeline/test_prediction_pipeline.py holds that order). The flag
+        # rides with the rows to the call's observer: it is the entity cohort.
         entity_known = np.asarray((source_codes < DEFAULT_SOURCE_CODE).all(axis=1))
-        # The cohort tag rides with the rows to the model call's observers (_after_model_call).
-        scored = await self._batcher.predict(features, entity_known[:, None])
+        scored = await self._batcher.predict(features, entity_known)
         outputs = scored.outputs  # clamped, counted
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
         block_key, ids = new_prediction_ids(len(orders))
@@ -223,11 +211,11 @@ class PredictionPipeline:
                 call=ModelCall(round(scored.call_seconds * 1000, 4), scored.call_rows),
             )
             if self.shadow is not None:
-                # Logs it, after the challenger if any (which may build its own input from the
-                # orders: another contract, other entity tables).
+                # The shadow logs it, after the challenger if any (which may build its own input
+                # from the orders: another contract, other entity tables).
                 self.shadow.submit(block, entity_known, orders)
-            else:
-                self._log_block(block)
+            elif self.prediction_log is not None:
+                self.prediction_log.append(block)
         annotate(
             model_version=self.model_version,
             rows=len(orders),
@@ -239,7 +227,9 @@ class PredictionPipeline:
         )
 
     async def feedback(self, prediction_id: str, actual_minutes: float) -> FeedbackResult:
-        """Join an actual delivery time to its prediction (idempotent)."""
+        """Join an actual delivery time to its prediction (idempotent): a result whose
+        ``record`` is set, or :class:`UnknownPrediction`, :class:`AlreadyLabelled`, or
+        ``PredictionLogUnavailable`` (the store failed: retry later)."""
         if self.prediction_log is None:
             raise RuntimeError("no prediction log configured")
         if self.shadow is not None:
@@ -252,55 +242,17 @@ class PredictionPipeline:
             feedback=result.status,
             model_version=result.record.model_version if result.record else None,
         )
+        if result.record is None:
+            raise UnknownPrediction(prediction_id)
+        if result.status == "conflict":
+            raise AlreadyLabelled(prediction_id, result.actual)
         return result
-
-    def _after_model_call(
-        self, features: np.ndarray, tags: np.ndarray, outputs: np.ndarray, seconds: float
-    ) -> np.ndarray:
-        """Clamp one model call's outputs, observe them and the call (metrics, drift); the
-        batcher runs this once per call on the merged batch of every request in it."""
-        outputs, clamped = self._clamp(outputs)
-        cohorts = self._cohorts.codes(features, tags[:, 0] > 0.5)
-        if self._metrics is not None:
-            self._metrics.model_call(CHAMPION, seconds, len(features))
-            self._metrics.predictions(outputs, cohorts, clamped)
-        self._observe_drift(features, outputs[:, 0], cohorts)
-        return outputs
-
-    def clamp(self, outputs: np.ndarray) -> np.ndarray:
-        """``outputs`` moved onto the plausible bounds (the challenger's too, uncounted)."""
-        return self._clamp(outputs)[0]
-
-    def _clamp(self, outputs: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        low, high = self._bounds.floor_min, self._bounds.ceiling_min
-        clamped = {
-            "lower": int(np.sum(outputs[:, 0] < low)),
-            "upper": int(np.sum(outputs[:, 0] > high)),
-        }
-        if clamped["lower"] or clamped["upper"]:
-            outputs = np.clip(outputs, low, high)
-        return outputs, clamped
-
-    def _observe_drift(self, features: np.ndarray, points: np.ndarray, cohorts: np.ndarray) -> None:
-        if self._drift is None:
-            return
-        self._drift.observe(features, points, cohorts)
-        self._rows_since_drift += len(points)
-        if self._rows_since_drift >= DRIFT_SCORE_EVERY_ROWS:
-            self._rows_since_drift = 0
-            scores = self._drift.scores()
-            if scores is not None and self._metrics is not None:
-                # Cohort PSIs move slowly and cost ~0.5 ms (8 cohorts by default): at most
-                # once per COHORT_DRIFT_EVERY_S, not on every 1000-row request.
-                now = time.monotonic()
-                cohort_psi: tuple[dict[str, float], dict[str, float]] = ({}, {})
-                if now - self._cohort_drift_at >= COHORT_DRIFT_EVERY_S:
-                    self._cohort_drift_at = now
-                    cohort_psi = self._drift.cohort_scores()
-                self._metrics.drift(scores, *cohort_psi)
 
 
 def _source_summary(source_codes: np.ndarray) -> dict[str, int]:
     """How many entity features came from each source (for the request log line)."""
+    if source_codes.size <= 16:  # a few rows: list counts beat numpy's per-call overhead
+        codes = source_codes.ravel().tolist()
+        return {source: n for i, source in enumerate(FEATURE_SOURCES) if (n := codes.count(i))}
     counts = source_counts(source_codes.ravel())
     return {source: n for source, n in zip(FEATURE_SOURCES, counts, strict=True) if n}

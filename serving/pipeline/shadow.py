@@ -44,7 +44,8 @@ from models.features import EntityFeatures, FeatureAssembler
 from prediction_log import ModelCall, PredictionBlock, ShadowScores
 from prediction_log.buffered import RateLimitedWarning
 from serving.pipeline.feature_store import lookup_tables
-from serving.telemetry.metrics import CHALLENGER, MetricsRecorder
+from serving.telemetry.metrics import MetricsRecorder
+from serving.telemetry.roles import CHALLENGER
 
 logger = logging.getLogger("serving.pipeline.shadow")
 

@@ -14,8 +14,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 from framework_internals import bentoml_request_error_logger
 from serving.schema import MAX_LISTED_ERRORS
-from serving.server.middleware.request_context import annotate, current_request, replace_error_body
 from serving.telemetry.labels import NO_FIELDS, FieldLabels
+from serving.telemetry.request_notes import annotate, current_request, replace_error_body
 
 OUR_LOGGERS = ("delivery_eta", "models", "serving")
 

@@ -16,24 +16,13 @@ import bentoml
 import numpy as np
 
 from framework_internals import observe_many, observe_total
-from models.cohorts import ENTITY_DIMENSION, Cohorts
+from models.cohorts import Cohorts
 from models.contract import FeatureContract
 from models.features import FEATURE_SOURCES, source_counts
-from prediction_log import (
-    EVICTION_REASONS,
-    RECORD_OUTCOMES,
-    EvictionReason,
-    FeedbackResult,
-    PredictionRecord,
-    RecordOutcome,
-)
+from prediction_log import FeedbackResult
+from serving.telemetry.label_metrics import ERROR_MINUTES, observe_feedback
 from serving.telemetry.labels import NO_FIELDS, FieldLabels, route_label
-
-Role = Literal["champion", "challenger"]
-CHAMPION: Role = "champion"
-CHALLENGER: Role = "challenger"
-ROLES: tuple[Role, ...] = (CHAMPION, CHALLENGER)
-"""``role`` label values: the model whose answers clients get, and the shadow's challenger."""
+from serving.telemetry.roles import CHALLENGER, CHAMPION, Role
 
 ShadowOutcome = Literal[
     "scored", "not_selected", "dropped_queue_full", "dropped_overload", "failed"
@@ -48,7 +37,6 @@ SHADOW_OUTCOMES: tuple[ShadowOutcome, ...] = (
 """What the shadow did with a predicted row (``delivery_eta_shadow_rows_total{outcome}``)."""
 
 _MINUTES = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 90, 120, 180]
-_ERROR_MINUTES = [0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60]
 _ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 
 # Same name and labels as the histogram BentoML keeps for its batchable APIs, so the usual
@@ -135,24 +123,6 @@ TRAINING_MAE = bentoml.metrics.Gauge(
     labelnames=["model_version"],
     multiprocess_mode="livemax",
 )
-FEEDBACK = bentoml.metrics.Counter(
-    name="delivery_eta_feedback_total",
-    documentation="Feedback (actual delivery time) received, by outcome",
-    labelnames=["model_version", "result"],
-)
-ONLINE_ABS_ERROR = bentoml.metrics.Histogram(
-    name="delivery_eta_online_absolute_error_minutes",
-    documentation="|actual - predicted| for predictions that got feedback, by model version and "
-    "role (the challenger's error is measured on the same labelled rows)",
-    labelnames=["model_version", "role"],
-    buckets=_ERROR_MINUTES,
-)
-INTERVAL_HITS = bentoml.metrics.Counter(
-    name="delivery_eta_interval_hits_total",
-    documentation="Feedback whose actual was inside (covered=true) or outside the interval",
-    labelnames=["model_version", "role", "covered"],
-)
-
 # --- Shadow inference (serving/pipeline/shadow.py) and model cost -----------------------------
 # Labels: role in ROLES; versions are the two loaded models'; outcome in SHADOW_OUTCOMES.
 
@@ -160,7 +130,7 @@ SHADOW_ABS_DIFFERENCE = bentoml.metrics.Histogram(
     name="delivery_eta_shadow_absolute_difference_minutes",
     documentation="|champion point - challenger point| per row the challenger scored",
     labelnames=["champion_version", "challenger_version"],
-    buckets=_ERROR_MINUTES,
+    buckets=ERROR_MINUTES,
 )
 MODEL_INFERENCE = bentoml.metrics.Histogram(
     name="delivery_eta_model_inference_seconds",
@@ -196,17 +166,6 @@ COHORT_PREDICTED_MINUTES = bentoml.metrics.Summary(
     name="delivery_eta_cohort_predicted_delivery_time_minutes",
     documentation="Predicted delivery time per cohort (count and sum), by model version and role",
     labelnames=["model_version", "role", "cohort"],
-)
-COHORT_ABS_ERROR = bentoml.metrics.Histogram(
-    name="delivery_eta_cohort_online_absolute_error_minutes",
-    documentation="|actual - predicted| per cohort for predictions that got feedback",
-    labelnames=["model_version", "role", "cohort"],
-    buckets=[1, 2, 5, 10, 20, 30],
-)
-COHORT_INTERVAL_HITS = bentoml.metrics.Counter(
-    name="delivery_eta_cohort_interval_hits_total",
-    documentation="Feedback inside (covered=true) or outside the interval, per cohort",
-    labelnames=["model_version", "role", "cohort", "covered"],
 )
 COHORT_PREDICTION_PSI = bentoml.metrics.Gauge(
     name="delivery_eta_cohort_prediction_psi",
@@ -268,6 +227,11 @@ class MetricsRecorder:
             for feature in contract.entity_features
             for source in FEATURE_SOURCES
         }
+        # Per entity feature, its counters indexed by source code.
+        self._lookups_by_code = [
+            [self._lookups[feature, source] for source in FEATURE_SOURCES]
+            for feature in contract.entity_features
+        ]
         self._shadow_rows = {
             outcome: SHADOW_ROWS.labels(outcome=outcome) for outcome in SHADOW_OUTCOMES
         }
@@ -370,6 +334,10 @@ class MetricsRecorder:
         self._store_latency.observe(seconds)
         if failed:
             self._store_fallbacks.inc()
+        if len(source_codes) == 1:  # one row: one increment per feature beats numpy's calls
+            for counters, code in zip(self._lookups_by_code, source_codes[0].tolist(), strict=True):
+                counters[code].inc()
+            return
         for column, name in enumerate(self._entity_features):
             counts = source_counts(source_codes[:, column])
             for source, count in zip(FEATURE_SOURCES, counts, strict=True):
@@ -395,31 +363,8 @@ class MetricsRecorder:
             COHORT_MIX_PSI.labels(model_version=self.model_version, dimension=dimension).set(value)
 
     def feedback(self, result: FeedbackResult) -> None:
-        """Count feedback; a first label also feeds the online error and coverage of the model
-        that answered and, when the challenger scored the same row, of the challenger."""
-        version = result.record.model_version if result.record else self.model_version
-        FEEDBACK.labels(model_version=version, result=result.status).inc()
-        if result.status != "joined" or result.record is None or result.actual is None:
-            return
-        record, actual = result.record, result.actual
-        cohorts = record_cohorts(record, self.cohorts)
-        answers: list[tuple[Role, str, float, float, float]] = [
-            (CHAMPION, version, record.predicted, record.lower, record.upper)
-        ]
-        if record.shadow is not None:
-            shadow = record.shadow
-            answers.append(
-                (CHALLENGER, shadow.model_version, shadow.predicted, shadow.lower, shadow.upper)
-            )
-        for role, model_version, predicted, lower, upper in answers:
-            error = abs(actual - predicted)
-            covered = "true" if lower <= actual <= upper else "false"
-            ONLINE_ABS_ERROR.labels(model_version=model_version, role=role).observe(error)
-            INTERVAL_HITS.labels(model_version=model_version, role=role, covered=covered).inc()
-            for cohort in cohorts:
-                labels = {"model_version": model_version, "role": role, "cohort": cohort}
-                COHORT_ABS_ERROR.labels(**labels).observe(error)
-                COHORT_INTERVAL_HITS.labels(**labels, covered=covered).inc()
+        """Count one label (``serving.telemetry.label_metrics.observe_feedback``)."""
+        observe_feedback(result, self.cohorts, self.model_version)
 
     def request_finished(
         self, route: str, category: str | None, invalid_fields: Iterable[str] = ()
@@ -436,91 +381,3 @@ class MetricsRecorder:
             ERRORS.labels(route=route, category=category).inc()
         for name in {self.field_labels.known(name) for name in invalid_fields}:
             VALIDATION_ERRORS.labels(route=route, field=name).inc()
-
-
-def record_cohorts(record: PredictionRecord, cohorts: Cohorts) -> list[str]:
-    """The cohorts of one logged prediction: one per dimension from its features, the entity
-    one only when the block kept its feature sources. None when its features are not the
-    served contract's (a row logged by a model of another contract before a promotion)."""
-    if len(record.features) != len(cohorts.contract.feature_names):
-        return []
-    features = np.asarray([record.features])
-    codes = cohorts.codes(features, np.array([bool(record.entity_known)]))[0].tolist()
-    names = [cohorts.names[code] for code in codes]
-    if record.entity_known is None:
-        entity = cohorts.dimensions.get(ENTITY_DIMENSION, ())
-        names = [name for name in names if name not in entity]
-    return names
-
-
-# --- Prediction log (prediction_log/) -------------------------------------------------------------
-# Labels come from fixed sets: backend (sqlite | redis), outcome (RECORD_OUTCOMES), reason
-# (EVICTION_REASONS). Every prediction handed to the log is counted once under one outcome.
-
-PREDICTION_LOG_RECORDS = bentoml.metrics.Counter(
-    name="delivery_eta_prediction_log_records_total",
-    documentation="Predictions handed to the prediction log, by outcome (written, sampled_out, "
-    "dropped_queue_full, dropped_write_failed)",
-    labelnames=["backend", "outcome"],
-)
-PREDICTION_LOG_QUEUE_ROWS = bentoml.metrics.Gauge(
-    name="delivery_eta_prediction_log_queue_rows",
-    documentation="Predictions queued in memory for the prediction log (all live workers)",
-    labelnames=["backend"],
-    multiprocess_mode="livesum",
-)
-# livemin: 0 as soon as any live worker's store fails.
-PREDICTION_LOG_UP = bentoml.metrics.Gauge(
-    name="delivery_eta_prediction_log_up",
-    documentation="1 while the prediction log's store accepts writes and lookups, else 0",
-    labelnames=["backend"],
-    multiprocess_mode="livemin",
-)
-PREDICTION_LOG_EVICTED = bentoml.metrics.Counter(
-    name="delivery_eta_prediction_log_evicted_rows_total",
-    documentation="Stored predictions deleted before any label, by reason (retention, size_cap)",
-    labelnames=["backend", "reason"],
-)
-PREDICTION_LOG_SIZE = bentoml.metrics.Gauge(
-    name="delivery_eta_prediction_log_size_bytes",
-    documentation="Bytes the SQLite prediction log holds (pages in use)",
-    labelnames=["backend"],
-    multiprocess_mode="livemax",
-)
-
-
-class PredictionLogMetrics:
-    """The prediction log's metrics for one backend (a ``LogObserver``); children resolved once."""
-
-    def __init__(self, backend: str) -> None:
-        self._records = {
-            outcome: PREDICTION_LOG_RECORDS.labels(backend=backend, outcome=outcome)
-            for outcome in RECORD_OUTCOMES
-        }
-        self._evicted = {
-            reason: PREDICTION_LOG_EVICTED.labels(backend=backend, reason=reason)
-            for reason in EVICTION_REASONS
-        }
-        self._queue_rows = PREDICTION_LOG_QUEUE_ROWS.labels(backend=backend)
-        self._up = PREDICTION_LOG_UP.labels(backend=backend)
-        self._size = PREDICTION_LOG_SIZE.labels(backend=backend)
-
-    def records(self, outcome: RecordOutcome, rows: int) -> None:
-        """``rows`` predictions reached ``outcome``."""
-        self._records[outcome].inc(rows)
-
-    def queue_rows(self, rows: int) -> None:
-        """Rows now queued in this worker."""
-        self._queue_rows.set(rows)
-
-    def store_up(self, up: bool) -> None:
-        """Whether the store's last write or lookup succeeded."""
-        self._up.set(1 if up else 0)
-
-    def evicted(self, reason: EvictionReason, rows: int) -> None:
-        """``rows`` stored predictions deleted for ``reason``."""
-        self._evicted[reason].inc(rows)
-
-    def size_bytes(self, size: int) -> None:
-        """Bytes the store holds."""
-        self._size.set(size)

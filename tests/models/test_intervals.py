@@ -5,9 +5,11 @@ import pytest
 
 from models.intervals import (
     MIN_GROUP_CALIBRATION_ROWS,
+    AnswerScore,
     category_corrections,
     coverage,
     cqr_correction,
+    score_answer,
 )
 from models.model import DeliveryTimeModel
 
@@ -90,3 +92,9 @@ def test_a_row_is_widened_by_the_largest_correction_of_its_codes() -> None:
     out = model.combine_stacked(raw, features)
     np.testing.assert_array_equal(out[:, 1], [6.0, 4.0, 7.5, 7.0])
     np.testing.assert_array_equal(out[:, 2], [14.0, 16.0, 12.5, 13.0])
+
+
+def test_an_answer_is_scored_by_its_error_and_whether_its_interval_held_the_actual() -> None:
+    assert score_answer(30.0, 25.0, 36.0, 27.5) == AnswerScore(2.5, True)
+    assert score_answer(30.0, 25.0, 36.0, 40.0) == AnswerScore(10.0, False)
+    assert score_answer(30.0, 25.0, 36.0, 36.0).within_interval  # the bounds are inside

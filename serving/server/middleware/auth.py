@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pydantic import SecretStr
 
 from serving.server.asgi import ASGIApp, Receive, Scope, Send, header
-from serving.server.middleware.request_context import annotate
+from serving.telemetry.request_notes import annotate
 
 REALM = "delivery-eta"
 UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized"}).encode()

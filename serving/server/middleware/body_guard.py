@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
-from serving.server.middleware.request_context import annotate
+from serving.telemetry.request_notes import annotate
 
 _JSON_TYPES = frozenset({"application/json"})
 CLIENT_CLOSED_REQUEST = 499

@@ -1,20 +1,18 @@
-"""Per-request context (request id + log fields) in a contextvar, and the ASGI middleware
-that opens it, echoes ``X-Request-ID`` and writes one JSON log line per request."""
+"""The ASGI middleware that opens each request's notes (``serving.telemetry.request_notes``),
+echoes ``X-Request-ID`` and writes one JSON log line per request."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from serving.server.edge.paths import ORIGINAL_PATH_KEY, original_path
+from serving.telemetry.request_notes import RequestInfo, request_scope
 
 logger = logging.getLogger("delivery_eta.request")
 
@@ -22,51 +20,6 @@ logger = logging.getLogger("delivery_eta.request")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes would drown the request log; they are logged at DEBUG.
 QUIET_ROUTES = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics"})
-
-
-@dataclass
-class RequestInfo:
-    """The current request's id and the fields handlers add for its log line."""
-
-    request_id: str
-    route: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    replacement: tuple[int, bytes] | None = None
-    """(status, JSON body) to send instead of the app's own answer with that status."""
-
-
-_current: ContextVar[RequestInfo | None] = ContextVar("delivery_eta_request", default=None)
-
-
-def current_request() -> RequestInfo | None:
-    """The request being handled in this context, if any."""
-    return _current.get()
-
-
-@contextlib.contextmanager
-def request_scope(request_id: str, route: str) -> Iterator[RequestInfo]:
-    """Make a new request current for the block (the middleware opens one per HTTP request)."""
-    info = RequestInfo(request_id=request_id, route=route)
-    token = _current.set(info)
-    try:
-        yield info
-    finally:
-        _current.reset(token)
-
-
-def annotate(**fields: Any) -> None:
-    """Add fields to the current request's log line (no-op outside a request)."""
-    info = _current.get()
-    if info is not None:
-        info.fields.update(fields)
-
-
-def replace_error_body(status: int, body: bytes) -> None:
-    """Answer the current request with the JSON ``body`` instead of the app's own body, if the
-    app answers ``status`` (for an answer built by code we cannot change, e.g. BentoML's 400)."""
-    info = _current.get()
-    if info is not None:
-        info.replacement = (status, body)
 
 
 def error_category(status: int, fields: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ import numpy as np
 from serving.pipeline.batching import (
     OVERLOAD_COOLDOWN_S,
     AdaptiveBatcher,
+    ModelCallResult,
     Overloaded,
     ScoredRows,
 )
@@ -43,29 +44,58 @@ async def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
 
 
 async def test_tags_reach_the_call_observer_but_not_the_model() -> None:
-    seen: list[tuple[np.ndarray, np.ndarray, float]] = []
+    seen: list[ModelCallResult] = []
+
+    def on_call(call: ModelCallResult) -> np.ndarray:
+        seen.append(call)
+        return call.outputs + 1
+
     batcher = AdaptiveBatcher(
-        _slow_double, max_batch_size=1000, max_latency_ms=10_000, tag_columns=1
+        _slow_double, max_batch_size=1000, max_latency_ms=10_000, on_call=on_call
     )
-
-    def after_call(rows: np.ndarray, tags: np.ndarray, outputs: np.ndarray, s: float) -> np.ndarray:
-        seen.append((rows, tags, outputs))
-        return outputs + 1
-
-    batcher.after_call = after_call
     try:
         inputs = [np.full((2, 3), float(i)) for i in range(20)]
-        tags = [np.full((2, 1), 100.0 + i) for i in range(20)]
+        tags = [np.full(2, 100.0 + i) for i in range(20)]
         outputs = await asyncio.gather(
             *(batcher.predict(x, t) for x, t in zip(inputs, tags, strict=True))
         )
     finally:
         batcher.shutdown()
     for x, y in zip(inputs, outputs, strict=True):
-        np.testing.assert_array_equal(y.outputs, x * 2 + 1)  # the model saw 3 columns, not 4
-    merged_rows = np.concatenate([rows for rows, _, _ in seen])
-    merged_tags = np.concatenate([t for _, t, _ in seen])
-    np.testing.assert_array_equal(merged_tags[:, 0] - 100.0, merged_rows[:, 0])
+        np.testing.assert_array_equal(y.outputs, x * 2 + 1)  # what on_call returned
+    merged_rows = np.concatenate([call.features for call in seen])
+    merged_tags = np.concatenate([call.tags for call in seen if call.tags is not None])
+    assert merged_rows.shape == (40, 3)  # the model saw the rows alone
+    np.testing.assert_array_equal(merged_tags - 100.0, merged_rows[:, 0])
+
+
+async def test_a_request_cut_to_fill_a_batch_keeps_its_tags_and_names_its_first_call() -> None:
+    seen: list[ModelCallResult] = []
+
+    def on_call(call: ModelCallResult) -> np.ndarray:
+        seen.append(call)
+        return call.outputs
+
+    # Batches of at most 4 rows: 3 requests of 3 rows are cut across calls.
+    batcher = AdaptiveBatcher(
+        _slow_double, max_batch_size=4, max_latency_ms=10_000, on_call=on_call
+    )
+    try:
+        inputs = [np.arange(3 * i, 3 * i + 3, dtype=float)[:, None] for i in range(3)]
+        tags = [x[:, 0] + 0.5 for x in inputs]
+        outputs = await asyncio.gather(
+            *(batcher.predict(x, t) for x, t in zip(inputs, tags, strict=True))
+        )
+    finally:
+        batcher.shutdown()
+    assert max(len(call.features) for call in seen) <= 4 and len(seen) >= 3
+    for call in seen:  # each row's tag stayed with the row, wherever the request was cut
+        assert call.tags is not None
+        np.testing.assert_array_equal(call.tags, call.features[:, 0] + 0.5)
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(y.outputs, x * 2)
+        assert 1 <= y.call_rows <= 4
+    assert not batcher._waiting, "no request is left registered"
 
 
 async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
@@ -81,9 +111,9 @@ async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
     assert all(isinstance(r, (ScoredRows, Overloaded)) for r in results)
     assert time.monotonic() - batcher.shed_at < 5, "the last shed is remembered"
     assert batcher.queued_rows == 0
-    assert batcher.overloaded  # within OVERLOAD_COOLDOWN_S of a shed request
+    assert batcher.overloaded()  # within OVERLOAD_COOLDOWN_S of a shed request
     batcher.shed_at -= OVERLOAD_COOLDOWN_S
-    assert not batcher.overloaded  # nothing queued, and the shed is long enough ago
+    assert not batcher.overloaded()  # nothing queued, and the shed is long enough ago
     assert len(shed) < len(results), "and it still answers some"
 
 

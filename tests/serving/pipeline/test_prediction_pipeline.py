@@ -22,14 +22,16 @@ from models.contract import default_contract
 from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
 from models.store.artifact import ModelArtifact, load_artifact
 from prediction_log.settings import PredictionLogSettings
+from serving.pipeline.model_calls import DRIFT_SCORE_EVERY_ROWS
 from serving.pipeline.prediction_pipeline import (
-    DRIFT_SCORE_EVERY_ROWS,
+    AlreadyLabelled,
     PredictionPipeline,
+    UnknownPrediction,
 )
 from serving.schema import BatchPrediction, order_model
-from serving.server.middleware.request_context import request_scope
 from serving.settings import FeatureStoreSettings, ServiceSettings, ShadowSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
+from serving.telemetry.request_notes import request_scope
 from tests.harness.local_server import free_port
 
 KNOWN = {"restaurant_id": "r_0001", "driver_id": "d_0002"}  # in every generated world
@@ -177,9 +179,15 @@ async def test_predictions_are_logged_and_join_their_delayed_labels(
     assert joined.record.features[:3] == [3.2, 1.0, 25.0]
     assert len(joined.record.features) == len(artifact.contract.feature_names)
     assert (await pipeline.feedback(prediction.prediction_id, 31.0)).status == "duplicate"
-    assert (await pipeline.feedback(prediction.prediction_id, 40.0)).status == "conflict"
-    missing = await pipeline.feedback("00000000-0000-4000-8000-000000000000", 31.0)
-    assert (missing.status, missing.record) == ("unknown", None)
+    # The outcomes a client cannot get a receipt for are domain errors (service.py maps them).
+    with pytest.raises(AlreadyLabelled, match=r"already has actual_delivery_time_min 31\.0"):
+        await pipeline.feedback(prediction.prediction_id, 40.0)
+    with pytest.raises(UnknownPrediction, match="expired or never made"):
+        await pipeline.feedback("00000000-0000-4000-8000-000000000000", 31.0)
+    conflicts = _sample(
+        "delivery_eta_feedback_total", model_version=artifact.tag, result="conflict"
+    )
+    assert conflicts >= 1, "a refused label is still counted"
     after = _sample("delivery_eta_feedback_total", model_version=artifact.tag, result="joined")
     assert after - before == 1
 

@@ -10,12 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serving.server.middleware.request_context import (
-    RequestContextMiddleware,
-    annotate,
-    current_request,
-)
+from serving.server.middleware.request_context import RequestContextMiddleware
 from serving.telemetry.logs import configure_logging
+from serving.telemetry.request_notes import annotate, current_request
 
 
 async def _endpoint(request: Request) -> JSONResponse:
