@@ -23,6 +23,7 @@ from starlette.routing import Route
 from framework_internals import (
     bentoml_fixed_paths,
     pin_environment_for_workers,
+    release_request_timers,
     swagger_ui_assets,
 )
 from models.settings import ENV_PREFIX
@@ -67,6 +68,9 @@ SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
 SHUTDOWN = install_graceful_shutdown(SETTINGS.shutdown_drain_s)
 install_greedy_accept(SETTINGS.accept_batch, SETTINGS.workers)
+# BentoML's request timeout kept each request's timer alive 30 s: gen-2 collections stalled a
+# worker for tens of ms every few seconds under sustained load (docs/performance.md).
+release_request_timers()
 if SETTINGS.raise_open_files_limit:
     raise_open_files_limit()
 ARTIFACT = load_served_model(SETTINGS)
