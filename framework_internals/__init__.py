@@ -9,8 +9,8 @@ touch-point's source, re-run that test, then update ``VERIFIED_WITH`` (``version
 Everything outside imports from this package's top level only: ``from framework_internals import
 X``. The modules behind it hold one concern each: ``versions`` (the pinned versions and the drift
 check), ``batching`` (1), ``uvicorn_server`` (2, 8 and the app half of 9), ``bentoml_app``
-(3, 10, 11), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7) and
-``connection_guard`` (9).
+(3, 10, 11), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
+(9) and ``request_timeout`` (13).
 
 Touch-points (why no public API does the job):
 
@@ -52,6 +52,11 @@ Touch-points (why no public API does the job):
 12. ``bentoml_worker_processes`` / ``is_bentoml_worker``: the module BentoML 1.4 starts each service
    worker with (``_bentoml_impl.worker.service``). BentoML has no public list of its worker
    processes; load checks and tests that measure or kill a worker find it by that command line.
+13. ``release_request_timers``: a class-level replacement of BentoML's ``TimeoutMiddleware``
+   ``__call__`` (``bentoml._internal.server.http.traffic``) that cancels its per-request timer
+   once the response starts. BentoML's never cancels it, so each request's timer, waiter future
+   and context stay alive for ``traffic.timeout`` (30 s): ~30k objects per worker at 1k req/s,
+   which every full collection of the garbage collector then scans (docs/performance.md).
 """
 
 from framework_internals.batching import batch_dispatcher, capped_optimizer
@@ -66,6 +71,7 @@ from framework_internals.bentoml_app import (
 from framework_internals.connection_guard import guard_connections
 from framework_internals.model_store import use_model_store, write_model_labels
 from framework_internals.prometheus_bulk import observe_many, observe_total
+from framework_internals.request_timeout import release_request_timers
 from framework_internals.uvicorn_server import (
     ExitHandler,
     connection_protocol_factory,
@@ -104,6 +110,7 @@ __all__ = [
     "observe_many",
     "observe_total",
     "pin_environment_for_workers",
+    "release_request_timers",
     "swagger_ui_assets",
     "use_model_store",
     "version_drift",

@@ -29,11 +29,13 @@ slo-verdict: env ## re-judge an earlier load test: make slo-verdict RESULTS=load
 BENCH_WORKERS  ?= 2
 BENCH_DURATION ?= 8
 BENCH_ROUNDS   ?= 3
+# Seconds of the sustained cell (single rows at 64 connections, per 30-s window); 0 skips it.
+BENCH_SUSTAINED ?= 300
 BENCH_RESULTS  ?= loadtest/results/bench-$(LOADTEST_STAMP)
-bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, wrk on loopback, table with ratios (~7 min)
+bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, wrk on loopback, table with ratios, then 5 min sustained (~12 min)
 	$(PY) train.py --if-missing
 	$(PY) -m loadtest.bench --workers "$(BENCH_WORKERS)" --duration $(BENCH_DURATION) \
-	  --rounds $(BENCH_ROUNDS) --out $(BENCH_RESULTS)
+	  --rounds $(BENCH_ROUNDS) --sustained $(BENCH_SUSTAINED) --out $(BENCH_RESULTS)
 
 # Shadow inference's cost (issue 14): the service with the shadow off and at fraction 1.0 (and
 # SHADOW_COST_ARGS="--configs off,on,on-nice0" for the shadow thread at nice 0), alternated in

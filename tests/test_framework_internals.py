@@ -5,6 +5,7 @@ When BentoML or uvicorn is upgraded, this file fails first and names the module 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -569,3 +570,65 @@ def test_swagger_ui_assets_fail_loudly_when_bentoml_drops_a_file(monkeypatch) ->
     monkeypatch.setattr(bentoml_app, "SWAGGER_UI_FILES", ("no-such-swagger-file.js",))
     with pytest.raises(door.FrameworkDriftError, match=r"no-such-swagger-file\.js"):
         door.swagger_ui_assets()
+
+
+# --------------------------------------------------------------------------- 13. request timers
+
+
+def test_bentoml_timeout_middleware_has_the_shape_the_replacement_keeps() -> None:
+    from bentoml._internal.server.http import traffic
+
+    source = inspect.getsource(traffic)
+    # BentoML's own: one timer per request, never cancelled (what the replacement fixes).
+    assert "loop.call_later(self.timeout, self._set_timer_out, waiter)" in source
+    assert "status_code=504" in source
+    middleware = traffic.TimeoutMiddleware(app=None, timeout=30)
+    assert (middleware.app, middleware.timeout) == (None, 30)
+    assert callable(middleware._set_timer_out)
+
+
+async def _call_timed(app, timeout: float) -> tuple[list[dict], list[asyncio.TimerHandle]]:  # type: ignore[no-untyped-def]
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+    door.release_request_timers()
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+    call_later = loop.call_later
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        timers.append(call_later(*args, **kwargs))
+        return timers[-1]
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    loop.call_later = recording  # type: ignore[method-assign]
+    try:
+        await TimeoutMiddleware(app, timeout=timeout)({"type": "http"}, receive, send)
+    finally:
+        del loop.call_later  # type: ignore[method-assign]
+    return sent, timers
+
+
+async def test_release_request_timers_cancels_the_timer_once_the_response_starts() -> None:
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent, timers = await _call_timed(app, timeout=30)
+    assert [m.get("status", m.get("body")) for m in sent] == [200, b"ok"]
+    assert len(timers) == 1 and timers[0].cancelled()
+
+
+async def test_release_request_timers_still_answers_504_after_the_timeout() -> None:
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(60)
+
+    sent, _ = await _call_timed(app, timeout=0.05)
+    assert sent[0]["status"] == 504
+    assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]

@@ -19,7 +19,9 @@ a noisy machine hits every target alike, and prints medians over the rounds, wit
   (the server's whole process tree) and RSS per worker, at each connection count;
 - the first seconds of load after start (cold start) and lone requests before and after load;
 - ``/v1/predict/batch``: rows/s for batches of each size (servers with a batch route);
-- CPU shares while each run lasted: wrk, the target's processes, everything else on the box.
+- CPU shares while each run lasted: wrk, the target's processes, everything else on the box;
+- then the sustained cell (``--sustained``, 300 s): the service alone under single rows at 64
+  connections, p50/p90/p99/max over the whole run and per 30-s window, RSS start/end, errors.
 
     python -m loadtest.bench --workers 2 --duration 10 --rounds 2
     python -m loadtest.bench --workers 1,2,3     # each server's best worker count
@@ -34,4 +36,5 @@ Figures are measurements, not a test: the exit code is 0 unless something failed
 # (running wrk, parsing its output), processes (CPU and memory from /proc), probes (one-off
 # HTTP probes of a server), runs (what one run measured, CPU per 1k), cells (what each table
 # column measures, how values print), report (tables and target verdicts), results (every run,
-# the header, bench.md and runs.json), common (server names and labels).
+# the header, bench.md and runs.json), sustained (the long single-row cell), common (server
+# names and labels).

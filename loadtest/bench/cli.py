@@ -31,6 +31,7 @@ from loadtest.bench.measure import Plan, cold_starts, measure_rounds, probe_idle
 from loadtest.bench.report import Summary, render
 from loadtest.bench.results import bench_header, report_text, write_results
 from loadtest.bench.runs import Run
+from loadtest.bench.sustained import run_sustained
 from loadtest.bench.targets import source_state, start_targets
 from loadtest.bench.workers import TargetSpec, describe_workers, parse_workers, target_specs
 from loadtest.wrk_bodies import write_wrk_bodies
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-connections", type=int, default=int(env("BENCH_BATCH_CONNECTIONS", "8"))
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=int(env("BENCH_SUSTAINED", "300")),
+        help="s of the sustained cell after the rounds: single rows at 64 connections on the "
+        "service, per 30-s window (0: none; see loadtest/bench/sustained.py)",
+    )
     parser.add_argument(
         "--targets",
         default=env("BENCH_TARGETS", ",".join(DEFAULT_SERVERS)),
@@ -171,7 +179,7 @@ def announce(args: argparse.Namespace, out: Path) -> None:
     single_runs = len(specs) * len(args.connections) * args.rounds
     batch_runs = len(args.batch_rows) * args.rounds * len(batch_specs)
     runs = single_runs + batch_runs
-    seconds = runs * (args.duration + 1) + len(specs) * (args.warmup + 15) + 60
+    seconds = runs * (args.duration + 1) + len(specs) * (args.warmup + 15) + 60 + args.sustained
     print(
         f"bench: {len(specs)} targets ({describe_workers(specs)} workers) on {CORES} cores; "
         f"{runs} wrk runs of {args.duration} s (~{seconds} s); results in {out}",
@@ -208,6 +216,9 @@ def benchmark(
         probe_idle(plan, order, "fresh", idle)
         cold = cold_starts(plan, order)
         runs = measure_rounds(plan, order)
+        if args.sustained > 0:
+            sustained = run_sustained(service, bodies.single, args.sustained, plan.out)
+            print("\n" + sustained.report() + "\n", flush=True)
         # Right after the last load: a dispatcher that remembers the waits it saw under load
         # keeps lone requests waiting that long.
         probe_idle(plan, order, "after load", idle)
@@ -252,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = report_text(table, verdicts, runs)
     print("\n" + report)
     write_results(out, report, runs)
-    print(f"\nwritten: {out / 'bench.md'}, {out / 'runs.json'}")
+    sustained = " and sustained.md" if args.sustained > 0 else ""
+    print(f"\nwritten: {out / 'bench.md'}, {out / 'runs.json'}{sustained}")
     missed = any(v.startswith("MISSED") for v in verdicts)
     return 1 if args.strict and missed else 0
