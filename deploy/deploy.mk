@@ -3,7 +3,7 @@
 #
 #   make docker-engine   install (Debian docker.io) and start dockerd if none answers
 #   make base-image      build the Debian bookworm + Python 3.11 base (debootstrap)
-#   make requirements    export deploy/requirements.txt (exact pins) from uv.lock
+#   make requirements    export deploy/requirements.txt (exact pins, server only) from uv.lock
 #   make bento           bentoml build (trains a model first if the store has none)
 #   make image           bentoml containerize -> $(IMAGE_NAME):$(IMAGE_TAG)
 #   make test-container  run the image, time start->ready, predict, stop, print size
@@ -38,8 +38,6 @@ IMAGE        := $(IMAGE_NAME):$(IMAGE_TAG)
 MODEL_TAG    ?=
 # A challenger for the shadow (docs/shadow.md): packed into the bento beside the served model.
 SHADOW_MODEL_TAG ?=
-# Training-only packages pruned from the image (with their exclusive dependencies).
-IMAGE_PRUNE  ?= matplotlib
 # Seconds `docker stop` waits before SIGKILL; = terminationGracePeriodSeconds in k8s.
 STOP_GRACE   ?= 30
 
@@ -61,9 +59,12 @@ docker-engine: ## install and start a Docker engine if none is running
 base-image: docker-engine ## debootstrap Debian bookworm + Python 3.11 into a local base image
 	deploy/docker/base-image.sh $(LOCAL_BASE_IMAGE)
 
-requirements: $(UV) ## export deploy/requirements.txt (exact pins, no dev deps) from uv.lock
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet \
-	  $(foreach p,$(IMAGE_PRUNE),--prune $(p)) -o deploy/requirements.txt
+# The server's dependencies only: not the dev group, nor the tools group (pyarrow, matplotlib:
+# training, the contract draft, the label export), which the server never imports
+# (tests/test_service_imports.py). dev includes tools, so both are named.
+requirements: $(UV) ## export deploy/requirements.txt (exact pins, no dev or tools group) from uv.lock
+	$(UV) export --frozen --no-dev --no-group tools --no-hashes --no-emit-project --quiet \
+	  -o deploy/requirements.txt
 
 bento: env requirements ## bentoml build (trains a model first if the store has none)
 	$(PY) train.py --if-missing
