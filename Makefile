@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps contract train retrain serve test lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps contract train retrain serve test test-soak lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,8 +66,15 @@ serve: env ## train if the store has no model, then serve on http://$(HOST):$(PO
 	$(PY) train.py --if-missing
 	$(BENTOML) serve service:DeliveryETA --host $(HOST) --port $(PORT)
 
-test: env system-deps ## run the whole suite (unit, model, service, contract)
-	$(PY) -m pytest -q
+# The suite on TEST_WORKERS xdist workers: one unit per test file (the timing-sensitive files as
+# one unit), the slowest first (tests/conftest.py). 3 on a 2-core machine: much of a server
+# test is waiting (start-up, readiness, sleeps), so a third worker fills the gaps.
+TEST_WORKERS ?= 3
+test: env system-deps ## run the suite (unit, model, service, contract) but the soak runs, on TEST_WORKERS=3 workers
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not soak"
+
+test-soak: env system-deps ## the long measurement and soak runs (marker soak), one after another
+	$(PY) -m pytest -q -m soak
 
 lint: env ## ruff lint + format check, mypy on the core
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from examples.contract_payoff import measure
 from models.training.config import TrainingConfig
 
@@ -16,6 +18,9 @@ JUDGED_ROWS = 800
 is then +-0.011 (one sd), so 0.87-0.93 is a real miscalibration, not chance."""
 
 
+# A measurement on 40,000 orders (five models trained): the longest single test, run by
+# `make test-soak` (which CI runs too), not by `make test`.
+@pytest.mark.soak
 def test_a_drafted_contract_pays_off(tmp_path: Path) -> None:
     payoff = measure(ROWS, seed=11, config=TrainingConfig.small(seed=11), workdir=tmp_path)
 
