@@ -211,33 +211,48 @@ def test_bentoml_starts_each_service_worker_with_the_module_the_door_names() -> 
 def test_bentoml_worker_processes_finds_the_workers_oldest_first_and_skips_the_rest() -> None:
     import subprocess
     import sys
+    import textwrap
     import time
 
     import psutil
 
-    # This process stands in for `bentoml serve`: a helper child, and two "workers" whose
-    # command lines carry `-m <BentoML's worker module>` (as arguments to `-c`, so they sleep).
-    parent = psutil.Process()
-    sleeper = "import time; time.sleep(30)"
-    helper = subprocess.Popen([sys.executable, "-c", sleeper])
-    workers = []
-    for _ in range(2):
-        workers.append(
+    # A process of its own stands in for `bentoml serve` (this test process may have real
+    # servers of other tests under it): a helper child, and two "workers" whose command lines
+    # carry `-m <BentoML's worker module>` (as arguments to `-c`, so they sleep).
+    script = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        sleeper = "import time; time.sleep(30)"
+        subprocess.Popen([sys.executable, "-c", sleeper])
+        for _ in range(2):
             subprocess.Popen(
-                [sys.executable, "-c", sleeper, "-m", door.BENTOML_WORKER_MODULE, "bento"]
+                [sys.executable, "-c", sleeper, "-m", {door.BENTOML_WORKER_MODULE!r}, "bento"]
             )
-        )
-        time.sleep(0.05)  # distinct start times
+            time.sleep(0.05)  # distinct start times
+        time.sleep(30)
+        """
+    )
+    stand_in = subprocess.Popen([sys.executable, "-c", script])
+    parent = psutil.Process(stand_in.pid)
     try:
+        deadline = time.monotonic() + 20
+        while len(parent.children()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = sorted(parent.children(), key=lambda p: p.create_time())
+        helper, *workers = children
+        assert not door.is_bentoml_worker(helper.cmdline())
         found = door.bentoml_worker_processes(parent)
         assert [p.pid for p in found] == [w.pid for w in workers]
         workers[0].kill()
-        workers[0].wait()  # reaped: gone from the children
+        # Killed: a zombie until its parent reaps it (never, here), and a zombie is no worker.
+        while workers[0].is_running() and workers[0].status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.01)
         assert [p.pid for p in door.bentoml_worker_processes(parent)] == [workers[1].pid]
     finally:
-        for proc in (helper, *workers):
+        for proc in parent.children():
             proc.kill()
-            proc.wait()
+        stand_in.kill()
+        stand_in.wait()
 
 
 # --------------------------------------------------------------------------- 7. bulk histogram
