@@ -12,6 +12,7 @@
   built at registration (``compiled_build``), ``treelite_runtime`` through Treelite GTIL (small batches), and
   ``runtime_selection`` picks one (``loadtest/runtime_bench.py`` times them all);
 - ``drift_stats``: reference distributions stored with the model, and the PSI;
+- ``order_paths``: which files an order history path names (the draft and training read them);
 - ``training/``: synthetic order history, time split, fitting, model card, registration;
 - ``store/``: the verified artifact in BentoML's model store, and its stage labels;
 - ``promotion/``: the gate that compares a candidate with production (on the holdout and on
