@@ -24,7 +24,7 @@ import psutil
 
 from framework_internals import bentoml_worker_processes
 from models.contract.bodies import example_order
-from models.contract.served import fetch_contract
+from models.served_contract import fetch_contract
 
 
 def workers(server_pid: int) -> list[psutil.Process]:

@@ -39,7 +39,7 @@ from models.contract.invalid_bodies import (
     invalid_batch_variants,
     invalid_predict_variants,
 )
-from models.contract.served import ContractUnavailable, load_ids, resolve_contract
+from models.served_contract import ContractUnavailable, load_ids, resolve_contract
 
 BATCH_ROWS = (10, 500)
 INVALID_SINGLE_SHARE = 0.8

@@ -19,7 +19,7 @@ import time
 from urllib.parse import urlsplit
 
 from models.contract.bodies import OrderGenerator
-from models.contract.served import fetch_contract, load_ids
+from models.served_contract import fetch_contract, load_ids
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 -- wrk script: POSTs that cycle through a bodies file (one JSON body per line, at most
 -- MAX_BODIES read), written from the served feature contract by loadtest/wrk_bodies.py or
--- `python -m models.contract.served bodies --url URL --out FILE [--rows N]` (single orders for
+-- `python -m models.served_contract bodies --url URL --out FILE [--rows N]` (single orders for
 -- /v1/predict, or --rows N batches for /v1/predict/batch). Each thread starts at its own line.
 -- Usage: wrk -t2 -c64 -d15s -s loadtest/predict.lua http://127.0.0.1:3000/v1/predict -- FILE
 wrk.method = "POST"
@@ -11,7 +11,7 @@ local MAX_BODIES = 10000
 function load_bodies(path)
   if path == nil or path == "" then
     error("pass a bodies file: wrk ... -s loadtest/predict.lua URL -- FILE "
-      .. "(python -m models.contract.served bodies --url URL --out FILE)")
+      .. "(python -m models.served_contract bodies --url URL --out FILE)")
   end
   local list = {}
   for line in io.lines(path) do

@@ -22,7 +22,7 @@ import time
 from urllib.parse import urlsplit
 
 from models.contract.bodies import example_order
-from models.contract.served import fetch_contract
+from models.served_contract import fetch_contract
 
 
 def _predict_latencies(host: str, port: int, seconds: float, body: str) -> list[float]:

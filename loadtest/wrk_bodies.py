@@ -4,7 +4,7 @@ A wrk Lua script cannot build an order from a feature contract, so Python writes
 one JSON body per line, built by ``models.contract.bodies`` with the entity ids the served model
 knows (from this machine's model store, when it holds the model) -- and ``predict.lua`` /
 ``bench.lua`` / ``status_tally.lua`` cycle through them (``wrk ... -s loadtest/predict.lua URL
--- FILE``). By hand: ``python -m models.contract.served bodies --url URL --out FILE``.
+-- FILE``). By hand: ``python -m models.served_contract bodies --url URL --out FILE``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from models.contract import FeatureContract
 from models.contract.bodies import example_order
-from models.contract.served import fetch_contract, load_ids, write_bodies_file
+from models.served_contract import fetch_contract, load_ids, write_bodies_file
 
 SINGLE_BODIES = 1000
 """Distinct single orders a run cycles through (ids, values and overrides all vary)."""

@@ -12,6 +12,7 @@ from typing import get_args
 
 from models.promotion.latency import LATENCY_CALLS
 from models.promotion.live_comparison import LiveComparison
+from models.promotion.report import comparison_table
 from models.promotion.workflow import promote, rollback
 from models.settings import ModelRuntime, ModelSettings
 from models.store.stages import LifecycleError, status_table
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 allow_api_break=args.allow_api_break,
             )
             print(result.chosen())
-            print(result.comparison.table())
+            print(comparison_table(result.comparison))
             print(result.summary())
             return 0 if result.promoted else 1
         if args.command == "rollback":

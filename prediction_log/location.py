@@ -26,6 +26,7 @@ from prediction_log.settings import (
     ENV_PREFIX_LOG,
     LEGACY_PREDICTION_LOG_PATH,
     PredictionLogSettings,
+    redacted_url,
 )
 
 if TYPE_CHECKING:
@@ -34,14 +35,6 @@ if TYPE_CHECKING:
 PATH_VARIABLE = f"{ENV_PREFIX_LOG}PATH"
 
 logger = logging.getLogger(LOGGER_NAME)
-
-
-def redacted_url(url: str) -> str:
-    """``url`` without its password (for messages)."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 @dataclass(frozen=True)

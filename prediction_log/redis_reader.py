@@ -18,7 +18,6 @@ import numpy as np
 import redis
 
 from models.promotion.live_builder import ScoredBlock
-from prediction_log.location import redacted_url
 from prediction_log.reading import (
     LABEL_BLOCK_GROUP,
     LABEL_PAGE,
@@ -33,6 +32,7 @@ from prediction_log.reading import (
     scored_block,
 )
 from prediction_log.redis_log import LABEL_FIELD, LABELLED_AT_FIELD
+from prediction_log.settings import redacted_url
 
 _T = TypeVar("_T")
 _LABEL = LABEL_FIELD.encode()

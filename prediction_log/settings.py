@@ -39,6 +39,15 @@ def bentoml_home() -> Path:
     return Path(os.path.expanduser(os.path.expandvars(home))).absolute()
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its password (for messages): how the log's Redis URL is printed, by
+    the log's location and by the Redis reader's errors alike."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
 def default_prediction_log_path() -> Path:
     """The SQLite prediction log of the instance whose model store is :func:`bentoml_home`."""
     return bentoml_home() / "delivery-eta" / "predictions.sqlite3"

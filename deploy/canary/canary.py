@@ -32,7 +32,7 @@ import httpx
 from models.contract import FeatureContract
 from models.contract.golden_orders import golden_variations
 from models.contract.request import order_problems
-from models.contract.served import ContractUnavailable, resolve_contract
+from models.served_contract import ContractUnavailable, resolve_contract
 
 GOLDEN = Path(__file__).with_name("golden_orders.json")
 PREDICTION_FIELDS = {

@@ -83,8 +83,8 @@ wait_ready() {
 redis_cli() { dc exec -T redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
 # Bodies and entity names from the contract the API serves (GET /contract):
-# python -m models.contract.served example|entities --url URL (module docstring).
-contract_tool() { (cd "$ROOT" && "$PY" -m models.contract.served "$@"); }
+# python -m models.served_contract example|entities --url URL (module docstring).
+contract_tool() { (cd "$ROOT" && "$PY" -m models.served_contract "$@"); }
 
 # predict ORDER FEATURE: the predicted minutes and where FEATURE (an entity aggregate) came from.
 predict() {

@@ -39,8 +39,8 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || { log "image $IMAGE not found (
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 
 url() { printf 'http://%s:%s%s' "$HOST" "$PORT" "$1"; }
-# Bodies of the contract the image serves (GET /contract): python -m models.contract.served.
-contract_tool() { (cd "$ROOT" && "$PY" -m models.contract.served "$@"); }
+# Bodies of the contract the image serves (GET /contract): python -m models.served_contract.
+contract_tool() { (cd "$ROOT" && "$PY" -m models.served_contract "$@"); }
 # curl is on the host; --noproxy so a proxy setting can't divert loopback calls.
 http() { curl --noproxy '*' -sS --max-time 10 "$@"; }
 

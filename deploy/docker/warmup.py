@@ -34,7 +34,7 @@ from models.contract.bodies import (
     unknown_id,
 )
 from models.contract.invalid_bodies import order_breaks
-from models.contract.served import fetch_contract
+from models.served_contract import fetch_contract
 
 
 def warmup_bodies(url: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:

@@ -34,7 +34,7 @@ from loadtest.servers import (
 )
 from models.contract import default_contract
 from models.contract.compat import compare_contracts
-from models.contract.served import fetch_contract
+from models.served_contract import fetch_contract
 
 # Start-up under a busy machine: N workers importing BentoML, pandas and sklearn at once.
 READY_TIMEOUT_S = 240

@@ -26,7 +26,7 @@ from models.contract import (
     NumberField,
     default_contract,
 )
-from models.contract.served import load_contract_file
+from models.served_contract import load_contract_file
 
 EntityId = Annotated[
     str, Field(min_length=1, max_length=ENTITY_ID_MAX_LENGTH, pattern=ENTITY_ID_PATTERN)

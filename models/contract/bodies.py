@@ -4,7 +4,7 @@ unknown, and seeded random orders that cover every field's range (the wrk bodies
 Every tool that builds an order builds it from this package -- the canary's golden orders
 (``golden_orders``), the image warm-up, the locust mix, the wrk bodies files, the benchmarks,
 the invalid variants a load test sends (``invalid_bodies``) -- so none of them names a feature:
-a new field in the contract reaches all of them. Pure: no HTTP, no model store (``served``
+a new field in the contract reaches all of them. Pure: no HTTP, no model store (``models.served_contract``
 fetches a running service's contract and a stored model's known entity ids).
 
 A body is what ``POST /v1/predict`` takes: one key per contract field, plus, for each entity

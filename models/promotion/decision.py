@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from models.contract.compat import Compatibility
 from models.promotion.criteria import MAE_TOLERANCE, AbsoluteCriteria
 from models.promotion.live_comparison import PairComparison
-from models.promotion.report import comparison_table
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,3 @@ class Comparison:
         if too_few is not None:
             reasons.append(too_few)
         return f"REFUSE ({'; '.join(reasons)})"
-
-    def table(self) -> str:
-        """Markdown comparison table plus the decision (``models.promotion.report``)."""
-        return comparison_table(self)

@@ -4,15 +4,10 @@ absolute criteria, the contract comparison and the live evidence, then the decis
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from models.contract.compat import Compatibility
 from models.promotion.criteria import LATENCY_TOLERANCE, MAE_TOLERANCE, AbsoluteCriteria
+from models.promotion.decision import Comparison, LiveEvidence, ModelScore
 from models.promotion.statistics import CONFIDENCE_Z, MIN_PAIRS_FOR_CI
-
-if TYPE_CHECKING:
-    # Only for annotations: the decision module imports this one to render itcomparison.
-    from models.promotion.decision import Comparison, LiveEvidence, ModelScore
 
 
 def comparison_table(comparison: Comparison) -> str:

@@ -1,6 +1,6 @@
-"""Reading an order history's files with pyarrow: which files (a CSV, a Parquet file, or a
-directory of Parquet), their fingerprint, which columns they hold against the contract's
-schema, and the table of those columns only, one type per column whatever each file wrote.
+"""Reading an order history's files with pyarrow (which files: ``models.order_paths``): their
+fingerprint, which columns they hold against the contract's schema, and the table of those
+columns only, one type per column whatever each file wrote.
 """
 
 from __future__ import annotations
@@ -34,25 +34,6 @@ class DataSource:
     format: str
     files: list[str]
     sha256: str
-
-
-def resolve_files(path: Path) -> tuple[str, list[Path]]:
-    """(format, files) of a CSV file, a Parquet file or a directory of Parquet files."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in {".parquet", ".pq"})
-        if not files:
-            raise OrderHistoryError(f"{path}: directory holds no .parquet files")
-        return "parquet", files
-    if not path.is_file():
-        raise OrderHistoryError(f"{path}: no such file or directory")
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return "parquet", [path]
-    if path.suffix.lower() == ".csv" or suffixes in {".csv.gz", ".csv.bz2", ".csv.zst"}:
-        return "csv", [path]
-    raise OrderHistoryError(
-        f"{path}: unknown format (expected .csv, .csv.gz, .parquet or a directory of .parquet)"
-    )
 
 
 def fingerprint_files(files: list[Path], root: Path) -> str:

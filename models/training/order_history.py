@@ -25,6 +25,7 @@ import pandas as pd
 
 from models.contract import FeatureContract, default_contract
 from models.features import ORDER_TS, TARGET
+from models.order_paths import OrderPathError, resolve_files
 from models.training.dataset import ORDER_KEY, order_keys, sort_orders
 from models.training.order_checks import check_rows
 from models.training.order_files import (
@@ -34,7 +35,6 @@ from models.training.order_files import (
     fingerprint_files,
     missing_columns,
     read_table,
-    resolve_files,
 )
 from models.training.order_report import OrderHistoryError, ValidationReport
 from models.training.order_schema import order_history_schema
@@ -66,7 +66,10 @@ def read_order_history(
     contract = contract or default_contract()
     schema = order_history_schema(contract)
     root = Path(path)
-    fmt, files = resolve_files(root)
+    try:
+        fmt, files = resolve_files(root)
+    except OrderPathError as exc:
+        raise OrderHistoryError(str(exc)) from None
     report = ValidationReport(source=str(root))
     columns, column_problems, everywhere = file_columns(fmt, files, schema)
     missing, extra, report.absent_optional = missing_columns(columns, contract, schema)

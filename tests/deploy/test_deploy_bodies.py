@@ -1,5 +1,5 @@
 """The bodies the image and compose smoke tests send come from the served contract: the
-warm-up's orders and the shell scripts' helper (``python -m models.contract.served``), against a
+warm-up's orders and the shell scripts' helper (``python -m models.served_contract``), against a
 stub serving a contract with every kind of field, and a service from before ``/contract``."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _warmup() -> ModuleType:
 
 def _served(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "models.contract.served", *args],
+        [sys.executable, "-m", "models.served_contract", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

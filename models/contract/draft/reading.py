@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from models.contract.draft.errors import DraftError
 from models.contract.spec import MAX_CATEGORY_VALUES, MAX_FIELDS
+from models.order_paths import OrderPathError, resolve_files
 
 DEFAULT_MAX_ROWS = 1_000_000
 """Rows the draft is inferred from: a larger file is sampled uniformly (read once, streamed)."""
@@ -120,15 +121,12 @@ def read_sample(
     block. ``columns`` restricts the columns read. ``head`` reads only the first ``max_rows``
     rows instead: fast on a huge file, but what the rest holds is not seen.
     """
-    from models.training.order_files import resolve_files
-    from models.training.order_report import OrderHistoryError
-
     if max_rows < 1:
         raise DraftError("max_rows must be at least 1", exit_code=2)
     root = Path(path)
     try:
         fmt, files = resolve_files(root)
-    except OrderHistoryError as exc:
+    except OrderPathError as exc:
         raise DraftError(str(exc)) from None
     reservoir = _Reservoir(max_rows, seed)
     per_file: list[list[str]] = []

@@ -21,6 +21,7 @@ from models.promotion.criteria import (
 )
 from models.promotion.decision import Comparison, ModelScore
 from models.promotion.holdout import candidate_holdout, holdout_predictions
+from models.promotion.report import comparison_table
 from models.promotion.statistics import PairedDifference, RunningMean
 from models.store.artifact import load_artifact
 from models.store.stages import CANDIDATE, LifecycleError
@@ -145,7 +146,7 @@ def test_absolute_criteria_refuse_with_or_without_production(
     """A candidate that misses them is refused even when it matches production: they say whether
     it is fit to serve at all, not whether it beats what it replaces."""
     comparison = _comparison(absolute, with_production)
-    table = comparison.table()
+    table = comparison_table(comparison)
     assert comparison.passed is (refusal is None), table
     if refusal is None:
         assert comparison.decision.startswith("PROMOTE")
@@ -160,7 +161,7 @@ def test_absolute_criteria_refuse_with_or_without_production(
 def test_a_flagged_coverage_passes_and_says_so() -> None:
     comparison = _comparison(_absolute(coverage=0.875), with_production=False)
     assert comparison.passed
-    assert "pass (FLAG: outside the band, within sampling error)" in comparison.table()
+    assert "pass (FLAG: outside the band, within sampling error)" in comparison_table(comparison)
 
 
 def test_without_absolute_criteria_a_first_promotion_is_refused() -> None:
@@ -218,14 +219,14 @@ def test_a_first_candidate_that_learned_nothing_is_refused(
     store_home: Path, shuffled_tag: str
 ) -> None:
     comparison = gate.compare(shuffled_tag, None, latency_calls=FAST_LATENCY_CALLS)
-    print("\n" + comparison.table())
+    print("\n" + comparison_table(comparison))
     assert comparison.production is None
     assert comparison.absolute is not None and not comparison.absolute.baselines_ok
     assert not comparison.passed
     assert comparison.decision.startswith(
         "REFUSE (holdout MAE " + f"{comparison.candidate.mae:.3f} not better than the training mean"
     )
-    assert isinstance(comparison.table(), str) and pd.notna(comparison.candidate.mae)
+    assert isinstance(comparison_table(comparison), str) and pd.notna(comparison.candidate.mae)
 
 
 def test_promote_labels_a_refused_first_candidate_and_the_next_promote_skips_it(
@@ -239,7 +240,7 @@ def test_promote_labels_a_refused_first_candidate_and_the_next_promote_skips_it(
     assert float(labels["gate_holdout_coverage"]) > 0
     # "The candidate" is now the older, untested session model: the refused one is named.
     promoted = workflow.promote(latency_calls=FAST_LATENCY_CALLS)
-    print("\n" + promoted.chosen() + "\n" + promoted.comparison.table())
+    print("\n" + promoted.chosen() + "\n" + comparison_table(promoted.comparison))
     assert promoted.promoted and promoted.comparison.candidate.tag == base_tag
     assert promoted.comparison.decision == (
         "PROMOTE (first promotion: no production model yet; absolute criteria passed)"

@@ -15,6 +15,7 @@ from models.contract.compat import compare_contracts
 from models.promotion import gate, workflow
 from models.promotion.decision import Comparison, ModelScore
 from models.promotion.holdout import candidate_holdout, holdout_mae
+from models.promotion.report import comparison_table
 from models.store.artifact import load_artifact
 from models.store.stages import CANDIDATE, PRODUCTION
 from models.training.config import TrainingConfig
@@ -64,21 +65,22 @@ def test_an_api_break_refuses_an_otherwise_passing_candidate_unless_allowed() ->
     assert not refused.passed
     assert refused.decision.startswith(f"REFUSE (API break in {VALUE}")
     assert "--allow-api-break" in refused.decision
-    table = refused.table()
+    table = comparison_table(refused)
     assert "Contract: breaks production's API -- FAIL" in table
     assert f"API break: {VALUE}: range narrowed from 0..100000 to 0..1000" in table
 
     allowed = _comparison(NARROWED, allowed=True)
     assert allowed.passed and allowed.decision == "PROMOTE (gate passed)"
-    assert "-- allowed (--allow-api-break)" in allowed.table()
+    assert "-- allowed (--allow-api-break)" in comparison_table(allowed)
 
 
 def test_a_widening_passes_with_a_note_and_the_same_contract_says_so() -> None:
     widened = _comparison(WIDENED, allowed=False)
     assert widened.passed
-    assert f"API widening: {DISTANCE}: range widened from 0.1..50 to 0.1..60" in widened.table()
+    widening = f"API widening: {DISTANCE}: range widened from 0.1..50 to 0.1..60"
+    assert widening in comparison_table(widened)
     same = _comparison(default_contract(), allowed=False)
-    assert same.passed and "Contract: the same API as production" in same.table()
+    assert same.passed and "Contract: the same API as production" in comparison_table(same)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +151,8 @@ def test_make_promote_refuses_a_breaking_candidate_unless_allowed(
     # Back to a wider range (both fields): a widening passes the contract check with a note.
     widened = workflow.promote(widened_tag, latency_calls=FAST_LATENCY_CALLS)
     assert widened.comparison.contract is not None and widened.comparison.contract.compatible
-    assert f"API widening: {DISTANCE}" in widened.comparison.table()
-    assert widened.promoted, widened.comparison.table()
+    assert f"API widening: {DISTANCE}" in comparison_table(widened.comparison)
+    assert widened.promoted, comparison_table(widened.comparison)
     assert bentoml.models.get(widened_tag).info.labels["gate_contract"] == "widened"
 
 
@@ -175,7 +177,7 @@ def test_a_removed_field_is_a_break_and_production_is_scored_through_its_own_con
     comparison = gate.compare(without_value_tag, base_tag, latency_calls=FAST_LATENCY_CALLS)
     assert not comparison.passed
     assert comparison.decision.startswith(f"REFUSE (API break in {VALUE}")
-    assert f"API break: {VALUE}: removed" in comparison.table()
+    assert f"API break: {VALUE}: removed" in comparison_table(comparison)
     # Each model read the holdout through its own contract: both were scored.
     assert comparison.production is not None and comparison.production.mae is not None
     assert comparison.mae_ratio is not None
@@ -193,4 +195,4 @@ def test_a_removed_field_is_a_break_and_production_is_scored_through_its_own_con
     assert allowed.production is not None and allowed.production.mae is None
     assert allowed.mae_ratio is None and allowed.mae_ok
     assert any("cannot be scored on this holdout" in note for note in allowed.notes)
-    assert "| holdout MAE (min) |" in allowed.table()
+    assert "| holdout MAE (min) |" in comparison_table(allowed)

@@ -19,6 +19,7 @@ from models.promotion.decision import Comparison, LiveEvidence, ModelScore
 from models.promotion.latency import LATENCY_CALLS
 from models.promotion.live_builder import LiveComparisonBuilder, ScoredBlock
 from models.promotion.live_comparison import LiveComparison
+from models.promotion.report import comparison_table
 from models.store import stages
 from models.store.stages import CANDIDATE, PRODUCTION
 from operations.compare_live import compare_live
@@ -107,7 +108,7 @@ def test_the_live_rule_applies_the_holdout_margin(
     live = _evidence(rows, 4.0, challenger_mae, required=100)
     comparison = _comparison(live)
     assert comparison.passed is passed
-    table = comparison.table()
+    table = comparison_table(comparison)
     assert says in table, table
     assert "| live shadow labelled rows |" in table
     assert "Live shadow: test window" in table
@@ -118,7 +119,7 @@ def test_without_live_evidence_the_gate_is_unchanged() -> None:
     comparison = _comparison(None)
     assert comparison.passed and comparison.decision == "PROMOTE (gate passed)"
     assert comparison.evidence == "holdout MAE and p95 latency (1000 orders)"
-    assert "live shadow" not in comparison.table()
+    assert "live shadow" not in comparison_table(comparison)
 
 
 def test_too_few_rows_name_both_numbers_and_no_rows_at_all_count_zero() -> None:
@@ -129,7 +130,7 @@ def test_too_few_rows_name_both_numbers_and_no_rows_at_all_count_zero() -> None:
         "REFUSE (too few live shadow rows: 0 labelled rows where the candidate was the "
         "challenger of production, --min-shadow-rows requires 500)"
     )
-    assert "no labelled rows" in comparison.table()
+    assert "no labelled rows" in comparison_table(comparison)
 
 
 def test_compare_and_promote_take_the_rows_and_the_reader_together() -> None:
@@ -150,7 +151,7 @@ async def test_a_first_promotion_notes_the_live_evidence_is_not_applied(
         base_tag, latency_calls=FAST_LATENCY_CALLS, min_shadow_rows=10, read_live=read
     )
     assert result.promoted and result.comparison.live is None
-    assert "live shadow evidence not applied" in result.comparison.table()
+    assert "live shadow evidence not applied" in comparison_table(result.comparison)
     assert stages.current_production().tag == base_tag  # type: ignore[union-attr]
 
 
@@ -194,7 +195,7 @@ async def test_a_worse_challenger_is_refused_on_the_live_evidence(
     result = workflow.promote(
         fine_tag, latency_calls=FAST_LATENCY_CALLS, min_shadow_rows=100, read_live=read
     )
-    table = result.comparison.table()
+    table = comparison_table(result.comparison)
     print("\n" + table)
     live = result.comparison.live
     assert not result.promoted
@@ -245,7 +246,7 @@ async def test_a_better_challenger_with_enough_rows_is_promoted(
     result = workflow.promote(
         fine_tag, latency_calls=LATENCY_CALLS, min_shadow_rows=150, read_live=read
     )
-    table = result.comparison.table()
+    table = comparison_table(result.comparison)
     print("\n" + table)
     assert result.promoted, table
     assert "Evidence: absolute criteria, holdout MAE and p95 latency" in table

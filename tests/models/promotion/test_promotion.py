@@ -23,6 +23,7 @@ from models.promotion.criteria import LATENCY_TOLERANCE, MAE_TOLERANCE
 from models.promotion.decision import Comparison, ModelScore
 from models.promotion.holdout import candidate_holdout, holdout_mae
 from models.promotion.latency import LATENCY_CALLS
+from models.promotion.report import comparison_table
 from models.store import stages
 from models.store.artifact import MODEL_NAME, load_artifact
 from models.store.stages import (
@@ -120,20 +121,20 @@ def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restore
     assert first.comparison.production is None
     assert first.comparison.absolute is not None and first.comparison.absolute.passed
     assert "first promotion: no production model yet; absolute criteria passed" in (
-        first.comparison.table()
+        comparison_table(first.comparison)
     )
     assert _stage_on_disk(store_home, base_tag) == PRODUCTION
 
     # 2. The under-trained candidate is refused on MAE; production is untouched.
     refused = workflow.promote(worse_tag, latency_calls=LATENCY_CALLS)
-    print("\n" + refused.comparison.table())
+    print("\n" + comparison_table(refused.comparison))
     assert not refused.promoted
     assert not refused.comparison.mae_ok
     assert bentoml.models.get(worse_tag).info.labels.get("gate_failed", "").endswith("mae")
     assert refused.comparison.mae_ratio is not None and refused.comparison.mae_ratio > 1.02
     assert refused.comparison.production is not None
     assert refused.comparison.production.tag == base_tag
-    assert "REFUSE (MAE" in refused.comparison.table()
+    assert "REFUSE (MAE" in comparison_table(refused.comparison)
     assert _stage_on_disk(store_home, base_tag) == PRODUCTION
     assert _stage_on_disk(store_home, worse_tag) == CANDIDATE
     assert bentoml.models.get(worse_tag).info.labels["gate"] == "refused"
@@ -141,8 +142,8 @@ def test_gate_refuses_a_worse_candidate_promotes_a_fine_one_and_rollback_restore
     # 3. By default the newest candidate the gate has not refused is chosen: the fine one.
     assert {m.tag for m in stages.find_by_stage(CANDIDATE)} == {worse_tag, fine_tag}
     promoted = workflow.promote(latency_calls=LATENCY_CALLS)
-    print("\n" + promoted.comparison.table())
-    assert promoted.promoted, promoted.comparison.table()
+    print("\n" + comparison_table(promoted.comparison))
+    assert promoted.promoted, comparison_table(promoted.comparison)
     assert promoted.comparison.candidate.tag == fine_tag
     assert promoted.choice is not None
     assert [m.tag for m, _ in promoted.choice.skipped] == [worse_tag]

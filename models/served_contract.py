@@ -6,14 +6,17 @@ compose smoke tests) read its contract from ``GET /contract`` (the served model'
 file. A service from before ``/contract`` existed (404) serves the default contract's API.
 Bodies are then built with :mod:`models.contract.bodies`.
 
-    python -m models.contract.served example --url URL [--unknown-entities] [--set F=JSON ...]
-    python -m models.contract.served entities --url URL
-    python -m models.contract.served bodies --url URL --out FILE --count N [--rows R] [--seed S]
+    python -m models.served_contract example --url URL [--unknown-entities] [--set F=JSON ...]
+    python -m models.served_contract entities --url URL
+    python -m models.served_contract bodies --url URL --out FILE --count N [--rows R] [--seed S]
 
 ``example`` prints one valid body (the contract's example order), ``entities`` one line per
 entity field (``field key feature``), ``bodies`` writes a bodies file for a wrk script (one JSON
 body per line; entity ids known to the served model's store when it is in this machine's model
 store). Shell scripts use these instead of writing a body by hand.
+
+It sits beside ``contract`` and ``store``, not in ``contract``: it reads the model store (a
+stored model's contract, its entity table), and the store imports the contract.
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ def known_entity_ids(
     """Per entity field, ids the model ``tag`` has aggregates for (at most ``limit``, spread
     over its table, sorted): what a load test sends as known entities. None when the model is
     not in this machine's store."""
-    from models.store.artifact import ENTITY_FILE  # the store's layout, not loaded eagerly
+    # The store's layout; imported here, so a tool that only fetches a contract loads no bentoml.
+    from models.store.artifact import ENTITY_FILE
 
     stored = _stored_model(tag)
     if stored is None:
@@ -199,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line (see the module docstring); exit 2 with one line if the contract cannot
     be read."""
     parser = argparse.ArgumentParser(
-        prog="python -m models.contract.served", description=__doc__.splitlines()[0]
+        prog="python -m models.served_contract", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {

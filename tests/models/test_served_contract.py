@@ -12,7 +12,7 @@ import pytest
 
 from models.contract import default_contract
 from models.contract.request import order_problems
-from models.contract.served import (
+from models.served_contract import (
     ContractUnavailable,
     fetch_contract,
     known_entity_ids,
