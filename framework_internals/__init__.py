@@ -9,7 +9,7 @@ touch-point's source, re-run that test, then update ``VERIFIED_WITH`` (``version
 Everything outside imports from this package's top level only: ``from framework_internals import
 X``. The modules behind it hold one concern each: ``versions`` (the pinned versions and the drift
 check), ``batching`` (1), ``uvicorn_server`` (2, 8 and the app half of 9), ``bentoml_app``
-(3, 10, 11, 14), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
+(3, 10, 11, 14, 15), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
 (9) and ``request_timeout`` (13).
 
 Touch-points (why no public API does the job):
@@ -61,6 +61,10 @@ Touch-points (why no public API does the job):
    BentoML's ``APIMethod.__get__`` (``_bentoml_sdk.method``), in the instance's ``__dict__``.
    BentoML's endpoint looks the method up on every request and the descriptor rebuilds the
    callable each time (``inspect.signature``, ``functools.wraps``): ~4 % of a request's CPU.
+15. ``prebind_response_headers``: a class-level replacement of BentoML's
+   ``ServiceAppFactory._add_response_headers`` (``_bentoml_impl.server.app``) that calls the
+   undecorated method with its injected ``logging_format`` resolved once; ``simple_di.inject``
+   bound the signature and resolved it from the container on every response.
 """
 
 from framework_internals.batching import batch_dispatcher, capped_optimizer
@@ -71,6 +75,7 @@ from framework_internals.bentoml_app import (
     bentoml_fixed_paths,
     bentoml_request_error_logger,
     bind_api_methods,
+    prebind_response_headers,
     swagger_ui_assets,
 )
 from framework_internals.connection_guard import guard_connections
@@ -116,6 +121,7 @@ __all__ = [
     "observe_many",
     "observe_total",
     "pin_environment_for_workers",
+    "prebind_response_headers",
     "release_request_timers",
     "swagger_ui_assets",
     "use_model_store",

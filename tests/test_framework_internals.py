@@ -193,6 +193,35 @@ def test_bind_api_methods_keeps_one_bound_callable_that_bentoml_serves() -> None
     )
 
 
+# --------------------------------------------------------------------------- 15. response headers
+
+
+def test_prebound_response_headers_are_bentomls_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from bentoml._internal.context import trace_context
+    from starlette.responses import Response
+
+    injected = ServiceAppFactory.__dict__["_add_response_headers"]
+    monkeypatch.setattr(ServiceAppFactory, "_add_response_headers", injected)
+    factory = SimpleNamespace(service=SimpleNamespace(name="delivery_eta"))
+    trace_context.request_id = 0xABC
+    try:
+        before, after = Response(b"x"), Response(b"x")
+        injected(factory, before)
+        door.prebind_response_headers()
+        prebound = ServiceAppFactory.__dict__["_add_response_headers"]
+        assert prebound is not injected
+        prebound(factory, after)
+        door.prebind_response_headers()  # a second call keeps the first replacement
+        assert ServiceAppFactory.__dict__["_add_response_headers"] is prebound
+    finally:
+        trace_context.request_id = None
+    assert after.headers.items() == before.headers.items()
+    assert after.headers["x-bentoml-request-id"] == format(0xABC, "016x")
+
+
 # --------------------------------------------------------------------------- 4./5. model store
 
 
