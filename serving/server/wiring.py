@@ -41,9 +41,8 @@ category or None)."""
 def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     """Set this worker process up for serving: drain on SIGTERM, accept greedily, release
     BentoML's request timers when the response starts, resolve its response-header format once,
-    and raise the open-files limit when
-    asked to. Call at service import; returns the drain state that
-    readiness and ``/health`` read."""
+    and raise the open-files limit when asked to. Call at service import; returns the drain
+    state that readiness and ``/health`` read."""
     shutdown = drain.install(settings.server.shutdown_drain_s)
     accept.install(settings.server.accept_batch, settings.server.workers)
     # BentoML's request timeout kept each request's timer alive 30 s: gen-2 collections stalled a
