@@ -14,13 +14,14 @@ import time
 from typing import Annotated, Any, NamedTuple
 
 import bentoml
+from bentoml import get_current_service  # bentoml.X is a lazy-module lookup: ~5 us a call
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from framework_internals import pin_environment_for_workers
+from framework_internals import bind_api_methods, pin_environment_for_workers
 from models.intervals import score_answer
 from models.settings import ENV_PREFIX
 from prediction_log import PredictionLogUnavailable
@@ -119,7 +120,7 @@ def _error_answer(exc: Exception) -> JSONResponse:
 
 
 async def _health(_: Request) -> JSONResponse:
-    service: DeliveryETA = bentoml.get_current_service()
+    service: DeliveryETA = get_current_service()
     # Ask the store now: this worker may have had no lookup since it failed or recovered, and
     # /health must not depend on which worker answers it.
     await service.feature_store.check()
@@ -136,7 +137,7 @@ def _request_finished(
 ) -> None:
     # An unknown path arrives here as /unmatched (serving.server.edge.paths): counted under that label.
     if info.route.startswith("/v1/") or info.route == UNMATCHED:
-        service: DeliveryETA | None = bentoml.get_current_service()
+        service: DeliveryETA | None = get_current_service()
         if service is not None:
             service.metrics.request_finished(
                 info.route, category, info.fields.get("invalid_fields", ())
@@ -204,6 +205,8 @@ class DeliveryETA:
             ),
             challenger=CHALLENGER,
         )
+        # BentoML looks each API method up per request and rebuilds its callable every time.
+        bind_api_methods(self)
         # Everything built so far (modules, model, settings) lives as long as the worker: move it
         # out of the collector's sight, so full collections under load scan only request garbage.
         gc.collect()

@@ -9,7 +9,7 @@ touch-point's source, re-run that test, then update ``VERIFIED_WITH`` (``version
 Everything outside imports from this package's top level only: ``from framework_internals import
 X``. The modules behind it hold one concern each: ``versions`` (the pinned versions and the drift
 check), ``batching`` (1), ``uvicorn_server`` (2, 8 and the app half of 9), ``bentoml_app``
-(3, 10, 11), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
+(3, 10, 11, 14, 15), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
 (9) and ``request_timeout`` (13).
 
 Touch-points (why no public API does the job):
@@ -57,6 +57,14 @@ Touch-points (why no public API does the job):
    once the response starts. BentoML's never cancels it, so each request's timer, waiter future
    and context stay alive for ``traffic.timeout`` (30 s): ~30k objects per worker at 1k req/s,
    which every full collection of the garbage collector then scans (docs/performance.md).
+14. ``bind_api_methods``: stores each API method of the service instance, bound once through
+   BentoML's ``APIMethod.__get__`` (``_bentoml_sdk.method``), in the instance's ``__dict__``.
+   BentoML's endpoint looks the method up on every request and the descriptor rebuilds the
+   callable each time (``inspect.signature``, ``functools.wraps``): ~4 % of a request's CPU.
+15. ``prebind_response_headers``: a class-level replacement of BentoML's
+   ``ServiceAppFactory._add_response_headers`` (``_bentoml_impl.server.app``) that calls the
+   undecorated method with its injected ``logging_format`` resolved once; ``simple_di.inject``
+   bound the signature and resolved it from the container on every response.
 """
 
 from framework_internals.batching import batch_dispatcher, capped_optimizer
@@ -66,6 +74,8 @@ from framework_internals.bentoml_app import (
     SWAGGER_UI_FILES,
     bentoml_fixed_paths,
     bentoml_request_error_logger,
+    bind_api_methods,
+    prebind_response_headers,
     swagger_ui_assets,
 )
 from framework_internals.connection_guard import guard_connections
@@ -100,6 +110,7 @@ __all__ = [
     "bentoml_fixed_paths",
     "bentoml_request_error_logger",
     "bentoml_worker_processes",
+    "bind_api_methods",
     "capped_optimizer",
     "connection_protocol_factory",
     "guard_connections",
@@ -110,6 +121,7 @@ __all__ = [
     "observe_many",
     "observe_total",
     "pin_environment_for_workers",
+    "prebind_response_headers",
     "release_request_timers",
     "swagger_ui_assets",
     "use_model_store",

@@ -162,6 +162,66 @@ def test_bentoml_logs_failed_requests_to_the_logger_the_door_names() -> None:
     assert door.bentoml_request_error_logger() is logging.getLogger(http_app.__name__)
 
 
+# --------------------------------------------------------------------------- 14. API method binding
+
+
+def test_bind_api_methods_keeps_one_bound_callable_that_bentoml_serves() -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from _bentoml_sdk.method import APIMethod
+
+    @bentoml.service
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+            door.bind_api_methods(self)
+
+        @bentoml.api
+        def echo(self, x: int, y: int = 2) -> int:
+            self.calls += 1
+            return x * y
+
+    # The binding the door keeps is what BentoML's endpoint reads: ``getattr(...).local``.
+    assert not hasattr(APIMethod, "__set__") and not hasattr(APIMethod, "__delete__")
+    instance = Counting.inner()
+    bound = instance.echo
+    assert instance.echo is bound and bound.local is bound and "echo" in vars(instance)
+    assert bound(3) == 6 and bound(3, y=5) == 15 and instance.calls == 2
+    assert "inspect.signature(self.func)" in inspect.getsource(APIMethod._local_call)
+    # (Not served here: a second service app in one process registers BentoML's metrics twice.)
+    assert "getattr(self._service_instance, name).local" in inspect.getsource(
+        ServiceAppFactory.api_endpoint
+    )
+
+
+# --------------------------------------------------------------------------- 15. response headers
+
+
+def test_prebound_response_headers_are_bentomls_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from bentoml._internal.context import trace_context
+    from starlette.responses import Response
+
+    injected = ServiceAppFactory.__dict__["_add_response_headers"]
+    monkeypatch.setattr(ServiceAppFactory, "_add_response_headers", injected)
+    factory = SimpleNamespace(service=SimpleNamespace(name="delivery_eta"))
+    trace_context.request_id = 0xABC
+    try:
+        before, after = Response(b"x"), Response(b"x")
+        injected(factory, before)
+        door.prebind_response_headers()
+        prebound = ServiceAppFactory.__dict__["_add_response_headers"]
+        assert prebound is not injected
+        prebound(factory, after)
+        door.prebind_response_headers()  # a second call keeps the first replacement
+        assert ServiceAppFactory.__dict__["_add_response_headers"] is prebound
+    finally:
+        trace_context.request_id = None
+    assert after.headers.items() == before.headers.items()
+    assert after.headers["x-bentoml-request-id"] == format(0xABC, "016x")
+
+
 # --------------------------------------------------------------------------- 4./5. model store
 
 

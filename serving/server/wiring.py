@@ -14,7 +14,12 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel
 
-from framework_internals import bentoml_fixed_paths, release_request_timers, swagger_ui_assets
+from framework_internals import (
+    bentoml_fixed_paths,
+    prebind_response_headers,
+    release_request_timers,
+    swagger_ui_assets,
+)
 from serving.server import accept, drain, edge
 from serving.server.edge.connection import EdgeLimits
 from serving.server.edge.paths import known_paths
@@ -35,14 +40,16 @@ category or None)."""
 
 def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     """Set this worker process up for serving: drain on SIGTERM, accept greedily, release
-    BentoML's request timers when the response starts, and raise the open-files limit when
-    asked to. Call at service import; returns the drain state that
-    readiness and ``/health`` read."""
+    BentoML's request timers when the response starts, resolve its response-header format once,
+    and raise the open-files limit when asked to. Call at service import; returns the drain
+    state that readiness and ``/health`` read."""
     shutdown = drain.install(settings.server.shutdown_drain_s)
     accept.install(settings.server.accept_batch, settings.server.workers)
     # BentoML's request timeout kept each request's timer alive 30 s: gen-2 collections stalled a
     # worker for tens of ms every few seconds under sustained load (docs/performance.md).
     release_request_timers()
+    # BentoML resolved its response-header format through dependency injection per response.
+    prebind_response_headers()
     if settings.server.raise_open_files_limit:
         edge.raise_open_files_limit()
     return shutdown

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bentoml.exceptions import BentoMLException
@@ -109,6 +111,8 @@ _TAIL_FIELDS = frozenset({"exc_info", "stack_info"})  # a traceback's end names 
 
 def _cut(name: str, value: Any, limit: int) -> Any:
     """``value`` shortened to ``limit`` characters (non-strings: their JSON text, if longer)."""
+    if type(value) is str and len(value) <= limit:  # most fields: checked first
+        return value
     if isinstance(value, bool | int | float) or value is None:
         return value
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -137,6 +141,41 @@ class BoundedJsonFormatter(JsonFormatter):
             line = super().jsonify_log_record(log_data)
         return line
 
+    def request_line(
+        self, level: int, logger_name: str, request_id: str, fields: Mapping[str, Any]
+    ) -> str | None:
+        """The line :meth:`format` writes for ``logger.log(level, "request", extra=fields)`` in
+        a request, built without a ``LogRecord``; None if ``fields`` would not be extras there
+        (a reserved or private name), so the caller takes the ordinary path."""
+        if not self._plain_extras(fields):
+            return None
+        # The order format() gives: the required fields, the extras, then the timestamp.
+        log_data: dict[str, Any] = {
+            "level": logging.getLevelName(level),
+            "logger": logger_name,
+            "message": "request",
+            "request_id": request_id,
+            **fields,
+            # The text the encoder makes of the record's datetime, made here once.
+            "timestamp": datetime.fromtimestamp(time.time(), tz=UTC).isoformat(),
+        }
+        return self.jsonify_log_record(self.process_log_record(log_data))
+
+    def _plain_extras(self, fields: Mapping[str, Any]) -> bool:
+        return (
+            self._required_fields == _REQUIRED_FIELDS
+            and self.rename_fields == _RENAMED
+            and self.timestamp is True
+            and not self.defaults
+            and not self.static_fields
+            and not self._skip_fields.intersection(fields)
+            and not any(name.startswith("_") for name in fields)
+        )
+
+
+_REQUIRED_FIELDS = ["levelname", "name", "message", "request_id"]
+_RENAMED = {"levelname": "level", "name": "logger"}
+
 
 class RequestIdFilter(logging.Filter):
     """Stamp every record with the current request's id (empty outside a request)."""
@@ -152,10 +191,10 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         BoundedJsonFormatter(
-            "{levelname}{name}{message}{request_id}",
+            "".join(f"{{{name}}}" for name in _REQUIRED_FIELDS),
             style="{",
             timestamp=True,  # ISO 8601, UTC
-            rename_fields={"levelname": "level", "name": "logger"},
+            rename_fields=dict(_RENAMED),
         )
     )
     handler.addFilter(RequestIdFilter())
@@ -166,6 +205,51 @@ def configure_logging(level: str) -> None:
         our.propagate = False
     # BentoML 1.4 logs every failed request there at ERROR with a traceback, client mistakes too.
     _client_error_filter()
+
+
+def log_request_line(
+    logger: logging.Logger, level: int, request_id: str, fields: Mapping[str, Any]
+) -> None:
+    """Write the request's log line: what ``logger.log(level, "request", extra=fields)`` writes
+    through :func:`configure_logging`'s handler, byte for byte, at a fraction of the cost.
+
+    Once per request: the ordinary path builds a ``LogRecord``, walks the stack for its caller,
+    runs the filters and scans the record's attributes for extras, which together cost more than
+    the line's JSON itself. When the logger is not set up by :func:`configure_logging` (a test's
+    or an embedding application's handlers), the ordinary path is taken.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    handlers = _handlers_of(logger)
+    handler = handlers[0] if len(handlers) == 1 else None
+    line = None
+    if (
+        isinstance(handler, logging.StreamHandler)
+        and isinstance(handler.formatter, BoundedJsonFormatter)
+        and level >= handler.level
+        and not logger.filters
+        and [type(installed) for installed in handler.filters] == [RequestIdFilter]
+    ):
+        line = handler.formatter.request_line(level, logger.name, request_id, fields)
+    if not isinstance(handler, logging.StreamHandler) or line is None:
+        logger.log(level, "request", extra=dict(fields))
+        return
+    with handler.lock:  # type: ignore[union-attr]  # a StreamHandler always has one
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:
+            handler.handleError(logger.makeRecord(logger.name, level, "", 0, "request", (), None))
+
+
+def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
+    # The handlers a record of ``logger`` reaches, as Logger.callHandlers walks them.
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    return handlers
 
 
 def _client_error_filter() -> ClientErrorFilter:

@@ -12,6 +12,7 @@ from typing import Any
 
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from serving.server.edge.paths import ORIGINAL_PATH_KEY, original_path
+from serving.telemetry.logs import log_request_line
 from serving.telemetry.request_notes import RequestInfo, request_scope
 
 logger = logging.getLogger("delivery_eta.request")
@@ -123,4 +124,4 @@ def _log_request(
     if category:
         extra["error_category"] = category
     extra.pop("invalid_fields", None)  # counted in metrics; the error text names them
-    logger.log(level, "request", extra=extra)
+    log_request_line(logger, level, info.request_id, extra)

@@ -23,9 +23,11 @@ from serving.telemetry.logs import (
     MAX_LISTED_ERRORS,
     BoundedJsonFormatter,
     configure_logging,
+    log_request_line,
     use_field_labels,
     validation_error_answer,
 )
+from serving.telemetry.request_notes import request_scope
 
 Order = order_model(default_contract())
 LABELS = FieldLabels.of(Order, feedback_model(default_contract()))
@@ -136,3 +138,51 @@ def test_a_traceback_keeps_its_end() -> None:
         )
     line = BoundedJsonFormatter("{message}", style="{").format(record)
     assert len(line) <= MAX_LINE_BYTES and json.loads(line)["exc_info"].endswith(" END")
+
+
+@pytest.mark.parametrize(
+    ("level", "fields"),
+    [
+        (
+            logging.INFO,
+            {
+                "route": "/v1/predict",
+                "method": "POST",
+                "status": 200,
+                "latency_ms": 1.234,
+                "model_version": "delivery_eta:abc",
+                "rows": 1,
+                "features_source": {"online": 1, "default": 1},
+            },
+        ),
+        (logging.WARNING, {"route": "/v1/feedback", "status": 404, "error": "\u00e9" * 5000}),
+        (logging.WARNING, {"route": "/v1/" + "x" * 100_000, "status": 404}),
+        (logging.INFO, {"route": "/v1/predict", "_private": 1}),  # the ordinary path's rules
+    ],
+)
+def test_the_request_line_is_the_ordinary_line_byte_for_byte(
+    level: int, fields: dict[str, object], capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    configure_logging("INFO")
+    logger = logging.getLogger("delivery_eta.request")
+    monkeypatch.setattr("time.time", lambda: 1_700_000_000.123456)
+    with request_scope("a" * 32, "/v1/predict"):
+        log_request_line(logger, level, "a" * 32, fields)
+        logger.log(level, "request", extra=fields)
+    fast, ordinary = capsys.readouterr().out.splitlines()
+    assert fast == ordinary
+    assert json.loads(fast)["timestamp"] == "2023-11-14T22:13:20.123456+00:00"
+
+
+def test_the_request_line_builds_no_log_record(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    configure_logging("INFO")
+    logger = logging.getLogger("delivery_eta.request")
+    made: list[str] = []
+    original = logging.Logger.makeRecord
+    monkeypatch.setattr(
+        logging.Logger,
+        "makeRecord",
+        lambda self, *args, **kwargs: made.append(self.name) or original(self, *args, **kwargs),
+    )
+    log_request_line(logger, logging.INFO, "b" * 32, {"route": "/v1/predict", "status": 200})
+    assert made == [] and json.loads(capsys.readouterr().out)["request_id"] == "b" * 32

@@ -138,10 +138,20 @@ async def test_a_json_object_with_too_many_keys_is_400_before_the_app_sees_it() 
             {"a": {"b": {"c": [{str(i): i for i in range(8)}]}}},
             "a JSON object with 8 keys (at most 7 expected)",
         ),
+        ({"a": "1:2:3:4:5:6:7:8:9"}, None),  # colons in strings are not keys
+        ({f"{i}:": i for i in range(8)}, "a JSON object with 8 keys (at most 7 expected)"),
     ],
 )
 def test_json_shape_problem_finds_any_oversized_object(document: Any, problem: str | None) -> None:
     assert json_shape_problem(json.dumps(document).encode(), 7) == problem
+
+
+def test_a_body_with_too_few_colons_for_an_oversized_object_is_not_parsed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def no_parse(*_: Any, **__: Any) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr("serving.server.middleware.body_guard.json.loads", no_parse)
+    assert json_shape_problem(json.dumps(ORDER).encode(), len(ORDER)) is None
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[" * 100_000])
