@@ -2,9 +2,12 @@
 leaves it alone; trains on a file against a contract, or refuses and registers nothing."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.harness.local_server import ROOT
 
@@ -20,31 +23,52 @@ def _train(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_if_missing_trains_into_an_empty_store_then_skips(tmp_path: Path) -> None:
-    first = _train(tmp_path, "--if-missing")
+@pytest.fixture(scope="module")
+def first_training(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``train.py --small --if-missing`` once into an empty store: the store and the run.
+
+    Shared because training is most of this file's CPU: the test that retrains a model the
+    code can no longer serve starts from a copy of this store instead of training again (the
+    same synthetic data and settings: the model a plain ``train.py --small`` registers).
+    """
+    home = tmp_path_factory.mktemp("first-training")
+    return home, _train(home, "--if-missing")
+
+
+def test_if_missing_trains_into_an_empty_store_then_skips(
+    first_training: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, first = first_training
     assert first.returncode == 0, first.stderr[-2000:]
     assert "registered delivery_eta:" in first.stdout
     assert "ratio" in first.stdout and "coverage" in first.stdout
-    assert (tmp_path / "card" / "model_card.md").is_file()
-    assert (tmp_path / "card" / "interval_coverage.png").read_bytes().startswith(b"\x89PNG")
+    assert (home / "card" / "model_card.md").is_file()
+    assert (home / "card" / "interval_coverage.png").read_bytes().startswith(b"\x89PNG")
 
-    second = _train(tmp_path, "--if-missing")
+    second = _train(home, "--if-missing")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "registered" not in second.stdout
     assert "skipping training" in second.stderr
-    assert len(list((tmp_path / "models" / "delivery_eta").iterdir())) == 2  # one version + latest
+    assert len(list((home / "models" / "delivery_eta").iterdir())) == 2  # one version + latest
 
 
-def test_if_missing_retrains_when_the_latest_model_is_not_servable(tmp_path: Path) -> None:
+def test_if_missing_retrains_when_the_latest_model_is_not_servable(
+    first_training: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
     import yaml
 
-    assert _train(tmp_path).returncode == 0
-    (version_dir,) = [p for p in (tmp_path / "models" / "delivery_eta").iterdir() if p.is_dir()]
+    trained_home, first = first_training
+    assert first.returncode == 0, first.stderr[-2000:]
+    home = tmp_path / "home"  # a copy: the shared store stays as trained
+    shutil.copytree(trained_home, home, symlinks=True)
+    (version_dir,) = [p for p in (home / "models" / "delivery_eta").iterdir() if p.is_dir()]
     info = yaml.safe_load((version_dir / "model.yaml").read_text())
     del info["metadata"]["reference_stats"]  # as written by an older version of this code
     (version_dir / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
 
-    upgraded = _train(tmp_path, "--if-missing")
+    upgraded = _train(home, "--if-missing")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert "no servable model" in upgraded.stderr
     assert "registered delivery_eta:" in upgraded.stdout
