@@ -25,11 +25,10 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from models.promotion.live_builder import LiveComparisonBuilder
 from models.promotion.live_comparison import LiveComparison
-from operations.settings import InvalidSettings, operations_settings
+from operations.settings import InvalidSettings, add_log_options, settings_from_options
 from prediction_log.location import LogLocation, announce
 from prediction_log.reading import LogReadError
 
@@ -75,23 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hours", type=float, default=24.0, help="blocks created in the last HOURS (default 24)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    parser.add_argument(
-        "--backend", choices=["sqlite", "redis"], help="default: the service's setting"
-    )
-    parser.add_argument("--path", type=Path, help="SQLite log file; default: the service's")
-    parser.add_argument("--redis-url", help="Redis of the log; default: the service's")
-    parser.add_argument("--redis-prefix", help="key prefix of the Redis log's blocks")
+    add_log_options(parser)
     args = parser.parse_args(argv)
     try:
         if not args.hours > 0 or not math.isfinite(args.hours):
             raise CompareError("--hours must be a positive number of hours")
         try:
-            settings = operations_settings(
-                backend=args.backend,
-                path=args.path,
-                redis_url=args.redis_url,
-                redis_prefix=args.redis_prefix,
-            )
+            settings = settings_from_options(args)
         except InvalidSettings as exc:
             raise CompareError(str(exc)) from exc
         announce(settings.prediction_log, "compare", settings.redis_url)

@@ -43,7 +43,7 @@ from pathlib import Path
 from models.contract import ContractError, FeatureContract, load_contract
 from operations.label_file import ExportError, ExportSummary, write_export
 from operations.model_contracts import ModelContracts, served_contract, store_contracts
-from operations.settings import InvalidSettings, operations_settings
+from operations.settings import InvalidSettings, add_log_options, settings_from_options
 from prediction_log.location import LogLocation, announce
 from prediction_log.reading import LogReadError
 
@@ -86,12 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Export the predictions that received feedback as Parquet (training schema).",
     )
     parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
-    parser.add_argument(
-        "--backend", choices=["sqlite", "redis"], help="default: the service's setting"
-    )
-    parser.add_argument("--path", type=Path, help="SQLite log file; default: the service's")
-    parser.add_argument("--redis-url", help="Redis of the log; default: the service's")
-    parser.add_argument("--redis-prefix", help="key prefix of the Redis log's blocks")
+    add_log_options(parser)
     parser.add_argument(
         "--since", type=float, metavar="HOURS", help="only labels given in the last HOURS"
     )
@@ -111,12 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ContractError as exc:
                 raise ExportError(" ".join(str(exc).split())) from exc
         try:
-            settings = operations_settings(
-                backend=args.backend,
-                path=args.path,
-                redis_url=args.redis_url,
-                redis_prefix=args.redis_prefix,
-            )
+            settings = settings_from_options(args)
         except InvalidSettings as exc:
             raise ExportError(str(exc)) from exc
         announce(settings.prediction_log, "export-labels", settings.redis_url)

@@ -6,6 +6,7 @@ The model selection (``DELIVERY_ETA_MODEL_*``) comes from :class:`models.setting
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,24 @@ def operations_settings(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidSettings(f"invalid settings: {problems}") from exc
+
+
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming which log a command reads (each defaults to the service's setting);
+    :func:`settings_from_options` reads them back."""
+    parser.add_argument(
+        "--backend", choices=["sqlite", "redis"], help="default: the service's setting"
+    )
+    parser.add_argument("--path", type=Path, help="SQLite log file; default: the service's")
+    parser.add_argument("--redis-url", help="Redis of the log; default: the service's")
+    parser.add_argument("--redis-prefix", help="key prefix of the Redis log's blocks")
+
+
+def settings_from_options(args: argparse.Namespace) -> OperationsSettings:
+    """:func:`operations_settings` with the options :func:`add_log_options` added."""
+    return operations_settings(
+        backend=args.backend,
+        path=args.path,
+        redis_url=args.redis_url,
+        redis_prefix=args.redis_prefix,
+    )
