@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -152,6 +153,24 @@ class OnlineValues:
 
 
 @dataclass(frozen=True)
+class OrderColumns:
+    """Orders given column by column (a columnar request): ``rows`` orders and, per request
+    field present, its values in row order.
+
+    Numbers, integers and booleans are numpy arrays; ids and text categories are sequences of
+    ``str`` (an integer category may be an int64 array). A field left out takes its default for
+    every row (a required one must be present). An entity aggregate's override column is float64
+    with NaN where the order does not override it; left out, no order does.
+    """
+
+    rows: int
+    columns: Mapping[str, Any]
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+@dataclass(frozen=True)
 class FeatureAssembler:
     """Builds the model input for validated orders (objects with one attribute per request
     field, and one per entity feature for its override), column by column."""
@@ -209,6 +228,62 @@ class FeatureAssembler:
             codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
         return matrix, codes
 
+    def column_entity_ids(self, orders: OrderColumns) -> dict[str, list[str]]:
+        """:meth:`entity_ids` of columnar orders."""
+        return {name: list(orders.columns[name]) for name in self.contract.entity_fields}
+
+    def assemble_columns(
+        self, orders: OrderColumns, online: OnlineValues, defaults: Mapping[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`assemble` of columnar orders: the same matrix and source codes, with each
+        category mapped once per distinct value rather than once per row."""
+        contract, n, columns = self.contract, orders.rows, orders.columns
+        matrix = np.empty((n, len(contract.feature_names)), dtype=np.float64)
+        for column, name in enumerate(contract.direct_fields):
+            values = columns.get(name)
+            if values is None:  # an optional field left out: its default for every row
+                values = [getattr(contract.fields[name], "default", None)] * n
+            category = self._category_codes.get(name)
+            if category is None:
+                matrix[:, column] = np.asarray(values, dtype=np.float64)
+            else:
+                matrix[:, column] = _category_column(values, *category)
+        first = len(contract.direct_fields)
+        codes = np.empty((n, len(contract.entity_features)), dtype=np.int8)
+        for column, name in enumerate(contract.entity_features):
+            given = columns.get(name)
+            requested = np.full(n, np.nan) if given is None else np.asarray(given, dtype=np.float64)
+            found = np.array(online.values[name], dtype=np.float64)
+            has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
+            matrix[:, first + column] = np.where(
+                has_request, requested, np.where(has_online, found, defaults[name])
+            )
+            codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
+        return matrix, codes
+
+    def rows_of(self, orders: OrderColumns) -> list[Any]:
+        """Columnar orders as row objects (one attribute per request field and override, as
+        :meth:`assemble` reads them): for the rare consumer that needs rows (a shadow
+        challenger with another contract)."""
+        contract, n = self.contract, orders.rows
+        names = [*contract.fields, *contract.entity_features]
+        columns: dict[str, list[Any]] = {}
+        for name in names:
+            values = orders.columns.get(name)
+            if values is None:
+                default = getattr(contract.fields.get(name), "default", None)
+                columns[name] = [default] * n
+            elif name in contract.entity_features:
+                columns[name] = [None if v != v else v for v in np.asarray(values).tolist()]
+            else:
+                columns[name] = (
+                    np.asarray(values).tolist() if hasattr(values, "dtype") else list(values)
+                )
+        return [
+            SimpleNamespace(**dict(zip(names, row, strict=True)))
+            for row in zip(*columns.values(), strict=True)
+        ]
+
     def request_values(self, features: np.ndarray) -> dict[str, list[Any]]:
         """The request fields' values back from model-input rows (categories decoded): what
         the prediction log exports for retraining (entity ids are kept apart)."""
@@ -226,6 +301,17 @@ class FeatureAssembler:
             else:
                 out[name] = values.tolist()
         return out
+
+
+def _category_column(values: Any, index: Mapping[Any, float], other: float | None) -> np.ndarray:
+    """Category codes of a column, looked up once per distinct value (``pandas.factorize``
+    hashes the column in C); a value outside ``index`` takes ``other`` (KeyError if None)."""
+    positions, distinct = pd.factorize(np.asarray(values, dtype=object))
+    if other is None:
+        per_value = np.array([index[v] for v in distinct.tolist()], dtype=np.float64)
+    else:
+        per_value = np.array([index.get(v, other) for v in distinct.tolist()], dtype=np.float64)
+    return per_value[positions]
 
 
 def source_counts(codes: np.ndarray) -> list[int]:

@@ -1,0 +1,126 @@
+"""The protocol's tensor datatypes and the binary tensor data extension (as Triton defines it:
+github.com/triton-inference-server/server docs/protocol/extension_binary_data.md).
+
+A binary tensor is its elements as raw little-endian values, row-major; a ``BYTES`` tensor is
+each element as a 4-byte little-endian length and then that many bytes. ``BOOL`` is one byte
+per element, 0 or 1.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from serving.inference_protocol.errors import InferenceRequestError
+
+FIXED_SIZE_DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+"""Every datatype with a fixed element size, and its numpy dtype (little-endian)."""
+BYTES = "BYTES"
+DATATYPES = frozenset({*FIXED_SIZE_DTYPES, BYTES})
+"""The protocol's datatypes this server reads (BF16 has no numpy type: not offered)."""
+BYTES_LENGTH = struct.Struct("<I")
+
+
+def decode_binary(
+    datatype: str, buffer: memoryview, count: int, name: str
+) -> np.ndarray | list[str]:
+    """``count`` elements of ``datatype`` from a binary buffer: a numpy array over the buffer
+    (no copy) for fixed-size types, a list of ``str`` (UTF-8) for ``BYTES``. A buffer whose size
+    does not match raises :class:`InferenceRequestError` naming input ``name``."""
+    if datatype == BYTES:
+        return decode_bytes(buffer, count, name)
+    dtype = FIXED_SIZE_DTYPES[datatype]
+    if len(buffer) != count * dtype.itemsize:
+        raise InferenceRequestError(
+            f"input {name!r}: binary_data_size {len(buffer)} is not {count} elements of "
+            f"{datatype} ({count * dtype.itemsize} bytes)",
+            name,
+        )
+    if datatype == "BOOL":
+        raw = np.frombuffer(buffer, dtype=np.uint8)
+        if raw.size and int(raw.max()) > 1:
+            raise InferenceRequestError(f"input {name!r}: a BOOL element is not 0 or 1", name)
+        return raw.view(np.bool_)
+    return np.frombuffer(buffer, dtype=dtype)
+
+
+def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
+    """``count`` length-prefixed UTF-8 strings filling ``buffer`` exactly.
+
+    When every element has the first element's length and is printable ASCII (ids of one
+    format usually are), the buffer is read as one fixed-width numpy array; otherwise element
+    by element.
+    """
+    size = len(buffer)
+    if count == 0:
+        if size:
+            raise InferenceRequestError(f"input {name!r}: binary data for 0 elements", name)
+        return []
+    if size < 4:
+        raise InferenceRequestError(f"input {name!r}: BYTES data shorter than a length", name)
+    (first,) = BYTES_LENGTH.unpack_from(buffer, 0)
+    if first and size == count * (4 + first):
+        table = np.frombuffer(buffer, dtype=np.uint8).reshape(count, 4 + first)
+        lengths = np.ascontiguousarray(table[:, :4]).view("<u4").ravel()
+        text = np.ascontiguousarray(table[:, 4:])
+        # NUL would be dropped by numpy's fixed-width bytes; non-ASCII needs real UTF-8.
+        if bool((lengths == first).all()) and bool(((text > 0) & (text < 128)).all()):
+            return text.view(f"S{first}").ravel().astype(f"U{first}").tolist()  # type: ignore[no-any-return]
+    values: list[bytes] = []
+    offset = 0
+    data = bytes(buffer)
+    for _ in range(count):
+        if offset + 4 > size:
+            break
+        (length,) = BYTES_LENGTH.unpack_from(data, offset)
+        offset += 4
+        if offset + length > size:
+            break
+        values.append(data[offset : offset + length])
+        offset += length
+    if len(values) != count or offset != size:
+        raise InferenceRequestError(
+            f"input {name!r}: BYTES data does not hold exactly {count} length-prefixed elements",
+            name,
+        )
+    try:
+        return [v.decode() for v in values]
+    except UnicodeDecodeError:
+        raise InferenceRequestError(f"input {name!r}: a BYTES element is not UTF-8", name) from None
+
+
+def encode_binary(datatype: str, values: np.ndarray | Sequence[str]) -> bytes:
+    """The binary form of a 1-d tensor (the inverse of :func:`decode_binary`)."""
+    if datatype == BYTES:
+        return encode_bytes(values)  # type: ignore[arg-type]
+    return np.ascontiguousarray(values, dtype=FIXED_SIZE_DTYPES[datatype]).tobytes()
+
+
+def encode_bytes(values: Sequence[str]) -> bytes:
+    """Length-prefixed UTF-8 elements; one fixed-width numpy pass when all lengths agree."""
+    encoded = [v.encode() for v in values]
+    if not encoded:
+        return b""
+    width = len(encoded[0])
+    if all(len(v) == width for v in encoded):
+        table = np.empty((len(encoded), 4 + width), dtype=np.uint8)
+        table[:, :4] = np.frombuffer(BYTES_LENGTH.pack(width), dtype=np.uint8)
+        if width:
+            table[:, 4:] = np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(-1, width)
+        return table.tobytes()
+    return b"".join(BYTES_LENGTH.pack(len(v)) + v for v in encoded)
