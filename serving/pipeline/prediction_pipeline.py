@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from models.features import (
     FEATURE_SOURCES,
     FeatureAssembler,
     FeatureSource,
+    OnlineValues,
+    OrderColumns,
     source_counts,
 )
 from prediction_log import (
@@ -182,11 +184,37 @@ class PredictionPipeline:
     async def predict(self, orders: Sequence[Any]) -> PredictionBatch:
         """Predict every order (validated request models of the served contract); all rows of
         one call go to the model in the same batch. Raises ``Overloaded`` when shed."""
+        assembler = self._assembler
+        return await self._predict(
+            len(orders),
+            assembler.entity_ids(orders),
+            lambda online: assembler.assemble(orders, online, self._defaults),
+            lambda: orders,
+        )
+
+    async def predict_columns(self, orders: OrderColumns) -> PredictionBatch:
+        """:meth:`predict` of validated columnar orders (the v2 protocol's): assembled column by
+        column, then the same model batches, log, metrics and shadow as rows."""
+        assembler = self._assembler
+        return await self._predict(
+            orders.rows,
+            assembler.column_entity_ids(orders),
+            lambda online: assembler.assemble_columns(orders, online, self._defaults),
+            # Rows only for a challenger that builds its own input from them (rare).
+            lambda: assembler.rows_of(orders),
+        )
+
+    async def _predict(
+        self,
+        rows: int,
+        entity_ids: dict[str, list[str]],
+        assemble: Callable[[OnlineValues], tuple[np.ndarray, np.ndarray]],
+        orders: Callable[[], Sequence[Any]],
+    ) -> PredictionBatch:
         started = time.perf_counter()
-        entity_ids = self._assembler.entity_ids(orders)
         online = await self.feature_store.lookup(entity_ids)
         looked_up = time.perf_counter()
-        features, source_codes = self._assembler.assemble(orders, online, self._defaults)
+        features, source_codes = assemble(online)
         # Known: no entity feature fell back to the default, the highest source code (a test
         # in tests/serving/pipeline/test_prediction_pipeline.py holds that order). The flag
         # rides with the rows to the call's observer: it is the entity cohort.
@@ -194,7 +222,7 @@ class PredictionPipeline:
         scored = await self._batcher.predict(features, entity_known)
         outputs = scored.outputs  # clamped, counted
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        block_key, ids = new_prediction_ids(len(orders))
+        block_key, ids = new_prediction_ids(rows)
 
         if self._metrics is not None:
             self._metrics.feature_lookup(looked_up - started, online.failed, source_codes)
@@ -213,12 +241,13 @@ class PredictionPipeline:
             if self.shadow is not None:
                 # The shadow logs it, after the challenger if any (which may build its own input
                 # from the orders: another contract, other entity tables).
-                self.shadow.submit(block, entity_known, orders)
+                kept = orders() if self.shadow.builds_own_input else ()
+                self.shadow.submit(block, entity_known, kept)
             elif self.prediction_log is not None:
                 self.prediction_log.append(block)
         annotate(
             model_version=self.model_version,
-            rows=len(orders),
+            rows=rows,
             features_source=_source_summary(source_codes),
             **({"feature_store": "failed"} if online.failed else {}),
         )

@@ -213,6 +213,11 @@ class ShadowScorer:
         self._warn_drop = RateLimitedWarning()
 
     @property
+    def builds_own_input(self) -> bool:
+        """Whether :meth:`submit` needs the orders (the challenger builds its own input)."""
+        return self._inputs is not None
+
+    @property
     def queue_rows(self) -> int:
         """Rows waiting for the challenger."""
         return self._pending_rows
