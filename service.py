@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, NamedTuple
 
 import bentoml
@@ -26,6 +27,9 @@ from models.intervals import score_answer
 from models.settings import ENV_PREFIX
 from prediction_log import PredictionLogUnavailable
 from prediction_log.location import log_at_startup
+from serving.inference_protocol.inputs import input_specs
+from serving.inference_protocol.metadata import ServedModel
+from serving.inference_protocol.paths import ROUTE_TEMPLATES as V2_ROUTES
 from serving.pipeline.batching import Overloaded
 from serving.pipeline.prediction_pipeline import AlreadyLabelled, UnknownPrediction
 from serving.schema import (
@@ -37,6 +41,7 @@ from serving.schema import (
     order_model,
 )
 from serving.server.edge.paths import UNMATCHED
+from serving.server.inference_routes import InferenceRoutes
 from serving.server.wiring import install_server, wrap_service
 from serving.startup import (
     build_feature_store,
@@ -132,11 +137,34 @@ async def _contract(_: Request) -> JSONResponse:
     return JSONResponse(CONTRACT_DOCUMENT)
 
 
+async def _is_ready() -> bool:
+    service: DeliveryETA = get_current_service()
+    return await service.__is_ready__()
+
+
+async def _predict_columns(orders: Any) -> Any:
+    service: DeliveryETA = get_current_service()
+    return await service.pipeline.predict_columns(orders)
+
+
+# The Open Inference Protocol (v2) beside /v1, on the same pipeline (docs/inference-protocol.md).
+V2 = InferenceRoutes(
+    model=ServedModel.of_tag(ARTIFACT.tag, "scikit-learn", input_specs(Order.model_json_schema())),
+    server_name="delivery_eta",
+    server_version=package_version("delivery-eta"),
+    max_rows=SETTINGS.batching.max_batch_rows,
+    is_ready=_is_ready,
+    predict_columns=_predict_columns,
+    answered_errors=ANSWERED_ERRORS,
+    error_answer=_error_answer,
+)
+
+
 def _request_finished(
     info: RequestInfo, status: int, latency_ms: float, category: str | None
 ) -> None:
     # An unknown path arrives here as /unmatched (serving.server.edge.paths): counted under that label.
-    if info.route.startswith("/v1/") or info.route == UNMATCHED:
+    if info.route.startswith("/v1/") or info.route == UNMATCHED or info.route in V2_ROUTES:
         service: DeliveryETA | None = get_current_service()
         if service is not None:
             service.metrics.request_finished(
@@ -149,6 +177,8 @@ def _request_finished(
         routes=[
             Route("/health", _health, methods=["GET"]),
             Route("/contract", _contract, methods=["GET"]),
+            *V2.routes(),
+            Route(UNMATCHED, V2.not_found),  # the edge's collapsed paths: v2's 404 body
         ]
     ),
     path="/",
@@ -316,7 +346,7 @@ class DeliveryETA:
 wrap_service(
     DeliveryETA,
     SETTINGS,
-    mounted_paths=["/health", "/contract"],  # the Starlette app mounted at "/"
+    mounted_paths=["/health", "/contract", *V2.paths()],  # the Starlette app mounted at "/"
     request_models=[Order, Feedback],
     model_tag=ARTIFACT.tag,
     on_request_finished=_request_finished,

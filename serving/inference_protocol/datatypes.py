@@ -80,7 +80,7 @@ def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
         text = np.ascontiguousarray(table[:, 4:])
         # NUL would be dropped by numpy's fixed-width bytes; non-ASCII needs real UTF-8.
         if bool((lengths == first).all()) and bool(((text > 0) & (text < 128)).all()):
-            return text.view(f"S{first}").ravel().astype(f"U{first}").tolist()  # type: ignore[no-any-return]
+            return text.view(f"S{first}").ravel().astype(f"U{first}").tolist()
     values: list[bytes] = []
     offset = 0
     data = bytes(buffer)

@@ -118,7 +118,7 @@ def _spec(name: str, prop: Mapping[str, Any], required: bool) -> InputSpec:
     if len(members) != 1 or types - {"number", "integer", "string"}:
         raise ValueError(f"request field {name!r}: no protocol datatype for schema {dict(prop)}")
     (rules,) = members
-    (kind,) = types
+    kind: Kind = types.pop()  # type: ignore[assignment]
     if nullable and kind != "number":
         raise ValueError(f"request field {name!r}: only numbers may be nullable")
     bounds = _bounds(rules)

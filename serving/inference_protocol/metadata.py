@@ -71,4 +71,3 @@ class ServedModel:
 def server_metadata(name: str, version: str) -> dict[str, Any]:
     """The server metadata document."""
     return {"name": name, "version": version, "extensions": list(EXTENSIONS)}
-

@@ -213,7 +213,7 @@ def _outputs(
     chosen: dict[str, RequestedOutput] = {}
     for output in requested:
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in output_names:
+        if not isinstance(name, str) or name not in output_names:
             shown = str(name)[:64]
             raise InferenceRequestError(
                 f"unknown output {shown!r}; the model's outputs are {list(output_names)}"

@@ -25,7 +25,11 @@ from serving.server.edge.connection import EdgeLimits
 from serving.server.edge.paths import known_paths
 from serving.server.edge.refusals import count_refusal, publish_reasons
 from serving.server.middleware.auth import BearerTokenMiddleware
-from serving.server.middleware.body_guard import HttpGuardMiddleware
+from serving.server.middleware.body_guard import (
+    INFERENCE_PROTOCOL_TYPES,
+    JSON_ONLY,
+    HttpGuardMiddleware,
+)
 from serving.server.middleware.docs_page import DocsPageMiddleware, service_info
 from serving.server.middleware.draining import DrainingMiddleware
 from serving.server.middleware.openapi import OpenAPIDocumentMiddleware
@@ -53,6 +57,11 @@ def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     if settings.server.raise_open_files_limit:
         edge.raise_open_files_limit()
     return shutdown
+
+
+PROTOCOL_OBJECT_KEYS = 8
+"""Keys a v2 request's objects may need (an input: name, shape, datatype, parameters, data),
+with room for a few parameters: the body guard's bound when the request models have fewer."""
 
 
 def wrap_service(
@@ -112,7 +121,11 @@ def wrap_service(
         HttpGuardMiddleware,
         max_body_bytes=settings.server.max_body_bytes,
         # No valid body has an object with more keys than a request model has fields.
-        max_object_keys=max(len(model.model_fields) for model in request_models),
+        # /v2 (the inference protocol): JSON, or JSON then binary tensors, or unlabelled.
+        media_types={"/v1/": JSON_ONLY, "/v2/": INFERENCE_PROTOCOL_TYPES},
+        max_object_keys=max(
+            PROTOCOL_OBJECT_KEYS, *(len(model.model_fields) for model in request_models)
+        ),
         refused=count_refusal,
     )
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from serving.inference_protocol.paths import ROUTE_TEMPLATES
+
 ROUTE_LABELS = frozenset({"/v1/predict", "/v1/predict/batch", "/v1/feedback"})
 """The service's /v1 routes (checked against the served OpenAPI document by the tests)."""
 UNMATCHED_ROUTE = "unmatched"
@@ -27,9 +29,14 @@ OTHER_FIELD = "other"
 """The ``field`` label of an invalid field the API does not have (an unknown key)."""
 
 
+PROTOCOL_ROUTE_LABELS = ROUTE_TEMPLATES
+"""The v2 routes, by template (``serving.inference_protocol.paths``)."""
+
+
 def route_label(route: str) -> str:
-    """``route`` itself if it is one of the service's /v1 routes, else ``unmatched``."""
-    return route if route in ROUTE_LABELS else UNMATCHED_ROUTE
+    """``route`` itself if it is one of the service's /v1 routes or v2 route templates, else
+    ``unmatched``."""
+    return route if route in ROUTE_LABELS or route in PROTOCOL_ROUTE_LABELS else UNMATCHED_ROUTE
 
 
 @dataclass(frozen=True)

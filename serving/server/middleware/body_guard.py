@@ -16,13 +16,17 @@ a 2.8 MB answer).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from serving.telemetry.request_notes import annotate
 
-_JSON_TYPES = frozenset({"application/json"})
+JSON_ONLY = frozenset({"application/json"})
+"""The /v1 routes' one media type."""
+INFERENCE_PROTOCOL_TYPES = frozenset({"application/json", "application/octet-stream", ""})
+"""The v2 protocol's bodies: JSON, JSON followed by binary tensors, or unlabelled (NVIDIA's
+client sends no Content-Type); "" stands for no Content-Type header."""
 CLIENT_CLOSED_REQUEST = 499
 """Status logged for a request whose client left before its body ended (never sent)."""
 
@@ -75,7 +79,8 @@ def json_shape_problem(body: bytes, max_object_keys: int) -> str | None:
 
 
 class HttpGuardMiddleware:
-    """JSON-only, size-limited bodies for requests with a body under ``prefix``.
+    """Size-limited bodies of the accepted media types for requests with a body under each
+    prefix of ``media_types`` (default: JSON only, under ``/v1/``).
 
     ``max_object_keys`` bounds a JSON body's shape (None: no check);
     ``refused(reason)`` counts each refusal (``serving.server.edge.refusals``).
@@ -85,13 +90,13 @@ class HttpGuardMiddleware:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        prefix: str = "/v1/",
+        media_types: Mapping[str, frozenset[str]] | None = None,
         max_object_keys: int | None = None,
         refused: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.prefix = prefix
+        self.media_types = dict(media_types or {"/v1/": JSON_ONLY})
         self.max_object_keys = max_object_keys
         self.refused = refused
 
@@ -102,16 +107,15 @@ class HttpGuardMiddleware:
         await _reply(send, status, message, close=status == 413)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or not scope.get("path", "").startswith(self.prefix)
-            or scope.get("method") not in ("POST", "PUT", "PATCH")
-        ):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        accepted = next((m for p, m in self.media_types.items() if path.startswith(p)), None)
+        if accepted is None or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         media_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        if media_type not in _JSON_TYPES:
-            refusal = f"Content-Type must be application/json, got {media_type or 'none'!r}"
+        if media_type not in accepted:
+            expected = " or ".join(sorted(m for m in accepted if m))
+            refusal = f"Content-Type must be {expected}, got {media_type or 'none'!r}"
             await self._refuse(send, 415, "unsupported_media_type", refusal)
             return
         too_large = f"request body over {self.max_body_bytes} bytes"

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from serving.inference_protocol.paths import PROBE_TEMPLATES
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from serving.server.edge.paths import ORIGINAL_PATH_KEY, original_path
 from serving.telemetry.logs import log_request_line
@@ -20,7 +21,7 @@ logger = logging.getLogger("delivery_eta.request")
 # A client's id is echoed into logs and headers: accept only short, safe ids.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes would drown the request log; they are logged at DEBUG.
-QUIET_ROUTES = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics"})
+QUIET_ROUTES = frozenset({"/livez", "/readyz", "/healthz", "/health", "/metrics", *PROBE_TEMPLATES})
 
 
 def error_category(status: int, fields: dict[str, Any]) -> str | None:
