@@ -41,7 +41,7 @@ from serving.schema import (
     order_model,
 )
 from serving.server.edge.paths import UNMATCHED
-from serving.server.inference_routes import InferenceRoutes
+from serving.server.inference_routes import ANY_METHOD, InferenceRoutes
 from serving.server.wiring import install_server, wrap_service
 from serving.startup import (
     build_feature_store,
@@ -178,7 +178,8 @@ def _request_finished(
             Route("/health", _health, methods=["GET"]),
             Route("/contract", _contract, methods=["GET"]),
             *V2.routes(),
-            Route(UNMATCHED, V2.not_found),  # the edge's collapsed paths: v2's 404 body
+            # The edge's collapsed paths, any method: 404, in the protocol's body for /v2/.
+            Route(UNMATCHED, V2.not_found, methods=list(ANY_METHOD)),
         ]
     ),
     path="/",

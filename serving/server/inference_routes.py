@@ -45,6 +45,8 @@ from serving.telemetry.labels import BODY_FIELD
 from serving.telemetry.request_notes import annotate, current_request
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods :meth:`InferenceRoutes.not_found` answers (every other path's 404 too)."""
 
 
 @dataclass(frozen=True)
