@@ -41,15 +41,13 @@ def triton_client(server: LocalServer) -> Iterator[triton.InferenceServerClient]
 
 
 @pytest.fixture(scope="module")
-def model(triton_client: triton.InferenceServerClient) -> dict[str, Any]:
-    return triton_client.get_server_metadata() and _model_metadata(triton_client)
-
-
-def _model_metadata(client: triton.InferenceServerClient) -> dict[str, Any]:
-    health = httpx.get(f"http://{client._parsed_url.netloc}/health", timeout=30).json()  # noqa: SLF001
-    name, _, version = health["model_version"].partition(":")
-    metadata: dict[str, Any] = client.get_model_metadata(name)
-    assert metadata == client.get_model_metadata(name, model_version=version)
+def model(server: LocalServer, triton_client: triton.InferenceServerClient) -> dict[str, Any]:
+    """The served model's metadata: its name and version are the model-store tag's."""
+    tag = httpx.get(f"{server.url}/health", timeout=30).json()["model_version"]
+    name, _, version = tag.partition(":")
+    metadata: dict[str, Any] = triton_client.get_model_metadata(name)
+    assert metadata == triton_client.get_model_metadata(name, model_version=version)
+    assert (metadata["name"], metadata["versions"]) == (name, [version])
     return metadata
 
 
