@@ -117,7 +117,7 @@ def encode_bytes(values: Sequence[str]) -> bytes:
     if not encoded:
         return b""
     width = len(encoded[0])
-    if all(len(v) == width for v in encoded):
+    if len(set(map(len, encoded))) == 1:
         table = np.empty((len(encoded), 4 + width), dtype=np.uint8)
         table[:, :4] = np.frombuffer(BYTES_LENGTH.pack(width), dtype=np.uint8)
         if width:

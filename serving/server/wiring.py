@@ -59,9 +59,9 @@ def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     return shutdown
 
 
-PROTOCOL_OBJECT_KEYS = 8
-"""Keys a v2 request's objects may need (an input: name, shape, datatype, parameters, data),
-with room for a few parameters: the body guard's bound when the request models have fewer."""
+PROTOCOL_OBJECT_KEYS = 5
+"""Keys a v2 request's objects need at most (an input: name, shape, datatype, parameters,
+data): the body guard's bound when the request models have fewer fields."""
 
 
 def wrap_service(
