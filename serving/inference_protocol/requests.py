@@ -123,7 +123,7 @@ def _columns(
                 )
             data = decode_binary(spec.datatype, binary[offset : offset + size], count, name)
             offset += size
-        columns[name] = check_column(spec, data, count)
+        columns[name] = check_column(spec, data, count, json_data=size is None)
     if offset != len(binary):
         raise InferenceRequestError(
             f"{len(binary) - offset} bytes of binary data belong to no input "

@@ -17,11 +17,14 @@ from serving.inference_protocol.inputs import InputSpec
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def check_column(spec: InputSpec, data: Any, count: int) -> Any:
-    """The column of ``spec``'s input from its ``data`` (``count`` elements): a float64,
-    int64 or bool array, or a list of ``str`` (of ``int | str`` for a mixed category)."""
+def check_column(spec: InputSpec, data: Any, count: int, *, json_data: bool = True) -> Any:
+    """The column of ``spec``'s input from its ``data`` (``count`` elements; ``json_data``:
+    a JSON list, else already decoded from binary): a float64, int64 or bool array, or a list
+    of ``str`` (of ``int | str`` for a mixed category)."""
     name = spec.name
-    if isinstance(data, list):
+    if json_data:
+        if not isinstance(data, list):
+            raise InferenceRequestError(f"input {name!r}: 'data' must be a list", name)
         if len(data) != count:
             raise InferenceRequestError(
                 f"input {name!r}: shape says {count} elements, data holds {len(data)} "

@@ -117,6 +117,10 @@ INVALID_JSON: dict[str, tuple[bytes, str]] = {
     "too many rows": (_with(_set("distance_km", shape=[10**9])), "1 to 1000 orders"),
     "no rows": (_with(_set("distance_km", shape=[0], data=[])), "'distance_km'"),
     "bad shape": (_with(_set("distance_km", shape=[3, 2])), "'distance_km': shape"),
+    "data not a list": (
+        _with(_set("distance_km", data=5.0)),
+        "'distance_km': 'data' must be a list",
+    ),
     "unknown output": (json_body(default_tensors(), outputs=[{"name": "eta"}]), "'eta'"),
     "not json": (b'{"inputs": [', "not valid JSON"),
     "not an object": (b"[1, 2]", "JSON object"),
