@@ -4,6 +4,7 @@ against the session's server: health, metadata, infer in JSON and in binary (ans
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,7 +115,12 @@ def test_infer_answers_as_v1_batch_and_its_ids_take_labels(
     ids = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy(PID).tolist()]
     assert len(set(ids)) == len(ORDERS)
     label = {"prediction_id": ids[0], "actual_delivery_time_min": 27.0}
-    joined = httpx.post(f"{server.url}/v1/feedback", json=label, timeout=30)
+    deadline = time.monotonic() + 10  # the log writes in the background: a 404 may come first
+    while (
+        joined := httpx.post(f"{server.url}/v1/feedback", json=label, timeout=30)
+    ).status_code == 404:
+        assert time.monotonic() < deadline, joined.text
+        time.sleep(0.1)
     assert joined.status_code == 200, joined.text
     assert joined.json()["status"] == "joined"
 

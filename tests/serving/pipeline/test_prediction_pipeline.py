@@ -19,7 +19,7 @@ import prometheus_client
 import pytest
 
 from models.contract import default_contract
-from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES
+from models.features import DEFAULT_SOURCE_CODE, FEATURE_SOURCES, OrderColumns
 from models.store.artifact import ModelArtifact, load_artifact
 from prediction_log.settings import PredictionLogSettings
 from serving.pipeline.model_calls import DRIFT_SCORE_EVERY_ROWS
@@ -270,3 +270,54 @@ async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_
 def test_default_is_the_highest_source_code() -> None:
     # The pipeline tells known entities by every code being below DEFAULT_SOURCE_CODE.
     assert len(FEATURE_SOURCES) - 1 == DEFAULT_SOURCE_CODE
+
+
+def _as_columns(orders: list[Any]) -> OrderColumns:
+    names = [*Order.model_fields]
+    values = {name: [getattr(o, name) for o in orders] for name in names}
+    columns: dict[str, Any] = {}
+    for name, column in values.items():
+        if isinstance(column[0], str):
+            columns[name] = column
+        else:  # overrides: NaN where not given
+            columns[name] = np.array([np.nan if v is None else v for v in column], dtype=float)
+    return OrderColumns(len(orders), columns)
+
+
+async def test_columns_predict_like_rows_and_share_their_model_calls(
+    pipeline: PredictionPipeline, batches: list[tuple[int, int]]
+) -> None:
+    orders = [_order(KNOWN), _order(UNKNOWN), _order(KNOWN, driver_avg_delivery_time=55.0)]
+    rows = await pipeline.predict(orders)
+    columns = await pipeline.predict_columns(_as_columns(orders))
+    np.testing.assert_array_equal(columns.outputs, rows.outputs)
+    np.testing.assert_array_equal(columns.source_codes, rows.source_codes)
+    batches.clear()
+    singles = [pipeline.predict([_order(KNOWN)]) for _ in range(32)]
+    singles += [pipeline.predict_columns(_as_columns([_order(KNOWN)])) for _ in range(32)]
+    answers = await asyncio.gather(*singles)
+    assert len({tuple(a.outputs[0]) for a in answers}) == 1
+    assert sum(rows for _, rows in batches) == 64 and len(batches) < 64
+
+
+async def test_a_challenger_with_its_own_input_gets_the_columns_as_rows(
+    pipeline: PredictionPipeline,
+) -> None:
+    class OwnInputShadow:
+        builds_own_input = True
+        submitted: list[Any] = []
+
+        def submit(self, block: Any, entity_known: Any, orders: Any) -> None:
+            self.submitted.append(orders)
+
+    shadow = OwnInputShadow()
+    pipeline.shadow = shadow  # type: ignore[assignment]
+    try:
+        orders = [_order(KNOWN), _order(UNKNOWN, restaurant_avg_delivery_time=12.0)]
+        await pipeline.predict_columns(_as_columns(orders))
+    finally:
+        pipeline.shadow = None
+    (rows,) = shadow.submitted
+    assert [{n: getattr(r, n) for n in Order.model_fields} for r in rows] == [
+        o.model_dump() for o in orders
+    ]
