@@ -83,9 +83,15 @@ def extract(crd_path: Path, kind: str) -> dict[str, Any]:
 
 def main(kserve: str, seldon_model: str, seldon_server: str) -> None:
     """Write InferenceService.json, Model.json and Server.json next to this file."""
-    for path, kind in [(kserve, "InferenceService"), (seldon_model, "Model"), (seldon_server, "Server")]:
+    for path, kind in [
+        (kserve, "InferenceService"),
+        (seldon_model, "Model"),
+        (seldon_server, "Server"),
+    ]:
         out = HERE / f"{kind}.json"
-        out.write_text(json.dumps(extract(Path(path), kind), sort_keys=True, separators=(",", ":")) + "\n")
+        out.write_text(
+            json.dumps(extract(Path(path), kind), sort_keys=True, separators=(",", ":")) + "\n"
+        )
         print(out, out.stat().st_size)
 
 
