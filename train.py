@@ -16,23 +16,23 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.contract import ContractError, default_contract, load_contract
-from models.intervals import CoverageCheck
-from models.settings import ModelSettings
-from models.store.artifact import MODEL_NAME, ModelArtifactError, load_artifact
-from models.store.stages import resolve_serving_tag
-from models.training.config import TrainingConfig
-from models.training.dataset import TimeSplit
-from models.training.fit import INTERVAL_LEVEL, linear_baseline
-from models.training.from_files import OrderHistoryError, load_file_training_data
-from models.training.release import train_and_register
-from serving.pipeline.feature_store import materialize
+
+if TYPE_CHECKING:
+    from models.training.dataset import TimeSplit
+
+# The rest (pandas, scikit-learn, BentoML's store: ~4 s of imports) is imported where it is
+# used, after the arguments and the contract are checked: a refusal answers at once.
 
 logger = logging.getLogger("delivery_eta.train")
 
 
 def _served_tag(pinned: str | None = None) -> str:
+    from models.settings import ModelSettings
+    from models.store.stages import resolve_serving_tag
+
     """The tag the service would serve: ``pinned``, else DELIVERY_ETA_MODEL_TAG, else the
     ``stage=production`` model (the newest model before the first promotion)."""
     return resolve_serving_tag(pinned or ModelSettings().model_tag)
@@ -40,6 +40,8 @@ def _served_tag(pinned: str | None = None) -> str:
 
 def _store_has_servable_model() -> bool:
     """True when the model the service would serve loads and verifies with this code."""
+    from models.store.artifact import ModelArtifactError, load_artifact
+
     try:
         load_artifact(_served_tag())
     except ModelArtifactError as exc:
@@ -49,6 +51,8 @@ def _store_has_servable_model() -> bool:
 
 
 def _time_split(text: str) -> TimeSplit:
+    from models.training.dataset import TimeSplit
+
     try:
         shares = [float(part) for part in text.split(",")]
         return TimeSplit(*shares)
@@ -60,6 +64,8 @@ def _time_split(text: str) -> TimeSplit:
 
 def train(args: argparse.Namespace) -> int:
     if args.if_missing and _store_has_servable_model():
+        from models.store.artifact import MODEL_NAME
+
         logger.info("model store already has a servable %s; skipping training", MODEL_NAME)
         return 0
     if args.labels and not args.data:
@@ -70,6 +76,9 @@ def train(args: argparse.Namespace) -> int:
     except ContractError as exc:
         print(f"error: cannot use this contract, nothing registered\n{exc}", file=sys.stderr)
         return 2
+    from models.training.dataset import TimeSplit
+    from models.training.from_files import OrderHistoryError, load_file_training_data
+
     data = None
     if args.data:
         try:
@@ -77,7 +86,7 @@ def train(args: argparse.Namespace) -> int:
                 args.data,
                 contract,
                 labels=args.labels,
-                split=args.split,
+                split=args.split or TimeSplit(),
                 drop_invalid=args.drop_invalid,
             )
         except OrderHistoryError as exc:
@@ -86,6 +95,11 @@ def train(args: argparse.Namespace) -> int:
         print(data.report.text())
         if data.labels_report is not None:
             print(data.labels_report.text())
+    from models.intervals import CoverageCheck
+    from models.training.config import TrainingConfig
+    from models.training.fit import INTERVAL_LEVEL, linear_baseline
+    from models.training.release import train_and_register
+
     config = TrainingConfig.small() if args.small else TrainingConfig()
     card_dir = Path(args.card_dir) if args.card_dir else None
     try:
@@ -139,6 +153,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def materialize_cmd(args: argparse.Namespace) -> int:
+    from models.store.artifact import load_artifact
+    from serving.pipeline.feature_store import materialize
+
     artifact = load_artifact(_served_tag(args.model_tag))
     written = materialize(artifact.entities, artifact.contract, args.redis_url)
     print(json.dumps({"model": artifact.tag, "redis_keys_written": written}))
@@ -178,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split",
         type=_time_split,
-        default=TimeSplit(),
+        default=None,
         metavar="H,T,C,O",
         help="time shares of --data, oldest first: entity history, train, calibration, "
         "holdout (default 0.4,0.35,0.1,0.15)",

@@ -124,8 +124,11 @@ def test_importing_the_service_loads_no_training_code(registered, tmp_path: Path
 
 
 def test_the_probe_sees_training_code_where_it_is_imported(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    # train.py imports the training package: the same probe must report it (not vacuous).
-    found = _training_modules(_modules_after_import("train", registered, tmp_path))
+    # What train.py trains with (imported once its arguments are checked): the same probe must
+    # report the training package there (not vacuous).
+    found = _training_modules(
+        _modules_after_import("models.training.release", registered, tmp_path)
+    )
     assert "models.training.fit" in found
     assert "models.training.synthetic_orders" in found
     assert "matplotlib" in found
@@ -152,8 +155,10 @@ def test_the_service_loads_its_model_without_the_tools_group(registered, tmp_pat
 
 
 def test_the_blocked_probe_fails_where_a_tool_package_is_needed(registered, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    # train.py draws the model card with matplotlib: the same blocker must stop it (not vacuous).
+    # Training draws the model card with matplotlib: the same blocker must stop it (not vacuous).
     blocked = sorted(set().union(*top_level_modules(tools_only_distributions()).values()))
-    result = _run_probe(_BLOCKER.format(blocked=blocked) + "import train\n", registered, tmp_path)
+    result = _run_probe(
+        _BLOCKER.format(blocked=blocked) + "import models.training.release\n", registered, tmp_path
+    )
     assert result.returncode != 0
     assert "(not in the image)" in result.stderr
