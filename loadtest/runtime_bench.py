@@ -16,11 +16,18 @@ except the ``t2`` ones.
 
 ``--compile-variants`` also compiles and times other TL2cgen settings (-O0/-O2/-O3, no
 quantization); each build takes 5-60 s on 2 cores.
+
+``--ceiling`` measures the model-only ceiling instead: ``--processes`` processes (default 2,
+one per core, as the service's workers) each call the served compiled library's
+``predict_rows`` on ``--ceiling-rows``-row batches of holdout rows for ``--seconds``, started
+together; prints the summed rows/s. ``make bench`` measures it between its v2 cells
+(``loadtest.bench.columnar``).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -199,6 +206,56 @@ def measure(
     return per_row, ratio, maxdiff
 
 
+CEILING_ROWS = 10_000
+CEILING_PROCESSES = 2
+
+
+def _ceiling_worker(
+    tag: str, rows: int, seconds: float, seed: int, ready: Any, results: Any
+) -> None:
+    """One process of :func:`model_ceiling`: load, wait for the others, call for ``seconds``."""
+    artifact = load_artifact(tag)
+    library, record = _compiled(artifact, Path(tempfile.mkdtemp(prefix="bench-ceiling-")))
+    runtime = CompiledRuntime(artifact.model, library, record)
+    pool = holdout_rows(artifact)
+    batch = pool[np.random.default_rng(seed).integers(0, len(pool), rows)]
+    with threadpool_limits(1):
+        runtime.predict_rows(batch)  # warm: pages, caches
+        ready.wait()
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            runtime.predict_rows(batch)
+            calls += 1
+        elapsed = time.perf_counter() - started
+    results.put((calls * rows, elapsed))
+
+
+def model_ceiling(
+    tag: str,
+    *,
+    rows: int = CEILING_ROWS,
+    seconds: float = 5.0,
+    processes: int = CEILING_PROCESSES,
+) -> float:
+    """Rows/s of the compiled model alone (``CompiledRuntime.predict_rows``, what the service's
+    model thread calls) in ``processes`` processes at once, ``rows``-row calls, one OpenMP
+    thread each: the model-only ceiling of the service's throughput on this machine."""
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(
+            target=_ceiling_worker, args=(tag, rows, seconds, seed, ready, results), daemon=True
+        )
+        for seed in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    measured = [results.get(timeout=seconds + 300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return sum(done / elapsed for done, elapsed in measured)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", default=None, help="model tag (default: the one served)")
@@ -207,7 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-ms", type=float, default=20.0)
     parser.add_argument("--only", default="", help="comma-separated variant names to keep")
     parser.add_argument("--compile-variants", action="store_true")
+    parser.add_argument("--ceiling", action="store_true", help="the model-only ceiling (rows/s)")
+    parser.add_argument("--processes", type=int, default=CEILING_PROCESSES)
+    parser.add_argument("--ceiling-rows", type=int, default=CEILING_ROWS)
+    parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.ceiling:
+        tag = str(resolve_serving_tag(args.tag))
+        rate = model_ceiling(
+            tag, rows=args.ceiling_rows, seconds=args.seconds, processes=args.processes
+        )
+        print(
+            f"model {tag}: {rate:,.0f} rows/s in {args.processes} processes, "
+            f"{args.ceiling_rows}-row calls ({1e6 * args.processes / rate:.2f} us/row/process)"
+        )
+        return 0
     artifact = load_artifact(resolve_serving_tag(args.tag))
     sizes = tuple(int(s) for s in args.sizes.split(","))
     # OpenMP capped at 1 thread, as in the service's model thread.

@@ -16,8 +16,9 @@ little-endian length then the bytes); the header's length goes in the
 ``Inference-Header-Content-Length`` request header, and ``binary_data_output`` asks for the
 outputs as binary data too.
 
-The bodies files: JSON bodies one per line (``predict.lua`` cycles through them); binary bodies
-as records ``<header length> <body length>\\n<body>`` (``v2_binary.lua``).
+The bodies files: JSON bodies one per line (``predict.lua`` cycles through them), the same
+orders as ``/v1/predict/batch`` bodies too; binary bodies as records
+``<header length> <body length>\\n<body>`` (``v2_binary.lua``).
 """
 
 from __future__ import annotations
@@ -242,13 +243,19 @@ def write_v2_bodies(
     seed: int = 0,
     known_ids: Mapping[str, Sequence[str]] | None = None,
     output_names: Sequence[str] = (),
-) -> tuple[Path, Path]:
-    """Write ``v2-json-<rows>.jsonl`` (one JSON body per line) and ``v2-binary-<rows>.bin``
-    (records ``<header length> <body length>\\n<body>``) into ``out``."""
+) -> tuple[Path, Path, Path]:
+    """Write the same ``count`` batches three ways into ``out``: ``v1-batch-<rows>.jsonl``
+    (``{"orders": [...]}`` per line, for ``/v1/predict/batch``), ``v2-json-<rows>.jsonl`` (one
+    JSON infer body per line) and ``v2-binary-<rows>.bin`` (records ``<header length> <body
+    length>\\n<body>``); returns the three paths in that order."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, binary_path = out / f"v2-json-{rows}.jsonl", out / f"v2-binary-{rows}.bin"
-    with json_path.open("wb") as json_file, binary_path.open("wb") as binary_file:
-        for _, json_bytes, binary, header_length in body_records(
+    paths = (
+        out / f"v1-batch-{rows}.jsonl",
+        out / f"v2-json-{rows}.jsonl",
+        out / f"v2-binary-{rows}.bin",
+    )
+    with paths[0].open("wb") as v1, paths[1].open("wb") as v2_json, paths[2].open("wb") as v2_bin:
+        for orders, json_bytes, binary, header_length in body_records(
             contract,
             count=count,
             rows=rows,
@@ -256,9 +263,10 @@ def write_v2_bodies(
             known_ids=known_ids,
             output_names=output_names,
         ):
-            json_file.write(json_bytes + b"\n")
-            binary_file.write(f"{header_length} {len(binary)}\n".encode() + binary)
-    return json_path, binary_path
+            v1.write(json.dumps({"orders": orders}, separators=(",", ":")).encode() + b"\n")
+            v2_json.write(json_bytes + b"\n")
+            v2_bin.write(f"{header_length} {len(binary)}\n".encode() + binary)
+    return paths
 
 
 def read_binary_records(path: Path) -> list[tuple[int, bytes]]:

@@ -31,7 +31,7 @@ from loadtest.v2_bodies import (
     write_v2_bodies,
 )
 from models.contract import default_contract
-from models.contract.request import order_model
+from models.contract.request import order_model, order_problems
 from tests.harness.local_server import ROOT
 from tests.models.contract.mixed_contract import MIXED
 
@@ -165,9 +165,18 @@ def _decoding_stand_in() -> Iterator[tuple[str, list[str], list[int]]]:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make system-deps)")
 def test_v2_binary_lua_sends_each_record_with_its_header_length(tmp_path: Path) -> None:
-    json_path, binary_path = write_v2_bodies(tmp_path, MIXED, count=4, rows=30, seed=1)
-    assert len(read_binary_records(binary_path)) == 4
-    assert len(json_path.read_text().splitlines()) == 4
+    v1_path, json_path, binary_path = write_v2_bodies(tmp_path, MIXED, count=4, rows=30, seed=1)
+    records = read_binary_records(binary_path)
+    v1_batches = [json.loads(line)["orders"] for line in v1_path.read_text().splitlines()]
+    v2_bodies = [json.loads(line) for line in json_path.read_text().splitlines()]
+    assert len(records) == len(v1_batches) == len(v2_bodies) == 4
+    for (length, body), orders, document in zip(records, v1_batches, v2_bodies, strict=True):
+        assert all(order_problems(MIXED, order) == [] for order in orders)
+        decoded = decode_binary_body(body, length)
+        assert decoded == {t["name"]: t["data"] for t in document["inputs"]}
+        tensors = _tensors(MIXED)
+        for name, values in decoded.items():
+            assert values == [_as_sent(tensors[name], order) for order in orders]
     with _decoding_stand_in() as (url, problems, rows):
         run = subprocess.run(
             [
