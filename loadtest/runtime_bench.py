@@ -50,6 +50,8 @@ from models.treelite_runtime import TreeliteRuntime
 
 Predict = Callable[[np.ndarray], np.ndarray]
 SIZES = (1, 8, 32, 128, 256, 512, 1000, 2000)
+COMPARED = "model "
+"""Prefix of the variants of ``--compare``: ``model <tag>``, that model's compiled library."""
 
 
 def _limited(threads: int, predict: Predict) -> Predict:
@@ -184,6 +186,9 @@ def measure(
         rows = pool[rng.integers(0, len(pool), n)]
         expected = predictors["sklearn"](rows)
         for name, predict in predictors.items():
+            if name.startswith(COMPARED):  # another model: checked against its own sklearn
+                maxdiff[name] = float("nan")  # at load (CompiledRuntime's probe)
+                continue
             diff = float(np.max(np.abs(predict(rows) - expected)))
             maxdiff[name] = max(maxdiff[name], diff)
         for r in range(rounds):
@@ -263,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget-ms", type=float, default=20.0)
     parser.add_argument("--only", default="", help="comma-separated variant names to keep")
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="comma-separated model tags (same contract) whose compiled libraries are timed "
+        "beside the served one, alternating, on the same rows: variants 'model <tag>'",
+    )
     parser.add_argument("--compile-variants", action="store_true")
     parser.add_argument("--ceiling", action="store_true", help="the model-only ceiling (rows/s)")
     parser.add_argument("--processes", type=int, default=CEILING_PROCESSES)
@@ -284,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     # OpenMP capped at 1 thread, as in the service's model thread.
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as workdir, threadpool_limits(1):
         predictors = variants(artifact, Path(workdir), args.compile_variants)
+        for other_tag in filter(None, args.compare.split(",")):
+            other = load_artifact(other_tag)
+            library, record = _compiled(other, Path(workdir) / other_tag.replace(":", "-"))
+            name = f"{COMPARED}{other.tag}"
+            predictors[name] = CompiledRuntime(other.model, library, record).predict_rows
+            args.only += f",{name}" if args.only else ""
         if args.only:
             keep = {"treelite", "sklearn", *args.only.split(",")}
             predictors = {k: v for k, v in predictors.items() if k in keep}
