@@ -14,6 +14,9 @@ the ``treelite`` runtime (GTIL up to 256 rows, sklearn above: what was served be
 The model thread of the service runs with OpenMP capped at 1 thread: so do all variants
 except the ``t2`` ones.
 
+``--compare TAG[,TAG]`` also times other models' compiled libraries (same contract) on the same
+rows, alternating with the served one: an A/B of two builds or two model sizes.
+
 ``--compile-variants`` also compiles and times other TL2cgen settings (-O0/-O2/-O3, no
 quantization); each build takes 5-60 s on 2 cores.
 
@@ -27,6 +30,7 @@ together; prints the summed rows/s. ``make bench`` measures it between its v2 ce
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import statistics
 import sys
@@ -215,15 +219,12 @@ CEILING_ROWS = 10_000
 CEILING_PROCESSES = 2
 
 
-def _ceiling_worker(
-    tag: str, rows: int, seconds: float, seed: int, ready: Any, results: Any
-) -> None:
+def _ceiling_worker(tag: str, rows_file: str, seconds: float, ready: Any, results: Any) -> None:
     """One process of :func:`model_ceiling`: load, wait for the others, call for ``seconds``."""
     artifact = load_artifact(tag)
     library, record = _compiled(artifact, Path(tempfile.mkdtemp(prefix="bench-ceiling-")))
     runtime = CompiledRuntime(artifact.model, library, record)
-    pool = holdout_rows(artifact)
-    batch = pool[np.random.default_rng(seed).integers(0, len(pool), rows)]
+    batch = np.load(rows_file)
     with threadpool_limits(1):
         runtime.predict_rows(batch)  # warm: pages, caches
         ready.wait()
@@ -232,7 +233,13 @@ def _ceiling_worker(
             runtime.predict_rows(batch)
             calls += 1
         elapsed = time.perf_counter() - started
-    results.put((calls * rows, elapsed))
+    results.put((calls * len(batch), elapsed))
+
+
+@functools.cache
+def _holdout_of(tag: str) -> np.ndarray:
+    """The model's holdout rows, once per process (a synthetic holdout is regenerated)."""
+    return holdout_rows(load_artifact(tag))
 
 
 def model_ceiling(
@@ -243,21 +250,28 @@ def model_ceiling(
     processes: int = CEILING_PROCESSES,
 ) -> float:
     """Rows/s of the compiled model alone (``CompiledRuntime.predict_rows``, what the service's
-    model thread calls) in ``processes`` processes at once, ``rows``-row calls, one OpenMP
-    thread each: the model-only ceiling of the service's throughput on this machine."""
+    model thread calls) in ``processes`` processes at once, ``rows``-row calls of the model's
+    holdout rows, one OpenMP thread each: the model-only ceiling of the service's throughput
+    on this machine. Start-up (loading, the parity probe) is not timed."""
+    pool = _holdout_of(tag)
     context = multiprocessing.get_context("spawn")
     ready, results = context.Barrier(processes), context.Queue()
-    workers = [
-        context.Process(
-            target=_ceiling_worker, args=(tag, rows, seconds, seed, ready, results), daemon=True
-        )
-        for seed in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    measured = [results.get(timeout=seconds + 300) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as workdir:
+        files = []
+        for seed in range(processes):
+            files.append(str(Path(workdir) / f"rows-{seed}.npy"))
+            np.save(files[-1], pool[np.random.default_rng(seed).integers(0, len(pool), rows)])
+        workers = [
+            context.Process(
+                target=_ceiling_worker, args=(tag, file, seconds, ready, results), daemon=True
+            )
+            for file in files
+        ]
+        for worker in workers:
+            worker.start()
+        measured = [results.get(timeout=seconds + 300) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
     return sum(done / elapsed for done, elapsed in measured)
 
 
@@ -275,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         "beside the served one, alternating, on the same rows: variants 'model <tag>'",
     )
     parser.add_argument("--compile-variants", action="store_true")
-    parser.add_argument("--ceiling", action="store_true", help="the model-only ceiling (rows/s)")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="the model-only ceiling (rows/s), see above"
+    )
     parser.add_argument("--processes", type=int, default=CEILING_PROCESSES)
     parser.add_argument("--ceiling-rows", type=int, default=CEILING_ROWS)
     parser.add_argument("--seconds", type=float, default=5.0)
