@@ -25,14 +25,16 @@ slo-verdict: env ## re-judge an earlier load test: make slo-verdict RESULTS=load
 
 # BENCH_WORKERS: worker counts, e.g. 2 (all servers), 1,2,3 (one target per server and count),
 # "2 tutorial=1,2,3" (one server's own counts). BENCH_TARGETS, BENCH_CONNECTIONS,
-# BENCH_BATCH_ROWS, BENCH_VARIANT are read from the environment (see python -m loadtest.bench -h).
+# BENCH_BATCH_ROWS, BENCH_VARIANT are read from the environment (see python -m loadtest.bench -h),
+# and BENCH_COLUMNAR_ROWS (default 1000,10000; empty skips them) for the columnar cells:
+# /v1 batch, v2 JSON, v2 binary at 4 callers, and the model-only ceiling (issue 26).
 BENCH_WORKERS  ?= 2
 BENCH_DURATION ?= 8
 BENCH_ROUNDS   ?= 3
 # Seconds of the sustained cell (single rows at 64 connections, per 30-s window); 0 skips it.
 BENCH_SUSTAINED ?= 300
 BENCH_RESULTS  ?= loadtest/results/bench-$(LOADTEST_STAMP)
-bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, wrk on loopback, table with ratios, then 5 min sustained (~12 min)
+bench: env system-deps ## service vs tutorial FastAPI app vs framework floors, wrk on loopback, table with ratios, columnar cells (v1 batch / v2 JSON / v2 binary vs the model-only ceiling), then 5 min sustained (~17 min)
 	$(PY) train.py --if-missing
 	$(PY) -m loadtest.bench --workers "$(BENCH_WORKERS)" --duration $(BENCH_DURATION) \
 	  --rounds $(BENCH_ROUNDS) --sustained $(BENCH_SUSTAINED) --out $(BENCH_RESULTS)

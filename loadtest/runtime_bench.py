@@ -14,13 +14,24 @@ the ``treelite`` runtime (GTIL up to 256 rows, sklearn above: what was served be
 The model thread of the service runs with OpenMP capped at 1 thread: so do all variants
 except the ``t2`` ones.
 
+``--compare TAG[,TAG]`` also times other models' compiled libraries (same contract) on the same
+rows, alternating with the served one: an A/B of two builds or two model sizes.
+
 ``--compile-variants`` also compiles and times other TL2cgen settings (-O0/-O2/-O3, no
 quantization); each build takes 5-60 s on 2 cores.
+
+``--ceiling`` measures the model-only ceiling instead: ``--processes`` processes (default 2,
+one per core, as the service's workers) each call the served compiled library's
+``predict_rows`` on ``--ceiling-rows``-row batches of holdout rows for ``--seconds``, started
+together; prints the summed rows/s. ``make bench`` measures it between its v2 cells
+(``loadtest.bench.columnar``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -43,6 +54,8 @@ from models.treelite_runtime import TreeliteRuntime
 
 Predict = Callable[[np.ndarray], np.ndarray]
 SIZES = (1, 8, 32, 128, 256, 512, 1000, 2000)
+COMPARED = "model "
+"""Prefix of the variants of ``--compare``: ``model <tag>``, that model's compiled library."""
 
 
 def _limited(threads: int, predict: Predict) -> Predict:
@@ -177,6 +190,9 @@ def measure(
         rows = pool[rng.integers(0, len(pool), n)]
         expected = predictors["sklearn"](rows)
         for name, predict in predictors.items():
+            if name.startswith(COMPARED):  # another model: checked against its own sklearn
+                maxdiff[name] = float("nan")  # at load (CompiledRuntime's probe)
+                continue
             diff = float(np.max(np.abs(predict(rows) - expected)))
             maxdiff[name] = max(maxdiff[name], diff)
         for r in range(rounds):
@@ -199,6 +215,66 @@ def measure(
     return per_row, ratio, maxdiff
 
 
+CEILING_ROWS = 10_000
+CEILING_PROCESSES = 2
+
+
+def _ceiling_worker(tag: str, rows_file: str, seconds: float, ready: Any, results: Any) -> None:
+    """One process of :func:`model_ceiling`: load, wait for the others, call for ``seconds``."""
+    artifact = load_artifact(tag)
+    library, record = _compiled(artifact, Path(tempfile.mkdtemp(prefix="bench-ceiling-")))
+    runtime = CompiledRuntime(artifact.model, library, record)
+    batch = np.load(rows_file)
+    with threadpool_limits(1):
+        runtime.predict_rows(batch)  # warm: pages, caches
+        ready.wait()
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            runtime.predict_rows(batch)
+            calls += 1
+        elapsed = time.perf_counter() - started
+    results.put((calls * len(batch), elapsed))
+
+
+@functools.cache
+def _holdout_of(tag: str) -> np.ndarray:
+    """The model's holdout rows, once per process (a synthetic holdout is regenerated)."""
+    return holdout_rows(load_artifact(tag))
+
+
+def model_ceiling(
+    tag: str,
+    *,
+    rows: int = CEILING_ROWS,
+    seconds: float = 5.0,
+    processes: int = CEILING_PROCESSES,
+) -> float:
+    """Rows/s of the compiled model alone (``CompiledRuntime.predict_rows``, what the service's
+    model thread calls) in ``processes`` processes at once, ``rows``-row calls of the model's
+    holdout rows, one OpenMP thread each: the model-only ceiling of the service's throughput
+    on this machine. Start-up (loading, the parity probe) is not timed."""
+    pool = _holdout_of(tag)
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(processes), context.Queue()
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as workdir:
+        files = []
+        for seed in range(processes):
+            files.append(str(Path(workdir) / f"rows-{seed}.npy"))
+            np.save(files[-1], pool[np.random.default_rng(seed).integers(0, len(pool), rows)])
+        workers = [
+            context.Process(
+                target=_ceiling_worker, args=(tag, file, seconds, ready, results), daemon=True
+            )
+            for file in files
+        ]
+        for worker in workers:
+            worker.start()
+        measured = [results.get(timeout=seconds + 300) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+    return sum(done / elapsed for done, elapsed in measured)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", default=None, help="model tag (default: the one served)")
@@ -206,13 +282,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget-ms", type=float, default=20.0)
     parser.add_argument("--only", default="", help="comma-separated variant names to keep")
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="comma-separated model tags (same contract) whose compiled libraries are timed "
+        "beside the served one, alternating, on the same rows: variants 'model <tag>'",
+    )
     parser.add_argument("--compile-variants", action="store_true")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="the model-only ceiling (rows/s), see above"
+    )
+    parser.add_argument("--processes", type=int, default=CEILING_PROCESSES)
+    parser.add_argument("--ceiling-rows", type=int, default=CEILING_ROWS)
+    parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.ceiling:
+        tag = str(resolve_serving_tag(args.tag))
+        rate = model_ceiling(
+            tag, rows=args.ceiling_rows, seconds=args.seconds, processes=args.processes
+        )
+        print(
+            f"model {tag}: {rate:,.0f} rows/s in {args.processes} processes, "
+            f"{args.ceiling_rows}-row calls ({1e6 * args.processes / rate:.2f} us/row/process)"
+        )
+        return 0
     artifact = load_artifact(resolve_serving_tag(args.tag))
     sizes = tuple(int(s) for s in args.sizes.split(","))
     # OpenMP capped at 1 thread, as in the service's model thread.
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as workdir, threadpool_limits(1):
         predictors = variants(artifact, Path(workdir), args.compile_variants)
+        for other_tag in filter(None, args.compare.split(",")):
+            other = load_artifact(other_tag)
+            library, record = _compiled(other, Path(workdir) / other_tag.replace(":", "-"))
+            name = f"{COMPARED}{other.tag}"
+            predictors[name] = CompiledRuntime(other.model, library, record).predict_rows
+            args.only += f",{name}" if args.only else ""
         if args.only:
             keep = {"treelite", "sklearn", *args.only.split(",")}
             predictors = {k: v for k, v in predictors.items() if k in keep}

@@ -14,6 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 import loadtest.bench
+from loadtest.bench.columnar import (
+    ColumnarPlan,
+    columnar_report,
+    measure_columnar,
+    prepare,
+    service_env,
+    write_columnar,
+)
 from loadtest.bench.common import (
     ALIASES,
     BATCH_ROUTE_SERVERS,
@@ -72,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-connections", type=int, default=int(env("BENCH_BATCH_CONNECTIONS", "8"))
+    )
+    parser.add_argument(
+        "--columnar-rows",
+        type=_ints,
+        default=_ints(env("BENCH_COLUMNAR_ROWS", "1000,10000")),
+        help="rows per call of the columnar cells (/v1 batch, v2 JSON, v2 binary, and the "
+        "model-only ceiling between them; see loadtest/bench/columnar.py); '' skips them",
+    )
+    parser.add_argument(
+        "--columnar-connections",
+        type=int,
+        default=int(env("BENCH_COLUMNAR_CONNECTIONS", "4")),
+        help="concurrent callers of the columnar cells",
+    )
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=5.0, help="s of each model-only ceiling run"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument(
@@ -178,8 +202,11 @@ def announce(args: argparse.Namespace, out: Path) -> None:
     batch_specs = [s for s in specs if s.server in BATCH_ROUTE_SERVERS]
     single_runs = len(specs) * len(args.connections) * args.rounds
     batch_runs = len(args.batch_rows) * args.rounds * len(batch_specs)
-    runs = single_runs + batch_runs
+    columnar_runs = 3 * len(args.columnar_rows) * args.rounds
+    runs = single_runs + batch_runs + columnar_runs
     seconds = runs * (args.duration + 1) + len(specs) * (args.warmup + 15) + 60 + args.sustained
+    if args.columnar_rows:
+        seconds += round(args.rounds * (args.ceiling_seconds + 15))
     print(
         f"bench: {len(specs)} targets ({describe_workers(specs)} workers) on {CORES} cores; "
         f"{runs} wrk runs of {args.duration} s (~{seconds} s); results in {out}",
@@ -200,13 +227,29 @@ def make_plan(args: argparse.Namespace, out: Path) -> Plan:
     )
 
 
+def columnar_plan(args: argparse.Namespace, out: Path) -> ColumnarPlan:
+    return ColumnarPlan(
+        out=out,
+        rows=args.columnar_rows,
+        connections=args.columnar_connections,
+        duration=args.duration,
+        rounds=args.rounds,
+        threads=args.threads,
+        ceiling_s=args.ceiling_seconds,
+    )
+
+
 def benchmark(
     args: argparse.Namespace, plan: Plan
-) -> tuple[str, list[Run], dict[str, dict[str, float]]]:
+) -> tuple[str, list[Run], dict[str, dict[str, float]], tuple[list[str], list[str]]]:
     """Start the servers, measure them, stop them: (model version, cold starts then rounds,
-    p50 of lone requests per target when fresh and after the load)."""
+    p50 of lone requests per target when fresh and after the load, the columnar cells'
+    table lines and verdicts)."""
+    columnar: tuple[list[str], list[str]] = ([], [])
     with contextlib.ExitStack() as stack:
-        order, tag = start_targets(stack, args.specs, plan.out, args.variant_env)
+        order, tag = start_targets(
+            stack, args.specs, plan.out, args.variant_env, service_env(args.columnar_rows)
+        )
         print(f"model {tag}; servers: " + ", ".join(f"{t.name}={t.url}" for t in order), flush=True)
         # Every target gets the same bodies: the service's contract, its model's known ids.
         service = next(t for t in order if t.server == SERVICE)
@@ -216,13 +259,19 @@ def benchmark(
         probe_idle(plan, order, "fresh", idle)
         cold = cold_starts(plan, order)
         runs = measure_rounds(plan, order)
+        if args.columnar_rows:
+            wide = prepare(columnar_plan(args, plan.out), service, tag)
+            wide_runs, ceilings = measure_columnar(wide, service)
+            write_columnar(plan.out, wide_runs, ceilings)
+            columnar = columnar_report(wide_runs, ceilings, wide)
+            runs += wide_runs
         if args.sustained > 0:
             sustained = run_sustained(service, bodies.single, args.sustained, plan.out)
             print("\n" + sustained.report() + "\n", flush=True)
         # Right after the last load: a dispatcher that remembers the waits it saw under load
         # keeps lone requests waiting that long.
         probe_idle(plan, order, "after load", idle)
-    return tag, cold + runs, idle
+    return tag, cold + runs, idle, columnar
 
 
 def drop_leftovers(out: Path) -> None:
@@ -245,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     announce(args, out)
     plan = make_plan(args, out)
     code = source_state()
-    tag, runs, idle = benchmark(args, plan)
+    tag, runs, idle, (columnar_lines, columnar_verdicts) = benchmark(args, plan)
     drop_leftovers(out)
     header = bench_header(
         tag, describe_workers(args.specs), args.rounds, args.duration, args.threads, code
@@ -260,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle,
         baseline=args.baseline,
     )
+    table += "\n".join(["", *columnar_lines]) if columnar_lines else ""
+    verdicts += columnar_verdicts
     report = report_text(table, verdicts, runs)
     print("\n" + report)
     write_results(out, report, runs)

@@ -47,7 +47,7 @@ def _wrk_job(plan: Plan, kind: str, rows: int) -> tuple[str, Path, list[str]]:
     return "/v1/predict/batch", BATCH_SCRIPT, plan.bodies.script_args(rows)
 
 
-def _process_spread(measured: Measured) -> dict[str, float]:
+def process_spread(measured: Measured) -> dict[str, float]:
     """Share of one core used by the busiest server process, and by the next one: shows
     whether the connections were spread over the workers."""
     wall, cpu = measured.wall_s, measured.process_cpu_s
@@ -82,7 +82,7 @@ def measure(
         duration_s=duration,
         threads=plan.threads,
     )
-    extra = _process_spread(measured)
+    extra = process_spread(measured)
     if has_batches:
         _add_mean_batch(extra, before, batch_metrics(target.url))
     run = Run(

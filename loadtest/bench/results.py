@@ -60,7 +60,7 @@ def report_text(table: str, verdicts: Sequence[str], runs: Sequence[Run]) -> str
         [
             table,
             "",
-            "Targets (issue 5):",
+            "Targets (issue 5; columnar cells: issue 26):",
             *[f"  {v}" for v in verdicts],
             "",
             "All runs:",

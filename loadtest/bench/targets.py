@@ -105,11 +105,13 @@ def launch(
     out: Path,
     model_tag: str | None,
     variant_env: Mapping[str, str],
+    service_env: Mapping[str, str] | None = None,
 ) -> Launch:
     """The command and environment that start ``spec`` on ``port``.
 
     The service's twins are pinned to ``model_tag`` (the version the first service loaded; the
-    variant may re-pin). Every BentoML server gets a private home."""
+    variant may re-pin) and get ``service_env`` (e.g. the columnar cells' larger call limits).
+    Every BentoML server gets a private home."""
     served = out / SERVED_CONTRACT_FILE
     floor_env = {"FLOOR_CONTRACT": str(served)} if served.is_file() else {}
     if spec.server in UVICORN_APPS:
@@ -133,6 +135,7 @@ def launch(
         # Nobody routes to a benchmark server: stop without the shutdown drain.
         "DELIVERY_ETA_SHUTDOWN_DRAIN_S": "0",
     }
+    env.update(service_env or {})
     if model_tag:
         env["DELIVERY_ETA_MODEL_TAG"] = model_tag
     if spec.server == NO_BATCH:
@@ -183,13 +186,14 @@ def start_group(
     out: Path,
     model_tag: str | None,
     variant_env: Mapping[str, str],
+    service_env: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """Start ``specs`` all at once, then wait until each is ready; stopped when ``stack``
     closes."""
     started = []
     for spec in specs:
         port = free_port()
-        how = launch(spec, port, out, model_tag, variant_env)
+        how = launch(spec, port, out, model_tag, variant_env, service_env)
         proc = stack.enter_context(spawned(how, out / f"server-{spec.name}.log"))
         started.append((spec, f"http://127.0.0.1:{port}", proc))
     for spec, url, proc in started:
@@ -225,6 +229,7 @@ def start_targets(
     specs: Sequence[TargetSpec],
     out: Path,
     variant_env: Mapping[str, str],
+    service_env: Mapping[str, str] | None = None,
 ) -> tuple[list[Target], str]:
     """Start every target of ``specs``, stopped when ``stack`` closes.
 
@@ -235,7 +240,7 @@ def start_targets(
     is the default contract's hand-written reference: a service serving another contract is
     benchmarked without it."""
     first = next(s for s in specs if s.server == SERVICE)
-    (service,) = start_group(stack, [first], out, None, variant_env)
+    (service,) = start_group(stack, [first], out, None, variant_env, service_env)
     tag = model_version(service.url)
     contract = fetch_contract(service.url)
     if compare_contracts(default_contract(), contract).changes and any(
@@ -248,6 +253,8 @@ def start_targets(
     (out / SERVED_CONTRACT_FILE).write_text(json.dumps(contract.metadata()))
     if any(s.server == TUTORIAL for s in specs):
         fit_tutorial_model(out)
-    rest = start_group(stack, [s for s in specs if s is not first], out, tag, variant_env)
+    rest = start_group(
+        stack, [s for s in specs if s is not first], out, tag, variant_env, service_env
+    )
     by_name = {t.name: t for t in [service, *rest]}
     return [by_name[s.name] for s in specs], tag

@@ -62,11 +62,13 @@ def _regressor(
 ) -> HistGradientBoostingRegressor:
     # The contract's monotonic constraints (the default's: every feature can only lengthen a
     # delivery, so the trees can't learn noise the other way and the directional tests hold by
-    # construction); categories split natively.
+    # construction); categories split natively. The quantile models take the interval's own
+    # size (TrainingConfig.interval_max_iter / interval_learning_rate).
     categorical = list(contract.categorical_mask)
+    quantile = kwargs.get("loss") == "quantile"
     return HistGradientBoostingRegressor(
-        max_iter=config.max_iter,
-        learning_rate=config.learning_rate,
+        max_iter=config.interval_max_iter if quantile else config.max_iter,
+        learning_rate=config.interval_learning_rate if quantile else config.learning_rate,
         max_leaf_nodes=31,
         min_samples_leaf=40,
         monotonic_cst=list(contract.monotonic_constraints),

@@ -17,7 +17,7 @@ from models.training.fit import TrainingResult, fit_and_evaluate, train_model
 from models.training.from_files import HOLDOUT_FILE, FileTrainingData, holdout_parquet
 from models.training.model_card import render_markdown, render_plots
 
-FIT_FIELDS = ("max_iter", "learning_rate", "seed")
+FIT_FIELDS = ("max_iter", "learning_rate", "interval_max_iter", "interval_learning_rate", "seed")
 
 
 @dataclass(frozen=True)
