@@ -31,7 +31,7 @@ MAX_ROWS_PER_BLOCK = 16**_ROW_DIGITS
 """Most predictions one block (one request) can hold: the row is the id's last 5 hex digits."""
 
 
-def new_prediction_ids(count: int) -> tuple[str, list[str]]:
+def new_prediction_ids(count: int, now: float | None = None) -> tuple[str, list[str]]:
     """A new block key and ``count`` prediction ids under it, shaped as version-4 UUIDs.
 
     The key holds 102 random bits (``os.urandom``), so ids stay unguessable; only the request's
