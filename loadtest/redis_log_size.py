@@ -95,8 +95,13 @@ def _blocks(shape: Shape, start: float) -> list[PredictionBlock]:
     return blocks
 
 
+def _used_memory(client: redis.Redis) -> int:
+    memory: dict[str, int] = client.info("memory")  # type: ignore[assignment]
+    return int(memory["used_memory"])
+
+
 def _commands(client: redis.Redis) -> int:
-    stats = client.info("commandstats")
+    stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
     return sum(
         int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_memory")
     )
@@ -126,13 +131,13 @@ def measure(url: str, shape: Shape) -> dict[str, float]:
     client.config_resetstat()
     blocks = _blocks(shape, time.time())
     per_flush = max(1, round(shape.rate * FLUSH_INTERVAL_S / WORKERS))
-    before = int(client.info("memory")["used_memory"])
+    before = _used_memory(client)
     commands_before = _commands(client)
     cpu, flushes = asyncio.run(_write(url, blocks, per_flush))
     commands = _commands(client) - commands_before
-    used = int(client.info("memory")["used_memory"]) - before
+    used = _used_memory(client) - before
     keys = list(client.scan_iter(count=1000))
-    usage = sum(int(client.memory_usage(key, samples=0) or 0) for key in keys)
+    usage = sum(int(client.memory_usage(key, samples=0) or 0) for key in keys)  # type: ignore[arg-type,misc]
     encodings = sorted({client.object("encoding", key).decode() for key in keys})  # type: ignore[union-attr]
     client.flushall()
     client.close()

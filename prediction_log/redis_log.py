@@ -89,7 +89,7 @@ class RedisPredictionLog(BufferedLog):
                 fields[version_field(shadow)] = shadow.encode()
         async with self._client.pipeline(transaction=False) as pipe:
             for key, fields in hashes.items():
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type,unused-ignore]
                 pipe.expire(key, self._key_ttl)
             await pipe.execute()
 
@@ -100,7 +100,7 @@ class RedisPredictionLog(BufferedLog):
             return FeedbackResult("unknown", None, None)
         row = split[1]
         key, field = self._prefix + located[0], located[1]
-        value: bytes | None = await self._client.hget(key, field)  # type: ignore[misc]
+        value: bytes | None = await self._client.hget(key, field)  # type: ignore[misc,arg-type]
         block = None if value is None else unpack_block(value)
         if block is None or not 0 <= row < block.rows:
             return FeedbackResult("unknown", None, None)
@@ -111,8 +111,8 @@ class RedisPredictionLog(BufferedLog):
         # creates one without a TTL, which no volatile-* policy could ever evict: EXPIRE NX
         # gives it one (a no-op on a live hash).
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, label, pack_label(actual, time.time()))
-            pipe.hget(key, label)
+            pipe.hsetnx(key, label, pack_label(actual, time.time()))  # type: ignore[arg-type]
+            pipe.hget(key, label)  # type: ignore[arg-type]
             pipe.expire(key, self._key_ttl, nx=True)
             crcs = [block.version_crc] + ([] if block.shadow_crc is None else [block.shadow_crc])
             pipe.hmget(key, [crc_field(crc) for crc in crcs])

@@ -210,7 +210,11 @@ class SlotHash:
         """The hash's labels by block field and row: (row, actual, labelled_at); and its model
         versions, read in the same round trip."""
         names = self.label_names + self._version_names
-        values = self._client.hmget(self._key, names) if names else []
+        values: list[bytes | None] = (
+            self._client.hmget(self._key, names)  # type: ignore[assignment,arg-type]
+            if names
+            else []
+        )
         self._versions = versions_of(
             {
                 name: value
@@ -228,7 +232,7 @@ class SlotHash:
 
     def blocks(self, fields: list[bytes]) -> list[PackedBlock | None]:
         """The blocks at ``fields`` (None for one gone or not a block), in one round trip."""
-        values = self._client.hmget(self._key, fields)
+        values: list[bytes | None] = self._client.hmget(self._key, fields)  # type: ignore[assignment,arg-type]
         return [None if value is None else unpack_block(value) for value in values]
 
     def block_key(self, field: bytes) -> str:
