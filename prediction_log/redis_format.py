@@ -5,7 +5,7 @@ hash of 13 named fields with numbers as text): 6x SQLite. So the blocks of one 1
 (``records.ID_SLOT_S``, the last 7 digits of a block key) are grouped into :data:`SHARDS`
 hashes, ``<prefix><shard>-<slot>`` -- the shard is the key's last random digit -- each expiring
 as a whole; a block is one field of it, named by the rest of its key (10 bytes), its value the
-block packed in binary (:func:`pack_block`, ~107 B for one row of the default contract). A
+block packed in binary (:func:`pack_block`, 108 B for one row of the default contract). A
 model version is stored once per hash (field ``v`` + its CRC-32), the blocks name it by CRC.
 
 A label is the field ``<block field><row, uint32>`` (14 bytes) holding the actual and the
