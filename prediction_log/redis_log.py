@@ -1,8 +1,8 @@
 """The shared prediction log of a cluster: the blocks of each 10-s slot in a few Redis hashes
 (``redis_format``), expiring after the retention, so feedback can reach any replica.
 
-Its cost is bounded by the TTL (retention) and, on the Redis side, by ``maxmemory``: ~190 B
-per single-row prediction at a pod's capacity, ~3.8 GiB per 1,000 requests/s at 6 h; use
+Its cost is bounded by the TTL (retention) and, on the Redis side, by ``maxmemory``: ~184 B
+per single-row prediction at a pod's capacity, ~3.7 GiB per 1,000 requests/s at 6 h; use
 ``noeviction`` so that a full Redis shows as failing writes rather than silently evicted
 predictions (docs/prediction-log.md, "Sizing maxmemory").
 """
