@@ -214,6 +214,7 @@ class BufferedLog:
         """
         async with self._flush_lock:
             remaining = len(self._pending) if limit_blocks is None else limit_blocks
+            wrote, failed = False, False
             while self._pending and remaining > 0:
                 # Only append() adds, at the right end, and only flush() removes (under the
                 # lock): the first `len(chunk)` blocks are still these after the write.
@@ -229,6 +230,7 @@ class BufferedLog:
                     # of the backlog even where the whole of it would not fit.
                     self._chunk_blocks = max(1, len(chunk) // 2)
                     self._failed(exc)
+                    failed = True
                     break
                 except Exception:
                     # A bug, not the store: retrying the same blocks would wedge the log for
@@ -239,6 +241,10 @@ class BufferedLog:
                     continue
                 self._observer.records("written", self._take(len(chunk)))
                 self._chunk_blocks = min(WRITE_CHUNK_BLOCKS, self._chunk_blocks * 2)
+                wrote = True
+            if wrote and not failed:
+                # Only once the backlog went through: a full disk may take a part of it (room
+                # left in the WAL) and refuse the rest, and the state must not flap meanwhile.
                 self._recovered()
             self._observer.queue_rows(self._pending_rows)
 
@@ -287,12 +293,11 @@ class BufferedLog:
             self._state, self._error = "ready", None
             self._observer.store_up(True)
             logger.warning(
-                "prediction log (%s) recovered after %.1f s: %d rows dropped meanwhile "
-                "(queue full), %d still queued are being written",
+                "prediction log (%s) recovered after %.1f s: the queued rows are written, "
+                "%d rows were dropped meanwhile (queue full)",
                 self.backend,
                 time.monotonic() - self._failing_since,
                 self._episode_dropped_rows,
-                self._pending_rows,
             )
 
     async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:

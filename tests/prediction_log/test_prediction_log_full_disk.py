@@ -144,7 +144,7 @@ async def test_a_full_disk_keeps_rows_queued_says_so_and_they_land_when_space_re
         assert disk.failed_writes >= 20
         assert sum("failing" in line and "disk is full" in line for line in lines) == 1
         recovered = [line for line in lines if "recovered after" in line]
-        assert len(recovered) == 1 and "3 rows dropped" in recovered[0], recovered
+        assert len(recovered) == 1 and "3 rows were dropped" in recovered[0], recovered
     finally:
         await log.close()
 
