@@ -246,6 +246,11 @@ class PredictionLogUnavailable(Exception):
     """The log's store failed (locked, full, I/O error, unreachable): retry later."""
 
 
+class PredictionNotRecorded(LookupError):
+    """A prediction that was made but whose record was dropped (its store failed or the queue
+    was full): its label can never join, so neither "retry later" nor "unknown" is true."""
+
+
 class PredictionLog(Protocol):
     """Where predictions wait for their labels."""
 
