@@ -26,6 +26,7 @@ from prediction_log.records import (
     PredictionBlock,
     PredictionLogUnavailable,
     PredictionNotRecorded,
+    made_moments_ago,
     split_prediction_id,
 )
 
@@ -343,6 +344,13 @@ class BufferedLog:
                 raise PredictionLogUnavailable(
                     f"prediction log ({self.backend}) cannot tell yet: {trouble}; the prediction "
                     "may be waiting in another worker's queue"
+                )
+            if made_moments_ago(key):
+                # A label sent right after its prediction can reach another worker or replica
+                # before the prediction's write (a flush interval): "not yet", not "never made".
+                raise PredictionLogUnavailable(
+                    f"prediction {prediction_id} is not in the prediction log ({self.backend}) "
+                    "yet: made moments ago, its write may still be on its way"
                 )
         return result
 

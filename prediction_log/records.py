@@ -55,6 +55,21 @@ def new_prediction_ids(count: int, now: float | None = None) -> tuple[str, list[
     return key, [f"{key}{row:05x}" for row in range(count)]
 
 
+RECENT_SLOTS = 1
+"""Slots before the current one in which a block key counts as just made (up to 20 s old)."""
+
+
+def made_moments_ago(block_key: str, now: float | None = None) -> bool:
+    """Whether the key's time slot (its last 7 digits) is the clock's current or previous one:
+    a prediction this recent may still wait in another worker's or replica's write queue."""
+    try:
+        slot = int(block_key[-7:], 16)
+    except ValueError:
+        return False
+    current = int((time.time() if now is None else now) // ID_SLOT_S) % ID_SLOTS
+    return (current - slot) % ID_SLOTS <= RECENT_SLOTS
+
+
 def split_prediction_id(prediction_id: str) -> tuple[str, int] | None:
     """(block key, row) of an id made by :func:`new_prediction_ids`; None if it is not one."""
     key, row = prediction_id[:-_ROW_DIGITS], prediction_id[-_ROW_DIGITS:]

@@ -16,6 +16,7 @@ from prediction_log import (
     MAX_ROWS_PER_BLOCK,
     ModelCall,
     PredictionBlock,
+    PredictionLogUnavailable,
     RedisPredictionLog,
     ShadowPrediction,
     ShadowScores,
@@ -23,13 +24,15 @@ from prediction_log import (
     new_prediction_ids,
     split_prediction_id,
 )
+from prediction_log.records import made_moments_ago
 from prediction_log.redis_format import block_location, unpack_block, version_crc
 from prediction_log.sqlite_schema import OutdatedLogFile
 
 
 def _block(rows: int = 2, created_at: float | None = None) -> tuple[PredictionBlock, list[str]]:
     """One request's predictions: row i has distance i + 1 and point prediction 20 + i."""
-    key, ids = new_prediction_ids(rows)
+    # The key's time slot says when it was made, as the service's would.
+    key, ids = new_prediction_ids(rows, now=created_at)
     features = np.array([[i + 1.0, 1.0, 25.0, 30.0, 31.0] for i in range(rows)])
     outputs = np.array([[20.0 + i, 15.0 + i, 30.0 + i] for i in range(rows)])
     return PredictionBlock(
@@ -65,10 +68,15 @@ async def test_sqlite_joins_once_and_tells_duplicate_conflict_and_unknown(tmp_pa
         conflict = await log.attach_feedback(second, 45.0)
         assert conflict.status == "conflict" and conflict.actual == 30.0
         assert (await log.attach_feedback(first, 45.0)).status == "joined"  # its own label
-        # A row past the block's end, another block, a malformed id: unknown.
-        past_end = first[:-5] + "00002"
-        for unknown in (past_end, new_prediction_ids(1)[1][0], "zzz"):
+        # An id of another block made 30 s ago or earlier, a malformed id: unknown.
+        older = new_prediction_ids(1, now=time.time() - 30)[1][0]
+        for unknown in (older, "zzz"):
             assert (await log.attach_feedback(unknown, 30.0)).status == "unknown"
+        # One made moments ago (this or the last 10-s slot) may still be on its way from
+        # another worker sharing the file: "not yet" (503), not "never made" (404).
+        for recent in (first[:-5] + "00002", new_prediction_ids(1)[1][0]):
+            with pytest.raises(PredictionLogUnavailable, match="made moments ago"):
+                await log.attach_feedback(recent, 30.0)
     finally:
         await log.close()
 
@@ -134,7 +142,10 @@ async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_serv
         conflict = await pod_b.attach_feedback(shared, 23.0)
         assert (conflict.status, conflict.actual) == ("conflict", 22.0)
         assert (await pod_b.attach_feedback(other, 23.0)).status == "joined"
-        assert (await pod_b.attach_feedback(shared[:-5] + "00009", 23.0)).status == "unknown"
+        with pytest.raises(PredictionLogUnavailable, match="made moments ago"):
+            await pod_b.attach_feedback(shared[:-5] + "00009", 23.0)  # pod_a's may come
+        older = new_prediction_ids(1, now=time.time() - 30)[1][0]
+        assert (await pod_b.attach_feedback(older, 23.0)).status == "unknown"
         assert (await pod_b.attach_feedback("nope", 23.0)).status == "unknown"
         # One hash per time slot and shard, with the retention (and one slot) as its TTL.
         client = redis.Redis.from_url(redis_server.url)
@@ -241,3 +252,13 @@ async def test_a_file_of_an_older_release_is_refused_until_migrated_as_the_docs_
         assert kept.record.model_version == "delivery_eta:old"
     finally:
         await log.close()
+
+
+def test_a_key_is_made_moments_ago_in_its_slot_and_the_next_only() -> None:
+    now = 1_800_000_005.0  # 5 s into a 10-s slot
+    key = new_prediction_ids(1, now=now)[0]
+    assert made_moments_ago(key, now=now)
+    assert made_moments_ago(key, now=now + 10)  # the next slot: up to 20 s old
+    assert not made_moments_ago(key, now=now + 20)
+    assert not made_moments_ago(key, now=now - 10)  # a clock behind the key's: not "recent"
+    assert not made_moments_ago("not-a-key-at-all-zzzzzzzzzzzzzz", now=now)

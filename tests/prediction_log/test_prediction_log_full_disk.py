@@ -161,7 +161,8 @@ async def test_with_workers_sharing_the_file_a_miss_on_a_failing_store_is_retry_
             await log.attach_feedback(new_prediction_ids(1)[1][0], 30.0)
         disk.full = False
         await log.flush()
-        assert (await log.attach_feedback(new_prediction_ids(1)[1][0], 30.0)).status == "unknown"
+        made_long_ago = new_prediction_ids(1, now=time.time() - 60)[1][0]
+        assert (await log.attach_feedback(made_long_ago, 30.0)).status == "unknown"
     finally:
         await log.close()
 

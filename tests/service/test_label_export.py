@@ -29,8 +29,9 @@ def _feedback(client: httpx.Client, prediction_id: str, actual: float) -> None:
     body = {"prediction_id": prediction_id, "actual_delivery_time_min": actual}
     response = client.post("/v1/feedback", json=body)
     deadline = time.monotonic() + 5
-    # Another worker may still hold the prediction in its queue (written every 100 ms).
-    while response.status_code == 404 and time.monotonic() < deadline:
+    # Another worker may still hold the prediction in its queue (written every 100 ms): the
+    # service says "not yet" (503), not "unknown" (404), for an id made moments ago.
+    while response.status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.2)
         response = client.post("/v1/feedback", json=body)
     assert response.status_code == 200, response.text
