@@ -220,12 +220,9 @@ class FeatureAssembler:
         for column, name in enumerate(contract.entity_features):
             # float arrays turn None into NaN: "not given" / "not found" become one vector test.
             requested = np.array(list(map(attrgetter(name), orders)), dtype=np.float64)
-            found = np.array(online.values[name], dtype=np.float64)
-            has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
-            matrix[:, first + column] = np.where(
-                has_request, requested, np.where(has_online, found, defaults[name])
+            matrix[:, first + column], codes[:, column] = _entity_column(
+                requested, online.values[name], defaults[name]
             )
-            codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
         return matrix, codes
 
     def column_entity_ids(self, orders: OrderColumns) -> dict[str, list[str]]:
@@ -253,12 +250,9 @@ class FeatureAssembler:
         for column, name in enumerate(contract.entity_features):
             given = columns.get(name)
             requested = np.full(n, np.nan) if given is None else np.asarray(given, dtype=np.float64)
-            found = np.array(online.values[name], dtype=np.float64)
-            has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
-            matrix[:, first + column] = np.where(
-                has_request, requested, np.where(has_online, found, defaults[name])
+            matrix[:, first + column], codes[:, column] = _entity_column(
+                requested, online.values[name], defaults[name]
             )
-            codes[:, column] = np.where(has_request, 0, np.where(has_online, 1, 2))
         return matrix, codes
 
     def rows_of(self, orders: OrderColumns) -> list[Any]:
@@ -312,6 +306,17 @@ def _category_column(values: Any, index: Mapping[Any, float], other: float | Non
     else:
         per_value = np.array([index.get(v, other) for v in distinct.tolist()], dtype=np.float64)
     return per_value[positions]
+
+
+def _entity_column(
+    requested: np.ndarray, online: Sequence[float | None], default: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One entity feature's values and source codes: the request's value (not NaN), else the
+    store's (None/NaN: not found), else the default."""
+    found = np.array(online, dtype=np.float64)
+    has_request, has_online = ~np.isnan(requested), ~np.isnan(found)
+    values = np.where(has_request, requested, np.where(has_online, found, default))
+    return values, np.where(has_request, 0, np.where(has_online, 1, 2))
 
 
 def source_counts(codes: np.ndarray) -> list[int]:
