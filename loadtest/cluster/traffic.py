@@ -150,11 +150,25 @@ class LabelResults:
         return sum(1 for status in self.statuses.values() if status == "joined")
 
 
+LOG_LAG_S = 1.0
+"""Seconds between a prediction's answer and its label: a prediction reaches the shared log
+after its worker's next flush, and with a shadow challenger only once the challenger scored it
+(DELIVERY_ETA_SHADOW_INTERVAL_MS, 50 ms), so a label sent at once to another replica may find
+nothing yet (404). Real labels come when the delivery ends, minutes later."""
+
+
 def send_labels(
-    url: str, headers: dict[str, str], predictions: Sequence[Sent], threads: int = 4
+    url: str,
+    headers: dict[str, str],
+    predictions: Sequence[Sent],
+    threads: int = 4,
+    settle_s: float = LOG_LAG_S,
 ) -> LabelResults:
-    """POST /v1/feedback through ``url`` for each of ``predictions`` (answered ones)."""
+    """POST /v1/feedback through ``url`` for each of ``predictions`` (answered ones), ``settle_s``
+    after the last of them was answered."""
     labelled = [p for p in predictions if p.ok]
+    if labelled:
+        time.sleep(max(0.0, max(p.ended for p in labelled) + settle_s - time.monotonic()))
 
     def label(client: httpx.Client, sent: Sent) -> tuple[str, str, float | None]:
         assert sent.prediction_id is not None

@@ -75,8 +75,9 @@ def test_labels_through_the_balancer_join_on_any_replica(stack: Stack, report: A
     with httpx.Client(base_url=first.url, timeout=15) as client:
         for index in range(60):
             body = client.post("/v1/predict", json=order_for(index)).json()
+            now = time.monotonic()
             direct.append(
-                Sent(0, 0, 200, body["prediction_id"], body["predicted_delivery_time_min"])
+                Sent(now, now, 200, body["prediction_id"], body["predicted_delivery_time_min"])
             )
     # Labels straight to the other replicas: none of them made these predictions.
     elsewhere = [
