@@ -25,7 +25,7 @@ from starlette.routing import Route
 from framework_internals import bind_api_methods, pin_environment_for_workers
 from models.intervals import score_answer
 from models.settings import ENV_PREFIX
-from prediction_log import PredictionLogUnavailable
+from prediction_log import PredictionLogUnavailable, PredictionNotRecorded
 from prediction_log.location import log_at_startup
 from serving.inference_protocol.inputs import input_specs
 from serving.inference_protocol.metadata import ServedModel
@@ -105,6 +105,9 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     PredictionLogUnavailable: ErrorAnswer(
         503, "unavailable", "{exc}; retry later", {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
     ),
+    # Made by this worker but dropped (store failing, queue full): retrying cannot help, and
+    # 404 would say it was never made.
+    PredictionNotRecorded: ErrorAnswer(410, "not_recorded", "{exc}", {}),
     UnknownPrediction: ErrorAnswer(404, "not_found", "{exc}", {}),
     AlreadyLabelled: ErrorAnswer(409, "conflict", "{exc}", {}),
 }
@@ -268,7 +271,7 @@ class DeliveryETA:
         """The GET /health document."""
         log = self.pipeline.prediction_log
         prediction_log = log.status() if log is not None else {"backend": None, "state": None}
-        healthy = self.feature_store.state == "ready" and prediction_log["state"] != "failing"
+        healthy = self.feature_store.state == "ready" and prediction_log["state"] in ("ready", None)
         return {
             "status": "draining" if SHUTDOWN.draining else ("ok" if healthy else "degraded"),
             "model_version": ARTIFACT.tag,

@@ -2,10 +2,9 @@
 
 The orders are ``models.contract.bodies``'s seeded random orders, so a v2 call and a
 ``/v1/predict/batch`` call of the same seed carry the same orders. One input per request field,
-named and typed from the request model's JSON schema (``models.contract.request.order_model``):
-a ``string`` is ``BYTES``, a ``number`` ``FP64``, an ``integer`` ``INT64``, a ``boolean`` (or
-the 0/1 union) ``BOOL``, an integer-or-text choice ``BYTES``; a nullable number (an entity
-aggregate's override) is ``FP64`` with NaN for the orders that leave it out. Nothing here names
+named and typed from the request model's JSON schema by the service's own mapping
+(``serving.inference_protocol.inputs.input_specs``); a nullable number (an entity aggregate's
+override) is ``FP64`` with NaN for the orders that leave it out. Nothing here names
 a field: another contract gives other inputs.
 
 Two encodings of the same request: JSON tensor data (``{"inputs": [{"name", "datatype",
@@ -28,7 +27,6 @@ import math
 import random
 import struct
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import numpy as np
 from models.contract import FeatureContract
 from models.contract.bodies import OrderGenerator
 from models.contract.request import order_model
+from serving.inference_protocol.inputs import InputSpec, input_specs
 
 DTYPES = {"FP64": np.dtype("<f8"), "INT64": np.dtype("<i8"), "BOOL": np.dtype("?")}
 """numpy dtypes of the fixed-size datatypes the request fields use, as the wire holds them."""
@@ -44,44 +43,15 @@ HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
 """The request header that carries the JSON header's length in a binary body."""
 
 
-@dataclass(frozen=True)
-class InputTensor:
-    """One request field as a protocol input: its name, datatype, and whether NaN means "not
-    given" (a nullable number)."""
-
-    name: str
-    datatype: str
-    nullable: bool = False
-    default: Any = None
+InputTensor = InputSpec
+"""One request field as a protocol input: the service's own mapping
+(``serving.inference_protocol.inputs``), so the bench sends what the metadata publishes."""
 
 
-def input_tensors(request_schema: Mapping[str, Any]) -> tuple[InputTensor, ...]:
-    """One :class:`InputTensor` per property of a request model's JSON schema, in its order.
-
-    Raises ``ValueError`` for a property whose JSON type has no protocol datatype here."""
-    return tuple(_tensor(name, prop) for name, prop in request_schema.get("properties", {}).items())
-
-
-def _tensor(name: str, prop: Mapping[str, Any]) -> InputTensor:
-    members = [prop]
-    nullable = False
-    if "anyOf" in prop:
-        members = [m for m in prop["anyOf"] if m.get("type") != "null"]
-        nullable = len(members) < len(prop["anyOf"])
-    types = {m.get("type") for m in members}
-    default = prop.get("default")
-    if types == {"boolean"} or (
-        types == {"boolean", "integer"}
-        and all(m["type"] == "boolean" or sorted(m.get("enum", ())) == [0, 1] for m in members)
-    ):
-        return InputTensor(name, "BOOL", default=default)
-    if types in ({"string"}, {"integer", "string"}) or (None in types and "enum" in members[0]):
-        return InputTensor(name, "BYTES", default=default)
-    if types == {"number"}:
-        return InputTensor(name, "FP64", nullable=nullable, default=default)
-    if types == {"integer"} and not nullable:
-        return InputTensor(name, "INT64", default=default)
-    raise ValueError(f"request field {name!r}: no protocol datatype for schema {dict(prop)}")
+def input_tensors(request_schema: Mapping[str, Any]) -> tuple[InputSpec, ...]:
+    """One input per property of a request model's JSON schema, in its order, as the
+    service's model metadata lists them."""
+    return input_specs(request_schema)
 
 
 def columns(

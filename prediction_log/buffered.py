@@ -5,6 +5,12 @@ Requests append blocks; a background task writes everything queued every ``flush
 the queue is full new blocks are dropped. Every row handed to the log ends in exactly one
 outcome, reported to a :class:`LogObserver` (the metrics): written, sampled out, dropped because
 the queue was full, or dropped because the store still failed at shutdown.
+
+A store failure is never silent: the state says ``failing`` with the error (``/health``), the
+episode is logged when it starts and when it ends (not once per retry), and feedback for a
+prediction this worker made but has not recorded answers "retry later" (still queued) or "never
+recorded" (dropped; the keys of the last :data:`DROPPED_KEYS_KEPT` dropped blocks are kept) --
+never "unknown", which would say the prediction was never made.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Literal, Protocol
 
 from prediction_log.records import (
     FeedbackResult,
     PredictionBlock,
     PredictionLogUnavailable,
+    PredictionNotRecorded,
+    split_prediction_id,
 )
 
 LOGGER_NAME = "serving.pipeline.prediction_log"
@@ -35,7 +43,9 @@ RECORD_OUTCOMES: tuple[RecordOutcome, ...] = (
 )
 EvictionReason = Literal["retention", "size_cap"]
 EVICTION_REASONS: tuple[EvictionReason, ...] = ("retention", "size_cap")
-LogState = Literal["ready", "failing"]
+LogState = Literal["ready", "degraded", "failing"]
+"""``failing``: the last write or lookup failed; ``degraded``: it succeeded, but the store says it
+cannot take much more (a full filesystem: :meth:`BufferedLog._store_trouble`)."""
 
 # Failures and overflow are logged at most this often: an outage must not flood the log.
 LOG_EVERY_S = 10.0
@@ -44,6 +54,9 @@ RETRY_INTERVAL_S = 1.0
 # Most blocks one write takes: after an outage the backlog goes out in bounded transactions,
 # so a feedback lookup waiting for the store's one connection is not stuck behind all of it.
 WRITE_CHUNK_BLOCKS = 2000
+# Block keys of dropped blocks remembered, so that their feedback says "never recorded" rather
+# than "unknown" (~100 B each: ~1 MiB at most per worker). Older ones are forgotten (then 404).
+DROPPED_KEYS_KEPT = 10_000
 
 
 class LogObserver(Protocol):
@@ -121,6 +134,10 @@ class BufferedLog:
 
     backend: str = "none"
     store_errors: tuple[type[BaseException], ...] = (OSError,)
+    shared_store: bool = True
+    """Whether other workers (or replicas) write to the same store: then an id this worker does
+    not find may be one another worker still holds in its queue, and while the store is in
+    trouble a miss is answered "retry later" rather than "unknown"."""
 
     def __init__(
         self,
@@ -131,7 +148,12 @@ class BufferedLog:
         observer: LogObserver | None = None,
     ) -> None:
         self._pending: deque[PredictionBlock] = deque()
+        self._pending_keys: set[str] = set()
         self._pending_rows = 0
+        self._dropped_keys: OrderedDict[str, None] = OrderedDict()
+        self._chunk_blocks = WRITE_CHUNK_BLOCKS
+        self._failing_since = 0.0
+        self._episode_dropped_rows = 0
         self._max_queue_rows = max_queue_rows
         self._sample_rate = sample_rate
         self._interval_s = flush_interval_s
@@ -141,13 +163,13 @@ class BufferedLog:
         self._state: LogState = "ready"
         self._error: str | None = None
         self._warn_overflow = RateLimitedWarning()
-        self._warn_failure = RateLimitedWarning()
         self._observer.store_up(True)
         self._observer.queue_rows(0)
 
     @property
     def state(self) -> LogState:
-        """``failing`` from a failed write or lookup until the next successful write."""
+        """``failing`` from a failed write or lookup until the next successful write
+        (``status()`` also reports ``degraded``)."""
         return self._state
 
     @property
@@ -162,7 +184,9 @@ class BufferedLog:
             self._observer.records("sampled_out", rows)
             return
         if self._pending_rows + rows > self._max_queue_rows:
-            self._observer.records("dropped_queue_full", rows)
+            # The newest block is shed, not the oldest: what was accepted stays accepted, and
+            # the drop is decided (and remembered) while its request is still being answered.
+            self._dropped("dropped_queue_full", [block])
             self._warn_overflow(
                 "prediction log queue full (%d rows, store %s): dropped a request's %d predictions",
                 self._pending_rows,
@@ -171,6 +195,7 @@ class BufferedLog:
             )
             return
         self._pending.append(block)
+        self._pending_keys.add(block.block_key)
         self._pending_rows += rows
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_forever())
@@ -189,26 +214,37 @@ class BufferedLog:
         """
         async with self._flush_lock:
             remaining = len(self._pending) if limit_blocks is None else limit_blocks
+            wrote, failed = False, False
             while self._pending and remaining > 0:
                 # Only append() adds, at the right end, and only flush() removes (under the
                 # lock): the first `len(chunk)` blocks are still these after the write.
                 chunk = [
                     self._pending[i]
-                    for i in range(min(len(self._pending), WRITE_CHUNK_BLOCKS, remaining))
+                    for i in range(min(len(self._pending), self._chunk_blocks, remaining))
                 ]
                 remaining -= len(chunk)
                 try:
                     await self._write(chunk)
                 except self.store_errors as exc:
+                    # Smaller writes next time: a disk with a little room again takes a part
+                    # of the backlog even where the whole of it would not fit.
+                    self._chunk_blocks = max(1, len(chunk) // 2)
                     self._failed(exc)
+                    failed = True
                     break
                 except Exception:
                     # A bug, not the store: retrying the same blocks would wedge the log for
                     # good (every later prediction dropped). Drop them, counted, and go on.
                     logger.exception("prediction log (%s) write failed unexpectedly", self.backend)
-                    self._observer.records("dropped_write_failed", self._take(len(chunk)))
+                    self._take(len(chunk))
+                    self._dropped("dropped_write_failed", chunk)
                     continue
                 self._observer.records("written", self._take(len(chunk)))
+                self._chunk_blocks = min(WRITE_CHUNK_BLOCKS, self._chunk_blocks * 2)
+                wrote = True
+            if wrote and not failed:
+                # Only once the backlog went through: a full disk may take a part of it (room
+                # left in the WAL) and refuse the rest, and the state must not flap meanwhile.
                 self._recovered()
             self._observer.queue_rows(self._pending_rows)
 
@@ -216,19 +252,39 @@ class BufferedLog:
         """Remove the first ``blocks`` blocks from the queue; the rows they held."""
         rows = 0
         for _ in range(blocks):
-            rows += len(self._pending.popleft())
+            block = self._pending.popleft()
+            self._pending_keys.discard(block.block_key)
+            rows += len(block)
         self._pending_rows -= rows
         return rows
 
+    def _dropped(self, outcome: RecordOutcome, blocks: list[PredictionBlock]) -> None:
+        """Count ``blocks`` as lost and remember their keys (the oldest forgotten first)."""
+        rows = 0
+        for block in blocks:
+            rows += len(block)
+            self._dropped_keys[block.block_key] = None
+            if len(self._dropped_keys) > DROPPED_KEYS_KEPT:
+                self._dropped_keys.popitem(last=False)
+        self._observer.records(outcome, rows)
+        if self._state == "failing":
+            self._episode_dropped_rows += rows
+
     def _failed(self, exc: BaseException) -> None:
         self._error = f"{type(exc).__name__}: {exc}"
-        if self._state == "ready":
-            self._state = "failing"
-            self._observer.store_up(False)
-        self._warn_failure(
-            "prediction log (%s) failing, %d rows queued for retry: %s",
+        if self._state == "failing":
+            return  # logged when the episode started; its end says what it cost
+        self._state = "failing"
+        self._failing_since = time.monotonic()
+        self._episode_dropped_rows = 0
+        self._observer.store_up(False)
+        logger.warning(
+            "prediction log (%s) failing, %d rows queued for retry (every %.0f s, up to %d "
+            "rows kept): %s",
             self.backend,
             self._pending_rows,
+            RETRY_INTERVAL_S,
+            self._max_queue_rows,
             self._error,
         )
 
@@ -236,40 +292,78 @@ class BufferedLog:
         if self._state != "ready":
             self._state, self._error = "ready", None
             self._observer.store_up(True)
-            logger.info("prediction log (%s) recovered", self.backend)
+            logger.warning(
+                "prediction log (%s) recovered after %.1f s: the queued rows are written, "
+                "%d rows were dropped meanwhile (queue full)",
+                self.backend,
+                time.monotonic() - self._failing_since,
+                self._episode_dropped_rows,
+            )
 
     async def attach_feedback(self, prediction_id: str, actual: float) -> FeedbackResult:
         """Join ``actual`` to its prediction, at most once.
 
-        Raises :class:`PredictionLogUnavailable` while the store fails: the prediction may be
-        waiting in a queue for its write, so "unknown" would be a lie.
+        Raises :class:`PredictionLogUnavailable` while the prediction may still be recorded (it
+        waits in this worker's queue for a failing store; or the store fails; or, with a shared
+        store in trouble, it may wait in another worker's queue), and
+        :class:`PredictionNotRecorded` for one this worker made but dropped.
         """
-        if self._state == "failing" and self._pending:
-            # Writes are being retried in the background; this id may be among them.
-            raise PredictionLogUnavailable(f"prediction log ({self.backend}) is unavailable")
-        # This worker's own predictions made so far must be findable (not those made meanwhile).
-        await self.flush(limit_blocks=len(self._pending))
-        if self._state == "failing" and self._pending:
-            raise PredictionLogUnavailable(f"prediction log ({self.backend}) is unavailable")
+        located = split_prediction_id(prediction_id)
+        key = located[0] if located is not None else ""
+        if key in self._dropped_keys:
+            raise PredictionNotRecorded(
+                f"prediction {prediction_id} was made but never recorded: the prediction log "
+                f"({self.backend}) dropped it while its store failed or its queue was full"
+            )
+        if key in self._pending_keys:
+            # This worker's own prediction, not written yet: write what was queued so far (not
+            # what is appended meanwhile), then look it up -- unless the store is failing: the
+            # background task retries, and a write attempt per label would each wait for the
+            # store's timeout.
+            if self._state != "failing":
+                await self.flush(limit_blocks=len(self._pending))
+            if key in self._pending_keys:
+                raise PredictionLogUnavailable(
+                    f"prediction log ({self.backend}) cannot record it yet ({self._error})"
+                )
         try:
             result = await self._attach(prediction_id, actual)
         except self.store_errors as exc:
             self._failed(exc)
             raise PredictionLogUnavailable(
-                f"prediction log ({self.backend}) is unavailable"
+                f"prediction log ({self.backend}) is unavailable ({self._error})"
             ) from exc
-        self._recovered()  # the store answered (with nothing queued, no write would tell)
+        if not self._pending:
+            # The store answered (with nothing queued, no write would tell). Not while rows are
+            # queued: a full disk still answers lookups, and only a write says it takes rows.
+            self._recovered()
+        if result.status == "unknown" and self.shared_store:
+            trouble = self._error if self._state == "failing" else self._store_trouble()
+            if trouble is not None:
+                raise PredictionLogUnavailable(
+                    f"prediction log ({self.backend}) cannot tell yet: {trouble}; the prediction "
+                    "may be waiting in another worker's queue"
+                )
         return result
+
+    def _store_trouble(self) -> str | None:
+        """Why the store may not take writes though the last one succeeded (a full
+        filesystem), or None. Called by ``status()`` and for ids not found: cheap."""
+        return None
 
     def status(self) -> dict[str, Any]:
         """The log's part of GET /health."""
+        state, error = self._state, self._error
+        if state == "ready" and (trouble := self._store_trouble()) is not None:
+            state, error = "degraded", trouble
         return {
             "backend": self.backend,
-            "state": self._state,
+            "state": state,
             "queue_rows": self._pending_rows,
             "queue_max_rows": self._max_queue_rows,
             "sample_rate": self._sample_rate,
-            "error": self._error,
+            "error": error,
+            "dropped_keys": len(self._dropped_keys),
             **self._details(),
         }
 
@@ -293,6 +387,7 @@ class BufferedLog:
                     self._error,
                 )
                 self._pending.clear()
+                self._pending_keys.clear()
                 self._pending_rows = 0
         finally:
             await self._close()

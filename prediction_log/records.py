@@ -1,8 +1,9 @@
 """What the prediction log stores: prediction ids, one request's block, a joined label.
 
 The log stores one **block** per request, not one row per prediction: the request's features
-and outputs as float64 arrays, under a random block key that is also the first 27 hex digits of
-every prediction id of the request (the last 5 are the row). Per-prediction rows cost ~100 us
+and outputs as float64 arrays, under a block key (random, then the creation time's 10-s slot)
+that is also the first 27 hex digits of every prediction id of the request (the last 5 are the
+row). Per-prediction rows cost ~100 us
 each in SQLite (a random-key index insert plus JSON), which capped 1000-row batches at ~10k
 rows/s; a block costs one insert per request. Labels are few and go to a table of their own.
 
@@ -16,6 +17,7 @@ for the same rows, so one label scores both models; and for each model the call 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -29,20 +31,27 @@ FeedbackStatus = Literal["joined", "duplicate", "conflict", "unknown"]
 _ROW_DIGITS = 5
 MAX_ROWS_PER_BLOCK = 16**_ROW_DIGITS
 """Most predictions one block (one request) can hold: the row is the id's last 5 hex digits."""
+ID_SLOT_S = 10
+"""Seconds of one time slot in a block key (its last 7 hex digits)."""
+ID_SLOTS = 16**7
 
 
-def new_prediction_ids(count: int) -> tuple[str, list[str]]:
+def new_prediction_ids(count: int, now: float | None = None) -> tuple[str, list[str]]:
     """A new block key and ``count`` prediction ids under it, shaped as version-4 UUIDs.
 
-    The key holds 102 random bits (``os.urandom``), so ids stay unguessable; only the request's
-    own client, which receives all of them, learns the ids of a block.
+    The key's first 18 hex digits and 2 bits hold 74 random bits (``os.urandom``), so ids stay
+    unguessable; only the request's own client, which receives all of them, learns the ids of a
+    block. Its last 7 digits are the creation time's :data:`ID_SLOT_S` slot (``now``, default
+    the clock), modulo 16**7 (85 years): the Redis log groups the blocks of one slot into a few
+    hashes that expire together (``prediction_log.redis_format``).
     """
     if count > MAX_ROWS_PER_BLOCK:
         raise ValueError(f"at most {MAX_ROWS_PER_BLOCK} predictions per request, got {count}")
-    digits = os.urandom(16).hex()
+    digits = os.urandom(10).hex()
+    slot = int((time.time() if now is None else now) // ID_SLOT_S) % ID_SLOTS
     # Version nibble 4 and the RFC 4122 variant, as uuid4 sets them.
-    variant = "89ab"[int(digits[16], 16) & 3]
-    key = f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:27]}"
+    variant = "89ab"[int(digits[15], 16) & 3]
+    key = f"{digits[:8]}-{digits[8:12]}-4{digits[12:15]}-{variant}{digits[16:19]}-{slot:07x}"
     return key, [f"{key}{row:05x}" for row in range(count)]
 
 
@@ -235,6 +244,11 @@ def joined(record: PredictionRecord, actual: float, stored: float | None) -> Fee
 
 class PredictionLogUnavailable(Exception):
     """The log's store failed (locked, full, I/O error, unreachable): retry later."""
+
+
+class PredictionNotRecorded(LookupError):
+    """A prediction that was made but whose record was dropped (its store failed or the queue
+    was full): its label can never join, so neither "retry later" nor "unknown" is true."""
 
 
 class PredictionLog(Protocol):

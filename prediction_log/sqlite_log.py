@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ EVICT_FLOOR_FRACTION = 0.5
 # Bytes a block costs beyond its arrays and ids (key, columns, two index entries), for the room
 # to make before an insert; measured ~150 (docs/prediction-log.md).
 BLOCK_OVERHEAD_BYTES = 200
+MIN_FREE_BYTES = 64 * 1024
+"""Below this much room on the log's filesystem the log says ``degraded`` (and, shared by
+several workers, feedback for an id not found is "retry later"): the next write may fail, and
+another worker's may have failed already (its queue is not visible here)."""
 
 
 def unusable_reason(path: Path, timeout_s: float = 1.0) -> str | None:
@@ -82,7 +87,10 @@ class SQLitePredictionLog(BufferedLog):
         timeout_s: float = 1.0,
         flush_interval_s: float = 0.1,
         observer: LogObserver | None = None,
+        shared: bool = True,
     ) -> None:
+        """``shared``: other workers write to the same file (``BufferedLog.shared_store``);
+        with one worker a miss is always "unknown" (it knows every row it has not written)."""
         super().__init__(
             max_queue_rows=max_queue_rows,
             sample_rate=sample_rate,
@@ -90,6 +98,7 @@ class SQLitePredictionLog(BufferedLog):
             observer=observer,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.shared_store = shared
         self._path = path
         self._retention_s = retention_s
         self._max_bytes = max_bytes
@@ -217,6 +226,19 @@ class SQLitePredictionLog(BufferedLog):
             (key,),
         ).fetchone()
         return None if found is None else stored_record(prediction_id, row, *found)
+
+    def _store_trouble(self) -> str | None:
+        """A full or read-only filesystem under the log (one ``statvfs``, ~2 us)."""
+        try:
+            fs = os.statvfs(self._path.parent)
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if fs.f_flag & os.ST_RDONLY:
+            return f"the log's filesystem ({self._path.parent}) is read-only"
+        free = fs.f_bavail * fs.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"the log's filesystem ({self._path.parent}) is full: {free} bytes free"
+        return None
 
     def _details(self) -> dict[str, Any]:
         return {

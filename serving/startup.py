@@ -202,6 +202,7 @@ def build_prediction_log(
         sample_rate=settings.prediction_log.batch_sample_rate,
         timeout_s=timeout_s,
         observer=observer,
+        shared=settings.server.workers > 1,
     )
 
 

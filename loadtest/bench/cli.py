@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--columnar-rows",
         type=_ints,
-        default=_ints(env("BENCH_COLUMNAR_ROWS", "1000,10000")),
-        help="rows per call of the columnar cells (/v1 batch, v2 JSON, v2 binary, and the "
+        default=_ints(env("BENCH_COLUMNAR_ROWS", "1,1000,10000")),
+        help="rows per call of the columnar cells (/v1 batch -- /v1/predict at 1 row --, v2 JSON, "
+        "v2 binary, and the "
         "model-only ceiling between them; see loadtest/bench/columnar.py); '' skips them",
     )
     parser.add_argument(

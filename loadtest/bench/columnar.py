@@ -119,19 +119,37 @@ def prepare(plan: ColumnarPlan, service: Target, tag: str) -> ColumnarPlan:
             seed=rows,
             known_ids=known,
         )
+        if rows == 1:
+            _as_single_orders(files[0])
         bodies |= {(kind, rows): path for kind, path in zip(KINDS, files, strict=True)}
     return dataclasses.replace(plan, model_tag=tag, model_name=name, bodies=bodies, kinds=kinds)
 
 
-def _path(plan: ColumnarPlan, kind: str) -> str:
-    return "/v1/predict/batch" if kind == V1_BATCH else f"/v2/models/{plan.model_name}/infer"
+def _path(plan: ColumnarPlan, kind: str, rows: int) -> str:
+    if kind == V1_BATCH:
+        # One row: /v1's single route, what a one-order caller uses (goal: a one-row v2 call
+        # costs no more than it).
+        return "/v1/predict" if rows == 1 else "/v1/predict/batch"
+    return f"/v2/models/{plan.model_name}/infer"
+
+
+def _as_single_orders(path: Path) -> None:
+    """Rewrite a ``v1-batch-1.jsonl`` file's ``{"orders": [order]}`` lines as the bare orders
+    ``/v1/predict`` takes."""
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(
+        b"".join(
+            json.dumps(json.loads(line)["orders"][0], separators=(",", ":")).encode() + b"\n"
+            for line in lines
+        )
+    )
 
 
 def run_cell(plan: ColumnarPlan, target: Target, kind: str, rows: int, rnd: int) -> Run:
     """One wrk run of a columnar cell; its output is kept in ``<out>/wrk/``."""
     measured = run_wrk(
         target,
-        path=_path(plan, kind),
+        path=_path(plan, kind, rows),
         script=BINARY_SCRIPT if kind == V2_BINARY else JSON_SCRIPT,
         script_args=[str(plan.bodies[(kind, rows)])],
         connections=plan.connections,
@@ -221,7 +239,8 @@ def columnar_report(
                 format_value(median(c.metric(r) for r in cell), c.unit) for c in BATCH_COLUMNS
             ]
             share = format_ratio(median(rows_per_s(r) for r in cell), ceiling)
-            lines.append(f"| {TITLES[kind]} | {rows} | {' | '.join(values)} | {share} |")
+            title = "`/v1/predict` (one order)" if kind == V1_BATCH and rows == 1 else TITLES[kind]
+            lines.append(f"| {title} | {rows} | {' | '.join(values)} | {share} |")
     lines.append(
         f"\nModel-only ceiling (compiled library alone, 2 processes, 10,000-row calls, "
         f"{len(ceilings)} rounds between the cells): median **{format_value(ceiling)} rows/s** "
@@ -243,8 +262,18 @@ def _verdicts(runs: Sequence[Run], ceilings: Sequence[float], plan: ColumnarPlan
     def verdict(met: bool) -> str:
         return "MET   " if met else "MISSED"
 
+    single: list[str] = []
+    if 1 in plan.rows:
+        # CPU per request (server CPU-s per 1k rows at one row a call), v2 JSON vs /v1/predict.
+        v1_cpu = median(r.cpu_s_per_1k_rows for r in _select(runs, V1_BATCH, 1))
+        v2_cpu = median(r.cpu_s_per_1k_rows for r in _select(runs, V2_JSON, 1))
+        single = [
+            f"{verdict(v2_cpu <= v1_cpu)} (issue 26) a one-row v2 JSON call costs no more CPU "
+            f"than /v1/predict: {v2_cpu * 1000:.3f} vs {v1_cpu * 1000:.3f} ms a request"
+        ]
     # Listed after issue 5's targets in the report: each says it is issue 26's.
     return [
+        *single,
         f"{verdict(rate >= GOAL_BINARY_ROWS_S)} (issue 26) v2 binary {rows}-row calls @ "
         f"{plan.connections} conns >= {GOAL_BINARY_ROWS_S:,} rows/s: {rate:,.0f}",
         f"{verdict(share >= GOAL_BINARY_OF_CEILING)} (issue 26) v2 binary >= {GOAL_BINARY_OF_CEILING}x "

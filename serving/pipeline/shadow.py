@@ -60,14 +60,16 @@ builds its own input) its orders."""
 def shadow_selected(block_key: str, fraction: float) -> bool:
     """Whether the challenger scores the block with this key at ``fraction`` (0-1).
 
-    Decided by the key's last 7 hex digits: a property of the prediction ids, independent of
-    the log's batch sampling (which reads the first 8), and the same on every replica.
+    Decided by 7 random hex digits of the key, its second group and the third's last three: a
+    property of the prediction ids, independent of the log's batch sampling (which reads the
+    first 8), and the same on every replica. Not the key's last 7: they are the time slot
+    (``prediction_log.records.new_prediction_ids``), the same for every block of 10 seconds.
     """
     if fraction >= 1.0:
         return True
     if fraction <= 0.0:
         return False
-    return int(block_key[-7:], 16) < fraction * 16**7
+    return int(block_key[9:13] + block_key[15:18], 16) < fraction * 16**7
 
 
 def _input_layout(contract: FeatureContract) -> tuple[tuple[Any, ...], ...]:

@@ -47,6 +47,8 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
+# Validated against KEDA's own CRD schema in tests/deploy/test_autoscaling_manifests.py.
+KEDA_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}
 
 
 # --------------------------------------------------------------------------- render
@@ -246,6 +248,8 @@ def test_objects_validate_against_kubernetes_schema(target: str) -> None:
     for obj in render(target):
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
             continue  # test_crd_objects_validate_structurally
+        if (obj["apiVersion"], obj["kind"]) in KEDA_KINDS:
+            continue  # test_autoscaling_manifests.py
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -449,7 +453,7 @@ def test_references_resolve(target: str) -> None:
                 ref = e.get("valueFrom", {}).get("configMapKeyRef")
                 if ref:
                     assert ("ConfigMap", ref["name"]) in names, name(dep)
-    for hpa in of_kind(docs, "HorizontalPodAutoscaler"):
+    for hpa in of_kind(docs, "HorizontalPodAutoscaler") + of_kind(docs, "ScaledObject"):
         ref = hpa["spec"]["scaleTargetRef"]
         assert (ref["kind"], ref["name"]) in names, f"{name(hpa)} targets missing {ref}"
 
@@ -531,7 +535,10 @@ def test_selectors_are_consistent(target: str) -> None:
 def test_autoscaling_and_disruption_budget(target: str) -> None:
     docs = render(target)
     hpas = of_kind(docs, "HorizontalPodAutoscaler")
-    assert hpas
+    # KEDA's ScaledObject (components/keda-autoscaling) makes the HPA in the cluster; its
+    # triggers are checked in test_autoscaling_manifests.py.
+    scaled_objects = of_kind(docs, "ScaledObject")
+    assert hpas or scaled_objects
     for hpa in hpas:
         spec = hpa["spec"]
         if target != "overlays/canary":  # the canary raises the stable floor, see below
@@ -541,7 +548,10 @@ def test_autoscaling_and_disruption_budget(target: str) -> None:
             for m in spec["metrics"]
         }
         assert targets == {"cpu": 70, "memory": 80}, name(hpa)
-    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
+    targeted = Counter(h["spec"]["scaleTargetRef"]["name"] for h in hpas + scaled_objects)
+    # Two autoscalers on one Deployment (the base HPA left next to KEDA's) fight over replicas.
+    assert all(n == 1 for n in targeted.values()), f"{target}: {targeted}"
+    scaled = set(targeted)
     for dep in of_kind(docs, "Deployment"):
         # HPA-owned Deployments must not pin replicas (apply would fight the HPA).
         if dep["metadata"]["name"] in scaled:

@@ -201,7 +201,9 @@ def test_the_predictor_probes_port_and_scaling_follow_the_base() -> None:
         assert container[probe] == base[probe]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["ports"][0] == {"name": "http", "containerPort": 3000, "protocol": "TCP"}
-    hpa = one(render("overlays/production"), "HorizontalPodAutoscaler")
+    # The base's CPU HPA (production carries the same bounds and CPU target into its KEDA
+    # ScaledObject, test_autoscaling_manifests.py).
+    hpa = one(render("base"), "HorizontalPodAutoscaler")
     cpu = {m["resource"]["name"]: m for m in hpa["spec"]["metrics"]}["cpu"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
         hpa["spec"]["minReplicas"],

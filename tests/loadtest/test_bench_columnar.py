@@ -4,6 +4,7 @@ and the report -- medians per cell, rows/s over the ceiling of the same rounds, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from loadtest.bench.columnar import (
@@ -12,6 +13,7 @@ from loadtest.bench.columnar import (
     V2_BINARY,
     V2_JSON,
     ColumnarPlan,
+    _path,
     columnar_report,
     prepare,
     served_model_name,
@@ -89,3 +91,29 @@ def test_no_v2_goals_without_v2_cells(tmp_path: Path) -> None:
     lines, verdicts = columnar_report([_run(V1_BATCH, 1000, 1, 50)], [1.0], plan)
     assert verdicts == []
     assert any("`/v1/predict/batch`" in line for line in lines)
+
+
+def test_one_row_cells_compare_v2_with_the_single_route(tmp_path: Path) -> None:
+    with contract_stub(MIXED) as stub:
+        target = Target(SERVICE, SERVICE, 2, stub.url, 0)
+        plan = prepare(_plan(tmp_path, (1, 20)), target, "mixed_model:v1")
+    # /v1/predict takes the order itself; larger calls keep the batch route's body.
+    single = [json.loads(line) for line in plan.bodies[(V1_BATCH, 1)].read_text().splitlines()]
+    assert len(single) == 8 and all("orders" not in order for order in single)
+    assert set(single[0]) <= set(MIXED.fields) | set(MIXED.entity_features)
+    batch = json.loads(plan.bodies[(V1_BATCH, 20)].read_text().splitlines()[0])
+    assert len(batch["orders"]) == 20
+    assert _path(plan, V1_BATCH, 1) == "/v1/predict"
+    assert _path(plan, V1_BATCH, 20) == "/v1/predict/batch"
+
+    def one_row(kind: str, server_cpu_s: float) -> Run:
+        result = WrkResult(1000, 100.0, 20.0, 50.0, 0, 0)
+        return Run(kind, SERVICE, 4, 1, 1, 10.0, result, 0.5, server_cpu_s, 19.0, server=SERVICE)
+
+    plan = ColumnarPlan(**{**plan.__dict__, "kinds": KINDS, "rows": (1,)})
+    for v2_cpu, verdict in ((0.5, "MET"), (0.9, "MISSED")):
+        runs = [one_row(V1_BATCH, 0.6), one_row(V2_JSON, v2_cpu), one_row(V2_BINARY, 0.5)]
+        lines, verdicts = columnar_report(runs, [1.0], plan)
+        assert any("`/v1/predict` (one order)" in line for line in lines)
+        (cost,) = [v for v in verdicts if "one-row v2" in v]
+        assert cost.startswith(verdict), cost

@@ -154,20 +154,35 @@ def test_a_log_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
-async def test_a_redis_block_holds_only_the_fields_its_format_names(
+async def test_a_redis_slot_hash_holds_blocks_labels_and_versions_in_compact_fields(
     redis_server,  # type: ignore[no-untyped-def]
 ) -> None:
     import redis
 
-    from prediction_log.redis_log import BLOCK_FIELDS, LABEL_FIELD, LABELLED_AT_FIELD
+    from prediction_log.redis_format import block_location, label_field, unpack_label
 
     block, ids = _block(2, NOW, shadowed=True)
     log = RedisPredictionLog(redis_server.url, 3600, key_prefix="fields:")
     await _write(log, [(block, ids)], {ids[1]: 20.0})
+    location = block_location(block.block_key)
+    assert location is not None
+    suffix, field = location
     client = redis.Redis.from_url(redis_server.url)
     try:
-        (key,) = client.keys("fields:*")
-        names = {name.decode() for name in client.hkeys(key)}
+        # A hash of the hash-per-request format under the same prefix is not read.
+        client.hset(f"fields:{block.block_key}", mapping={"created_at": NOW, "rows": 1})
+        (key,) = client.keys("fields:?-???????")
+        stored = client.hgetall(key)
+        assert 3600 < client.ttl(key) <= 3610
     finally:
         client.close()
-    assert names == {*BLOCK_FIELDS, f"{LABEL_FIELD}1", f"{LABELLED_AT_FIELD}1"}
+    assert key == f"fields:{suffix}".encode()
+    assert len(field) == 10 and sorted(map(len, stored)) == [5, 5, 10, 14]
+    assert {stored[name] for name in stored if len(name) == 5} == {
+        b"%s" % v.encode() for v in (CHAMPION, CHALLENGER)
+    }
+    label = unpack_label(stored[label_field(field, 1)])
+    assert label is not None and label[0] == 20.0 and abs(label[1] - time.time()) < 60
+    with LogLocation("redis", redis_url=redis_server.url, redis_prefix="fields:").reader() as r:
+        (labelled,) = [b for page in r.labelled_blocks() for b in page]
+        assert [lab.prediction_id for lab in labelled.labels] == [ids[1]]

@@ -23,6 +23,7 @@ from prediction_log import (
     new_prediction_ids,
     split_prediction_id,
 )
+from prediction_log.redis_format import block_location, unpack_block, version_crc
 from prediction_log.sqlite_schema import OutdatedLogFile
 
 
@@ -135,10 +136,10 @@ async def test_redis_log_is_shared_by_replicas_and_joins_exactly_once(redis_serv
         assert (await pod_b.attach_feedback(other, 23.0)).status == "joined"
         assert (await pod_b.attach_feedback(shared[:-5] + "00009", 23.0)).status == "unknown"
         assert (await pod_b.attach_feedback("nope", 23.0)).status == "unknown"
-        # One hash per request, with the retention as its TTL.
+        # One hash per time slot and shard, with the retention (and one slot) as its TTL.
         client = redis.Redis.from_url(redis_server.url)
         keys = client.keys("delivery_eta:block:*")
-        assert len(keys) == 1 and 0 < client.ttl(keys[0]) <= 3600
+        assert len(keys) == 1 and 3600 < client.ttl(keys[0]) <= 3610
     finally:
         await pod_a.close()
         await pod_b.close()
@@ -182,10 +183,14 @@ async def test_both_backends_join_a_label_to_the_challengers_answer_too(
             " shadow_inference_rows FROM prediction_blocks WHERE shadow_version IS NOT NULL"
         ).fetchall()
     assert stored == [(0.8, 16, "delivery_eta:challenger", 3.5, 400)]
-    fields = redis.Redis.from_url(redis_server.url).hgetall(f"shadow:{shadowed.block_key}")
-    assert fields[b"shadow_version"] == b"delivery_eta:challenger"
-    assert (float(fields[b"inference_ms"]), int(fields[b"shadow_inference_rows"])) == (0.8, 400)
-    assert np.frombuffer(fields[b"shadow_outputs"], "<f8").reshape(2, 3)[1].tolist() == [
+    location = block_location(shadowed.block_key)
+    assert location is not None
+    value = redis.Redis.from_url(redis_server.url).hget(f"shadow:{location[0]}", location[1])
+    packed = unpack_block(value)
+    assert packed is not None and packed.shadow_crc == version_crc("delivery_eta:challenger")
+    assert (packed.call, packed.shadow_call) == (ModelCall(0.8, 16), ModelCall(3.5, 400))
+    assert packed.shadow_outputs is not None
+    assert np.frombuffer(packed.shadow_outputs, "<f8").reshape(2, 3)[1].tolist() == [
         26.0,
         21.0,
         36.0,

@@ -5,7 +5,7 @@ For each route Schemathesis generates, from the document the running server publ
 document -- a documented status, content type, headers and body schema (4xx: ``ErrorResponse``,
 whose 400 ``detail`` lists pydantic's errors):
 
-* **positive** cases (valid by the schema), ``FUZZ_POSITIVE_CASES`` (default 1,000) per route:
+* **positive** cases (valid by the schema), ``FUZZ_POSITIVE_CASES`` (default 600) per route:
   never a 5xx; ``/v1/predict*`` must answer 200 (plus sanity: finite, lower <= point <= upper,
   one prediction per order); ``/v1/feedback`` answers 200, 404 (unknown id) or 409 (conflicting
   label) -- half of its cases carry the id of a real prediction, so joins and conflicts are
@@ -57,7 +57,9 @@ from tests.reliability.conftest import KNOWN_ORDER, wait_until
 pytestmark = pytest.mark.server
 
 ROUTES = ("/v1/predict", "/v1/predict/batch", "/v1/feedback")
-POSITIVE_CASES = int(os.environ.get("FUZZ_POSITIVE_CASES", "1000"))
+# 600 + 400 = the 1,000 cases a route is promised, in one file's CPU budget of `make test`
+# (generating a case costs 3-13 ms of Hypothesis; 1,000 + 400 made this the suite's costliest file).
+POSITIVE_CASES = int(os.environ.get("FUZZ_POSITIVE_CASES", "600"))
 NEGATIVE_CASES = int(os.environ.get("FUZZ_NEGATIVE_CASES", "400"))
 MIN_CASES_PER_ROUTE = 1000
 ENTITY_FEATURES = default_contract().entity_features  # the session's model's contract
@@ -415,7 +417,7 @@ def test_fuzz_route(
             "seconds": round(elapsed, 1),
         },
     )
-    assert run.cases["positive"] >= min(POSITIVE_CASES, MIN_CASES_PER_ROUTE)
-    if POSITIVE_CASES >= MIN_CASES_PER_ROUTE:
+    assert run.cases["positive"] >= POSITIVE_CASES
+    if POSITIVE_CASES + NEGATIVE_CASES >= MIN_CASES_PER_ROUTE:
         assert total >= MIN_CASES_PER_ROUTE
     assert "Traceback" not in server.log()

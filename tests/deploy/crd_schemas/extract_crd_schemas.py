@@ -1,8 +1,10 @@
 """Rebuild the CRD schema fixtures of tests/deploy/test_oip_manifests.py from the CRDs.
 
     python tests/deploy/crd_schemas/extract_crd_schemas.py KSERVE_CRD SELDON_MODEL_CRD SELDON_SERVER_CRD
+    python tests/deploy/crd_schemas/extract_crd_schemas.py --keda KEDA_SCALEDOBJECT_CRD
 
-takes the three CRD YAML files (paths and commits in README.md here) and writes one JSON file
+takes the three CRD YAML files, or KEDA's ScaledObject CRD (for
+tests/deploy/test_autoscaling_manifests.py; paths and commits in README.md here), and writes one JSON file
 per kind: the served version's openAPIV3Schema, unchanged except that every `description` is
 dropped (they are 2/3 of the bytes) and the subtrees these manifests never use are cut
 (listed in TRIMMED; each is replaced by an object that accepts anything, marked `x-trimmed`).
@@ -47,6 +49,7 @@ TRIMMED: dict[str, list[tuple[str, ...]]] = {
     ],
     "Model": [("status",)],
     "Server": [("status",)],
+    "ScaledObject": [("status",)],
 }
 
 
@@ -95,5 +98,17 @@ def main(kserve: str, seldon_model: str, seldon_server: str) -> None:
         print(out, out.stat().st_size)
 
 
+def write(path: str, kind: str) -> None:
+    """Write KIND.json next to this file from the CRD file at `path`."""
+    out = HERE / f"{kind}.json"
+    out.write_text(
+        json.dumps(extract(Path(path), kind), sort_keys=True, separators=(",", ":")) + "\n"
+    )
+    print(out, out.stat().st_size)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if sys.argv[1:2] == ["--keda"]:
+        write(sys.argv[2], "ScaledObject")
+    else:
+        main(*sys.argv[1:4])
