@@ -131,7 +131,9 @@ def _substituted(expr: str) -> str:
     return expr
 
 
-def test_prometheus_sums_rules_and_panels_match_the_traffic(stack: Stack, report: Any) -> None:
+def test_prometheus_sums_rules_and_panels_match_the_traffic(
+    stack: Stack, registered: Any, report: Any
+) -> None:
     before = _counters(stack)
     sent, statuses = _send_known_traffic(stack)
     assert all(s.status == 200 for s in sent)
@@ -169,8 +171,11 @@ def test_prometheus_sums_rules_and_panels_match_the_traffic(stack: Stack, report
         "job:delivery_eta_shadowed_champion_online_mae_minutes:ratio_rate1h"
     )
     assert challenger_mae is not None and difference is not None
-    assert shadowed_champion == pytest.approx(champion_mae, rel=1e-9)
-    assert difference == pytest.approx(challenger_mae - champion_mae, abs=1e-9)
+    # Every labelled row was shadowed: the same rows, so the same MAE -- up to rate()'s
+    # extrapolation, which differs with the instant each rule group is evaluated at.
+    assert shadowed_champion == pytest.approx(champion_mae, rel=0.05)
+    assert shadowed_champion == pytest.approx(expected_mae, rel=0.05)
+    assert difference == pytest.approx(challenger_mae - shadowed_champion, rel=0.05)
     labels_1h = stack.scalar("job_model_version:delivery_eta_feedback_labels:increase1h")
     assert labels_1h == pytest.approx(PREDICTIONS, rel=0.1)
 
@@ -181,7 +186,11 @@ def test_prometheus_sums_rules_and_panels_match_the_traffic(stack: Stack, report
     alerts = {r["name"]: r for r in rules if r["type"] == "alerting"}
     assert alerts["DeliveryEtaDown"]["state"] == "inactive"
     assert alerts["DeliveryEtaHigh5xxRate"]["state"] == "inactive"
-    training_mae = stack.scalar("job_model_version:delivery_eta_model_training_mae_minutes:max")
+    # One series per loaded model (the champion's and the challenger's): the champion's.
+    training_mae = stack.scalar(
+        "job_model_version:delivery_eta_model_training_mae_minutes:max"
+        f'{{model_version="{registered.tag}"}}'
+    )
     assert training_mae is not None
     degraded = champion_mae > 1.2 * training_mae and PREDICTIONS >= 50
     assert (alerts["DeliveryEtaOnlineMaeDegraded"]["state"] != "inactive") == degraded
