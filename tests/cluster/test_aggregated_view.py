@@ -34,6 +34,13 @@ pytestmark = [pytest.mark.cluster, pytest.mark.server, pytest.mark.redis]
 DASHBOARD = ROOT / "deploy" / "monitoring" / "grafana" / "delivery-eta.json"
 PREDICTIONS = 240
 INVALID = 24
+# PSI is a distribution's drift: each worker scores it only once its window holds
+# serving.telemetry.drift_monitor.MIN_ROWS_FOR_PSI rows (fewer is sampling noise), and then every
+# DRIFT_SCORE_EVERY_ROWS rows. The single predictions give each replica ~80 rows: batches add
+# enough for every replica (round-robin) to publish its PSI gauges. Not labelled; the counts
+# below select /v1/predict, so they do not move them.
+DRIFT_BATCHES = 9
+DRIFT_BATCH_ROWS = 100
 API = 'endpoint=~"/v1/.+|/v2/models/.+/infer"'
 
 PANELS_WITHOUT_EVENTS = {
@@ -83,6 +90,11 @@ def _send_known_traffic(stack: Stack) -> tuple[list[Sent], dict[str, int]]:
                     body.get("predicted_delivery_time_min"),
                 )
             )
+        for batch in range(DRIFT_BATCHES):
+            orders = [order_for(batch * DRIFT_BATCH_ROWS + i) for i in range(DRIFT_BATCH_ROWS)]
+            statuses["batch"] = client.post(
+                "/v1/predict/batch", json={"orders": orders}
+            ).status_code
         for index in range(INVALID):
             bad = {**order_for(index), "distance_km": -1 - index}
             statuses["invalid"] = client.post("/v1/predict", json=bad).status_code
@@ -137,7 +149,7 @@ def test_prometheus_sums_rules_and_panels_match_the_traffic(
     before = _counters(stack)
     sent, statuses = _send_known_traffic(stack)
     assert all(s.status == 200 for s in sent)
-    assert statuses == {"invalid": 400, "oversized": 414, "unauthorized": 401}
+    assert statuses == {"batch": 200, "invalid": 400, "oversized": 414, "unauthorized": 401}
     labels = send_labels(stack.url, stack.feedback_headers, sent)
     assert labels.joined == PREDICTIONS, labels.statuses
     expected_mae = sum(labels.errors.values()) / len(labels.errors)
