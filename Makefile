@@ -15,7 +15,7 @@ HOST        ?= 127.0.0.1
 export BENTOML_HOME ?= $(HOME)/bentoml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env system-deps contract train retrain serve test test-soak lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
+.PHONY: help env system-deps contract train retrain serve test test-soak cluster-test lint format materialize export-labels compare load-check canary k8s-rules promote rollback models lock clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,12 +32,12 @@ env: $(VENV)/.synced ## create .venv from uv.lock
 
 # Debian packages the tests and load checks run for real: redis-server (feature store and
 # prediction log), wrk (load generator), prometheus + promtool (rule tests, scrape test),
-# chromium (the docs page in a real headless browser).
+# chromium (the docs page in a real headless browser), haproxy (the balancer of cluster-test).
 system-deps:
-	@missing=""; for bin in redis-server wrk prometheus promtool chromium; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	@missing=""; for bin in redis-server wrk prometheus promtool chromium haproxy; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus chromium >/dev/null; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server wrk prometheus chromium haproxy >/dev/null; \
 	fi
 
 DATA   ?=
@@ -71,7 +71,7 @@ serve: env ## train if the store has no model, then serve on http://$(HOST):$(PO
 # test is waiting (start-up, readiness, sleeps), so a third worker fills the gaps.
 TEST_WORKERS ?= 3
 test: env system-deps ## run the suite (unit, model, service, contract) but the soak runs, on TEST_WORKERS=3 workers
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not soak"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not soak and not cluster"
 
 test-soak: env system-deps ## the long measurement and soak runs (marker soak), one after another
 	$(PY) -m pytest -q -m soak

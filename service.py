@@ -22,7 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from framework_internals import bind_api_methods, pin_environment_for_workers
+from framework_internals import (
+    bind_api_methods,
+    pin_environment_for_workers,
+    start_request_duration_series,
+)
 from models.intervals import score_answer
 from models.settings import ENV_PREFIX
 from prediction_log import PredictionLogUnavailable, PredictionNotRecorded
@@ -228,6 +232,9 @@ class DeliveryETA:
         self.started_at = time.time()
         self.feature_store = build_feature_store(SETTINGS, ARTIFACT)
         self.metrics = build_metrics(ARTIFACT, self.feature_store, CHALLENGER, FIELD_LABELS)
+        # BentoML starts its request counter at 0 but not the latency histogram beside it:
+        # without this, a pod's first scrape interval never reaches the latency panels.
+        start_request_duration_series()
         worker = bentoml.server_context
         self.pipeline = build_pipeline(
             SETTINGS,

@@ -10,7 +10,7 @@ Everything outside imports from this package's top level only: ``from framework_
 X``. The modules behind it hold one concern each: ``versions`` (the pinned versions and the drift
 check), ``batching`` (1), ``uvicorn_server`` (2, 8 and the app half of 9), ``bentoml_app``
 (3, 10, 11, 14, 15), ``model_store`` (4, 5), ``workers`` (6, 12), ``prometheus_bulk`` (7), ``connection_guard``
-(9) and ``request_timeout`` (13).
+(9), ``request_timeout`` (13) and ``request_metrics`` (16).
 
 Touch-points (why no public API does the job):
 
@@ -65,6 +65,11 @@ Touch-points (why no public API does the job):
    ``ServiceAppFactory._add_response_headers`` (``_bentoml_impl.server.app``) that calls the
    undecorated method with its injected ``logging_format`` resolved once; ``simple_di.inject``
    bound the signature and resolved it from the container on every response.
+16. ``start_request_duration_series``: BentoML's request-latency histogram
+   (``bentoml._internal.server.http.instruments``: its name, help text, label names and the
+   container's ``duration_buckets``) written at 0 for every API route as a worker starts, like
+   BentoML's own counter beside it; BentoML creates a route's histogram only at its first
+   request, so ``rate()`` missed what a pod answered before its first scrape.
 """
 
 from framework_internals.batching import batch_dispatcher, capped_optimizer
@@ -81,6 +86,10 @@ from framework_internals.bentoml_app import (
 from framework_internals.connection_guard import guard_connections
 from framework_internals.model_store import use_model_store, write_model_labels
 from framework_internals.prometheus_bulk import observe_many, observe_total
+from framework_internals.request_metrics import (
+    RESPONSE_CODES_AT_START,
+    start_request_duration_series,
+)
 from framework_internals.request_timeout import release_request_timers
 from framework_internals.uvicorn_server import (
     ExitHandler,
@@ -102,6 +111,7 @@ __all__ = [
     "BENTOML_FIXED_ROUTES",
     "BENTOML_REQUEST_LOGGER",
     "BENTOML_WORKER_MODULE",
+    "RESPONSE_CODES_AT_START",
     "SWAGGER_UI_FILES",
     "VERIFIED_WITH",
     "ExitHandler",
@@ -123,6 +133,7 @@ __all__ = [
     "pin_environment_for_workers",
     "prebind_response_headers",
     "release_request_timers",
+    "start_request_duration_series",
     "swagger_ui_assets",
     "use_model_store",
     "version_drift",

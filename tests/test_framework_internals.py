@@ -707,3 +707,39 @@ async def test_release_request_timers_still_answers_504_after_the_timeout() -> N
     sent, _ = await _call_timed(app, timeout=0.05)
     assert sent[0]["status"] == 504
     assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+
+
+# --------------------------------------------------------------------------- 16. latency at 0
+
+
+def test_request_duration_series_have_bentomls_name_help_labels_and_codes() -> None:
+    from bentoml._internal.server.http import instruments
+
+    from framework_internals import request_metrics
+
+    setup = inspect.getsource(instruments.RunnerTrafficMetricsMiddleware._setup)
+    assert f'name="{request_metrics._NAME}"' in setup
+    assert f'documentation="{request_metrics._DOCUMENTATION}"' in setup
+    assert all(f'"{label}"' in setup for label in request_metrics._LABELS)
+    assert "duration_buckets" in setup
+    # The codes BentoML starts its request counter at, for every service route.
+    assert all(f"http_response_code={code}" in setup for code in door.RESPONSE_CODES_AT_START)
+    assert "server_context.service_routes" in setup
+    # The service's middleware is this one, under the metrics config's namespace.
+    app_source = inspect.getsource(__import__("_bentoml_impl.server.app", fromlist=["app"]))
+    assert "RunnerTrafficMetricsMiddleware," in app_source
+    assert "namespace=BentoMLContainer.api_server_config.metrics.namespace.get()" in app_source
+
+
+def test_start_request_duration_series_starts_every_route_and_code_at_zero() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    routes = ["/v1/predict", "/v1/feedback"]
+    assert door.start_request_duration_series(routes) == 2 * len(door.RESPONSE_CODES_AT_START)
+    # BentoML registers its own histogram under the same name afterwards: no clash.
+    Histogram(
+        "request_duration_seconds",
+        "runner RPC duration in seconds",
+        namespace="bentoml_service",
+        registry=CollectorRegistry(),
+    )

@@ -8,12 +8,16 @@ here: ``MetricsRecorder.feedback`` hands each label to :func:`observe_feedback`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import get_args
+
 import bentoml
 import numpy as np
 
 from models.cohorts import ENTITY_DIMENSION, Cohorts
 from models.intervals import score_answer
 from prediction_log import FeedbackResult, PredictionRecord
+from prediction_log.records import FeedbackStatus
 from serving.telemetry.roles import CHALLENGER, CHAMPION, Role
 
 ERROR_MINUTES = [0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60]
@@ -48,6 +52,32 @@ COHORT_INTERVAL_HITS = bentoml.metrics.Counter(
     documentation="Feedback inside (covered=true) or outside the interval, per cohort",
     labelnames=["model_version", "role", "cohort", "covered"],
 )
+
+
+FEEDBACK_RESULTS: tuple[str, ...] = get_args(FeedbackStatus)
+"""``result`` values of :data:`FEEDBACK`."""
+COVERED = ("true", "false")
+
+
+def start_label_series(versions: Mapping[Role, str], cohort_names: Sequence[str]) -> None:
+    """Export every label series of the loaded models at 0 from the start.
+
+    A counter that first appears with its first label has no earlier sample, so ``rate()``
+    sees no increase: a pod's first labels never counted in the online MAE, and a fresh pod's
+    ratio was 0/0 (found by ``make cluster-test`` on a real Prometheus). The set is bounded:
+    two roles x the contract's cohorts."""
+    for role, version in versions.items():
+        if role == CHAMPION:
+            for outcome in FEEDBACK_RESULTS:
+                FEEDBACK.labels(model_version=version, result=outcome)
+        ONLINE_ABS_ERROR.labels(model_version=version, role=role)
+        for covered in COVERED:
+            INTERVAL_HITS.labels(model_version=version, role=role, covered=covered)
+        for cohort in cohort_names:
+            labels = {"model_version": version, "role": role, "cohort": cohort}
+            COHORT_ABS_ERROR.labels(**labels)
+            for covered in COVERED:
+                COHORT_INTERVAL_HITS.labels(**labels, covered=covered)
 
 
 def observe_feedback(result: FeedbackResult, cohorts: Cohorts, served_version: str) -> None:

@@ -20,8 +20,14 @@ from models.cohorts import Cohorts
 from models.contract import FeatureContract
 from models.features import FEATURE_SOURCES, source_counts
 from prediction_log import FeedbackResult
-from serving.telemetry.label_metrics import ERROR_MINUTES, observe_feedback
-from serving.telemetry.labels import NO_FIELDS, FieldLabels, route_label
+from serving.telemetry.label_metrics import ERROR_MINUTES, observe_feedback, start_label_series
+from serving.telemetry.labels import (
+    NO_FIELDS,
+    PROTOCOL_ROUTE_LABELS,
+    ROUTE_LABELS,
+    FieldLabels,
+    route_label,
+)
 from serving.telemetry.roles import CHALLENGER, CHAMPION, Role
 
 ShadowOutcome = Literal[
@@ -76,6 +82,8 @@ VALIDATION_ERRORS = bentoml.metrics.Counter(
     documentation="Invalid request fields (one count per field per request; unknown fields: other)",
     labelnames=["route", "field"],
 )
+VALIDATION_CATEGORY = "validation"
+"""The ``category`` of a request refused as invalid (``middleware.request_context``)."""
 ERRORS = bentoml.metrics.Counter(
     name="delivery_eta_errors_total",
     documentation="Failed /v1 requests by category; route: one of the API's, or unmatched",
@@ -205,6 +213,11 @@ class MetricsRecorder:
             self._versions[CHALLENGER] = challenger_version
         self.cohorts = Cohorts(contract)
         """The served contract's cohorts; prediction rows are coded with them."""
+        start_label_series(self._versions, self.cohorts.names)
+        # The validation-error ratio's numerator, at 0 from the start for the same reason
+        # (label_metrics.start_label_series): rate() never saw a pod's first invalid request.
+        for route in ROUTE_LABELS | {r for r in PROTOCOL_ROUTE_LABELS if r.endswith("/infer")}:
+            ERRORS.labels(route=route, category=VALIDATION_CATEGORY)
         self.field_labels = field_labels
         self._entity_features = contract.entity_features
         # labels() costs a lock and a dict lookup per call: resolve the children once (it
