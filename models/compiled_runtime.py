@@ -14,7 +14,7 @@ reproduce sklearn's outputs on a probe set. A model registered where no C compil
 has no library, and the service falls back to Treelite GTIL (``models.runtime_selection``).
 
 One compiled model holds the three regressors as three targets (Treelite multi-target), so a
-call evaluates all their trees in one pass (210 with the default training: 150 + 30 + 30). Its
+call evaluates all their trees in one pass (230 with the default training: 150 + 40 + 40). Its
 base scores are zero: the TL2cgen 1.0 compiler (which embeds Treelite 4.1) adds target 0's base
 score to every target, so the per-target base scores are recorded in the metadata and added
 here instead.
