@@ -160,8 +160,15 @@ def test_a_huge_unknown_key_is_not_echoed(guarded: LocalServer) -> None:
     response = _post(guarded, "/v1/predict", {**ORDER, huge_key: 1}, **{"x-request-id": "hugekey"})
     assert response.status_code == 400
     assert len(response.content) < 4096, len(response.content)
-    line = next(line for line in guarded.log().splitlines() if '"request_id": "hugekey"' in line)
-    assert len(line.encode()) <= 8192, len(line.encode())
+    # The request's log line is written after the answer is sent (and a busy machine flushes it
+    # later still): wait for it rather than read the log once.
+    deadline = time.monotonic() + 15
+    while not (
+        lines := [line for line in guarded.log().splitlines() if '"request_id": "hugekey"' in line]
+    ):
+        assert time.monotonic() < deadline, "no log line for the request"
+        time.sleep(0.1)
+    assert len(lines[0].encode()) <= 8192, len(lines[0].encode())
 
 
 # ------------------------------------------------------------------------------ authentication
