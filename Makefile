@@ -76,6 +76,11 @@ test: env system-deps ## run the suite (unit, model, service, contract) but the 
 test-soak: env system-deps ## the long measurement and soak runs (marker soak), one after another
 	$(PY) -m pytest -q -m soak
 
+# Many replicas, one truth (docs/deploy.md "Many replicas"): 3 replicas as `make serve` runs them
+# behind HAProxy, one Redis, Prometheus with the project's rules; faults under load (~5 min).
+cluster-test: env system-deps ## 3 replicas + Redis + HAProxy + Prometheus: faults under load, rules and panels on real scrapes
+	$(PY) -m pytest -q -m cluster tests/cluster
+
 lint: env ## ruff lint + format check, mypy on the core
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Annotated, Any, NamedTuple
 
@@ -154,11 +155,19 @@ async def _predict_columns(orders: Any) -> Any:
     return await service.pipeline.predict_columns(orders)
 
 
+def _server_version() -> str:
+    # Installed in a checkout (uv sync); a bento copies the source without package metadata.
+    try:
+        return package_version("delivery-eta")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 # The Open Inference Protocol (v2) beside /v1, on the same pipeline (docs/inference-protocol.md).
 V2 = InferenceRoutes(
     model=ServedModel.of_tag(ARTIFACT.tag, "scikit-learn", input_specs(Order.model_json_schema())),
     server_name="delivery_eta",
-    server_version=package_version("delivery-eta"),
+    server_version=_server_version(),
     max_rows=SETTINGS.batching.max_batch_rows,
     is_ready=_is_ready,
     predict_columns=_predict_columns,
