@@ -269,7 +269,7 @@ def _verdicts(runs: Sequence[Run], ceilings: Sequence[float], plan: ColumnarPlan
         v2_cpu = median(r.cpu_s_per_1k_rows for r in _select(runs, V2_JSON, 1))
         single = [
             f"{verdict(v2_cpu <= v1_cpu)} (issue 26) a one-row v2 JSON call costs no more CPU "
-            f"than /v1/predict: {v2_cpu * 1000:.3f} vs {v1_cpu * 1000:.3f} ms a request"
+            f"than /v1/predict: {v2_cpu:.3f} vs {v1_cpu:.3f} ms of CPU a request"
         ]
     # Listed after issue 5's targets in the report: each says it is issue 26's.
     return [
