@@ -83,9 +83,19 @@ test-soak: env system-deps ## the long measurement and soak runs (marker soak), 
 	$(PY) -m pytest -q -m soak
 
 # Many replicas, one truth (docs/deploy.md "Many replicas"): 3 replicas as `make serve` runs them
-# behind HAProxy, one Redis, Prometheus with the project's rules; faults under load (~5 min).
-cluster-test: env system-deps ## 3 replicas + Redis + HAProxy + Prometheus: faults under load, rules and panels on real scrapes
-	$(PY) -m pytest -q -m cluster tests/cluster
+# behind HAProxy, one Redis, Prometheus with the project's rules; faults under load. Then the same
+# with the replicas as the container image, when a Docker engine runs or can be started here
+# (deploy/docker/engine.sh; it packs the tests' models into an image of its own). ~8 min for both.
+# CLUSTER_RUNTIMES="process" (or "image") runs one.
+CLUSTER_RUNTIMES ?=
+cluster-test: env system-deps ## 3 replicas (processes, then the image) + Redis + HAProxy + Prometheus: faults under load, rules, panels
+	@runtimes="$(CLUSTER_RUNTIMES)"; \
+	if [ -z "$$runtimes" ]; then \
+	  if deploy/docker/engine.sh; then runtimes="process image"; \
+	  else runtimes="process"; echo "cluster-test: no Docker engine here: the replicas run as processes only"; fi; \
+	fi; \
+	echo "cluster-test: replicas as: $$runtimes"; \
+	CLUSTER_RUNTIMES="$$runtimes" $(PY) -m pytest -q -m cluster tests/cluster
 
 lint: env ## ruff lint + format check, mypy on the core
 	$(VENV)/bin/ruff check .

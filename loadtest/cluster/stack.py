@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import redis
 
+from loadtest.cluster import container
 from loadtest.cluster.configs import haproxy_config, prometheus_config, redis_command
 from loadtest.servers import (
     ROOT,
@@ -72,21 +73,32 @@ def _popen(command: list[str], log_path: Path, env: Mapping[str, str] | None = N
 
 @dataclass
 class Replica:
-    """One ``bentoml serve`` of the service on a fixed loopback port."""
+    """One replica on a fixed loopback port: ``bentoml serve`` as a process (``image`` None),
+    or the container image run by the engine (loadtest/cluster/container.py)."""
 
     name: str
     port: int
     env: dict[str, str]
     log_path: Path
+    image: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def container(self) -> str:
+        return f"delivery-eta-cluster-{os.getpid()}-{self.name}"
+
     def start(self) -> None:
         """Start it (again) on its port; :meth:`wait_ready` for it."""
-        self.proc = _popen(serve_command(self.port), self.log_path, self.env)
+        if self.image is None:
+            self.proc = _popen(serve_command(self.port), self.log_path, self.env)
+            return
+        container.remove_container(self.container)
+        command = container.run_command(self.container, self.image, self.port, self.env)
+        self.proc = _popen(command, self.log_path)
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         wait_ready(self.url, timeout_s, self.proc)
@@ -97,7 +109,11 @@ class Replica:
     def kill(self) -> None:
         """``kill -9`` of the whole replica (server and worker), like a node losing the pod."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.image is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            # PID 1 of the container dies, and the kernel kills the rest of its namespace.
+            container.signal_container(self.container, "KILL")
         self.proc.wait()
 
     def terminate(self) -> float:
@@ -105,18 +121,28 @@ class Replica:
         the exit and returns the seconds it took (the drain, then the in-flight requests)."""
         assert self.proc is not None
         started = time.monotonic()
-        os.kill(self.proc.pid, signal.SIGTERM)
+        if self.image is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        else:
+            container.signal_container(self.container, "TERM")
         try:
             self.proc.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.kill()
             raise
         return time.monotonic() - started
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process_group(self.proc, grace_s=STOP_GRACE_S)
+        if self.proc is None:
+            return
+        if self.image is not None and self.alive():
+            with contextlib.suppress(subprocess.SubprocessError):
+                container.signal_container(self.container, "TERM")
+            try:
+                self.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        stop_process_group(self.proc, grace_s=STOP_GRACE_S)
 
 
 @dataclass
@@ -186,6 +212,8 @@ class Stack:
     prometheus_url: str
     feedback_token: str
     metrics_token: str
+    runtime: str
+    """``process`` (``bentoml serve``, as ``make serve`` runs it) or ``image`` (containers)."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -277,9 +305,11 @@ def cluster_stack(
     replicas: int = 3,
     shadow_model_tag: str | None = None,
     scrape_interval_s: float = 1.0,
+    image: str | None = None,
 ) -> Iterator[Stack]:
     """Start the stack in ``workdir`` (its configs, logs, Redis files, Prometheus data) and
-    stop every process of it when the block ends."""
+    stop every process of it when the block ends. With ``image`` (which must pack ``model_tag``
+    and ``shadow_model_tag``: :func:`container.build_image`) the replicas are containers of it."""
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[subprocess.Popen[bytes]] = []
     redis_server = RedisProcess(port=free_port(), workdir=workdir / "redis")
@@ -293,7 +323,7 @@ def cluster_stack(
             name = f"r{index}"
             home = private_bentoml_home(workdir / f"home-{name}")
             env = _replica_env(home, redis_server.url, model_tag, shadow_model_tag, tokens)
-            member = Replica(name, free_port(), env, workdir / f"server-{name}.log")
+            member = Replica(name, free_port(), env, workdir / f"server-{name}.log", image)
             member.start()
             members.append(member)
         for member in members:
@@ -337,6 +367,7 @@ def cluster_stack(
             prometheus_url=f"http://127.0.0.1:{prometheus_port}",
             feedback_token=tokens[0],
             metrics_token=tokens[1],
+            runtime="process" if image is None else "image",
             processes=started,
         )
         _wait_serving(stack)

@@ -189,7 +189,10 @@ def test_prometheus_sums_rules_and_panels_match_the_traffic(
     assert shadowed_champion == pytest.approx(expected_mae, rel=0.05)
     assert difference == pytest.approx(challenger_mae - shadowed_champion, rel=0.05)
     labels_1h = stack.scalar("job_model_version:delivery_eta_feedback_labels:increase1h")
-    assert labels_1h == pytest.approx(PREDICTIONS, rel=0.1)
+    # increase() extrapolates each replica's series to the evaluation instant, up to a scrape
+    # interval past its last sample: on series seconds old (the labels arrive last) that adds
+    # 10-30 % (265 for 240 seen with the image's replicas), and never takes any away.
+    assert labels_1h is not None and PREDICTIONS <= round(labels_1h) <= PREDICTIONS * 1.35
 
     # Every rule and alert evaluates without error over three pods and two roles.
     rules = _rule_health(stack)

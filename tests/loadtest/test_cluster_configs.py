@@ -3,6 +3,7 @@ the stack is started: the stack itself runs under ``make cluster-test``)."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.cluster.configs import REDIS_CONF, haproxy_config, prometheus_config
+from loadtest.cluster.container import run_command
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
@@ -47,3 +49,31 @@ def test_redis_persistence_is_the_append_only_file() -> None:
     )
     assert settings["appendonly"] == "yes"
     assert settings["appendfsync"] == "everysec"
+
+
+def test_a_container_replica_runs_on_loopback_hardened_with_only_the_service_settings() -> None:
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "BENTOML_HOME": "/tmp/host-home",
+        "DELIVERY_ETA_WORKERS": "1",
+        "DELIVERY_ETA_REDIS_URL": "redis://127.0.0.1:6390/0",
+    }
+    command = run_command("replica-r0", "delivery-eta-cluster:abc", 41234, env)
+    flags = list(itertools.pairwise(command))
+    assert ("--network", "host") in flags
+    assert "--read-only" in command and ("--cap-drop", "ALL") in flags
+    assert ("-e", "PORT=41234") in flags and ("-e", "BENTOML_HOST=127.0.0.1") in flags
+    assert ("-e", "DELIVERY_ETA_REDIS_URL=redis://127.0.0.1:6390/0") in flags
+    # The host's own environment (its PATH, its model store) never reaches the container.
+    passed = {value.split("=", 1)[0] for flag, value in flags if flag == "-e"}
+    assert passed == {
+        "BENTOML_HOME",
+        "BENTOML_HOST",
+        "PORT",
+        "DELIVERY_ETA_WORKERS",
+        "DELIVERY_ETA_REDIS_URL",
+        "DELIVERY_ETA_PREDICTION_LOG_PATH",
+    }
+    assert ("-e", "BENTOML_HOME=/var/lib/bentoml") in flags
+    assert command[-1] == "delivery-eta-cluster:abc"
