@@ -62,9 +62,9 @@ def decode_binary(
 def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
     """``count`` length-prefixed UTF-8 strings filling ``buffer`` exactly.
 
-    When every element has the first element's length and is printable ASCII (ids of one
-    format usually are), the buffer is read as one fixed-width numpy array; otherwise element
-    by element.
+    Printable ASCII elements (ids and categories usually are) are read with a few numpy passes
+    over the whole buffer: as one fixed-width array when every element has the first one's
+    length, else by :func:`_short_ascii`. Anything else is read element by element (~0.7 us each).
     """
     size = len(buffer)
     if count == 0:
@@ -81,6 +81,10 @@ def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
         # NUL would be dropped by numpy's fixed-width bytes; non-ASCII needs real UTF-8.
         if bool((lengths == first).all()) and bool(((text > 0) & (text < 128)).all()):
             return text.view(f"S{first}").ravel().astype(f"U{first}").tolist()
+    elif first and count > 1:
+        short = _short_ascii(buffer, count)
+        if short is not None:
+            return short
     values: list[bytes] = []
     offset = 0
     data = bytes(buffer)
@@ -102,6 +106,39 @@ def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
         return [v.decode() for v in values]
     except UnicodeDecodeError:
         raise InferenceRequestError(f"input {name!r}: a BYTES element is not UTF-8", name) from None
+
+
+def _short_ascii(buffer: memoryview, count: int) -> list[str] | None:
+    """The ``count`` elements of a BYTES buffer when each is 1 to 127 ASCII characters with no
+    NUL, found without a per-element parse; None when the buffer is not such (the caller then
+    reads it element by element, which is always right).
+
+    In such a buffer the only zero bytes are the three high bytes of each length, so the runs
+    of three zeros propose where every element starts. The proposal is then checked against
+    the sequential reading: the first start is 0, each next start is the previous one plus 4
+    plus its length, and the last element ends the buffer -- exactly the starts the element-
+    by-element reading would find, whatever bytes the elements hold. Each element is then a
+    slice of the buffer decoded once (lengths under 128: every byte is ASCII or it is refused).
+    """
+    raw = np.frombuffer(buffer, dtype=np.uint8)
+    zeros = np.flatnonzero(raw == 0)
+    if len(zeros) != 3 * count:
+        return None
+    runs = zeros.reshape(count, 3)
+    starts = runs[:, 0] - 1
+    if starts[0] != 0 or not bool((runs[:, 2] - runs[:, 0] == 2).all()):
+        return None
+    lengths = raw[starts]
+    ends = starts + 4 + lengths
+    if ends[-1] != len(raw) or not bool((ends[:-1] == starts[1:]).all()):
+        return None
+    if int(lengths.max()) >= 128:
+        return None
+    try:
+        text = bytes(buffer).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return [text[a:b] for a, b in zip((starts + 4).tolist(), ends.tolist(), strict=True)]
 
 
 def encode_binary(datatype: str, values: np.ndarray | Sequence[str]) -> bytes:
