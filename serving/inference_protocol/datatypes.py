@@ -34,6 +34,8 @@ BYTES = "BYTES"
 DATATYPES = frozenset({*FIXED_SIZE_DTYPES, BYTES})
 """The protocol's datatypes this server reads (BF16 has no numpy type: not offered)."""
 BYTES_LENGTH = struct.Struct("<I")
+_SEPARATOR = "\0" * BYTES_LENGTH.size
+"""A length of 0 to 255 with its low byte zeroed too (:func:`_short_ascii`)."""
 
 
 def decode_binary(
@@ -109,7 +111,7 @@ def decode_bytes(buffer: memoryview, count: int, name: str) -> list[str]:
 
 
 def _short_ascii(buffer: memoryview, count: int) -> list[str] | None:
-    """The ``count`` elements of a BYTES buffer when each is 1 to 127 ASCII characters with no
+    """The ``count`` elements of a BYTES buffer when each is 1 to 255 ASCII characters with no
     NUL, found without a per-element parse; None when the buffer is not such (the caller then
     reads it element by element, which is always right).
 
@@ -117,8 +119,9 @@ def _short_ascii(buffer: memoryview, count: int) -> list[str] | None:
     of three zeros propose where every element starts. The proposal is then checked against
     the sequential reading: the first start is 0, each next start is the previous one plus 4
     plus its length, and the last element ends the buffer -- exactly the starts the element-
-    by-element reading would find, whatever bytes the elements hold. Each element is then a
-    slice of the buffer decoded once (lengths under 128: every byte is ASCII or it is refused).
+    by-element reading would find, whatever bytes the elements hold. With each length's low
+    byte zeroed too, every length is four NULs that no element holds: the elements are the
+    buffer decoded once and split there.
     """
     raw = np.frombuffer(buffer, dtype=np.uint8)
     zeros = np.flatnonzero(raw == 0)
@@ -128,17 +131,16 @@ def _short_ascii(buffer: memoryview, count: int) -> list[str] | None:
     starts = runs[:, 0] - 1
     if starts[0] != 0 or not bool((runs[:, 2] - runs[:, 0] == 2).all()):
         return None
-    lengths = raw[starts]
-    ends = starts + 4 + lengths
+    ends = starts + 4 + raw[starts]
     if ends[-1] != len(raw) or not bool((ends[:-1] == starts[1:]).all()):
         return None
-    if int(lengths.max()) >= 128:
-        return None
+    separated = raw.copy()
+    separated[starts] = 0
     try:
-        text = bytes(buffer).decode("ascii")
+        text = separated.tobytes().decode("ascii")
     except UnicodeDecodeError:
         return None
-    return [text[a:b] for a, b in zip((starts + 4).tolist(), ends.tolist(), strict=True)]
+    return text.split(_SEPARATOR)[1:]
 
 
 def encode_binary(datatype: str, values: np.ndarray | Sequence[str]) -> bytes:
