@@ -144,22 +144,36 @@ def _short_ascii(buffer: memoryview, count: int) -> list[str] | None:
 
 
 def encode_binary(datatype: str, values: np.ndarray | Sequence[str]) -> bytes:
-    """The binary form of a 1-d tensor (the inverse of :func:`decode_binary`)."""
+    """The binary form of a 1-d tensor (the inverse of :func:`decode_binary`); a ``BYTES``
+    tensor may be given as a table of equal-length elements (:func:`encode_bytes`)."""
     if datatype == BYTES:
-        return encode_bytes(values)  # type: ignore[arg-type]
+        return encode_bytes(values)
     return np.ascontiguousarray(values, dtype=FIXED_SIZE_DTYPES[datatype]).tobytes()
 
 
-def encode_bytes(values: Sequence[str]) -> bytes:
-    """Length-prefixed UTF-8 elements; one fixed-width numpy pass when all lengths agree."""
+def encode_bytes(values: Sequence[str] | np.ndarray) -> bytes:
+    """Length-prefixed UTF-8 elements; one fixed-width numpy pass when all lengths agree.
+
+    ``values`` may also be a ``(n, width)`` uint8 array: ``n`` elements of ``width`` bytes each,
+    encoded without making a ``str`` per element (the prediction ids of a large answer).
+    """
+    if isinstance(values, np.ndarray):
+        if values.ndim != 2 or values.dtype != np.uint8:
+            raise TypeError(f"a BYTES table is (n, width) uint8, not {values.dtype} {values.shape}")
+        return _fixed_width(values)
     encoded = [v.encode() for v in values]
     if not encoded:
         return b""
     width = len(encoded[0])
     if len(set(map(len, encoded))) == 1:
-        table = np.empty((len(encoded), 4 + width), dtype=np.uint8)
-        table[:, :4] = np.frombuffer(BYTES_LENGTH.pack(width), dtype=np.uint8)
-        if width:
-            table[:, 4:] = np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(-1, width)
-        return table.tobytes()
+        return _fixed_width(np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(-1, width))
     return b"".join(BYTES_LENGTH.pack(len(v)) + v for v in encoded)
+
+
+def _fixed_width(elements: np.ndarray) -> bytes:
+    """``(n, width)`` uint8 elements, each after its length."""
+    count, width = elements.shape
+    table = np.empty((count, 4 + width), dtype=np.uint8)
+    table[:, :4] = np.frombuffer(BYTES_LENGTH.pack(width), dtype=np.uint8)
+    table[:, 4:] = elements
+    return table.tobytes()

@@ -83,6 +83,16 @@ def test_ids_of_different_lengths_decode_and_encode_back() -> None:
     assert decode_binary("BYTES", memoryview(encoded), len(ids), "ids") == ids
 
 
+def test_a_table_of_equal_length_elements_encodes_as_its_strings_would() -> None:
+    ids = [f"{i:036x}" for i in range(1000)]
+    table = np.frombuffer("".join(ids).encode(), dtype=np.uint8).reshape(1000, 36)
+    assert (
+        encode_binary("BYTES", table) == encode_bytes(ids) == _prefixed([i.encode() for i in ids])
+    )
+    with pytest.raises(TypeError, match="uint8"):
+        encode_bytes(table.astype(np.int64))
+
+
 def test_a_buffer_whose_zero_bytes_fake_element_starts_is_still_read_right() -> None:
     # Three NULs inside an element, and one element fewer: the zero-byte count matches a
     # buffer of short elements, but the lengths do not chain up.
