@@ -105,7 +105,8 @@ class BatchingSettings(_Group):
     """How requests share model calls (``serving/pipeline/batching.py``)."""
 
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
-    """Most rows the adaptive batcher hands the model in one call."""
+    """Most rows the adaptive batcher merges into one model call; a request with more rows
+    is one call of its own (never cut: its parts would only run back to back)."""
 
     max_latency_ms: int = Field(default=10_000, ge=10, le=600_000)
     """Batcher queue budget: requests whose estimated wait exceeds it are shed with 503."""

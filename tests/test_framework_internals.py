@@ -100,6 +100,30 @@ async def test_batch_dispatcher_merges_row_matrices_and_sheds_through_the_fallba
     assert dispatcher.fallback is shed
 
 
+async def test_batch_dispatcher_takes_a_request_of_a_whole_batch_or_more_uncut() -> None:
+    def shed() -> np.ndarray:
+        raise RuntimeError("shed")
+
+    dispatcher = door.batch_dispatcher(
+        max_latency_ms=10_000, max_batch_size=100, max_wait_ms=2, fallback=shed
+    )
+    calls: list[list[int]] = []
+
+    async def double(parts: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append([len(part) for part in parts])
+        return [part * 2 for part in parts]
+
+    infer = dispatcher(double)
+    try:
+        large, small = np.ones((250, 2)), np.ones((30, 2))
+        out = await asyncio.gather(infer(large), infer(small))
+    finally:
+        dispatcher.shutdown()
+    np.testing.assert_array_equal(out[0], large * 2)
+    np.testing.assert_array_equal(out[1], small * 2)
+    assert calls == [[250], [30]]  # BentoML alone: [[100], [100], [50, 30]]
+
+
 def test_optimizer_still_learns_o_a_o_b_wait_from_o_stat() -> None:
     plain = Optimizer(max_latency=10.0)
     assert {"o_a", "o_b", "wait", "o_stat"} <= set(vars(plain))

@@ -30,9 +30,10 @@ from prediction_log import (
     FeedbackResult,
     ModelCall,
     PredictionBlock,
+    PredictionIds,
     PredictionLog,
     encode_entity_ids,
-    new_prediction_ids,
+    new_block_key,
 )
 from serving.pipeline.batching import AdaptiveBatcher
 from serving.pipeline.feature_store import FeatureStore
@@ -95,7 +96,7 @@ class PredictionBatch:
     """The answers to one request, column by column, in input order."""
 
     model_version: str
-    prediction_ids: list[str]
+    prediction_ids: PredictionIds
     outputs: np.ndarray
     """(n, 3): point, lower, upper (after clamping)."""
     source_codes: np.ndarray
@@ -222,7 +223,7 @@ class PredictionPipeline:
         scored = await self._batcher.predict(features, entity_known)
         outputs = scored.outputs  # clamped, counted
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        block_key, ids = new_prediction_ids(rows)
+        block_key = new_block_key(rows)
 
         if self._metrics is not None:
             self._metrics.feature_lookup(looked_up - started, online.failed, source_codes)
@@ -252,7 +253,12 @@ class PredictionPipeline:
             **({"feature_store": "failed"} if online.failed else {}),
         )
         return PredictionBatch(
-            self.model_version, ids, outputs, source_codes, latency_ms, self._sources
+            self.model_version,
+            PredictionIds(block_key, rows),
+            outputs,
+            source_codes,
+            latency_ms,
+            self._sources,
         )
 
     async def feedback(self, prediction_id: str, actual_minutes: float) -> FeedbackResult:

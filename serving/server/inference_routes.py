@@ -131,12 +131,14 @@ class InferenceRoutes:
             batch = await self.predict_columns(decoded.orders)
         except self.answered_errors as exc:
             return self.error_answer(exc)
-        outputs = batch.outputs
+        outputs, ids = batch.outputs, batch.prediction_ids
+        binary_ids = any(o.binary for o in decoded.outputs if o.name == PREDICTION_ID)
         values = {
             POINT: outputs[:, 0],
             LOWER: outputs[:, 1],
             UPPER: outputs[:, 2],
-            PREDICTION_ID: batch.prediction_ids,
+            # As binary data, the ids' bytes without a str per id.
+            PREDICTION_ID: ids.ascii_table() if binary_ids else ids.tolist(),
         }
         encoded = encode_infer_response(
             self.model.name, self.model.version, decoded.request_id, decoded.outputs, values

@@ -16,11 +16,13 @@ from prediction_log import (
     MAX_ROWS_PER_BLOCK,
     ModelCall,
     PredictionBlock,
+    PredictionIds,
     PredictionLogUnavailable,
     RedisPredictionLog,
     ShadowPrediction,
     ShadowScores,
     SQLitePredictionLog,
+    new_block_key,
     new_prediction_ids,
     split_prediction_id,
 )
@@ -53,6 +55,21 @@ def test_prediction_ids_are_random_uuid4s_that_name_their_block_and_row() -> Non
         new_prediction_ids(MAX_ROWS_PER_BLOCK + 1)
     assert split_prediction_id("not-an-id") is None
     assert split_prediction_id(ids[0][:-5] + "zzzzz") is None
+
+
+@pytest.mark.parametrize("rows", [0, 1, 16, 17, 4096, 70_000])
+def test_a_blocks_ids_are_the_same_however_they_are_asked_for(rows: int) -> None:
+    key = new_block_key(rows)
+    ids = PredictionIds(key, rows)
+    formatted = [f"{key}{row:05x}" for row in range(rows)]  # the ids' definition
+    assert ids.tolist() == list(ids) == ids[:] == formatted
+    assert len(ids) == rows
+    assert bytes(ids.ascii_table()) == "".join(formatted).encode()
+    if rows:
+        assert ids[0] == formatted[0] and ids[-1] == formatted[-1]
+        assert split_prediction_id(ids[-1]) == (key, rows - 1)
+    with pytest.raises(IndexError):
+        ids[rows]
 
 
 async def test_sqlite_joins_once_and_tells_duplicate_conflict_and_unknown(tmp_path: Path) -> None:

@@ -98,6 +98,34 @@ async def test_a_request_cut_to_fill_a_batch_keeps_its_tags_and_names_its_first_
     assert not batcher._waiting, "no request is left registered"
 
 
+async def test_a_request_larger_than_a_batch_is_one_model_call_whole() -> None:
+    seen: list[ModelCallResult] = []
+
+    def on_call(call: ModelCallResult) -> np.ndarray:
+        seen.append(call)
+        return call.outputs
+
+    # Batches of at most 4 rows; a 10-row request behind a 2-row one, and a 3-row one after.
+    batcher = AdaptiveBatcher(
+        _slow_double, max_batch_size=4, max_latency_ms=10_000, on_call=on_call
+    )
+    try:
+        inputs = [np.arange(n, dtype=float)[:, None] + 100 * n for n in (2, 10, 3)]
+        outputs = await asyncio.gather(*(batcher.predict(x, x[:, 0]) for x in inputs))
+    finally:
+        batcher.shutdown()
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(y.outputs, x * 2)
+    # The large request fills the small one's batch (2 + 2 rows), then the rest of it is one
+    # call of its own rather than two more batches of 4.
+    assert [len(call.features) for call in seen] == [4, 8, 3]
+    assert [y.call_rows for y in outputs] == [4, 4, 3]
+    for call in seen:
+        assert call.tags is not None
+        np.testing.assert_array_equal(call.tags, call.features[:, 0])
+    assert not batcher._waiting
+
+
 async def test_queue_over_its_latency_budget_sheds_with_overloaded() -> None:
     batcher = AdaptiveBatcher(_slow_double, max_batch_size=1, max_latency_ms=10)
     try:

@@ -236,7 +236,7 @@ async def test_a_batch_serialises_to_the_batch_prediction_document(
     document = BatchPrediction.model_validate_json(batch.batch_json())
     assert document.model_version == artifact.tag
     assert document.predictions == batch.predictions()
-    assert [p.prediction_id for p in document.predictions] == batch.prediction_ids
+    assert [p.prediction_id for p in document.predictions] == batch.prediction_ids.tolist()
 
 
 async def test_a_label_sent_at_once_finds_the_challengers_answer_waiting_in_the_shadow(
