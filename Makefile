@@ -85,7 +85,8 @@ test-soak: env system-deps ## the long measurement and soak runs (marker soak), 
 # Many replicas, one truth (docs/deploy.md "Many replicas"): 3 replicas as `make serve` runs them
 # behind HAProxy, one Redis, Prometheus with the project's rules; faults under load. Then the same
 # with the replicas as the container image, when a Docker engine runs or can be started here
-# (deploy/docker/engine.sh; it packs the tests' models into an image of its own). ~8 min for both.
+# (deploy/docker/engine.sh; it packs the tests' models into an image of its own). ~5 min for both.
+# Also the SQLite log on a full filesystem (one server: that log belongs to one pod).
 # CLUSTER_RUNTIMES="process" (or "image") runs one.
 CLUSTER_RUNTIMES ?=
 cluster-test: env system-deps ## 3 replicas (processes, then the image) + Redis + HAProxy + Prometheus: faults under load, rules, panels
@@ -95,7 +96,7 @@ cluster-test: env system-deps ## 3 replicas (processes, then the image) + Redis 
 	  else runtimes="process"; echo "cluster-test: no Docker engine here: the replicas run as processes only"; fi; \
 	fi; \
 	echo "cluster-test: replicas as: $$runtimes"; \
-	CLUSTER_RUNTIMES="$$runtimes" $(PY) -m pytest -q -m cluster tests/cluster
+	CLUSTER_RUNTIMES="$$runtimes" $(PY) -m pytest -q -m cluster tests/cluster tests/reliability/test_full_disk.py
 
 lint: env ## ruff lint + format check, mypy on the core
 	$(VENV)/bin/ruff check .
