@@ -191,9 +191,9 @@ def _request_finished(
 @bentoml.asgi_app(
     Starlette(
         routes=[
+            *V2.routes(),  # first: the infer route is matched per request (inference_routes.py)
             Route("/health", _health, methods=["GET"]),
             Route("/contract", _contract, methods=["GET"]),
-            *V2.routes(),
             # The edge's collapsed paths, any method: 404, in the protocol's body for /v2/.
             Route(UNMATCHED, V2.not_found, methods=list(ANY_METHOD)),
         ]

@@ -163,7 +163,10 @@ def _tensor(
             f"input {name!r}: datatype {known}, expected {spec.datatype}", name
         )
     count = _count(tensor.get("shape"), name, max_rows)
-    size = _parameters(tensor.get("parameters"), f"input {name!r}").get("binary_data_size")
+    parameters = tensor.get("parameters")
+    size = None  # (the owner's name is formatted only for a refusal: this runs per input)
+    if parameters is not None:
+        size = _parameters(parameters, f"input {name!r}").get("binary_data_size")
     if size is None:
         if "data" not in tensor:
             raise InferenceRequestError(
@@ -181,6 +184,10 @@ def _tensor(
 
 def _count(shape: Any, name: str, max_rows: int) -> int:
     """Elements of a ``[n]`` (or ``[n, 1]``) shape: one per order, 1 to ``max_rows``."""
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int:  # [n]: most requests
+        count = shape[0]
+        if 1 <= count <= max_rows:
+            return count
     if (
         not isinstance(shape, list)
         or not 1 <= len(shape) <= 2

@@ -72,16 +72,16 @@ class InferenceRoutes:
         return [self._path(template) for template in sorted(ROUTE_TEMPLATES)] + ["/v2/"]
 
     def routes(self) -> list[Route]:
-        """Starlette routes of every v2 path."""
+        """Starlette routes of every v2 path, the infer routes first: Starlette tries routes in
+        order, and BentoML's mount tries them once more before its app does (a route listed
+        eighth cost 16 pattern matches a request, ~10 µs)."""
         handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
-            LIVE: self._live,
-            READY: self._ready,
-            SERVER: self._server_metadata,
+            f"{model}/infer": self._infer for model in (MODEL, MODEL_VERSION)
         }
+        handlers |= {LIVE: self._live, READY: self._ready, SERVER: self._server_metadata}
         for model in (MODEL, MODEL_VERSION):
             handlers[model] = self._model_metadata
             handlers[f"{model}/ready"] = self._model_ready
-            handlers[f"{model}/infer"] = self._infer
         routes = [
             Route(
                 self._path(t), _labelled(t, h), methods=["POST"] if t.endswith("infer") else ["GET"]

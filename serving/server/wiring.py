@@ -59,11 +59,6 @@ def install_server(settings: ServiceSettings) -> drain.ShutdownState:
     return shutdown
 
 
-PROTOCOL_OBJECT_KEYS = 5
-"""Keys a v2 request's objects need at most (an input: name, shape, datatype, parameters,
-data): the body guard's bound when the request models have fewer fields."""
-
-
 def wrap_service(
     service: bentoml.Service[Any],
     settings: ServiceSettings,
@@ -120,12 +115,12 @@ def wrap_service(
     service.add_asgi_middleware(
         HttpGuardMiddleware,
         max_body_bytes=settings.server.max_body_bytes,
-        # No valid body has an object with more keys than a request model has fields.
+        # No valid /v1 body has an object with more keys than a request model has fields (v2
+        # bodies are not validated by pydantic: not checked, see body_guard).
         # /v2 (the inference protocol): JSON, or JSON then binary tensors, or unlabelled.
         media_types={"/v1/": JSON_ONLY, "/v2/": INFERENCE_PROTOCOL_TYPES},
-        max_object_keys=max(
-            PROTOCOL_OBJECT_KEYS, *(len(model.model_fields) for model in request_models)
-        ),
+        max_object_keys=max(len(model.model_fields) for model in request_models),
+        shape_checked=("/v1/",),
         refused=count_refusal,
     )
 

@@ -18,6 +18,7 @@ from models.features import (
     EntityFeatures,
     FeatureAssembler,
     OnlineValues,
+    _entity_column,
     category_codes,
     compute_entity_features,
     training_frame,
@@ -102,6 +103,20 @@ def test_assembly_prefers_request_then_online_then_default() -> None:
         ["online", "default"],
         ["default", "online"],
     ]
+
+
+def test_a_few_orders_entity_column_is_the_whole_column_one() -> None:
+    # Up to 16 orders take a Python loop; the column tiled 17 times takes numpy's way.
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        requested = np.where(rng.random(n) < 0.5, np.nan, rng.random(n) * 60)
+        online = [rng.choice([None, float("nan"), 12.5, 40]) for _ in range(n)]
+        values, codes = _entity_column(requested, online, 30.0)
+        tiled_values, tiled_codes = _entity_column(np.tile(requested, 17), online * 17, 30.0)
+        assert values.dtype == tiled_values.dtype and codes.dtype == tiled_codes.dtype
+        np.testing.assert_array_equal(np.tile(values, 17), tiled_values)
+        np.testing.assert_array_equal(np.tile(codes, 17), tiled_codes)
 
 
 @pytest.mark.parametrize(

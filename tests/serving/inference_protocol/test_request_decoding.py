@@ -220,6 +220,23 @@ def test_a_flood_claim_is_refused_before_anything_is_allocated() -> None:
         assert peak < 100_000, peak
 
 
+def test_a_flood_of_unknown_keys_is_ignored_not_answered_key_by_key() -> None:
+    # The body guard does not parse v2 bodies for their shape: the decoder reads only the keys
+    # it knows, so 20,000 unknown ones cost their parse and nothing per key.
+    flood = {f"k{i}": i for i in range(20_000)}
+    tensors = default_tensors()
+    expected = _decode(json_body(tensors)).orders.columns
+    tensors[0] |= flood
+    tensors[1]["parameters"] = flood
+    decoded = _decode(json_body(tensors, **flood))
+    assert decoded.orders.columns.keys() == expected.keys()
+    for name, column in expected.items():
+        assert np.asarray(decoded.orders.columns[name]).tolist() == np.asarray(column).tolist()
+    with pytest.raises(InferenceRequestError) as refused:  # an error says one thing, briefly
+        _decode(json_body([*tensors[:4], {**flood, "name": "order_value"}]))
+    assert len(str(refused.value)) < 200
+
+
 def test_inputs_and_rules_follow_another_contract() -> None:
     specs = specs_of(MIXED)
     by_name = {s.name: s for s in specs}

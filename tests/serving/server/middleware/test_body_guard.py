@@ -39,17 +39,20 @@ class App:
 
 
 async def call(
-    chunks: list[bytes], headers: dict[str, str] | None = None, **guard: Any
+    chunks: list[bytes],
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/predict",
+    **guard: Any,
 ) -> tuple[int, dict[bytes, bytes], bytes, App, int]:
-    """Run the guard over a body arriving as ``chunks``: status, headers, body, app, and how
-    many chunks the guard read."""
+    """Run the guard over a body arriving as ``chunks`` to ``path``: status, headers, body, app,
+    and how many chunks the guard read."""
     app = App()
     middleware = HttpGuardMiddleware(app, max_body_bytes=LIMIT, **guard)
     headers = {"content-type": "application/json", **(headers or {})}
     scope = {
         "type": "http",
         "method": "POST",
-        "path": "/v1/predict",
+        "path": path,
         "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
     }
     pending = list(chunks)
@@ -121,6 +124,18 @@ async def test_a_json_object_with_too_many_keys_is_400_before_the_app_sees_it() 
     }
     assert b"connection" not in headers_sent  # a well-framed request: keep the connection
     assert counted == ["json_shape"]
+
+
+async def test_only_the_shape_checked_prefixes_are_parsed_for_their_shape(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A v2 body is not validated by pydantic (no error per key): its decoder's one parse is enough.
+    def no_parse(*_: Any, **__: Any) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr("serving.server.middleware.body_guard.json.loads", no_parse)
+    body = json.dumps({"inputs": [{f"k{i}": 1 for i in range(50)}]}).encode()
+    guard = {"max_object_keys": 7, "media_types": {"/v1/": {"application/json"}, "/v2/": {""}}}
+    status, _, _, app, _ = await call([body], {"content-type": ""}, "/v2/models/m/infer", **guard)
+    assert status == 200 and app.bodies == [body]
 
 
 @pytest.mark.parametrize(
