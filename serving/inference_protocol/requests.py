@@ -74,7 +74,12 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit() or len(text) > MAX_HEADER_DIGITS or int(text) > len(body):
+    # isascii: str.isdigit holds for digits int() refuses ("²", a Latin-1 header byte).
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > MAX_HEADER_DIGITS
+        or int(text) > len(body)
+    ):
         raise InferenceRequestError(
             f"Inference-Header-Content-Length {header_length[:20]!r} is not a length within "
             f"the body's {len(body)} bytes"

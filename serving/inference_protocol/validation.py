@@ -66,8 +66,19 @@ def _typed(spec: InputSpec, data: Any) -> Any:
     if kind == "boolean":
         return np.asarray(data, dtype=np.bool_)
     if kind == "integer_or_string":
-        return [int(v) if v.lstrip("-").isdigit() else v for v in data]
+        return [_integer_or_text(v) for v in data]
     return data
+
+
+def _integer_or_text(value: str) -> int | str:
+    """``value`` as an integer when it is one, else the text itself. ``str.isdigit`` also holds
+    for digits ``int`` refuses (superscripts: ``"²"``), so ``int`` decides."""
+    if value.lstrip("-").isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
 
 
 _EXACT_FLOAT_INT = 2**53

@@ -123,7 +123,9 @@ class HttpGuardMiddleware:
             return
         too_large = f"request body over {self.max_body_bytes} bytes"
         declared = header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             await self._refuse(send, 413, "body_too_large", too_large)
             return
 

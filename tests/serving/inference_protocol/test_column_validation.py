@@ -34,7 +34,7 @@ NUMBERS = [0, 1, 2, 0.1, 0.0999, 5, 4.9999, 50, 50.0001, 240, 300, 300.0001, -1.
 NUMBERS += [math.nan, math.inf, -math.inf, 2**53, 2**53 + 1, 2**60, 10**400, -(10**400), 1e308]
 INTEGERS = [0, 1, 2, 3, 4, 7, 40, 41, -1, 2**53 - 1, 2**53, 2**53 + 1, 2**63, -(2**63) - 1, 1.0]
 TEXTS = ["r_1", "d_22", "a b", "", "x" * 64, "x" * 65, "x" * 129, "sunny", "fog", "snow"]
-TEXTS += ["1", "2", "-3", "gold", "12", "ab1", "é", "07", "-", "1234567"]
+TEXTS += ["1", "2", "-3", "gold", "12", "ab1", "é", "07", "-", "1234567", "²", "-²"]
 
 
 def _pool(spec: InputSpec) -> list[Any]:
@@ -110,3 +110,14 @@ def test_an_invalid_small_column_is_refused_by_the_numpy_check() -> None:
     spec = {s.name: s for s in DEFAULT_SPECS}["distance_km"]
     with pytest.raises(InferenceRequestError, match=r"'distance_km': 1 element.*index 1: '99.0'"):
         check_column(spec, [1.0, 99.0], 2)
+
+
+def test_digits_int_refuses_stay_text_in_a_mixed_category() -> None:
+    # str.isdigit holds for "²", which int() refuses: it was a ValueError (a 500), now text.
+    zone, tier = SPECS["zone"], SPECS["tier"]
+    assert check_column(zone, ["²", "-²", "7"], 3) == ["²", "-²", 7]
+    assert check_column(zone, ["²"] * (SMALL_COLUMN + 1), SMALL_COLUMN + 1) == ["²"] * (
+        SMALL_COLUMN + 1
+    )
+    with pytest.raises(InferenceRequestError, match="'tier'"):
+        check_column(tier, ["²"], 1)

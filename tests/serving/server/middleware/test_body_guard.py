@@ -53,7 +53,8 @@ async def call(
         "type": "http",
         "method": "POST",
         "path": path,
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        # Latin-1, as the server hands header bytes over (ASCII values are unchanged).
+        "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()],
     }
     pending = list(chunks)
     read = 0
@@ -91,6 +92,13 @@ async def test_a_body_over_the_limit_is_413_whatever_length_it_declares(
     assert headers_sent[b"connection"] == b"close"
     assert json.loads(body)["error"] == f"request body over {LIMIT} bytes"
     assert read == 11 and app.bodies == []
+
+
+@pytest.mark.parametrize("declared", ["²", "1²", "-1", "1e3"])
+async def test_a_declared_length_that_is_no_number_is_refused_not_a_crash(declared: str) -> None:
+    # "²" (one Latin-1 byte) passes str.isdigit, and int() refuses it: it was a ValueError.
+    status, _, _, app, read = await call([b"{}"], {"content-length": declared})
+    assert (status, read, app.bodies) == (413, 0, [])
 
 
 async def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
