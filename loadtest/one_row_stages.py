@@ -34,11 +34,8 @@ from prediction_log.settings import PredictionLogSettings
 from serving.inference_protocol.inputs import input_specs
 from serving.inference_protocol.requests import decode_infer_request
 from serving.inference_protocol.responses import (
-    LOWER,
     OUTPUT_NAMES,
-    POINT,
-    PREDICTION_ID,
-    UPPER,
+    answer_values,
     encode_infer_response,
 )
 from serving.schema import order_model
@@ -85,10 +82,8 @@ async def measure(
     def v2_decode(body: bytes) -> Any:
         return decode_infer_request(body, None, specs, OUTPUT_NAMES, 1000)
 
-    def v2_values(batch: Any) -> dict[str, Any]:
-        out = batch.outputs
-        ids = batch.prediction_ids.tolist()
-        return {POINT: out[:, 0], LOWER: out[:, 1], UPPER: out[:, 2], PREDICTION_ID: ids}
+    def v2_values(batch: Any, decoded: Any) -> dict[str, Any]:
+        return answer_values(batch.outputs, batch.prediction_ids, decoded.outputs)
 
     async def v1(body: bytes) -> bytes:
         with request_scope("one-row", "/v1/predict"):
@@ -100,7 +95,9 @@ async def measure(
         with request_scope("one-row", "/v2/models/{model_name}/infer"):
             decoded = v2_decode(body)
             batch = await pipeline.predict_columns(decoded.orders)
-            answer = encode_infer_response("m", "1", None, decoded.outputs, v2_values(batch))
+            answer = encode_infer_response(
+                "m", "1", None, decoded.outputs, v2_values(batch, decoded)
+            )
             return answer.body
 
     row, columns = v1_decode(v1_bodies[0]), v2_decode(v2_bodies[0])
@@ -121,7 +118,9 @@ async def measure(
             "answer encoding",
             _cpu_us(lambda: batch.predictions()[0].model_dump_json(), repeats),
             _cpu_us(
-                lambda: encode_infer_response("m", "1", None, columns.outputs, v2_values(batch)),
+                lambda: encode_infer_response(
+                    "m", "1", None, columns.outputs, v2_values(batch, columns)
+                ),
                 repeats,
             ),
         ),

@@ -40,8 +40,8 @@ from serving.inference_protocol.responses import (
     LOWER,
     OUTPUT_NAMES,
     POINT,
-    PREDICTION_ID,
     UPPER,
+    answer_values,
     encode_infer_response,
 )
 from serving.schema import order_model
@@ -156,13 +156,7 @@ async def measure(
         decoded = decode()
         with request_scope("v2-stages", ROUTE):
             batch = await pipeline.predict_columns(decoded.orders)
-        answer = batch.outputs
-        values = {
-            POINT: answer[:, 0],
-            LOWER: answer[:, 1],
-            UPPER: answer[:, 2],
-            PREDICTION_ID: batch.prediction_ids.ascii_table(),
-        }
+        values = answer_values(batch.outputs, batch.prediction_ids, decoded.outputs)
         return encode_infer_response("m", "1", None, decoded.outputs, values).body
 
     await route()

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic_core import to_json
 
 from serving.inference_protocol.datatypes import encode_binary
 from serving.inference_protocol.requests import RequestedOutput
 from serving.schema import Prediction
+
+if TYPE_CHECKING:
+    from prediction_log import PredictionIds
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,21 @@ class EncodedResponse:
     def media_type(self) -> str:
         """JSON, or octet-stream once binary data follows the JSON."""
         return "application/json" if self.header_length is None else "application/octet-stream"
+
+
+def answer_values(
+    outputs: np.ndarray, prediction_ids: PredictionIds, requested: Sequence[RequestedOutput]
+) -> dict[str, Any]:
+    """The values of one answer by output name (for :func:`encode_infer_response`): the columns
+    of ``outputs`` (n, 3: point, lower, upper) and the ids -- their ASCII bytes when the ids are
+    asked for as binary data, so that no ``str`` is made per id."""
+    binary_ids = any(o.binary for o in requested if o.name == PREDICTION_ID)
+    return {
+        POINT: outputs[:, 0],
+        LOWER: outputs[:, 1],
+        UPPER: outputs[:, 2],
+        PREDICTION_ID: prediction_ids.ascii_table() if binary_ids else prediction_ids.tolist(),
+    }
 
 
 def encode_infer_response(

@@ -33,15 +33,12 @@ from serving.inference_protocol.paths import (
 )
 from serving.inference_protocol.requests import decode_infer_request
 from serving.inference_protocol.responses import (
-    LOWER,
     OUTPUT_NAMES,
-    POINT,
-    PREDICTION_ID,
-    UPPER,
+    answer_values,
     encode_infer_response,
 )
 from serving.server.edge.paths import ORIGINAL_PATH_KEY
-from serving.telemetry.labels import BODY_FIELD
+from serving.telemetry.labels import BODY_FIELD, VALIDATION_CATEGORY
 from serving.telemetry.request_notes import annotate, current_request
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -131,15 +128,7 @@ class InferenceRoutes:
             batch = await self.predict_columns(decoded.orders)
         except self.answered_errors as exc:
             return self.error_answer(exc)
-        outputs, ids = batch.outputs, batch.prediction_ids
-        binary_ids = any(o.binary for o in decoded.outputs if o.name == PREDICTION_ID)
-        values = {
-            POINT: outputs[:, 0],
-            LOWER: outputs[:, 1],
-            UPPER: outputs[:, 2],
-            # As binary data, the ids' bytes without a str per id.
-            PREDICTION_ID: ids.ascii_table() if binary_ids else ids.tolist(),
-        }
+        values = answer_values(batch.outputs, batch.prediction_ids, decoded.outputs)
         encoded = encode_infer_response(
             self.model.name, self.model.version, decoded.request_id, decoded.outputs, values
         )
@@ -183,6 +172,6 @@ def _model_of(path: str) -> tuple[str, str | None]:
 
 
 def _client_error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    annotate(error_category="not_found" if status == 404 else "validation")
+    annotate(error_category="not_found" if status == 404 else VALIDATION_CATEGORY)
     annotate(error=message, **({"invalid_fields": (field,)} if field else {}))
     return JSONResponse({"error": message}, status_code=status)

@@ -73,3 +73,6 @@ class FieldLabels:
 
 NO_FIELDS = FieldLabels.of()
 """Before the served contract is known (start-up), every field name counts as ``other``."""
+
+VALIDATION_CATEGORY = "validation"
+"""The ``category`` of ``delivery_eta_errors_total`` for a request refused as invalid."""

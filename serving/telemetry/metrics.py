@@ -25,6 +25,7 @@ from serving.telemetry.labels import (
     NO_FIELDS,
     PROTOCOL_ROUTE_LABELS,
     ROUTE_LABELS,
+    VALIDATION_CATEGORY,
     FieldLabels,
     route_label,
 )
@@ -82,8 +83,6 @@ VALIDATION_ERRORS = bentoml.metrics.Counter(
     documentation="Invalid request fields (one count per field per request; unknown fields: other)",
     labelnames=["route", "field"],
 )
-VALIDATION_CATEGORY = "validation"
-"""The ``category`` of a request refused as invalid (``middleware.request_context``)."""
 ERRORS = bentoml.metrics.Counter(
     name="delivery_eta_errors_total",
     documentation="Failed /v1 requests by category; route: one of the API's, or unmatched",

@@ -13,6 +13,7 @@ from typing import Any
 from serving.inference_protocol.paths import PROBE_TEMPLATES
 from serving.server.asgi import ASGIApp, Message, Receive, Scope, Send, header
 from serving.server.edge.paths import ORIGINAL_PATH_KEY, original_path
+from serving.telemetry.labels import VALIDATION_CATEGORY
 from serving.telemetry.logs import log_request_line
 from serving.telemetry.request_notes import RequestInfo, request_scope
 
@@ -31,7 +32,7 @@ def error_category(status: int, fields: dict[str, Any]) -> str | None:
     if status < 400:
         return None
     if status in (400, 413, 415, 422):
-        return "validation"
+        return VALIDATION_CATEGORY
     if status == 404:
         return "not_found"
     if status == 409:

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 from models.contract import default_contract
+from prediction_log import PredictionIds, new_block_key
 from serving.inference_protocol import InferenceRequestError
 from serving.inference_protocol.metadata import ServedModel, UnknownModel, server_metadata
 from serving.inference_protocol.requests import RequestedOutput
-from serving.inference_protocol.responses import OUTPUT_NAMES, encode_infer_response
+from serving.inference_protocol.responses import (
+    OUTPUT_NAMES,
+    answer_values,
+    encode_infer_response,
+)
 from tests.models.contract.mixed_contract import MIXED
 from tests.serving.inference_protocol.protocol_bodies import (
     binary_body,
@@ -223,3 +228,18 @@ def test_another_model_or_version_is_unknown_and_errors_are_protocol_bodies() ->
     _validate(
         {"error": str(InferenceRequestError("input 'x': bad", "x"))}, "inference_error_response"
     )
+
+
+def test_answer_values_carry_the_same_ids_as_json_and_as_binary_bytes() -> None:
+    ids = PredictionIds(new_block_key(3), 3)
+    outputs = np.array([[25.5, 17.0, 34.0], [31.25, 20.0, 45.5], [12.0, 9.0, 16.0]])
+    as_json = answer_values(outputs, ids, [RequestedOutput(name, False) for name in OUTPUT_NAMES])
+    binary = [RequestedOutput(name, name == OUTPUT_NAMES[3]) for name in OUTPUT_NAMES]
+    as_bytes = answer_values(outputs, ids, binary)
+    assert as_json[OUTPUT_NAMES[3]] == list(ids)  # str per id for JSON
+    table = as_bytes[OUTPUT_NAMES[3]]  # bytes per id, no str, for binary data
+    assert [row.tobytes().decode() for row in table] == list(ids)
+    for column, name in enumerate(OUTPUT_NAMES[:3]):
+        assert as_json[name].tolist() == as_bytes[name].tolist() == outputs[:, column].tolist()
+    encoded = encode_infer_response("m", "1", None, binary, as_bytes)
+    assert encoded.body[encoded.header_length :].count(ids[0].encode()) == 1
