@@ -160,6 +160,14 @@ def _loopback_only(environment: Any, **_: Any) -> None:
             raise SystemExit(f"cannot build the payloads: {exc}") from None
 
 
+def _what_failed(response: Any) -> str:
+    """A failure's line: the status and the start of the body, or -- when no answer came
+    (status 0) -- the connection error locust caught, so a reset is told from a timeout."""
+    if not response.status_code:
+        return f"no answer: {getattr(response, 'error', None)!r}"[:200]
+    return f"HTTP {response.status_code}: {(response.text or '')[:120]}"
+
+
 class DeliveryEtaClient(FastHttpUser):
     """One client of the service; see the module docstring for the mix."""
 
@@ -179,7 +187,7 @@ class DeliveryEtaClient(FastHttpUser):
             catch_response=True,
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:120]}")
+                response.failure(_what_failed(response))
             elif b'"predicted_delivery_time_min"' not in (response.content or b""):
                 response.failure("200 without a prediction")
             else:
@@ -196,7 +204,7 @@ class DeliveryEtaClient(FastHttpUser):
             catch_response=True,
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:120]}")
+                response.failure(_what_failed(response))
             elif (response.content or b"").count(b'"prediction_id"') != len(orders):
                 response.failure(f"200 without {len(orders)} predictions")
             else:
@@ -206,7 +214,7 @@ class DeliveryEtaClient(FastHttpUser):
     def health(self) -> None:
         with self.client.get("/health", name=NAME_HEALTH, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}")
+                response.failure(_what_failed(response))
             else:
                 response.success()
 

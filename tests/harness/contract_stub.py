@@ -120,6 +120,9 @@ def contract_stub(contract: FeatureContract | None) -> Iterator[ContractStub]:
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
+        # socketserver's default backlog is 5; a load generator opening 20 connections at once
+        # on a busy machine must not meet a full accept queue (a real server's is 128 or more).
+        request_queue_size = 128
 
         def handle_error(self, request: Any, client_address: Any) -> None:
             pass  # a load generator hanging up mid-answer is no error of the stub

@@ -25,7 +25,7 @@ from tests.models.contract.mixed_contract import MIXED, MIXED_YAML
 ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = r"""
-import json, random, sys
+import json, random, sys, types
 from loadtest import locustfile as lf
 from loadtest.slo import INVALID_PREFIX
 from models.contract import default_contract, parse_contract
@@ -79,6 +79,10 @@ print(json.dumps({
     "invalid_share": lf.WEIGHT_INVALID / sum(weights),
     "names": [lf.NAME_PREDICT, lf.NAME_BATCH, lf.NAME_HEALTH],
     "user_tasks": len(lf.DeliveryEtaClient.tasks),
+    "no_answer": lf._what_failed(
+        types.SimpleNamespace(status_code=0, error=ConnectionResetError(104, "reset"), text="")
+    ),
+    "refused": lf._what_failed(types.SimpleNamespace(status_code=503, text="overloaded")),
 }))
 """
 
@@ -114,6 +118,9 @@ def test_locust_mix_payloads(contract: str) -> None:
     assert len(result["invalid_names"]) == 2
     assert not any(name.startswith(result["invalid_prefix"]) for name in result["names"])
     assert result["user_tasks"] == 100  # locust expands weights into the task list
+    # A failure with no answer names the connection error, not an empty "HTTP 0: ".
+    assert result["no_answer"] == "no answer: ConnectionResetError(104, 'reset')"
+    assert result["refused"] == "HTTP 503: overloaded"
 
 
 PREDICTS_WANTED = 150
