@@ -17,7 +17,8 @@ Touch-points (why no public API does the job):
 1. ``batch_dispatcher``: BentoML's ``CorkDispatcher`` + ``Optimizer`` (``bentoml._internal.marshal``),
    the adaptive-batching algorithm of batchable APIs. A batchable API cannot be called in-process:
    BentoML routes a service's call to its own batchable method over HTTP again. Its
-   ``_get_inputs`` is overridden so that a request of a whole batch or more is one call, uncut.
+   ``_get_inputs`` is overridden so that a request of a whole batch or more is one call, uncut,
+   and its ``controller`` so that it waits for a running call instead of polling every 1 ms.
 2. ``install_sigterm_handler``: a class-level patch of ``uvicorn.Server.handle_exit``, and
    ``listening_sockets`` reads ``uvicorn.Server.servers``. BentoML builds and runs each worker's
    uvicorn server itself and has no shutdown hook that runs before uvicorn stops accepting.

@@ -10,7 +10,10 @@ import contextlib
 import inspect
 import logging
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import numpy as np
@@ -122,6 +125,86 @@ async def test_batch_dispatcher_takes_a_request_of_a_whole_batch_or_more_uncut()
     np.testing.assert_array_equal(out[0], large * 2)
     np.testing.assert_array_equal(out[1], small * 2)
     assert calls == [[250], [30]]  # BentoML alone: [[100], [100], [50, 30]]
+
+
+async def _warmed_dispatcher(
+    max_latency_ms: int, slow_s: float
+) -> tuple[Any, Callable[[np.ndarray], Awaitable[np.ndarray]], list[int]]:
+    """A dispatcher past BentoML's warm-up (11 quick calls train its optimizer), whose model
+    call then takes ``slow_s``; the list holds each call's request count."""
+
+    def shed() -> np.ndarray:
+        raise RuntimeError("shed")
+
+    dispatcher = door.batch_dispatcher(
+        max_latency_ms=max_latency_ms, max_batch_size=100, max_wait_ms=2, fallback=shed
+    )
+    calls: list[int] = []
+
+    async def double(parts: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(parts))
+        if len(calls) > 11:
+            await asyncio.sleep(slow_s)
+        return [part * 2 for part in parts]
+
+    infer = dispatcher(double)
+    for _ in range(11):
+        await infer(np.ones((1, 2)))
+    return dispatcher, infer, calls
+
+
+async def test_batch_dispatcher_waits_for_a_running_call_instead_of_polling() -> None:
+    dispatcher, infer, calls = await _warmed_dispatcher(10_000, slow_s=0.3)
+    try:
+        first = asyncio.ensure_future(infer(np.ones((5, 2))))
+        await asyncio.sleep(0.02)  # the call is running: two more requests queue behind it
+        looked = dispatcher.wakeups
+        out = await asyncio.gather(first, infer(np.ones((3, 2))), infer(np.ones((4, 2))))
+    finally:
+        dispatcher.shutdown()
+    assert [len(o) for o in out] == [5, 3, 4]
+    assert calls[11:] == [1, 2]  # the two waiting requests share the next call
+    # BentoML's controller looks every 1 ms while the call runs (~280 times here); this one
+    # when a request arrives and when the call ends.
+    assert dispatcher.wakeups - looked <= 6
+
+
+async def test_batch_dispatcher_sheds_while_a_call_runs_once_the_wait_crosses_the_budget() -> None:
+    dispatcher, infer, _ = await _warmed_dispatcher(200, slow_s=0.8)
+    try:
+        started = time.perf_counter()
+        first = asyncio.ensure_future(infer(np.ones((5, 2))))
+        await asyncio.sleep(0.02)
+        waiting = [asyncio.ensure_future(infer(np.ones((1, 2)))) for _ in range(2)]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.ALL_COMPLETED)
+        shed_after = time.perf_counter() - started
+        assert not first.done()  # both were shed while the call still ran
+        await first
+    finally:
+        dispatcher.shutdown()
+    assert all("shed" in str(task.exception()) for task in done)
+    assert 0.2 <= shed_after < 0.7
+
+
+def test_bentoml_controller_is_the_one_the_waiting_controller_copies() -> None:
+    # framework_internals.batching._waiting_controller repeats CorkDispatcher.controller's
+    # decisions (warm-up, shedding, waiting for company, dispatch) and only changes how it
+    # waits for a running call: any change to these sources must be re-read against it.
+    import hashlib
+
+    from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
+
+    pinned = {
+        CorkDispatcher.controller: "dafc788663463402",
+        CorkDispatcher.inbound_call: "2c6278ea11900d05",
+        NonBlockSema: "83ea37b766b1bf2d",
+    }
+    for code, digest in pinned.items():
+        source = inspect.getsource(code)
+        assert hashlib.sha256(source.encode()).hexdigest()[:16] == digest, (
+            f"BentoML's {code.__qualname__} changed: re-read framework_internals/batching.py "
+            "_waiting_controller against it, then update this digest"
+        )
 
 
 def test_optimizer_still_learns_o_a_o_b_wait_from_o_stat() -> None:
