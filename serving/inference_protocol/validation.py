@@ -229,22 +229,29 @@ def _integers(spec: InputSpec, values: np.ndarray) -> np.ndarray:
 
 
 def _texts(spec: InputSpec, values: list[str]) -> list[str]:
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    # Every rule is a property of the value: each is asked once per distinct value (a 10,000-
+    # row column of ids holds a few hundred), and only a refusal goes back to the rows.
+    distinct = set(values)
     if spec.max_length is not None:
-        too_long = lengths > spec.max_length
-        _refuse(spec, too_long, values, f"longer than {spec.max_length} characters")
-    _refuse(spec, lengths < spec.min_length, values, f"shorter than {spec.min_length}")
-    distinct = set(values)  # each rule is asked once per distinct value, not per row
+        high = spec.max_length
+        too_long = {v for v in distinct if len(v) > high}
+        _refuse_texts(spec, too_long, values, f"longer than {high} characters")
+    if spec.min_length > 0:
+        low = spec.min_length
+        _refuse_texts(spec, {v for v in distinct if len(v) < low}, values, f"shorter than {low}")
     if spec.allowed is not None:
         allowed = {str(v) for v in spec.allowed}
-        if not distinct <= allowed:
-            bad = np.fromiter((v not in allowed for v in values), dtype=bool, count=len(values))
-            _refuse(spec, bad, values, f"not one of {list(spec.allowed)}")
+        _refuse_texts(spec, distinct - allowed, values, f"not one of {list(spec.allowed)}")
     pattern = spec.pattern
     if pattern is not None:
         match = pattern.fullmatch if pattern.pattern.startswith("^") else pattern.search
         failing = {v for v in distinct if match(v) is None}
-        if failing:
-            bad = np.fromiter((v in failing for v in values), dtype=bool, count=len(values))
-            _refuse(spec, bad, values, f"not matching {pattern.pattern}")
+        _refuse_texts(spec, failing, values, f"not matching {pattern.pattern}")
     return values
+
+
+def _refuse_texts(spec: InputSpec, failing: set[str], values: list[str], what: str) -> None:
+    """:func:`_refuse` the rows holding one of the ``failing`` values, if any."""
+    if failing:
+        bad = np.fromiter((v in failing for v in values), dtype=bool, count=len(values))
+        _refuse(spec, bad, values, what)

@@ -53,7 +53,8 @@ class DriftMonitor:
         ``Cohorts.codes``) to the window."""
         if self._cohorts is None:
             cohorts = cohorts[:, :0]
-        block = np.column_stack([features, predictions, cohorts])[-len(self._rows) :]
+        kept = slice(-len(self._rows), None)  # only what the window keeps is stacked
+        block = np.column_stack([features[kept], predictions[kept], cohorts[kept]])
         end = self._next + len(block)
         if end <= len(self._rows):
             self._rows[self._next : end] = block

@@ -121,3 +121,59 @@ def test_digits_int_refuses_stay_text_in_a_mixed_category() -> None:
     )
     with pytest.raises(InferenceRequestError, match="'tier'"):
         check_column(tier, ["²"], 1)
+
+
+def _first_text_refusal(spec: InputSpec, values: list[str]) -> str | None:
+    """The refusal of a text column, row by row: the rules in order, each naming how many rows
+    break it and the first of them (what the once-per-distinct-value check must say too)."""
+    match = None
+    if spec.pattern is not None:
+        pattern = spec.pattern
+        match = pattern.fullmatch if pattern.pattern.startswith("^") else pattern.search
+    allowed = None if spec.allowed is None else {str(v) for v in spec.allowed}
+    rules = [
+        (
+            lambda v: spec.max_length is not None and len(v) > spec.max_length,
+            f"longer than {spec.max_length} characters",
+        ),
+        (lambda v: len(v) < spec.min_length, f"shorter than {spec.min_length}"),
+        (
+            lambda v: allowed is not None and v not in allowed,
+            f"not one of {list(spec.allowed or ())}",
+        ),
+        (
+            lambda v: match is not None and match(v) is None,
+            f"not matching {spec.pattern.pattern if spec.pattern else ''}",
+        ),
+    ]
+    for breaks, what in rules:
+        rows = [i for i, v in enumerate(values) if breaks(v)]
+        if rows:
+            return (
+                f"input {spec.name!r}: {len(rows)} element(s) {what}; the first is index "
+                f"{rows[0]}: {values[rows[0]][:80]!r}"
+            )
+    return None
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in SPECS.items() if s.kind in ("string", "integer_or_string"))
+)
+def test_a_long_text_column_is_refused_naming_its_rows_as_a_row_by_row_check(name: str) -> None:
+    spec, rng = SPECS[name], random.Random(name)
+    texts = [t for t in TEXTS if t]
+    refused = 0
+    for _ in range(300):
+        # Long columns of a few distinct values: mostly valid ones, now and then a bad one.
+        values = [rng.choice(texts[:4]) for _ in range(rng.randint(SMALL_COLUMN + 1, 60))]
+        for _ in range(rng.randint(0, 3)):
+            values[rng.randrange(len(values))] = rng.choice(TEXTS)
+        expected = _first_text_refusal(spec, values)
+        if expected is None:
+            assert checked_in_numpy(spec, list(values), json_data=False) is not None
+            continue
+        refused += 1
+        with pytest.raises(InferenceRequestError) as caught:
+            checked_in_numpy(spec, list(values), json_data=False)
+        assert str(caught.value) == expected
+    assert refused > 5  # the check must have been made to refuse
