@@ -1,6 +1,6 @@
 """Where one Open Inference Protocol (v2) binary infer call's time goes, in-process (no HTTP).
 
-    python -m loadtest.v2_stages [--rows 10000] [--repeats 40]
+    python -m loadtest.v2_stages [--rows 10000] [--repeats 40] [--callers 4]
 
 The served model (``DELIVERY_ETA_MODEL_TAG``, else the production one, in ``$BENTOML_HOME``) and
 the worker's own pipeline (``serving.startup.build_pipeline``: embedded feature store, adaptive
@@ -8,9 +8,12 @@ batcher, SQLite prediction log in a temporary folder). The body is the benchmark
 (``loadtest.v2_bodies``: seeded random orders of the served contract, known entity ids). Each
 stage is timed alone, then the whole route body -> body: its wall time, the model's call (in the
 model's thread), the CPU of the event-loop thread (everything but the model and the log's
-write: what a worker's event loop spends per call) and the log's write. Every figure is the
-minimum of ``--repeats`` (the least disturbed by other work on the machine); µs/row divides it
-by the rows.
+write: what a worker's event loop spends per call), the part of it the model call's observers
+take (clamping, cohorts, metrics, drift: once per call, on the merged rows) and the log's
+write. Every figure is the minimum of ``--repeats`` (the least disturbed by other work on the
+machine); µs/row divides it by the rows. Last, ``--callers`` routes at once (the bench's 4
+callers): the event loop's CPU per call when requests wait behind a running model call (what
+the batch dispatcher's controller does meanwhile shows only then), the mean over the calls.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from serving.inference_protocol.responses import (
     answer_values,
     encode_infer_response,
 )
+from serving.pipeline.model_calls import ChampionCalls
 from serving.schema import order_model
 from serving.settings import BatchingSettings, ServiceSettings
 from serving.startup import build_feature_store, build_metrics, build_pipeline
@@ -66,7 +70,7 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeats: int) -> float:
 
 
 async def measure(
-    artifact: ModelArtifact, rows: int, repeats: int, workdir: Path
+    artifact: ModelArtifact, rows: int, repeats: int, workdir: Path, callers: int = 4
 ) -> list[tuple[str, float]]:
     """(stage, seconds per call) of one ``rows``-row binary call of ``artifact``'s contract."""
     contract = artifact.contract
@@ -159,23 +163,55 @@ async def measure(
         values = answer_values(batch.outputs, batch.prediction_ids, decoded.outputs)
         return encode_infer_response("m", "1", None, decoded.outputs, values).body
 
+    # The observers of each model call, timed where they run (the event loop) by the class's
+    # own method wrapped for the duration of the measurement.
+    observers: list[float] = []
+    observe = ChampionCalls.__call__
+
+    def timed_observe(self: ChampionCalls, call: Any) -> Any:
+        cpu = time.thread_time()
+        try:
+            return observe(self, call)
+        finally:
+            observers.append(time.thread_time() - cpu)
+
     await route()
     await log.flush()
     walls, loop_cpu, writes = [], [], []
-    for _ in range(repeats):
-        started, cpu = time.perf_counter(), time.thread_time()
-        await route()
-        loop_cpu.append(time.thread_time() - cpu)
-        walls.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        await log.flush()
-        writes.append(time.perf_counter() - started)
+    ChampionCalls.__call__ = timed_observe  # type: ignore[method-assign]
+    try:
+        for _ in range(repeats):
+            started, cpu = time.perf_counter(), time.thread_time()
+            await route()
+            loop_cpu.append(time.thread_time() - cpu)
+            walls.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await log.flush()
+            writes.append(time.perf_counter() - started)
+    finally:
+        ChampionCalls.__call__ = observe  # type: ignore[method-assign]
     stages += [
         ("route body -> body: wall", _best(walls)),
         ("route: the model's call (its thread)", _best(model_ms[1:]) / 1000),
         ("route: event-loop thread CPU (all but model, log write)", _best(loop_cpu)),
+        ("route: of which the model call's observers", _best(observers)),
         ("route: prediction log write (wall, its thread)", _best(writes)),
     ]
+
+    async def caller(calls: int) -> None:
+        for _ in range(calls):
+            await route()
+
+    per_caller = max(repeats // callers, 1)
+    cpu = time.thread_time()
+    await asyncio.gather(*(caller(per_caller) for _ in range(callers)))
+    stages.append(
+        (
+            f"route, {callers} callers at once: event-loop thread CPU per call (mean)",
+            (time.thread_time() - cpu) / (per_caller * callers),
+        )
+    )
+    await log.flush()
     pipeline.close()
     await log.close()
     await store.close()
@@ -194,10 +230,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--callers", type=int, default=4, help="routes at once, last stage")
     args = parser.parse_args()
     artifact = load_artifact(resolve_serving_tag(os.environ.get("DELIVERY_ETA_MODEL_TAG")))
     with tempfile.TemporaryDirectory(prefix="v2-stages-") as workdir:
-        stages = asyncio.run(measure(artifact, args.rows, args.repeats, Path(workdir)))
+        stages = asyncio.run(
+            measure(artifact, args.rows, args.repeats, Path(workdir), args.callers)
+        )
     print(f"model {artifact.tag}, {args.rows} rows per call, min of {args.repeats}")
     print(table(stages, args.rows))
 
