@@ -248,12 +248,14 @@ def model_ceiling(
     rows: int = CEILING_ROWS,
     seconds: float = 5.0,
     processes: int = CEILING_PROCESSES,
+    pool: np.ndarray | None = None,
 ) -> float:
     """Rows/s of the compiled model alone (``CompiledRuntime.predict_rows``, what the service's
-    model thread calls) in ``processes`` processes at once, ``rows``-row calls of the model's
-    holdout rows, one OpenMP thread each: the model-only ceiling of the service's throughput
-    on this machine. Start-up (loading, the parity probe) is not timed."""
-    pool = _holdout_of(tag)
+    model thread calls) in ``processes`` processes at once, ``rows``-row calls drawn from
+    ``pool`` (model-input rows; default the model's holdout rows), one OpenMP thread each: the
+    model-only ceiling of the service's throughput on this machine. Start-up (loading, the
+    parity probe) is not timed."""
+    pool = _holdout_of(tag) if pool is None else pool
     context = multiprocessing.get_context("spawn")
     ready, results = context.Barrier(processes), context.Queue()
     with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as workdir:
@@ -295,11 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=CEILING_PROCESSES)
     parser.add_argument("--ceiling-rows", type=int, default=CEILING_ROWS)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rows-file",
+        default=None,
+        help="the ceiling's rows: a .npy of model-input rows (make bench writes the cells' own as "
+        "<run>/bodies/model-rows-<n>.npy); default the model's holdout rows",
+    )
     args = parser.parse_args(argv)
     if args.ceiling:
         tag = str(resolve_serving_tag(args.tag))
         rate = model_ceiling(
-            tag, rows=args.ceiling_rows, seconds=args.seconds, processes=args.processes
+            tag,
+            rows=args.ceiling_rows,
+            seconds=args.seconds,
+            processes=args.processes,
+            pool=np.load(args.rows_file) if args.rows_file else None,
         )
         print(
             f"model {tag}: {rate:,.0f} rows/s in {args.processes} processes, "

@@ -17,6 +17,7 @@ import loadtest.bench
 from loadtest.bench.columnar import (
     ColumnarPlan,
     columnar_report,
+    holdout_ceiling,
     measure_columnar,
     prepare,
     service_env,
@@ -264,7 +265,7 @@ def benchmark(
             wide = prepare(columnar_plan(args, plan.out), service, tag)
             wide_runs, ceilings = measure_columnar(wide, service)
             write_columnar(plan.out, wide_runs, ceilings)
-            columnar = columnar_report(wide_runs, ceilings, wide)
+            columnar = columnar_report(wide_runs, ceilings, wide, holdout_ceiling(wide))
             runs += wide_runs
         if args.sustained > 0:
             sustained = run_sustained(service, bodies.single, args.sustained, plan.out)

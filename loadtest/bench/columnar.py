@@ -6,7 +6,9 @@ Each round runs every (rows, kind) cell once and the ceiling once, the order rev
 other round, so the ratio "v2 binary ÷ ceiling" compares figures taken side by side on a
 machine whose load drifts. The ceiling is ``loadtest.runtime_bench.model_ceiling``: the served
 compiled library alone, two processes (one per core, as the service's workers), 10,000-row
-calls. The bodies are written from the served contract (``loadtest.v2_bodies``); the v2 route is
+calls of the very rows the v2 binary cells send (``loadtest.bench.model_rows``: trees cost by the
+depth a row walks, and the model's holdout rows walk ~10 % less deep; the ceiling on those is
+printed beside it once a run). The bodies are written from the served contract (``loadtest.v2_bodies``); the v2 route is
 ``/v2/models/<the served model's name>/infer`` and its cells are skipped, with a note, when the
 service does not answer ``/v2/models/<name>/ready``.
 """
@@ -21,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from loadtest.bench.cells import (
     BATCH_COLUMNS,
     format_ratio,
@@ -31,6 +35,7 @@ from loadtest.bench.cells import (
 )
 from loadtest.bench.common import REPO_ROOT, Target
 from loadtest.bench.measure import process_spread
+from loadtest.bench.model_rows import write_cell_model_rows
 from loadtest.bench.runs import Run
 from loadtest.bench.wrk import parse_wrk, run_wrk
 from loadtest.runtime_bench import model_ceiling
@@ -83,6 +88,8 @@ class ColumnarPlan:
     model_name: str = ""
     bodies: Mapping[tuple[str, int], Path] = dataclasses.field(default_factory=dict)
     kinds: Sequence[str] = KINDS
+    ceiling_rows: Path | None = None
+    """The model-input rows of the largest v2 binary cell (``.npy``): the ceiling's rows."""
 
 
 def served_model_name(tag: str) -> str:
@@ -122,7 +129,20 @@ def prepare(plan: ColumnarPlan, service: Target, tag: str) -> ColumnarPlan:
         if rows == 1:
             _as_single_orders(files[0])
         bodies |= {(kind, rows): path for kind, path in zip(KINDS, files, strict=True)}
-    return dataclasses.replace(plan, model_tag=tag, model_name=name, bodies=bodies, kinds=kinds)
+    ceiling_rows = None
+    if V2_BINARY in kinds and plan.rows:
+        largest = max(plan.rows)
+        ceiling_rows = write_cell_model_rows(
+            tag, bodies[(V2_BINARY, largest)], plan.out / "bodies" / f"model-rows-{largest}.npy"
+        )
+    return dataclasses.replace(
+        plan,
+        model_tag=tag,
+        model_name=name,
+        bodies=bodies,
+        kinds=kinds,
+        ceiling_rows=ceiling_rows,
+    )
 
 
 def _path(plan: ColumnarPlan, kind: str, rows: int) -> str:
@@ -184,13 +204,14 @@ def measure_columnar(plan: ColumnarPlan, service: Target) -> tuple[list[Run], li
     round)."""
     runs: list[Run] = []
     ceilings: list[float] = []
+    pool = np.load(plan.ceiling_rows) if plan.ceiling_rows else None
     for rnd in range(1, plan.rounds + 1):
         steps: list[tuple[str, int]] = [("ceiling", 0)] + [
             (kind, rows) for rows in plan.rows for kind in plan.kinds
         ]
         for kind, rows in steps if rnd % 2 else steps[::-1]:
             if kind == "ceiling":
-                ceilings.append(model_ceiling(plan.model_tag, seconds=plan.ceiling_s))
+                ceilings.append(model_ceiling(plan.model_tag, seconds=plan.ceiling_s, pool=pool))
                 print(f"  round {rnd} model-only ceiling {ceilings[-1]:10,.0f} rows/s", flush=True)
                 continue
             run = run_cell(plan, service, kind, rows, rnd)
@@ -217,10 +238,14 @@ def _ratio_to_ceiling(runs: Sequence[Run], ceilings: Sequence[float], rows: int)
 
 
 def columnar_report(
-    runs: Sequence[Run], ceilings: Sequence[float], plan: ColumnarPlan
+    runs: Sequence[Run],
+    ceilings: Sequence[float],
+    plan: ColumnarPlan,
+    holdout: float | None = None,
 ) -> tuple[list[str], list[str]]:
     """The columnar table (a row per cell, medians over rounds, rows/s ÷ the ceiling), the
-    ceiling's line, and the issue's goals as met/missed lines."""
+    ceiling's line (and the ceiling on the holdout rows, when measured), and the issue's goals
+    as met/missed lines."""
     ceiling = median(ceilings)
     headers = [c.header for c in BATCH_COLUMNS]
     lines = [
@@ -241,13 +266,32 @@ def columnar_report(
             share = format_ratio(median(rows_per_s(r) for r in cell), ceiling)
             title = "`/v1/predict` (one order)" if kind == V1_BATCH and rows == 1 else TITLES[kind]
             lines.append(f"| {title} | {rows} | {' | '.join(values)} | {share} |")
+    rows_file = f" --rows-file {plan.ceiling_rows}" if plan.ceiling_rows else ""
+    whose = "the v2 binary cells' own rows" if plan.ceiling_rows else "the model's holdout rows"
     lines.append(
-        f"\nModel-only ceiling (compiled library alone, 2 processes, 10,000-row calls, "
+        f"\nModel-only ceiling (compiled library alone, 2 processes, 10,000-row calls of {whose}, "
         f"{len(ceilings)} rounds between the cells): median **{format_value(ceiling)} rows/s** "
         f"({', '.join(format_value(c) for c in ceilings)}); `python -m loadtest.runtime_bench "
-        f"--ceiling --tag {plan.model_tag}`."
+        f"--ceiling --tag {plan.model_tag}{rows_file}`."
     )
+    if holdout:
+        binary = _select(runs, V2_BINARY, max(plan.rows))
+        of_holdout = median(rows_per_s(r) for r in binary) / holdout if binary else 0.0
+        lines.append(
+            f"On the model's holdout rows instead (once, after the rounds): "
+            f"{format_value(holdout)} rows/s; the v2 binary cell is {of_holdout:.2f}x of that."
+        )
     return lines, _verdicts(runs, ceilings, plan)
+
+
+def holdout_ceiling(plan: ColumnarPlan) -> float | None:
+    """The ceiling on the model's holdout rows (the figure before the cells' own rows were
+    used), once; None when the ceiling is on the holdout already."""
+    if not plan.ceiling_rows:
+        return None
+    rate = model_ceiling(plan.model_tag, seconds=plan.ceiling_s)
+    print(f"  model-only ceiling on the holdout rows {rate:10,.0f} rows/s", flush=True)
+    return rate
 
 
 def _verdicts(runs: Sequence[Run], ceilings: Sequence[float], plan: ColumnarPlan) -> list[str]:
