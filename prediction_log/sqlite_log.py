@@ -174,7 +174,21 @@ class SQLitePredictionLog(BufferedLog):
 
     def _evict_oldest(self, target: float) -> None:
         """Delete the oldest blocks until the pages in use fall to ``target`` bytes, estimating
-        the share to delete from the average block (a round or two)."""
+        the share to delete from the average block (a round or two).
+
+        Without zeroing the freed pages (``secure_delete=FAST``): the insert that needed the
+        room overwrites them next. Zeroing (the writer's ``ON``, also Debian's build default)
+        wrote every freed page to the WAL and then to the file again: at the cap, 10,000-row
+        blocks cost 5.3 ms of CPU a write instead of 2.7 (docs/prediction-log.md)."""
+        self._db.execute("PRAGMA secure_delete=FAST")
+        try:
+            evicted = self._evict_rounds(target)
+        finally:
+            self._db.execute("PRAGMA secure_delete=ON")
+        if evicted:
+            self._observer.evicted("size_cap", evicted)
+
+    def _evict_rounds(self, target: float) -> int:
         evicted = 0
         while self._used_bytes > max(target, 0):
             with Transaction(self._db):
@@ -193,8 +207,7 @@ class SQLitePredictionLog(BufferedLog):
                 )
             evicted += rows
             self._used_bytes = self._pages_in_use()
-        if evicted:
-            self._observer.evicted("size_cap", evicted)
+        return int(evicted)
 
     async def _attach(self, prediction_id: str, actual: float) -> FeedbackResult:
         return await asyncio.get_running_loop().run_in_executor(
