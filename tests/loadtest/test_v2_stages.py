@@ -21,6 +21,7 @@ def test_every_stage_and_the_route_are_timed(registered, tmp_path: Path) -> None
         "route: the model's call (its thread)",
         "route: event-loop thread CPU (all but model, log write)",
         "route: prediction log write (wall, its thread)",
+        "route: prediction log write (its thread's CPU, mean)",
     ]
     assert all(seconds > 0 for _, seconds in stages), stages
     timings = dict(stages)
