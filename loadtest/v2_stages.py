@@ -1,6 +1,6 @@
 """Where one Open Inference Protocol (v2) binary infer call's time goes, in-process (no HTTP).
 
-    python -m loadtest.v2_stages [--rows 10000] [--repeats 40] [--callers 4]
+    python -m loadtest.v2_stages [--rows 10000] [--repeats 40] [--callers 4] [--log-at-cap]
 
 The served model (``DELIVERY_ETA_MODEL_TAG``, else the production one, in ``$BENTOML_HOME``) and
 the worker's own pipeline (``serving.startup.build_pipeline``: embedded feature store, adaptive
@@ -11,7 +11,12 @@ model's thread), the CPU of the event-loop thread (everything but the model and 
 write: what a worker's event loop spends per call), the part of it the model call's observers
 take (clamping, cohorts, metrics, drift: once per call, on the merged rows) and the log's
 write. Every figure is the minimum of ``--repeats`` (the least disturbed by other work on the
-machine); µs/row divides it by the rows. Last, ``--callers`` routes at once (the bench's 4
+machine); µs/row divides it by the rows. The log's writer-thread CPU is the mean instead: a
+minimum would leave out the checkpoints and evictions that some writes pay for all.
+``--log-at-cap`` first fills the log to its size cap (``DELIVERY_ETA_PREDICTION_LOG_MAX_MIB``,
+512 by default) with copies of the call's block, as a server under sustained 10,000-row traffic
+has it within a minute: the writes then evict the oldest tenth of the cap now and then (every
+~65 writes of 10,000 rows). Last, ``--callers`` routes at once (the bench's 4
 callers): the event loop's CPU per call when requests wait behind a running model call (what
 the batch dispatcher's controller does meanwhile shows only then), the mean over the calls.
 """
@@ -20,8 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import math
 import os
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -70,7 +78,12 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeats: int) -> float:
 
 
 async def measure(
-    artifact: ModelArtifact, rows: int, repeats: int, workdir: Path, callers: int = 4
+    artifact: ModelArtifact,
+    rows: int,
+    repeats: int,
+    workdir: Path,
+    callers: int = 4,
+    log_at_cap: bool = False,
 ) -> list[tuple[str, float]]:
     """(stage, seconds per call) of one ``rows``-row binary call of ``artifact``'s contract."""
     contract = artifact.contract
@@ -148,10 +161,12 @@ async def measure(
 
     # The whole route, as serving.server.inference_routes answers it.
     model_ms: list[float] = []
+    blocks: list[PredictionBlock] = []
     append = log.append
 
     def noted(block: PredictionBlock) -> None:
         model_ms.append(block.call.ms if block.call is not None else 0.0)
+        blocks[:] = [block]
         append(block)
 
     log.append = noted  # type: ignore[method-assign]
@@ -177,6 +192,19 @@ async def measure(
 
     await route()
     await log.flush()
+    if log_at_cap:
+        await _fill_to_cap(log, blocks[-1], settings.prediction_log.max_mib)
+    write_cpu: list[float] = []
+    write_now = log._write_now  # type: ignore[attr-defined]
+
+    def timed_write(written: list[PredictionBlock]) -> None:
+        started = time.thread_time()
+        try:
+            write_now(written)
+        finally:
+            write_cpu.append(time.thread_time() - started)
+
+    log._write_now = timed_write  # type: ignore[attr-defined]
     walls, loop_cpu, writes = [], [], []
     ChampionCalls.__call__ = timed_observe  # type: ignore[method-assign]
     try:
@@ -196,6 +224,7 @@ async def measure(
         ("route: event-loop thread CPU (all but model, log write)", _best(loop_cpu)),
         ("route: of which the model call's observers", _best(observers)),
         ("route: prediction log write (wall, its thread)", _best(writes)),
+        ("route: prediction log write (its thread's CPU, mean)", statistics.mean(write_cpu)),
     ]
 
     async def caller(calls: int) -> None:
@@ -218,6 +247,16 @@ async def measure(
     return stages
 
 
+async def _fill_to_cap(log: Any, block: PredictionBlock, max_mib: float) -> None:
+    """Write copies of ``block`` (new keys) until the log's pages reach its cap, and some more:
+    the writes that follow evict, as at a server's steady state."""
+    stored = block.features.nbytes + block.outputs.nbytes + len(block.entity_ids or b"")
+    copies = math.ceil(max_mib * 2**20 / stored * 1.1)
+    for _ in range(copies):  # one at a time: the queue holds 100,000 rows by default
+        log.append(dataclasses.replace(block, block_key=new_block_key(len(block))))
+        await log.flush()
+
+
 def table(stages: list[tuple[str, float]], rows: int) -> str:
     """The stages as a markdown table: ms per call and µs per row."""
     lines = ["| stage | ms / call | µs / row |", "|---|--:|--:|"]
@@ -231,11 +270,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--callers", type=int, default=4, help="routes at once, last stage")
+    parser.add_argument(
+        "--log-at-cap", action="store_true", help="fill the prediction log to its size cap first"
+    )
     args = parser.parse_args()
     artifact = load_artifact(resolve_serving_tag(os.environ.get("DELIVERY_ETA_MODEL_TAG")))
     with tempfile.TemporaryDirectory(prefix="v2-stages-") as workdir:
         stages = asyncio.run(
-            measure(artifact, args.rows, args.repeats, Path(workdir), args.callers)
+            measure(
+                artifact,
+                args.rows,
+                args.repeats,
+                Path(workdir),
+                callers=args.callers,
+                log_at_cap=args.log_at_cap,
+            )
         )
     print(f"model {artifact.tag}, {args.rows} rows per call, min of {args.repeats}")
     print(table(stages, args.rows))

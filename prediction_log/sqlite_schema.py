@@ -104,6 +104,10 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+        # Deleted rows are overwritten with zeros (whatever the build's default): a block past
+        # its retention leaves nothing in the file. Size-cap eviction alone opts out
+        # (sqlite_log.SQLitePredictionLog._evict_oldest).
+        db.execute("PRAGMA secure_delete=ON")
         db.execute(_create_table(BLOCKS, BLOCK_COLUMNS))
         check_columns(db, path)
         db.execute(f"CREATE INDEX IF NOT EXISTS {BLOCKS}_created ON {BLOCKS}(created_at)")

@@ -22,6 +22,7 @@ def test_every_stage_and_the_route_are_timed(registered, tmp_path: Path) -> None
         "route: event-loop thread CPU (all but model, log write)",
         "route: of which the model call's observers",
         "route: prediction log write (wall, its thread)",
+        "route: prediction log write (its thread's CPU, mean)",
         "route, 2 callers at once: event-loop thread CPU per call (mean)",
     ]
     assert all(seconds > 0 for _, seconds in stages), stages

@@ -72,6 +72,32 @@ def test_a_blocks_ids_are_the_same_however_they_are_asked_for(rows: int) -> None
         ids[rows]
 
 
+@pytest.mark.parametrize("rows", [0, 1, 3])
+async def test_sqlite_stores_any_array_layout_as_its_encoded_bytes(
+    tmp_path: Path, rows: int
+) -> None:
+    # The writer binds the arrays without copying them to bytes: a float32, Fortran-ordered or
+    # sliced array must still be stored as the float64 row-major bytes encoded() gives.
+    features = np.asfortranarray(np.arange(rows * 5, dtype=np.float32).reshape(rows, 5))
+    outputs = np.arange(rows * 6, dtype=np.float64).reshape(rows, 6)[:, ::2]
+    shadow = ShadowScores("delivery_eta:v2", outputs[::-1], ModelCall(2.0, rows))
+    sources = np.ones((rows, 2), dtype=np.int64)
+    block = PredictionBlock(
+        new_block_key(rows), time.time(), "delivery_eta:v1", features, outputs, b"", sources
+    ).with_shadow(shadow)
+    log = SQLitePredictionLog(tmp_path / "p.sqlite3", retention_s=3600)
+    try:
+        log.append(block)
+        await log.flush()
+    finally:
+        await log.close()
+    with sqlite3.connect(tmp_path / "p.sqlite3") as db:
+        stored = db.execute(
+            "SELECT features, outputs, shadow_outputs, feature_sources FROM prediction_blocks"
+        ).fetchone()
+    assert stored == (*block.encoded(), shadow.encoded(), b"\x01" * (rows * 2))
+
+
 async def test_sqlite_joins_once_and_tells_duplicate_conflict_and_unknown(tmp_path: Path) -> None:
     log = SQLitePredictionLog(tmp_path / "p.sqlite3", retention_s=3600)
     block, (first, second) = _block(2)

@@ -4,6 +4,7 @@ SQLite size cap, failure reporting and the start-up path check."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -221,6 +222,34 @@ async def test_the_size_cap_evicts_the_oldest_and_the_file_stops_growing(tmp_pat
         assert (await log.attach_feedback(ids[0], 30.0)).status == "unknown"
     finally:
         await log.close()
+
+
+async def test_eviction_skips_zeroing_freed_pages_but_expired_blocks_leave_no_trace(
+    tmp_path: Path,
+) -> None:
+    # Evicted pages are left for the next insert to overwrite (zeroing them doubled a write's
+    # CPU at the cap); the connection zeroes again afterwards, so what retention deletes is
+    # erased from the file even after an eviction.
+    path, seen, cap = tmp_path / "p.sqlite3", Recorder(), 1 << 20
+    log = SQLitePredictionLog(path, 60, max_bytes=cap, observer=seen, shared=False)
+    marker = 1234.5678125  # a float64 no other block holds
+    try:
+        for _ in range(3):  # 3 MB through a 1 MiB cap
+            for _ in range(5):
+                log.append(_block(1000)[0])
+            await log.flush()
+        assert seen.evictions["size_cap"] > 0
+        expired, _ = _block(1000)
+        expired.features[:] = marker
+        log.append(dataclasses.replace(expired, created_at=time.time() - 3600))
+        log._last_prune = 0.0  # prune on this write (at most once a minute otherwise)
+        await log.flush()
+        assert seen.evictions["retention"] == 1000
+    finally:
+        await log.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert np.float64(marker).tobytes() * 4 not in path.read_bytes()
 
 
 @pytest.mark.parametrize("id_chars", [6, 64])
