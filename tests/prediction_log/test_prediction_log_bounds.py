@@ -22,6 +22,7 @@ from prediction_log import (
     RedisPredictionLog,
     SQLitePredictionLog,
     encode_entity_ids,
+    new_block_key,
     new_prediction_ids,
     unusable_reason,
 )
@@ -250,6 +251,42 @@ async def test_eviction_skips_zeroing_freed_pages_but_expired_blocks_leave_no_tr
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert np.float64(marker).tobytes() * 4 not in path.read_bytes()
+
+
+async def test_at_a_large_cap_the_wal_stays_within_its_bound_through_evictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/prediction-log.md promises disk use of about the cap + 8 MiB (the WAL truncated to
+    # 4 MiB after checkpoints every 4 MiB). An eviction frees a tenth of the cap in one
+    # transaction; had it zeroed the freed pages (Debian's SQLite build does by default), the
+    # WAL would take them all: ~13 MiB at this 128 MiB cap, 54 MiB at the 512 MiB default.
+    path, seen, cap = tmp_path / "p.sqlite3", Recorder(), 128 << 20
+    wal = path.with_name(path.name + "-wal")
+    log = _log(path, seen, max_bytes=cap)
+    # The WAL's peak is right after an eviction: the next insert resets it to 4 MiB.
+    wal_sizes: list[int] = []
+    evict_rounds = log._evict_rounds
+
+    def measured_rounds(target: float) -> int:
+        evicted = evict_rounds(target)
+        wal_sizes.append(wal.stat().st_size)
+        return evicted
+
+    monkeypatch.setattr(log, "_evict_rounds", measured_rounds)
+    block, _ = _block(10_000)
+    file_sizes = []
+    try:
+        for _ in range(110):  # ~0.65 MB a block: ~140 MB through the 128 MiB cap
+            for _ in range(2):
+                log.append(dataclasses.replace(block, block_key=new_block_key(10_000)))
+            await log.flush()
+            file_sizes.append(path.stat().st_size)
+        assert len(wal_sizes) >= 2 and seen.evictions["size_cap"] >= 2 * 10_000 * 10
+        assert max(file_sizes) <= cap * 1.1, max(file_sizes)
+        # Zeroing the freed pages measured 13-15 MiB here.
+        assert max(wal_sizes) <= 8 << 20, wal_sizes
+    finally:
+        await log.close()
 
 
 @pytest.mark.parametrize("id_chars", [6, 64])
